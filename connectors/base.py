@@ -1,0 +1,281 @@
+"""The types every connector is built from: its configuration, its steps, its result.
+
+A connector is a subclass of :class:`Connector` with a pydantic configuration model and
+an ``async def check(config, probe)`` that runs named steps through the :class:`Probe`.
+:func:`run_check` is the one way to run a check: it enforces the deadline, turns a
+:class:`~connectors.errors.ProbeFailure` into a failed :class:`CheckResult`, hides the
+text of unexpected exceptions and scrubs every secret value from every message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    PlainSerializer,
+    SecretStr,
+    SerializationInfo,
+    ValidationError,
+    WithJsonSchema,
+)
+
+from connectors.errors import DEFAULT_HINTS, FailureType, FieldError, InvalidConfiguration, ProbeFailure
+
+MASK = "**********"
+DEFAULT_TIMEOUT = 10.0
+MIN_TIMEOUT = 0.5
+MAX_TIMEOUT = 60.0
+
+
+def _refuse_mask(value: SecretStr) -> SecretStr:
+    if value.get_secret_value() == MASK:
+        raise ValueError("the masked placeholder was sent instead of the secret; send the real value")
+    return value
+
+
+def _serialize_secret(value: SecretStr, info: SerializationInfo) -> str:
+    if info.context and info.context.get("reveal_secrets"):
+        return value.get_secret_value()
+    return MASK
+
+
+Secret = Annotated[
+    SecretStr,
+    AfterValidator(_refuse_mask),
+    PlainSerializer(_serialize_secret, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "password", "writeOnly": True, "secret": True}),
+]
+"""A secret configuration field: masked in every dump unless asked to reveal, marked
+``"secret": true`` in the JSON Schema so forms render a password input."""
+
+
+class ConnectorConfig(BaseModel):
+    """Base of every connector's configuration: unknown fields are an error."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True, str_strip_whitespace=False)
+
+    def masked(self) -> dict[str, Any]:
+        """The configuration as JSON with every secret replaced by the mask."""
+        return self.model_dump(mode="json")
+
+    def revealed(self) -> dict[str, Any]:
+        """The configuration as JSON with the secrets in clear (encrypt before it travels)."""
+        return self.model_dump(mode="json", context={"reveal_secrets": True})
+
+    def secret_values(self) -> list[str]:
+        """Every non-empty secret value in this configuration, nested models included."""
+        return [v for v in _iter_secrets(self) if v]
+
+
+def _iter_secrets(value: Any) -> Iterator[str]:
+    if isinstance(value, SecretStr):
+        yield value.get_secret_value()
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from _iter_secrets(getattr(value, name))
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _iter_secrets(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _iter_secrets(item)
+
+
+class StepStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class CheckStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass
+class Step:
+    """One named stage of a check, as the caller sees it."""
+
+    name: str
+    status: StepStatus
+    duration_ms: float = 0.0
+    message: str | None = None
+
+
+@dataclass
+class Failure:
+    """Why a check failed: a fixed type, a human message, a hint, and whether to retry."""
+
+    type: FailureType
+    message: str
+    hint: str
+    retryable: bool
+
+
+@dataclass
+class CheckResult:
+    """The outcome of one check. ``failure`` is set exactly when ``status`` is failed."""
+
+    status: CheckStatus
+    steps: list[Step] = field(default_factory=list)
+    failure: Failure | None = None
+    duration_ms: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CheckResult:
+        failure = data.get("failure")
+        return cls(
+            status=CheckStatus(data["status"]),
+            steps=[Step(name=s["name"], status=StepStatus(s["status"]), duration_ms=s["duration_ms"], message=s.get("message")) for s in data.get("steps", [])],
+            failure=Failure(type=FailureType(failure["type"]), message=failure["message"], hint=failure["hint"], retryable=failure["retryable"]) if failure else None,
+            duration_ms=data.get("duration_ms", 0.0),
+        )
+
+
+class Probe:
+    """Runs and records the steps of one check. Connectors use :meth:`step`."""
+
+    def __init__(self, step_names: tuple[str, ...], deadline: float) -> None:
+        self.step_names = step_names
+        self.deadline = deadline  # time.monotonic() value
+        self.steps: list[Step] = []
+        self.current: Step | None = None
+
+    def remaining(self) -> float:
+        """Seconds left before the check's deadline (never negative)."""
+        return max(0.0, self.deadline - time.monotonic())
+
+    @asynccontextmanager
+    async def step(self, name: str, success_message: str | None = None) -> AsyncIterator[Step]:
+        """Time a step; a ProbeFailure inside marks it failed and ends the check."""
+        step = Step(name=name, status=StepStatus.SUCCEEDED, message=success_message)
+        self.steps.append(step)
+        self.current = step
+        started = time.perf_counter()
+        try:
+            yield step
+        except ProbeFailure as failure:
+            step.status = StepStatus.FAILED
+            step.message = failure.message
+            raise
+        else:
+            self.current = None  # left set on any exception: run_check blames this step
+        finally:
+            step.duration_ms = round((time.perf_counter() - started) * 1000, 2)
+
+
+class Connector(ABC):
+    """A kind of source that can be checked.
+
+    Subclasses set the class attributes and implement :meth:`check`. Everything else
+    (deadline, result, secret scrubbing) is done by :func:`run_check`.
+    """
+
+    name: ClassVar[str]
+    """Stable identifier, also the source definition id (``postgres``)."""
+    title: ClassVar[str]
+    category: ClassVar[str] = "other"
+    documentation_url: ClassVar[str | None] = None
+    config_model: ClassVar[type[ConnectorConfig]]
+    steps: ClassVar[tuple[str, ...]]
+    """The names of the steps :meth:`check` runs, in order (shown as skipped when not reached)."""
+
+    def parse_config(self, data: dict[str, Any]) -> ConnectorConfig:
+        """Validate ``data`` against the configuration model, collecting every field error.
+
+        Raises :class:`InvalidConfiguration` naming the fields, never their values.
+        """
+        try:
+            return self.config_model.model_validate(data)
+        except ValidationError as exc:
+            errors = [
+                FieldError(field=".".join(str(p) for p in err["loc"]) or "(root)", message=err["msg"])
+                for err in exc.errors(include_input=False, include_url=False)
+            ]
+        raise InvalidConfiguration(errors) from None
+
+    def connection_specification(self) -> dict[str, Any]:
+        """The JSON Schema of the configuration; secret fields carry ``"secret": true``."""
+        return self.config_model.model_json_schema()
+
+    @abstractmethod
+    async def check(self, config: Any, probe: Probe) -> None:
+        """Run the steps in order; raise ProbeFailure inside a step to fail the check."""
+
+
+def step_for_timeout(step: str) -> FailureType:
+    # A deadline hit while the TCP handshake is still going on means nothing answered.
+    return FailureType.CONNECTION_TIMEOUT if step == "tcp" else FailureType.TIMEOUT
+
+
+async def run_check(connector: Connector, config: ConnectorConfig, *, timeout: float = DEFAULT_TIMEOUT) -> CheckResult:
+    """Run ``connector``'s check on ``config`` and return its result; never raises for
+    the source's faults. The check ends by ``timeout`` seconds (asyncio-cancellable code)."""
+    started = time.perf_counter()
+    probe = Probe(connector.steps, deadline=time.monotonic() + timeout)
+    failure: Failure | None = None
+    try:
+        async with asyncio.timeout(timeout):
+            await connector.check(config, probe)
+    except ProbeFailure as exc:
+        failure = Failure(type=exc.type, message=exc.message, hint=exc.hint, retryable=exc.retryable)
+    except TimeoutError:
+        step = probe.current
+        name = step.name if step else "check"
+        kind = step_for_timeout(name)
+        message = f"No answer within {timeout:g} s during step '{name}'"
+        if step is not None:
+            step.status = StepStatus.FAILED
+            step.message = message
+        failure = Failure(type=kind, message=message, hint=DEFAULT_HINTS[kind], retryable=True)
+    except Exception as exc:  # a bug in the connector: its text may hold a secret
+        step = probe.current
+        if step is not None:
+            step.status = StepStatus.FAILED
+            step.message = "internal error"
+        failure = Failure(
+            type=FailureType.INTERNAL_ERROR,
+            message=f"The check stopped on an unexpected {type(exc).__name__}",
+            hint=DEFAULT_HINTS[FailureType.INTERNAL_ERROR],
+            retryable=True,
+        )
+    reached = {s.name for s in probe.steps}
+    steps = probe.steps + [Step(name=n, status=StepStatus.SKIPPED) for n in connector.steps if n not in reached and failure]
+    result = CheckResult(
+        status=CheckStatus.FAILED if failure else CheckStatus.SUCCEEDED,
+        steps=steps,
+        failure=failure,
+        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+    )
+    return scrub(result, config.secret_values())
+
+
+def scrub(result: CheckResult, secrets: list[str]) -> CheckResult:
+    """Replace every secret value in every message of ``result`` by the mask."""
+
+    def clean(text: str | None) -> str | None:
+        if text is None:
+            return None
+        for secret in sorted(secrets, key=len, reverse=True):
+            text = text.replace(secret, MASK)
+        return text
+
+    for step in result.steps:
+        step.message = clean(step.message)
+    if result.failure:
+        result.failure.message = clean(result.failure.message) or ""
+        result.failure.hint = clean(result.failure.hint) or ""
+    return result

@@ -1,0 +1,114 @@
+"""What can go wrong when a source is checked, modelled by what the caller should do.
+
+The tree::
+
+    ConnectorError                   a problem of this package's callers or of a connector
+    ├── UnknownConnector             the registry has no connector of that name
+    └── InvalidConfiguration         the configuration fails the connector's schema
+                                     (carries the field errors, never the values)
+
+    ProbeFailure                     raised inside a step: the source is not usable.
+                                     It becomes a *result* (status "failed"), not an error
+                                     of the service; it carries a FailureType, a message,
+                                     a hint and whether retrying may help.
+
+A bug in a connector is any other exception: the runner turns it into
+``FailureType.INTERNAL_ERROR`` without its text (which may hold a secret).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class FailureType(StrEnum):
+    """The fixed set of reasons a check can fail. Documented in docs/failure-types.md."""
+
+    DNS_RESOLUTION_FAILED = "dns_resolution_failed"
+    CONNECTION_REFUSED = "connection_refused"
+    CONNECTION_TIMEOUT = "connection_timeout"
+    HOST_UNREACHABLE = "host_unreachable"
+    TLS_ERROR = "tls_error"
+    AUTHENTICATION_FAILED = "authentication_failed"
+    AUTHORIZATION_FAILED = "authorization_failed"
+    NOT_FOUND = "not_found"
+    UNEXPECTED_RESPONSE = "unexpected_response"
+    TIMEOUT = "timeout"
+    INTERNAL_ERROR = "internal_error"
+    WORKER_LOST = "worker_lost"
+
+
+# Whether running the same test again, unchanged, may give another answer.
+RETRYABLE: dict[FailureType, bool] = {
+    FailureType.DNS_RESOLUTION_FAILED: True,
+    FailureType.CONNECTION_REFUSED: True,
+    FailureType.CONNECTION_TIMEOUT: True,
+    FailureType.HOST_UNREACHABLE: True,
+    FailureType.TLS_ERROR: False,
+    FailureType.AUTHENTICATION_FAILED: False,
+    FailureType.AUTHORIZATION_FAILED: False,
+    FailureType.NOT_FOUND: False,
+    FailureType.UNEXPECTED_RESPONSE: False,
+    FailureType.TIMEOUT: True,
+    FailureType.INTERNAL_ERROR: True,
+    FailureType.WORKER_LOST: True,
+}
+
+DEFAULT_HINTS: dict[FailureType, str] = {
+    FailureType.DNS_RESOLUTION_FAILED: "Check the host name for typos and that it resolves from the network the workers run in.",
+    FailureType.CONNECTION_REFUSED: "Nothing listens on that port: check the port number and that the server is running.",
+    FailureType.CONNECTION_TIMEOUT: "The host did not answer the connection: check firewalls, security groups and allow-lists for the workers' addresses.",
+    FailureType.HOST_UNREACHABLE: "No route to the host: check the address and the network between the workers and the source.",
+    FailureType.TLS_ERROR: "Check the server's certificate (valid, not expired, issued for this host) and the TLS settings of this source.",
+    FailureType.AUTHENTICATION_FAILED: "Check the user name and the password or token.",
+    FailureType.AUTHORIZATION_FAILED: "The credentials are valid but lack a permission: grant the missing privilege to this user.",
+    FailureType.NOT_FOUND: "The thing this source points at does not exist: check its name.",
+    FailureType.UNEXPECTED_RESPONSE: "The server answered, but not as expected: check the URL and the settings of this source.",
+    FailureType.TIMEOUT: "The server accepted the connection but did not answer in time: check that it is healthy and not overloaded.",
+    FailureType.INTERNAL_ERROR: "This is a fault of sourcecheck, not of your source: try again, and report it if it persists.",
+    FailureType.WORKER_LOST: "The worker running this test stopped before it finished: try again.",
+}
+
+
+class ProbeFailure(Exception):
+    """The source is not usable; raised inside a step and turned into a failed result."""
+
+    def __init__(
+        self,
+        type: FailureType,
+        message: str,
+        *,
+        hint: str | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.type = type
+        self.message = message
+        self.hint = hint or DEFAULT_HINTS[type]
+        self.retryable = RETRYABLE[type] if retryable is None else retryable
+
+
+class ConnectorError(Exception):
+    """Base of the errors a caller of ``connectors`` gets for its own mistakes."""
+
+
+class UnknownConnector(ConnectorError):
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(f"unknown source definition {name!r}; known: {', '.join(sorted(known))}")
+        self.name = name
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One configuration field that failed validation. Never holds the value."""
+
+    field: str
+    message: str
+
+
+class InvalidConfiguration(ConnectorError):
+    def __init__(self, errors: list[FieldError]) -> None:
+        summary = "; ".join(f"{e.field}: {e.message}" for e in errors)
+        super().__init__(f"invalid configuration: {summary}")
+        self.errors = errors

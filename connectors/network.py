@@ -1,0 +1,84 @@
+"""The steps every network connector starts with: resolve the name, open TCP.
+
+Each is a step of its own so the result says which layer is broken (the name, the
+route, the port) before any driver is involved. Drivers then connect to the address
+that answered here, so what was checked is what is used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+from dataclasses import dataclass
+
+from connectors.base import Probe
+from connectors.errors import FailureType, ProbeFailure
+
+
+@dataclass(frozen=True)
+class Address:
+    """One resolved address of a host (``ip`` is a literal IPv4 or IPv6 address)."""
+
+    host: str
+    ip: str
+    port: int
+    family: int
+
+
+async def resolve(probe: Probe, host: str, port: int) -> list[Address]:
+    """Step ``resolve``: the host's addresses, IPv4 first. Fails with dns_resolution_failed."""
+    async with probe.step("resolve") as step:
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise ProbeFailure(
+                FailureType.DNS_RESOLUTION_FAILED,
+                f"Could not resolve host '{host}' ({exc.strerror})",
+            ) from None
+        seen: dict[str, Address] = {}
+        for family, _, _, _, sockaddr in sorted(infos, key=lambda i: i[0] != socket.AF_INET):
+            ip = str(sockaddr[0])
+            seen.setdefault(ip, Address(host=host, ip=ip, port=port, family=family))
+        addresses = list(seen.values())
+        step.message = f"{host} resolved to {', '.join(a.ip for a in addresses)}"
+        return addresses
+
+
+_UNREACHABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL}
+
+
+async def connect_tcp(probe: Probe, addresses: list[Address]) -> Address:
+    """Step ``tcp``: the first address that accepts a TCP connection (closed again at once).
+
+    Fails with connection_refused ("Connection refused"), host_unreachable, or, when the
+    deadline passes during the handshake, connection_timeout (see ``run_check``).
+    """
+    async with probe.step("tcp") as step:
+        last: OSError | None = None
+        for address in addresses:
+            try:
+                _, writer = await asyncio.open_connection(address.ip, address.port)
+            except OSError as exc:
+                last = exc
+                continue
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except OSError:
+                pass
+            step.message = f"Connected to {_hostport(address)}"
+            return address
+        assert last is not None
+        where = ", ".join(_hostport(a) for a in addresses)
+        if isinstance(last, ConnectionRefusedError):
+            raise ProbeFailure(FailureType.CONNECTION_REFUSED, f"Connection refused ({where})") from None
+        if last.errno in _UNREACHABLE:
+            raise ProbeFailure(FailureType.HOST_UNREACHABLE, f"Host unreachable ({where})") from None
+        raise ProbeFailure(FailureType.CONNECTION_REFUSED, f"Could not connect to {where}: {last.strerror}") from None
+
+
+def _hostport(address: Address) -> str:
+    ip = f"[{address.ip}]" if ":" in address.ip else address.ip
+    return f"{ip}:{address.port}"
