@@ -1,0 +1,39 @@
+"""The metadata database: engine, sessions, schema creation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import cache
+
+from sqlalchemy import Engine, event
+from sqlmodel import Session, SQLModel, create_engine
+
+from api import models  # noqa: F401  (registers the tables)
+from api.settings import get_api_settings
+
+
+@cache
+def get_engine() -> Engine:
+    url = get_api_settings().sqlalchemy_url()
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 15})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def init_db() -> None:
+    """Create the tables that do not exist yet."""
+    SQLModel.metadata.create_all(get_engine())
+
+
+def get_session() -> Iterator[Session]:
+    with Session(get_engine()) as session:
+        yield session

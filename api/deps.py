@@ -1,0 +1,65 @@
+"""Dependencies of the routes, as ``Annotated`` aliases so signatures read as prose."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Annotated
+
+from fastapi import Depends, Header, Path, Request
+from sqlmodel import Session
+
+from api.accounts import organization_for_token
+from api.db import get_session
+from api.errors import NotFound, Unauthorized
+from api.models import ORG_ID_PATTERN, Organization
+from api.settings import ApiSettings, get_api_settings
+from worker.crypto import Cipher
+from worker.jobs import JobStore
+
+SessionDep = Annotated[Session, Depends(get_session)]
+SettingsDep = Annotated[ApiSettings, Depends(get_api_settings)]
+
+
+@cache
+def get_cipher() -> Cipher:
+    return Cipher(get_api_settings().fernet_keys())
+
+
+CipherDep = Annotated[Cipher, Depends(get_cipher)]
+
+
+def get_job_store(request: Request) -> JobStore:
+    store: JobStore = request.app.state.job_store
+    return store
+
+
+JobStoreDep = Annotated[JobStore, Depends(get_job_store)]
+
+OrganizationId = Annotated[
+    str,
+    Path(pattern=ORG_ID_PATTERN, description="The unique identifier of the organization (format: `org_*`).", examples=["org_xyz789"]),
+]
+
+
+def current_organization(
+    organization_id: OrganizationId,
+    session: SessionDep,
+    authorization: Annotated[str | None, Header(description="`Bearer <API key>`")] = None,
+) -> Organization:
+    """The organization of the path, if the bearer token belongs to it.
+
+    401 without a valid token; 404 when the token belongs to another organization (the
+    same answer as for an organization that does not exist, so nothing is revealed).
+    """
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized()
+    organization = organization_for_token(session, token.strip())
+    if organization is None:
+        raise Unauthorized("The API key is not valid or has been revoked")
+    if organization.id != organization_id:
+        raise NotFound(f"Organization {organization_id} not found")
+    return organization
+
+
+CurrentOrg = Annotated[Organization, Depends(current_organization)]

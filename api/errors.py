@@ -1,0 +1,71 @@
+"""The errors the API answers with, one shape for all: ``{"error": {code, message, errors?}}``.
+
+    ApiError                     any answer that is not a success
+    ├── Unauthorized       401   no token, a malformed, unknown or revoked token
+    ├── NotFound           404   unknown id, or one of another organization (never told apart)
+    ├── InvalidRequest     422   the request is malformed or the configuration fails its schema
+    ├── PayloadTooLarge    413
+    └── ServiceUnavailable 503   Redis or the database cannot be reached; retry later
+"""
+
+from __future__ import annotations
+
+from connectors.errors import FieldError, InvalidConfiguration
+
+
+class ApiError(Exception):
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, errors: list[FieldError] | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.errors = errors
+        self.headers = headers
+
+    def body(self) -> dict[str, object]:
+        error: dict[str, object] = {"code": self.code, "message": self.message}
+        if self.errors is not None:
+            error["errors"] = [{"field": e.field, "message": e.message} for e in self.errors]
+        return {"error": error}
+
+
+class Unauthorized(ApiError):
+    status_code = 401
+    code = "unauthorized"
+
+    def __init__(self, message: str = "A valid API key is required: send 'Authorization: Bearer <token>'") -> None:
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class NotFound(ApiError):
+    status_code = 404
+    code = "not_found"
+
+
+class InvalidRequest(ApiError):
+    status_code = 422
+    code = "invalid_request"
+
+
+class InvalidConfigurationError(InvalidRequest):
+    code = "invalid_configuration"
+
+    @classmethod
+    def from_connector(cls, exc: InvalidConfiguration, prefix: str = "configuration") -> InvalidConfigurationError:
+        errors = [FieldError(field=f"{prefix}.{e.field}", message=e.message) for e in exc.errors]
+        fields = ", ".join(e.field for e in errors)
+        return cls(f"The configuration is not valid: {fields}", errors=errors)
+
+
+class PayloadTooLarge(ApiError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class ServiceUnavailable(ApiError):
+    status_code = 503
+    code = "service_unavailable"
+
+    def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)})

@@ -1,0 +1,38 @@
+"""Source definitions: the kinds of source that can be tested, from the connector registry."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.deps import CurrentOrg
+from api.errors import NotFound
+from api.models import ErrorResponse, Page, SourceDefinitionPublic
+from connectors.base import Connector
+from connectors.errors import UnknownConnector
+from connectors.registry import all_connectors, get_connector
+
+router = APIRouter(tags=["Source definitions"], responses={401: {"model": ErrorResponse}, 404: {"model": ErrorResponse}})
+
+
+def to_public(connector: Connector) -> SourceDefinitionPublic:
+    return SourceDefinitionPublic(
+        id=connector.name,
+        name=connector.title,
+        category=connector.category,
+        documentation_url=connector.documentation_url,
+        connection_specification=connector.connection_specification(),
+    )
+
+
+@router.get("/source-definitions", response_model=Page[SourceDefinitionPublic], summary="List source definitions")
+def list_definitions(org: CurrentOrg) -> Page[SourceDefinitionPublic]:
+    data = [to_public(c) for c in all_connectors().values()]
+    return Page(data=data, count=len(data))
+
+
+@router.get("/source-definitions/{definition_id}", response_model=SourceDefinitionPublic, summary="Get a source definition")
+def get_definition(org: CurrentOrg, definition_id: str) -> SourceDefinitionPublic:
+    try:
+        return to_public(get_connector(definition_id))
+    except UnknownConnector as exc:
+        raise NotFound(str(exc)) from None

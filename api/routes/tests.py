@@ -1,0 +1,180 @@
+"""Testing a source: ``POST .../sources/test`` and polling ``GET .../sources/test/{job_id}``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from kombu.exceptions import OperationalError as BrokerError
+from redis.exceptions import RedisError
+from sqlmodel import Session
+
+from api.accounts import find_workspace
+from api.deps import CipherDep, CurrentOrg, JobStoreDep, SessionDep
+from api.errors import ApiError, InvalidRequest, NotFound, ServiceUnavailable
+from api.models import ErrorResponse, JobInfo, StepInfo, TestResult, TestSourceRequest
+from api.settings import get_api_settings
+from api.sources import find_source, merge_configuration, stored_configuration, validate_configuration
+from worker.app import app as celery_app
+from worker.crypto import Cipher
+from worker.jobs import Job, JobStore, JobView, new_job_id, send_job
+
+router = APIRouter(tags=["Source tests"])
+settings = get_api_settings()
+
+WaitParam = Annotated[
+    float | None,
+    Query(
+        ge=0,
+        le=settings.max_wait_seconds,
+        description=f"Seconds to wait for the result before answering 202 (default {settings.default_wait_seconds:g}, "
+        f"at most {settings.max_wait_seconds:g}; 0 answers at once).",
+    ),
+]
+TimeoutParam = Annotated[
+    float | None,
+    Query(
+        ge=0.5,
+        le=settings.max_timeout_seconds,
+        description=f"The probe's deadline in seconds (default {settings.default_timeout_seconds:g}, at most {settings.max_timeout_seconds:g}).",
+    ),
+]
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "Missing, malformed, unknown or revoked API key."},
+    404: {"model": ErrorResponse, "description": "Unknown organization (or the key's organization is another one), source, workspace or job."},
+    422: {"model": ErrorResponse, "description": "Malformed request, unknown definition, or a configuration that fails the definition's schema."},
+    503: {"model": ErrorResponse, "description": "The queue or the database is unavailable; retry after `Retry-After` seconds."},
+}
+
+
+def _prepare(session: Session, cipher: Cipher, organization_id: str, body: TestSourceRequest, timeout: float) -> tuple[Job, dict[str, Any]]:
+    """Resolve the request into a job and the configuration (secrets in clear) to send."""
+    if body.source_id is not None:
+        source = find_source(session, organization_id, body.source_id)
+        if body.source_definition_id is not None and body.source_definition_id != source.source_definition_id:
+            raise InvalidRequest(f"source_definition_id {body.source_definition_id!r} does not match source {source.id} ({source.source_definition_id})")
+        configuration = stored_configuration(cipher, source)
+        if body.configuration is not None:
+            configuration = merge_configuration(configuration, body.configuration)
+        config = validate_configuration(source.source_definition_id, configuration)
+        definition_id, workspace_id, name = source.source_definition_id, source.workspace_id, body.name or source.name
+    elif body.source_definition_id is not None:
+        if body.configuration is None:
+            raise InvalidRequest("configuration is required when testing inline with source_definition_id")
+        if body.workspace_id is not None and find_workspace(session, organization_id, body.workspace_id) is None:
+            raise NotFound(f"Workspace {body.workspace_id} not found")
+        config = validate_configuration(body.source_definition_id, body.configuration)
+        definition_id, workspace_id, name = body.source_definition_id, body.workspace_id, body.name
+    else:
+        raise InvalidRequest("Give source_id to test a stored source, or source_definition_id and configuration to test inline")
+    job = Job(
+        id=new_job_id(),
+        organization_id=organization_id,
+        source_definition_id=definition_id,
+        timeout=timeout,
+        created_at=datetime.now(UTC),
+        source_id=body.source_id,
+        workspace_id=workspace_id,
+        name=name,
+    )
+    return job, config.revealed()
+
+
+def job_info(view: JobView) -> JobInfo:
+    job, result = view.job, view.result
+    failure = result.failure if result else None
+    duration = (view.ended_at - view.started_at).total_seconds() * 1000 if view.ended_at and view.started_at else None
+    return JobInfo(
+        job_id=job.id,
+        source_id=job.source_id,
+        source_definition_id=job.source_definition_id,
+        workspace_id=job.workspace_id,
+        name=job.name,
+        timeout_seconds=job.timeout,
+        created_at=job.created_at,
+        started_at=view.started_at,
+        ended_at=view.ended_at,
+        duration_ms=round(duration, 2) if duration is not None else None,
+        worker=view.worker,
+        steps=[StepInfo(name=s.name, status=s.status.value, duration_ms=s.duration_ms, message=s.message) for s in (result.steps if result else [])],
+        message=failure.message if failure else None,
+        type=failure.type.value if failure else None,
+        retryable=failure.retryable if failure else None,
+        hint=failure.hint if failure else None,
+    )
+
+
+def _answer(view: JobView, request: Request, response: Response) -> TestResult:
+    if not view.status.final:
+        response.status_code = 202
+        response.headers["Location"] = str(request.url_for("get_test_result", organization_id=view.job.organization_id, job_id=view.job.id))
+        response.headers["Retry-After"] = "1"
+    return TestResult(status=view.status.value, job_info=job_info(view))
+
+
+async def _wait(store: JobStore, job_id: str, seconds: float) -> JobView | None:
+    try:
+        return await (store.wait(job_id, seconds) if seconds > 0 else store.load(job_id))
+    except (RedisError, OSError):
+        raise ServiceUnavailable("The result store (Redis) is unavailable; retry shortly") from None
+
+
+@router.post(
+    "/sources/test",
+    response_model=TestResult,
+    summary="Test source connectivity",
+    description="Verify that a source's credentials and configuration are valid. Tests an existing source by ID "
+    "or a new configuration inline. A failed test is a result (200, `status: failed`), not an error. "
+    "When the result is not ready within `wait` seconds the answer is 202 with a `Location` to poll.",
+    responses={
+        200: {"description": "The test ran", "content": {"application/json": {"examples": {
+            "succeeded": {"value": {"status": "succeeded", "job_info": None}},
+            "failed": {"value": {"status": "failed", "job_info": {"message": "Connection refused"}}},
+        }}}},
+        202: {"model": TestResult, "description": "Still pending or running; poll the `Location` header."},
+        **ERRORS,
+    },
+)
+async def test_source(
+    org: CurrentOrg,
+    body: TestSourceRequest,
+    session: SessionDep,
+    cipher: CipherDep,
+    store: JobStoreDep,
+    request: Request,
+    response: Response,
+    wait: WaitParam = None,
+    timeout: TimeoutParam = None,
+) -> TestResult:
+    job, configuration = await run_in_threadpool(
+        _prepare, session, cipher, org.id, body, timeout if timeout is not None else settings.default_timeout_seconds
+    )
+    try:
+        await run_in_threadpool(send_job, celery_app, cipher, job, configuration, settings.result_ttl_seconds)
+    except (BrokerError, RedisError, OSError):
+        raise ServiceUnavailable("The test queue (Redis) is unavailable; nothing was enqueued, retry shortly") from None
+    view = await _wait(store, job.id, settings.default_wait_seconds if wait is None else wait)
+    if view is None:  # the record vanished: Redis lost its data between send and read
+        raise ApiError("The job was lost by the result store")
+    return _answer(view, request, response)
+
+
+@router.get(
+    "/sources/test/{job_id}",
+    response_model=TestResult,
+    name="get_test_result",
+    summary="Get a test's result",
+    description="The state of a test sent earlier, in the same shape as the test itself. Answers 202 while it is "
+    "pending or running (optionally waiting up to `wait` seconds) and 404 once its result has expired.",
+    responses={202: {"model": TestResult, "description": "Still pending or running."}, **ERRORS},
+)
+async def get_test_result(org: CurrentOrg, job_id: str, store: JobStoreDep, request: Request, response: Response, wait: WaitParam = None) -> TestResult:
+    view = await _wait(store, job_id, 0)
+    if view is None or view.job.organization_id != org.id:
+        raise NotFound(f"Test job {job_id} not found: the id is unknown or its result has expired")
+    if wait and not view.status.final:
+        view = await _wait(store, job_id, wait) or view
+    return _answer(view, request, response)

@@ -1,0 +1,118 @@
+"""Writes and reads of stored sources. Configurations are validated by their connector,
+encrypted at rest, and only ever shown masked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from api.accounts import default_workspace, find_workspace, new_id
+from api.errors import InvalidConfigurationError, InvalidRequest, NotFound
+from api.models import Source, SourceCreate, SourcePublic, SourceUpdate, utcnow
+from connectors.base import MASK, ConnectorConfig
+from connectors.errors import InvalidConfiguration, UnknownConnector
+from connectors.registry import get_connector
+from worker.crypto import Cipher
+
+
+def merge_configuration(stored: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``stored`` with the fields of ``override``: a masked secret keeps its stored value;
+    nested objects merge field by field unless their ``type`` changes (then replaced)."""
+    merged = dict(stored)
+    for key, value in override.items():
+        old = stored.get(key)
+        if value == MASK and key in stored:
+            continue
+        if isinstance(value, dict) and isinstance(old, dict) and value.get("type", old.get("type")) == old.get("type"):
+            merged[key] = merge_configuration(old, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def validate_configuration(definition_id: str, configuration: dict[str, Any], *, field: str = "source_definition_id") -> ConnectorConfig:
+    """The configuration parsed by its connector; InvalidRequest naming each bad field."""
+    try:
+        connector = get_connector(definition_id)
+    except UnknownConnector as exc:
+        raise InvalidRequest(str(exc), errors=None) from None
+    try:
+        return connector.parse_config(configuration)
+    except InvalidConfiguration as exc:
+        raise InvalidConfigurationError.from_connector(exc) from None
+
+
+def find_source(session: Session, organization_id: str, source_id: str) -> Source:
+    """The organization's source; NotFound also for another organization's."""
+    source = session.get(Source, source_id)
+    if source is None or source.organization_id != organization_id:
+        raise NotFound(f"Source {source_id} not found")
+    return source
+
+
+def stored_configuration(cipher: Cipher, source: Source) -> dict[str, Any]:
+    """The source's configuration with its secrets in clear (never send it to a caller)."""
+    return cipher.decrypt_json(source.configuration_encrypted)
+
+
+def to_public(cipher: Cipher, source: Source) -> SourcePublic:
+    config = validate_configuration(source.source_definition_id, stored_configuration(cipher, source))
+    return SourcePublic(
+        id=source.id,
+        organization_id=source.organization_id,
+        workspace_id=source.workspace_id,
+        source_definition_id=source.source_definition_id,
+        name=source.name,
+        configuration=config.masked(),
+        created_at=source.created_at,
+        updated_at=source.updated_at,
+    )
+
+
+def create_source(session: Session, cipher: Cipher, *, organization_id: str, body: SourceCreate) -> Source:
+    if body.workspace_id is not None:
+        workspace = find_workspace(session, organization_id, body.workspace_id)
+        if workspace is None:
+            raise NotFound(f"Workspace {body.workspace_id} not found")
+    else:
+        workspace = default_workspace(session, organization_id)
+    config = validate_configuration(body.source_definition_id, body.configuration)
+    source = Source(
+        id=new_id("src"),
+        organization_id=organization_id,
+        workspace_id=workspace.id,
+        source_definition_id=body.source_definition_id,
+        name=body.name,
+        configuration_encrypted=cipher.encrypt_json(config.revealed()),
+    )
+    session.add(source)
+    session.commit()
+    session.refresh(source)
+    return source
+
+
+def update_source(session: Session, cipher: Cipher, *, source: Source, body: SourceUpdate) -> Source:
+    if body.name is not None:
+        source.name = body.name
+    if body.configuration is not None:
+        merged = merge_configuration(stored_configuration(cipher, source), body.configuration)
+        config = validate_configuration(source.source_definition_id, merged)
+        source.configuration_encrypted = cipher.encrypt_json(config.revealed())
+    source.updated_at = utcnow()
+    session.add(source)
+    session.commit()
+    session.refresh(source)
+    return source
+
+
+def delete_source(session: Session, *, source: Source) -> None:
+    session.delete(source)
+    session.commit()
+
+
+def list_sources(session: Session, organization_id: str, workspace_id: str | None = None) -> list[Source]:
+    query = select(Source).where(Source.organization_id == organization_id)
+    if workspace_id is not None:
+        query = query.where(Source.workspace_id == workspace_id)
+    return list(session.exec(query.order_by(col(Source.created_at))).all())

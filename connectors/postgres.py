@@ -1,0 +1,368 @@
+"""The ``postgres`` connector: can this worker log in to a PostgreSQL database and use a schema?
+
+Steps: ``resolve`` and ``tcp`` (shared with every network connector), then ``tls`` (the
+PostgreSQL SSLRequest handshake done by hand, so a certificate problem is reported as
+such rather than as a libpq string), ``authenticate`` (a real psycopg login to the very
+address the tcp step reached) and ``access`` (``SELECT 1`` and USAGE on the schema).
+
+libpq reports connection failures as text only (psycopg gives no SQLSTATE before the
+login completes), so those are recognised by the server's English message; anything
+not recognised is passed on, minus the password, as ``unexpected_response``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import re
+import ssl
+import struct
+import tempfile
+from typing import Annotated, Literal
+
+import psycopg
+from psycopg.rows import TupleRow
+from pydantic import AfterValidator, Field, field_validator
+
+from connectors.base import MASK, Connector, ConnectorConfig, Probe, Secret
+from connectors.errors import FailureType, ProbeFailure
+from connectors.network import Address, connect_tcp, resolve
+
+SslMode = Literal["disable", "prefer", "require", "verify-ca", "verify-full"]
+
+# Whitespace, C0/C1 controls and URL/conninfo punctuation: a value holding any of them is a
+# URL or a libpq multi-host list ("a,b"), not the bare name this field is for.
+_BAD_HOST = re.compile(r"[\s\x00-\x1f\x7f-\x9f/@?#,\\\[\]'\"]")
+
+
+def _check_host(value: str) -> str:
+    if not value:
+        raise ValueError("must not be empty")
+    if _BAD_HOST.search(value):
+        raise ValueError("must be a bare host name or IP address (no scheme, user, path, list or spaces)")
+    if value.count(":") == 1:  # IPv6 literals have at least two colons; one means "host:port"
+        raise ValueError("put the port in the port field, not in the host")
+    return value
+
+
+class PostgresConfig(ConnectorConfig):
+    """Where the database is and who logs in to it."""
+
+    host: Annotated[str, AfterValidator(_check_host)] = Field(
+        title="Host",
+        description="Host name or IP address of the PostgreSQL server (no scheme, no port).",
+        examples=["db.example.com", "10.0.0.12"],
+        max_length=253,
+    )
+    port: int = Field(5432, ge=1, le=65535, title="Port", description="TCP port of the server.", examples=[5432])
+    database: str = Field(
+        min_length=1, max_length=63, title="Database", description="Name of the database to connect to.", examples=["app"]
+    )
+    user: str = Field(min_length=1, max_length=63, title="User", description="Role to log in as.", examples=["reader"])
+    password: Secret = Field(title="Password", description="Password of the role.")
+    ssl_mode: SslMode = Field(
+        "prefer",
+        title="SSL mode",
+        description=(
+            "As libpq's sslmode: disable (no TLS), prefer (TLS if offered, unverified), require (TLS, unverified "
+            "unless a root certificate is given), verify-ca (trusted issuer), verify-full (trusted issuer and host name)."
+        ),
+        examples=["prefer", "verify-full"],
+    )
+    ssl_root_cert: str | None = Field(
+        None,
+        title="Root certificate",
+        description="PEM text of the CA certificate(s) that signed the server's certificate. Empty: the system's CAs.",
+        examples=["-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----\n"],
+    )
+    schema_name: str = Field(
+        "public",
+        min_length=1,
+        max_length=63,
+        title="Schema",
+        description="Schema the role must be able to use (USAGE privilege).",
+        examples=["public", "analytics"],
+    )
+
+    @field_validator("ssl_root_cert")
+    @classmethod
+    def _pem(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        try:  # parsed now so a bad paste is a configuration error, not a failed check
+            ssl.create_default_context().load_verify_locations(cadata=value)
+        except (ssl.SSLError, ValueError):
+            raise ValueError("must be one or more PEM certificates (-----BEGIN CERTIFICATE-----)") from None
+        return value
+
+    def verifies_certificate(self) -> bool:
+        # libpq's rule: require with a root certificate behaves as verify-ca.
+        return self.ssl_mode in ("verify-ca", "verify-full") or (self.ssl_mode == "require" and self.ssl_root_cert is not None)
+
+
+class PostgresConnector(Connector):
+    name = "postgres"
+    title = "PostgreSQL"
+    category = "database"
+    documentation_url = "https://www.postgresql.org/docs/current/libpq-connect.html"
+    config_model = PostgresConfig
+    steps = ("resolve", "tcp", "tls", "authenticate", "access")
+
+    async def check(self, config: PostgresConfig, probe: Probe) -> None:
+        addresses = await resolve(probe, config.host, config.port)
+        address = await connect_tcp(probe, addresses)
+        if config.ssl_mode != "disable":
+            await _check_tls(probe, config, address)
+        conn = await _authenticate(probe, config, address)
+        try:
+            await _check_access(probe, config, conn)
+        finally:
+            await conn.close()  # no await inside that can hang: it only closes the socket
+
+
+# PostgreSQL's SSLRequest: length 8, then the magic code 1234.5679.
+_SSL_REQUEST = struct.pack("!ii", 8, 80877103)
+
+
+def _ssl_context(config: PostgresConfig) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if not config.verifies_certificate():
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    context.check_hostname = config.ssl_mode == "verify-full"
+    if config.ssl_root_cert:
+        context.load_verify_locations(cadata=config.ssl_root_cert)
+    else:
+        context.load_default_certs()
+    return context
+
+
+_UNTRUSTED_HINT = (
+    "Paste the CA certificate that signed the server's certificate into ssl_root_cert, "
+    "or use ssl_mode 'require' to encrypt without verifying the certificate."
+)
+
+
+def _verify_failure(exc: ssl.SSLCertVerificationError, host: str) -> ProbeFailure:
+    # OpenSSL X509_V_ERR_* codes: turn the common ones into words and an action.
+    what, hint = {
+        9: ("is not valid yet", "Check the clocks of the server and the worker, or reissue the certificate."),
+        10: ("has expired", "Renew the server's certificate (ssl_cert_file in postgresql.conf) and reload the server."),
+        18: ("is not trusted (self-signed)", _UNTRUSTED_HINT),
+        19: ("is not trusted (self-signed certificate in the chain)", _UNTRUSTED_HINT),
+        20: ("is not trusted (issued by an unknown authority)", _UNTRUSTED_HINT),
+        21: ("is not trusted (issued by an unknown authority)", _UNTRUSTED_HINT),
+        62: (
+            f"is not valid for host '{host}'",
+            "Use a host name the certificate was issued for, or ssl_mode 'verify-ca' to check the issuer only.",
+        ),
+    }.get(exc.verify_code, (f"failed verification ({exc.verify_message})", None))
+    return ProbeFailure(FailureType.TLS_ERROR, f"The server's certificate {what}", hint=hint)
+
+
+async def _check_tls(probe: Probe, config: PostgresConfig, address: Address) -> None:
+    """Step ``tls``: ask for TLS as libpq does and run the handshake with libpq's checks for the mode."""
+    where = f"{address.ip} port {address.port}"
+    async with probe.step("tls") as step:
+        try:
+            reader, writer = await asyncio.open_connection(address.ip, address.port)
+        except OSError as exc:
+            raise ProbeFailure(FailureType.CONNECTION_REFUSED, f"Could not connect again to {where}: {exc.strerror}") from None
+        try:
+            writer.write(_SSL_REQUEST)
+            await writer.drain()
+            answer = await reader.read(1)
+            if answer == b"N":
+                if config.ssl_mode == "prefer":
+                    step.message = "The server does not offer TLS: the connection will not be encrypted"
+                    return
+                raise ProbeFailure(
+                    FailureType.TLS_ERROR,
+                    f"The server does not support SSL, but ssl_mode '{config.ssl_mode}' requires it",
+                    hint="Turn on TLS in the server (ssl = on in postgresql.conf, with a certificate), "
+                    "or set ssl_mode to 'prefer' or 'disable' if an unencrypted connection is acceptable.",
+                )
+            if answer != b"S":
+                said = f"with {answer!r}" if answer else "by closing the connection"
+                raise ProbeFailure(
+                    FailureType.UNEXPECTED_RESPONSE,
+                    f"The server answered the SSL request {said}: is this a PostgreSQL server on port {address.port}?",
+                )
+            try:
+                await writer.start_tls(_ssl_context(config), server_hostname=config.host)
+            except ssl.SSLCertVerificationError as exc:
+                raise _verify_failure(exc, config.host) from None
+            except (ssl.SSLError, ConnectionError) as exc:
+                reason = getattr(exc, "reason", None) or exc.strerror or type(exc).__name__
+                if config.ssl_mode == "prefer":  # libpq then retries without TLS, so the check goes on
+                    step.message = f"TLS handshake failed ({reason}): the connection will not be encrypted"
+                    return
+                raise ProbeFailure(FailureType.TLS_ERROR, f"TLS handshake with the server failed ({reason})") from None
+            tls = writer.get_extra_info("ssl_object")
+            verified = {"verify-full": "issuer and host name verified", "verify-ca": "issuer verified"}.get(
+                config.ssl_mode, "issuer verified" if config.verifies_certificate() else "certificate not verified"
+            )
+            step.message = f"{tls.version() if tls else 'TLS'} established ({verified})"
+        finally:
+            writer.close()
+            # Bounded: a TLS close waits for the peer's close_notify, which a broken server may never send.
+            with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
+                async with asyncio.timeout(min(1.0, probe.remaining())):
+                    await writer.wait_closed()
+
+
+def _root_cert_file(config: PostgresConfig) -> tuple[str | None, bool]:
+    """libpq's sslrootcert for this config and whether it is a temp file to delete afterwards."""
+    if not config.verifies_certificate():
+        return None, False
+    if config.ssl_root_cert:
+        # libpq reads root certificates from a file only. They are public: no secret is written.
+        with tempfile.NamedTemporaryFile("w", suffix=".pem", prefix="sourcecheck-", delete=False) as f:
+            f.write(config.ssl_root_cert)
+        return f.name, True
+    paths = ssl.get_default_verify_paths()
+    cafile = next((p for p in (paths.cafile, paths.openssl_cafile) if p and os.path.exists(p)), None)
+    # The same CAs the tls step trusted; "system" is libpq's own (allowed with verify-full only).
+    return cafile or "system", False
+
+
+async def _authenticate(probe: Probe, config: PostgresConfig, address: Address) -> psycopg.AsyncConnection[TupleRow]:
+    """Step ``authenticate``: a real login, to ``address.ip`` (hostaddr) so nothing is resolved again."""
+    async with probe.step("authenticate") as step:
+        rootcert, temporary = _root_cert_file(config)
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                host=config.host,  # still given: libpq checks the certificate against it
+                hostaddr=address.ip,
+                port=config.port,
+                dbname=config.database,
+                user=config.user,
+                password=config.password.get_secret_value(),
+                sslmode=config.ssl_mode,
+                sslrootcert=rootcert,
+                gssencmode="disable",  # no Kerberos attempt: this checks password logins
+                connect_timeout=max(2, math.ceil(probe.remaining())),  # libpq's minimum is 2 s
+                application_name="sourcecheck",
+                autocommit=True,
+            )
+        except psycopg.Error as exc:
+            raise _driver_failure(exc, config) from None
+        finally:
+            if temporary and rootcert:
+                os.unlink(rootcert)
+        version = (conn.info.parameter_status("server_version") or "?").split()[0]
+        tls = "TLS" if conn.pgconn.ssl_in_use else "no TLS"
+        step.message = f'Logged in as "{config.user}" to database "{config.database}" (PostgreSQL {version}, {tls})'
+        return conn
+
+
+async def _check_access(probe: Probe, config: PostgresConfig, conn: psycopg.AsyncConnection[TupleRow]) -> None:
+    """Step ``access``: a query runs, and the schema exists and may be used (USAGE)."""
+    schema, user = config.schema_name, config.user
+    async with probe.step("access") as step:
+        try:
+            # One round trip: 1 proves a query runs; NULL means no such schema.
+            cursor = await conn.execute(
+                "SELECT 1, (SELECT has_schema_privilege(current_user, n.oid, 'USAGE')"
+                " FROM pg_catalog.pg_namespace n WHERE n.nspname = %s)",
+                (schema,),
+            )
+            row = await cursor.fetchone()
+        except psycopg.Error as exc:
+            raise _driver_failure(exc, config) from None
+        if row is None or row[0] != 1:
+            raise ProbeFailure(FailureType.UNEXPECTED_RESPONSE, "SELECT 1 did not return 1")
+        if row[1] is None:
+            raise ProbeFailure(
+                FailureType.NOT_FOUND,
+                f'schema "{schema}" does not exist in database "{config.database}"',
+                hint="Check the schema name (case matters); list them with: SELECT nspname FROM pg_namespace",
+            )
+        if not row[1]:
+            raise ProbeFailure(
+                FailureType.AUTHORIZATION_FAILED,
+                f'user "{user}" has no USAGE privilege on schema "{schema}"',
+                hint=f"As the schema's owner or a superuser run: GRANT USAGE ON SCHEMA {_ident(schema)} TO {_ident(user)}",
+            )
+        step.message = f'"{user}" may use schema "{schema}"'
+
+
+def _ident(name: str) -> str:
+    """``name`` as SQL would need it typed in the hint (quoted unless a plain lower-case name)."""
+    return name if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) else '"' + name.replace('"', '""') + '"'
+
+
+# SQLSTATE guessed from the server's English text when psycopg has none (all login failures).
+_STATE_BY_TEXT = [
+    (re.compile(r"password authentication failed|no password supplied"), "28P01"),
+    (re.compile(r"pg_hba\.conf|role .* does not exist|not permitted to log in|authentication failed"), "28000"),
+    (re.compile(r"database .* does not exist"), "3D000"),
+    (re.compile(r"permission denied"), "42501"),
+    (re.compile(r"too many (clients|connections)|connection slots are reserved"), "53300"),
+    (re.compile(r"database system is (starting up|shutting down|in recovery)|not yet accepting connections"), "57P03"),
+]
+
+
+def _server_text(exc: psycopg.Error) -> str:
+    """The useful part of a psycopg message: the server's FATAL/ERROR text, else libpq's own."""
+    text = str(exc)
+    found = re.search(r"(?:FATAL|ERROR):\s+(.*)", text)
+    if found:
+        return found.group(1).strip()
+    last = text.strip().splitlines()[-1] if text.strip() else type(exc).__name__
+    return re.sub(r"^.*? failed: ", "", last).strip()  # drop "connection to server at ... failed: "
+
+
+def _driver_failure(exc: psycopg.Error, config: PostgresConfig) -> ProbeFailure:
+    """A psycopg error as a failure type, a message and a hint someone can act on."""
+    secret = config.password.get_secret_value()
+    text = _server_text(exc)
+    if secret:  # the driver may echo connection parameters; never pass the password on
+        text = text.replace(secret, MASK)
+    state = exc.sqlstate or next((s for pattern, s in _STATE_BY_TEXT if pattern.search(text)), None)
+    user, db = config.user, config.database
+    if state == "28P01":
+        return ProbeFailure(
+            FailureType.AUTHENTICATION_FAILED,
+            f'password authentication failed for user "{user}"',
+            hint=f"Check the password for user '{user}' (and that the role exists and may log in).",
+        )
+    if state == "28000" and "pg_hba" in text:
+        return ProbeFailure(
+            FailureType.AUTHORIZATION_FAILED,
+            text,
+            hint=f"The server's pg_hba.conf does not let user '{user}' reach database '{db}' from the workers' "
+            "address with this ssl_mode: add a matching host/hostssl line and reload the server.",
+        )
+    if state == "28000":
+        return ProbeFailure(FailureType.AUTHENTICATION_FAILED, text, hint=f"Check the user name '{user}' and that the role may log in (LOGIN).")
+    if state == "3D000":
+        return ProbeFailure(
+            FailureType.NOT_FOUND,
+            f'database "{db}" does not exist',
+            hint="Check the database name (case matters); list them with: SELECT datname FROM pg_database",
+        )
+    if state == "42501":
+        return ProbeFailure(
+            FailureType.AUTHORIZATION_FAILED,
+            text,
+            hint=f"As the database's owner or a superuser run: GRANT CONNECT ON DATABASE {_ident(db)} TO {_ident(user)}",
+        )
+    if state in ("53300", "57P03"):
+        return ProbeFailure(
+            FailureType.UNEXPECTED_RESPONSE,
+            f"The server refused the connection for now: {text}",
+            hint="The server is busy or restarting: try again later; if it persists, close idle connections "
+            "or raise max_connections (or the role's CONNECTION LIMIT).",
+            retryable=True,
+        )
+    if re.search(r"SSL|certificate|TLS", text):
+        return ProbeFailure(FailureType.TLS_ERROR, text)
+    if "timeout expired" in text:
+        return ProbeFailure(FailureType.TIMEOUT, "The server did not complete the login in time")
+    if "Connection refused" in text:
+        return ProbeFailure(FailureType.CONNECTION_REFUSED, f"Connection refused ({text})")
+    return ProbeFailure(FailureType.UNEXPECTED_RESPONSE, text, retryable="closed the connection" in text)

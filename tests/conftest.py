@@ -1,0 +1,10 @@
+"""Every real server fixture lives in tests/servers/, one module per kind of server."""
+
+pytest_plugins = [
+    "tests.servers.tcp",
+    "tests.servers.http",
+    "tests.servers.postgres",
+    "tests.servers.mariadb",
+    "tests.servers.redis",
+    "tests.servers.stack",
+]

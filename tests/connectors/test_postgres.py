@@ -1,0 +1,351 @@
+"""The postgres connector against a real throwaway cluster (fixture postgres_server) and
+against tiny fake servers for what a healthy cluster cannot show (silence, bad certificates)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import socket
+import ssl
+import struct
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from connectors.base import CheckResult, CheckStatus, StepStatus, run_check
+from connectors.errors import FailureType, InvalidConfiguration
+from connectors.registry import get_connector
+from tests.servers import free_port
+from tests.servers.postgres import PostgresServer
+
+STEPS = ["resolve", "tcp", "tls", "authenticate", "access"]
+
+
+async def check(data: dict[str, Any], timeout: float = 10.0) -> CheckResult:
+    connector = get_connector("postgres")
+    return await run_check(connector, connector.parse_config(data), timeout=timeout)
+
+
+def step(result: CheckResult, name: str) -> Any:
+    return next(s for s in result.steps if s.name == name)
+
+
+def failure_type(result: CheckResult) -> FailureType:
+    assert result.status == CheckStatus.FAILED, result
+    assert result.failure is not None
+    return result.failure.type
+
+
+# --- against the real cluster -------------------------------------------------------
+
+
+async def test_valid_credentials_succeed_with_every_step_in_order(postgres_server: PostgresServer) -> None:
+    result = await check(postgres_server.config())
+
+    assert result.status == CheckStatus.SUCCEEDED, result
+    assert result.failure is None
+    assert [s.name for s in result.steps] == STEPS
+    assert all(s.status == StepStatus.SUCCEEDED for s in result.steps)
+    assert "does not offer TLS" in step(result, "tls").message  # prefer, and the cluster has no TLS
+    assert "PostgreSQL 1" in step(result, "authenticate").message
+
+
+async def test_ssl_mode_disable_skips_the_tls_step(postgres_server: PostgresServer) -> None:
+    result = await check(postgres_server.config(ssl_mode="disable"))
+
+    assert result.status == CheckStatus.SUCCEEDED, result
+    assert [s.name for s in result.steps] == ["resolve", "tcp", "authenticate", "access"]
+
+
+async def test_wrong_password_fails_with_authentication_failed(postgres_server: PostgresServer) -> None:
+    wrong = "not-the-pw-" + postgres_server.password
+    result = await check(postgres_server.config(password=wrong))
+
+    assert failure_type(result) == FailureType.AUTHENTICATION_FAILED
+    assert result.failure is not None
+    assert result.failure.message == 'password authentication failed for user "reader"'
+    assert "Check the password for user 'reader'" in result.failure.hint
+    assert result.failure.retryable is False
+    assert step(result, "authenticate").status == StepStatus.FAILED
+    assert step(result, "access").status == StepStatus.SKIPPED
+    everything = repr(result.to_dict())
+    assert wrong not in everything and postgres_server.password not in everything
+
+
+async def test_unknown_database_fails_with_not_found(postgres_server: PostgresServer) -> None:
+    result = await check(postgres_server.config(database="no_such_db"))
+
+    assert failure_type(result) == FailureType.NOT_FOUND
+    assert result.failure is not None
+    assert result.failure.message == 'database "no_such_db" does not exist'
+
+
+async def test_user_without_connect_privilege_fails_with_authorization_failed(postgres_server: PostgresServer) -> None:
+    result = await check(postgres_server.config(user=postgres_server.outsider, password=postgres_server.outsider_password))
+
+    assert failure_type(result) == FailureType.AUTHORIZATION_FAILED
+    assert result.failure is not None
+    assert 'permission denied for database "app"' in result.failure.message
+    assert "GRANT CONNECT ON DATABASE app TO outsider" in result.failure.hint
+
+
+async def test_schema_without_usage_fails_with_authorization_failed(postgres_server: PostgresServer) -> None:
+    result = await check(postgres_server.config(schema_name=postgres_server.locked_schema))
+
+    assert failure_type(result) == FailureType.AUTHORIZATION_FAILED
+    assert result.failure is not None
+    assert result.failure.message == 'user "reader" has no USAGE privilege on schema "locked"'
+    assert "GRANT USAGE ON SCHEMA locked TO reader" in result.failure.hint
+    assert step(result, "authenticate").status == StepStatus.SUCCEEDED
+    assert step(result, "access").status == StepStatus.FAILED
+
+
+async def test_missing_schema_fails_with_not_found(postgres_server: PostgresServer) -> None:
+    result = await check(postgres_server.config(schema_name="nowhere"))
+
+    assert failure_type(result) == FailureType.NOT_FOUND
+    assert result.failure is not None
+    assert 'schema "nowhere" does not exist' in result.failure.message
+
+
+async def test_ssl_mode_require_against_a_server_without_ssl_fails_with_tls_error(postgres_server: PostgresServer) -> None:
+    result = await check(postgres_server.config(ssl_mode="require"))
+
+    assert failure_type(result) == FailureType.TLS_ERROR
+    assert result.failure is not None
+    assert "does not support SSL" in result.failure.message
+    assert step(result, "tls").status == StepStatus.FAILED
+    assert step(result, "authenticate").status == StepStatus.SKIPPED
+
+
+# --- network failures ---------------------------------------------------------------------
+
+
+async def test_closed_port_fails_with_connection_refused() -> None:
+    result = await check({"host": "127.0.0.1", "port": free_port(), "database": "app", "user": "reader", "password": "pw"})
+
+    assert failure_type(result) == FailureType.CONNECTION_REFUSED
+    assert result.failure is not None
+    assert "Connection refused" in result.failure.message
+    assert step(result, "tcp").status == StepStatus.FAILED
+
+
+async def test_unresolvable_host_fails_with_dns_resolution_failed() -> None:
+    result = await check({"host": "nonexistent.invalid", "database": "app", "user": "reader", "password": "pw"})
+
+    assert failure_type(result) == FailureType.DNS_RESOLUTION_FAILED
+    assert [s.status for s in result.steps] == [StepStatus.FAILED] + [StepStatus.SKIPPED] * 4
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A port that accepts TCP connections and never sends a byte (held until the test ends)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join(timeout=2)
+    for conn in held:
+        conn.close()
+    listener.close()
+
+
+@pytest.mark.parametrize(("ssl_mode", "stuck_in"), [("prefer", "tls"), ("disable", "authenticate")])
+async def test_server_that_accepts_and_never_answers_fails_with_timeout_at_the_deadline(
+    silent_server: int, ssl_mode: str, stuck_in: str
+) -> None:
+    started = time.monotonic()
+    result = await check(
+        {"host": "127.0.0.1", "port": silent_server, "database": "app", "user": "reader", "password": "pw", "ssl_mode": ssl_mode},
+        timeout=1.5,
+    )
+    elapsed = time.monotonic() - started
+
+    assert failure_type(result) == FailureType.TIMEOUT
+    assert step(result, "tcp").status == StepStatus.SUCCEEDED
+    assert step(result, stuck_in).status == StepStatus.FAILED
+    assert 1.4 < elapsed < 3.0
+
+
+# --- certificates, with a fake server that speaks only the SSLRequest and TLS ------------
+
+
+@dataclass(frozen=True)
+class Certs:
+    ca_pem: str
+    ca: x509.Certificate
+    ca_key: ec.EllipticCurvePrivateKey
+
+
+def _cert(
+    subject: str, issuer: Certs | None, *, days: tuple[int, int] = (-1, 30), san: str = "localhost"
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer.ca.subject if issuer else name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now + dt.timedelta(days=days[0]))
+        .not_valid_after(now + dt.timedelta(days=days[1]))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(san)]), critical=False)
+    )
+    if issuer is None:
+        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+    return builder.sign(issuer.ca_key if issuer else key, hashes.SHA256()), key
+
+
+@pytest.fixture(scope="module")
+def ca() -> Certs:
+    cert, key = _cert("sourcecheck test CA", None)
+    return Certs(cert.public_bytes(serialization.Encoding.PEM).decode(), cert, key)
+
+
+@pytest.fixture
+async def tls_server(tmp_path: Any) -> AsyncIterator[Any]:
+    """Start a fake PostgreSQL server presenting (cert, key): answers 'S', does TLS, then hangs up."""
+    servers: list[asyncio.Server] = []
+
+    async def start(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> int:
+        cert_file, key_file = tmp_path / "server.crt", tmp_path / "server.key"
+        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_file.write_bytes(
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        )
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert_file, key_file)
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                request = await reader.readexactly(8)
+                if request == struct.pack("!ii", 8, 80877103):
+                    writer.write(b"S")
+                    await writer.drain()
+                    await writer.start_tls(context)
+            except (OSError, ssl.SSLError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        servers.append(server)
+        return int(server.sockets[0].getsockname()[1])
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def tls_config(port: int, ssl_mode: str, root: str | None = None) -> dict[str, Any]:
+    return {"host": "localhost", "port": port, "database": "app", "user": "reader", "password": "pw", "ssl_mode": ssl_mode, "ssl_root_cert": root}
+
+
+async def test_self_signed_certificate_fails_verification_with_tls_error(tls_server: Any) -> None:
+    port = await tls_server(*_cert("localhost", None))
+    result = await check(tls_config(port, "verify-full"))
+
+    assert failure_type(result) == FailureType.TLS_ERROR
+    assert result.failure is not None
+    assert result.failure.message == "The server's certificate is not trusted (self-signed)"
+    assert "ssl_root_cert" in result.failure.hint
+    assert step(result, "tls").status == StepStatus.FAILED
+
+
+async def test_expired_certificate_fails_with_tls_error(tls_server: Any, ca: Certs) -> None:
+    port = await tls_server(*_cert("localhost", ca, days=(-30, -1)))
+    result = await check(tls_config(port, "verify-ca", ca.ca_pem))
+
+    assert failure_type(result) == FailureType.TLS_ERROR
+    assert result.failure is not None
+    assert result.failure.message == "The server's certificate has expired"
+
+
+async def test_certificate_for_another_host_fails_verify_full_with_tls_error(tls_server: Any, ca: Certs) -> None:
+    port = await tls_server(*_cert("db.example.com", ca, san="db.example.com"))
+    result = await check(tls_config(port, "verify-full", ca.ca_pem))
+
+    assert failure_type(result) == FailureType.TLS_ERROR
+    assert result.failure is not None
+    assert result.failure.message == "The server's certificate is not valid for host 'localhost'"
+
+
+async def test_certificate_for_another_host_passes_verify_ca(tls_server: Any, ca: Certs) -> None:
+    port = await tls_server(*_cert("db.example.com", ca, san="db.example.com"))
+    result = await check(tls_config(port, "verify-ca", ca.ca_pem))
+
+    assert step(result, "tls").status == StepStatus.SUCCEEDED
+    assert "issuer verified" in step(result, "tls").message
+    assert step(result, "authenticate").status == StepStatus.FAILED  # the fake server hangs up after TLS
+
+
+async def test_ssl_mode_require_does_not_verify_the_certificate(tls_server: Any) -> None:
+    port = await tls_server(*_cert("localhost", None))
+    result = await check(tls_config(port, "require"))
+
+    assert step(result, "tls").status == StepStatus.SUCCEEDED
+    assert "not verified" in step(result, "tls").message
+
+
+# --- configuration -------------------------------------------------------------------------
+
+
+def test_schema_marks_the_password_secret() -> None:
+    schema = get_connector("postgres").connection_specification()
+
+    password = schema["properties"]["password"]
+    assert password["secret"] is True
+    assert password["format"] == "password"
+    assert set(schema["required"]) == {"host", "database", "user", "password"}
+    assert schema["properties"]["schema_name"]["title"] == "Schema"
+    assert schema["properties"]["ssl_mode"]["default"] == "prefer"
+
+
+@pytest.mark.parametrize(
+    "host", ["db host", "reader@db", "db/app", "db?sslmode=disable", "", "db\n", "a,b", "db:5432", "postgres://db"]
+)
+def test_config_rejects_a_host_that_is_not_a_bare_name(host: str) -> None:
+    with pytest.raises(InvalidConfiguration) as caught:
+        get_connector("postgres").parse_config({"host": host, "database": "app", "user": "reader", "password": "pw"})
+
+    assert [e.field for e in caught.value.errors] == ["host"]
+
+
+@pytest.mark.parametrize("host", ["db.example.com", "10.0.0.1", "::1", "fe80::1%eth0", "localhost"])
+def test_config_accepts_host_names_and_ip_addresses(host: str) -> None:
+    config = get_connector("postgres").parse_config({"host": host, "database": "app", "user": "reader", "password": "pw"})
+
+    assert config.host == host  # type: ignore[attr-defined]
+
+
+def test_config_rejects_a_root_certificate_that_is_not_pem() -> None:
+    with pytest.raises(InvalidConfiguration) as caught:
+        get_connector("postgres").parse_config(
+            {"host": "db", "database": "app", "user": "reader", "password": "pw", "ssl_root_cert": "not a cert"}
+        )
+
+    assert [e.field for e in caught.value.errors] == ["ssl_root_cert"]

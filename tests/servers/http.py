@@ -1,0 +1,1 @@
+"""Fixtures: http (filled in by its owner)."""

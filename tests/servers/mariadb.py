@@ -1,0 +1,1 @@
+"""Fixtures: mariadb (filled in by its owner)."""
