@@ -116,14 +116,12 @@ Press Ctrl-C to stop everything.
 
 
 def _stop(children: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
-    # The worker first (it finishes its probes), Redis last.
+    # One at a time in reverse: Flower, the worker (it finishes its probes), the API, Redis.
     for _, process in reversed(children):
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    for _, process in reversed(children):
         try:
-            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            process.wait(timeout=70)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()

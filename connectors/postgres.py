@@ -26,7 +26,7 @@ import psycopg
 from psycopg.rows import TupleRow
 from pydantic import AfterValidator, Field, field_validator
 
-from connectors.base import MASK, Connector, ConnectorConfig, Probe, Secret
+from connectors.base import MASK, Connector, ConnectorConfig, Probe, Secret, Step, StepStatus
 from connectors.errors import FailureType, ProbeFailure
 from connectors.network import Address, connect_tcp, resolve
 
@@ -58,7 +58,11 @@ class PostgresConfig(ConnectorConfig):
     )
     port: int = Field(5432, ge=1, le=65535, title="Port", description="TCP port of the server.", examples=[5432])
     database: str = Field(
-        min_length=1, max_length=63, title="Database", description="Name of the database to connect to.", examples=["app"]
+        min_length=1,
+        max_length=63,
+        title="Database",
+        description="Name of the database to connect to.",
+        examples=["app"],
     )
     user: str = Field(min_length=1, max_length=63, title="User", description="Role to log in as.", examples=["reader"])
     password: Secret = Field(title="Password", description="Password of the role.")
@@ -99,7 +103,9 @@ class PostgresConfig(ConnectorConfig):
 
     def verifies_certificate(self) -> bool:
         # libpq's rule: require with a root certificate behaves as verify-ca.
-        return self.ssl_mode in ("verify-ca", "verify-full") or (self.ssl_mode == "require" and self.ssl_root_cert is not None)
+        return self.ssl_mode in ("verify-ca", "verify-full") or (
+            self.ssl_mode == "require" and self.ssl_root_cert is not None
+        )
 
 
 class PostgresConnector(Connector):
@@ -113,7 +119,10 @@ class PostgresConnector(Connector):
     async def check(self, config: PostgresConfig, probe: Probe) -> None:
         addresses = await resolve(probe, config.host, config.port)
         address = await connect_tcp(probe, addresses)
-        if config.ssl_mode != "disable":
+        if config.ssl_mode == "disable":
+            # Recorded in its place: run_check would append it after the later steps, out of order.
+            probe.steps.append(Step(name="tls", status=StepStatus.SKIPPED, message="ssl_mode is 'disable': no TLS"))
+        else:
             await _check_tls(probe, config, address)
         conn = await _authenticate(probe, config, address)
         try:
@@ -170,7 +179,9 @@ async def _check_tls(probe: Probe, config: PostgresConfig, address: Address) -> 
         try:
             reader, writer = await asyncio.open_connection(address.ip, address.port)
         except OSError as exc:
-            raise ProbeFailure(FailureType.CONNECTION_REFUSED, f"Could not connect again to {where}: {exc.strerror}") from None
+            raise ProbeFailure(
+                FailureType.CONNECTION_REFUSED, f"Could not connect again to {where}: {exc.strerror}"
+            ) from None
         try:
             writer.write(_SSL_REQUEST)
             await writer.drain()
@@ -313,7 +324,10 @@ def _server_text(exc: psycopg.Error) -> str:
     if found:
         return found.group(1).strip()
     last = text.strip().splitlines()[-1] if text.strip() else type(exc).__name__
-    return re.sub(r"^.*? failed: ", "", last).strip()  # drop "connection to server at ... failed: "
+    # libpq's own errors start with where it was connecting: the step already says that.
+    return re.sub(
+        r'^(connection failed: )?connection to server at "[^"]*"( \([^)]*\))?, port \d+ failed: ', "", last
+    ).strip()
 
 
 def _driver_failure(exc: psycopg.Error, config: PostgresConfig) -> ProbeFailure:
@@ -338,7 +352,11 @@ def _driver_failure(exc: psycopg.Error, config: PostgresConfig) -> ProbeFailure:
             "address with this ssl_mode: add a matching host/hostssl line and reload the server.",
         )
     if state == "28000":
-        return ProbeFailure(FailureType.AUTHENTICATION_FAILED, text, hint=f"Check the user name '{user}' and that the role may log in (LOGIN).")
+        return ProbeFailure(
+            FailureType.AUTHENTICATION_FAILED,
+            text,
+            hint=f"Check the user name '{user}' and that the role may log in (LOGIN).",
+        )
     if state == "3D000":
         return ProbeFailure(
             FailureType.NOT_FOUND,

@@ -9,6 +9,7 @@ third-party package declares its own, so there is one way in::
 
 from __future__ import annotations
 
+import logging
 from functools import cache
 from importlib.metadata import entry_points
 
@@ -17,19 +18,27 @@ from connectors.errors import UnknownConnector
 
 GROUP = "sourcecheck.connectors"
 
+log = logging.getLogger(__name__)
+
 
 @cache
 def all_connectors() -> dict[str, Connector]:
-    """Every registered connector by name, loaded once per process."""
+    """Every registered connector by name, loaded once per process.
+
+    A plugin that fails to load is logged and left out: one broken third-party package
+    must not take every other connector down with it.
+    """
     found: dict[str, Connector] = {}
     for ep in entry_points(group=GROUP):
-        cls = ep.load()
-        if not (isinstance(cls, type) and issubclass(cls, Connector)):
-            raise TypeError(f"entry point {ep.name!r} of {GROUP} is not a Connector subclass: {cls!r}")
-        connector = cls()
-        if connector.name != ep.name:
-            raise TypeError(f"entry point {ep.name!r} loads connector named {connector.name!r}")
-        found[ep.name] = connector
+        try:
+            cls = ep.load()
+        except Exception:
+            log.exception("connector plugin %r (%s) failed to load; it is left out", ep.name, ep.value)
+            continue
+        if not (isinstance(cls, type) and issubclass(cls, Connector)) or cls.name != ep.name:
+            log.error("entry point %r of %s is not a Connector named %r; it is left out", ep.name, GROUP, ep.name)
+            continue
+        found[ep.name] = cls()
     return dict(sorted(found.items()))
 
 

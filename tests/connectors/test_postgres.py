@@ -62,7 +62,11 @@ async def test_ssl_mode_disable_skips_the_tls_step(postgres_server: PostgresServ
     result = await check(postgres_server.config(ssl_mode="disable"))
 
     assert result.status == CheckStatus.SUCCEEDED, result
-    assert [s.name for s in result.steps] == ["resolve", "tcp", "authenticate", "access"]
+    assert [s.name for s in result.steps] == STEPS
+    assert [s.status for s in result.steps] == [StepStatus.SUCCEEDED] * 2 + [StepStatus.SKIPPED] + [
+        StepStatus.SUCCEEDED
+    ] * 2
+    assert "disable" in step(result, "tls").message
 
 
 async def test_wrong_password_fails_with_authentication_failed(postgres_server: PostgresServer) -> None:
@@ -89,7 +93,9 @@ async def test_unknown_database_fails_with_not_found(postgres_server: PostgresSe
 
 
 async def test_user_without_connect_privilege_fails_with_authorization_failed(postgres_server: PostgresServer) -> None:
-    result = await check(postgres_server.config(user=postgres_server.outsider, password=postgres_server.outsider_password))
+    result = await check(
+        postgres_server.config(user=postgres_server.outsider, password=postgres_server.outsider_password)
+    )
 
     assert failure_type(result) == FailureType.AUTHORIZATION_FAILED
     assert result.failure is not None
@@ -116,7 +122,9 @@ async def test_missing_schema_fails_with_not_found(postgres_server: PostgresServ
     assert 'schema "nowhere" does not exist' in result.failure.message
 
 
-async def test_ssl_mode_require_against_a_server_without_ssl_fails_with_tls_error(postgres_server: PostgresServer) -> None:
+async def test_ssl_mode_require_against_a_server_without_ssl_fails_with_tls_error(
+    postgres_server: PostgresServer,
+) -> None:
     result = await check(postgres_server.config(ssl_mode="require"))
 
     assert failure_type(result) == FailureType.TLS_ERROR
@@ -126,11 +134,44 @@ async def test_ssl_mode_require_against_a_server_without_ssl_fails_with_tls_erro
     assert step(result, "authenticate").status == StepStatus.SKIPPED
 
 
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1"])
+async def test_verify_full_with_the_servers_ca_succeeds_over_tls(
+    postgres_tls_server: PostgresServer, host: str
+) -> None:
+    result = await check(
+        postgres_tls_server.config(host=host, ssl_mode="verify-full", ssl_root_cert=postgres_tls_server.ca_cert)
+    )
+
+    assert result.status == CheckStatus.SUCCEEDED, result
+    assert "issuer and host name verified" in step(result, "tls").message
+    assert "(PostgreSQL" in step(result, "authenticate").message
+    assert "no TLS" not in step(result, "authenticate").message  # the login itself went over TLS
+
+
+async def test_verify_full_without_the_servers_ca_fails_with_tls_error(postgres_tls_server: PostgresServer) -> None:
+    result = await check(postgres_tls_server.config(ssl_mode="verify-full"))
+
+    assert failure_type(result) == FailureType.TLS_ERROR
+    assert result.failure is not None
+    assert "is not trusted" in result.failure.message
+    assert step(result, "authenticate").status == StepStatus.SKIPPED  # the password was never sent
+
+
+async def test_ssl_mode_require_logs_in_over_tls_without_verifying(postgres_tls_server: PostgresServer) -> None:
+    result = await check(postgres_tls_server.config(ssl_mode="require"))
+
+    assert result.status == CheckStatus.SUCCEEDED, result
+    assert "certificate not verified" in step(result, "tls").message
+    assert "no TLS" not in step(result, "authenticate").message
+
+
 # --- network failures ---------------------------------------------------------------------
 
 
 async def test_closed_port_fails_with_connection_refused() -> None:
-    result = await check({"host": "127.0.0.1", "port": free_port(), "database": "app", "user": "reader", "password": "pw"})
+    result = await check(
+        {"host": "127.0.0.1", "port": free_port(), "database": "app", "user": "reader", "password": "pw"}
+    )
 
     assert failure_type(result) == FailureType.CONNECTION_REFUSED
     assert result.failure is not None
@@ -178,7 +219,14 @@ async def test_server_that_accepts_and_never_answers_fails_with_timeout_at_the_d
 ) -> None:
     started = time.monotonic()
     result = await check(
-        {"host": "127.0.0.1", "port": silent_server, "database": "app", "user": "reader", "password": "pw", "ssl_mode": ssl_mode},
+        {
+            "host": "127.0.0.1",
+            "port": silent_server,
+            "database": "app",
+            "user": "reader",
+            "password": "pw",
+            "ssl_mode": ssl_mode,
+        },
         timeout=1.5,
     )
     elapsed = time.monotonic() - started
@@ -235,7 +283,9 @@ async def tls_server(tmp_path: Any) -> AsyncIterator[Any]:
         cert_file, key_file = tmp_path / "server.crt", tmp_path / "server.key"
         cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         key_file.write_bytes(
-            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
         )
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert_file, key_file)
@@ -262,7 +312,15 @@ async def tls_server(tmp_path: Any) -> AsyncIterator[Any]:
 
 
 def tls_config(port: int, ssl_mode: str, root: str | None = None) -> dict[str, Any]:
-    return {"host": "localhost", "port": port, "database": "app", "user": "reader", "password": "pw", "ssl_mode": ssl_mode, "ssl_root_cert": root}
+    return {
+        "host": "localhost",
+        "port": port,
+        "database": "app",
+        "user": "reader",
+        "password": "pw",
+        "ssl_mode": ssl_mode,
+        "ssl_root_cert": root,
+    }
 
 
 async def test_self_signed_certificate_fails_verification_with_tls_error(tls_server: Any) -> None:
@@ -301,6 +359,8 @@ async def test_certificate_for_another_host_passes_verify_ca(tls_server: Any, ca
     assert step(result, "tls").status == StepStatus.SUCCEEDED
     assert "issuer verified" in step(result, "tls").message
     assert step(result, "authenticate").status == StepStatus.FAILED  # the fake server hangs up after TLS
+    assert result.failure is not None
+    assert not result.failure.message.startswith("connection")  # libpq's "connection to server at ..." is cut
 
 
 async def test_ssl_mode_require_does_not_verify_the_certificate(tls_server: Any) -> None:
@@ -337,7 +397,9 @@ def test_config_rejects_a_host_that_is_not_a_bare_name(host: str) -> None:
 
 @pytest.mark.parametrize("host", ["db.example.com", "10.0.0.1", "::1", "fe80::1%eth0", "localhost"])
 def test_config_accepts_host_names_and_ip_addresses(host: str) -> None:
-    config = get_connector("postgres").parse_config({"host": host, "database": "app", "user": "reader", "password": "pw"})
+    config = get_connector("postgres").parse_config(
+        {"host": host, "database": "app", "user": "reader", "password": "pw"}
+    )
 
     assert config.host == host  # type: ignore[attr-defined]
 

@@ -1,42 +1,53 @@
-"""Fixture ``postgres_server``: a throwaway PostgreSQL cluster with real passwords.
+"""Fixtures ``postgres_server`` and ``postgres_tls_server``: throwaway PostgreSQL clusters with real passwords.
 
 The machine's own server on 5432 trusts every local connection, so it cannot tell a
-wrong password from a right one. This cluster is made fresh once per test session in
-a temp dir, listens on 127.0.0.1 on a free port only, and asks for a scram-sha-256
-password on every TCP connection (its unix socket, in the temp dir, trusts the
-``postgres`` OS user only). It has no TLS: the server answers an SSLRequest with 'N'.
+wrong password from a right one. These clusters are made fresh once per test session
+(only if a test asks for them) in a temp dir, listen on 127.0.0.1 on a free port only,
+and ask for a scram-sha-256 password on every TCP connection (the unix socket, in the
+temp dir, trusts the ``postgres`` OS user only). Both are stopped and deleted at the end.
 
-What is in it::
+``postgres_server`` has no TLS: it answers an SSLRequest with 'N'.
+``postgres_tls_server`` has TLS on, with a certificate for ``localhost`` and ``127.0.0.1``
+signed by a fresh CA whose PEM is ``server.ca_cert`` (put it in ``ssl_root_cert``).
+
+What is in each::
 
     role reader      LOGIN, password ``server.password``
-    role app_owner   owns database app and schema locked
+    role app_owner   NOLOGIN, owns database app and schema locked
     role outsider    LOGIN, password ``server.outsider_password``, no CONNECT on app
     database app     CONNECT revoked from PUBLIC, granted to reader
-      schema public  reader has USAGE (the default); table public.items (id int), reader may SELECT
-      schema locked  reader has no USAGE
+      schema public  reader has USAGE (the default); table public.items (id int, 2 rows), reader may SELECT
+      schema locked  reader has no USAGE; table locked.secrets (id int)
 
 Use it like::
 
     def test_something(postgres_server):
         config = get_connector("postgres").parse_config(postgres_server.config())
         ...
-        psycopg.connect(postgres_server.dsn(superuser=True))  # to change things
+        psycopg.connect(postgres_server.dsn(superuser=True))  # to change things (reset what you change)
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import glob
+import ipaddress
 import os
 import secrets
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from psycopg.conninfo import make_conninfo
 
 from tests.servers import free_port
@@ -44,9 +55,9 @@ from tests.servers import free_port
 
 @dataclass(frozen=True)
 class PostgresServer:
-    """How to reach the throwaway cluster (see the module docstring for its contents)."""
+    """How to reach a throwaway cluster (see the module docstring for its contents)."""
 
-    host: str
+    host: str  # "127.0.0.1"
     port: int
     database: str  # "app"
     user: str  # "reader": may connect to app and use schema public
@@ -56,6 +67,7 @@ class PostgresServer:
     locked_schema: str  # "locked": exists in app, reader has no USAGE on it
     outsider: str  # "outsider": valid login, but no CONNECT privilege on app
     outsider_password: str
+    ca_cert: str | None = None  # PEM of the CA of the server's certificate; None: no TLS
 
     def config(self, **overrides: Any) -> dict[str, Any]:
         """A ``postgres`` connector configuration (plain JSON) that succeeds; override any field."""
@@ -72,7 +84,12 @@ class PostgresServer:
         """A libpq connection string for reader (or the superuser) to ``database`` (default app)."""
         user, password = (self.superuser, self.superuser_password) if superuser else (self.user, self.password)
         return make_conninfo(
-            host=self.host, port=self.port, dbname=database or self.database, user=user, password=password, sslmode="disable"
+            host=self.host,
+            port=self.port,
+            dbname=database or self.database,
+            user=user,
+            password=password,
+            sslmode="prefer",
         )
 
 
@@ -95,8 +112,9 @@ def _as_postgres(args: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
 
 
-def _run(args: list[str], what: str, log: str | None = None) -> None:
-    done = subprocess.run(_as_postgres(args), capture_output=True, text=True, timeout=120)
+def _run(args: list[str], what: str, cwd: str, log: str | None = None) -> None:
+    # cwd: the postgres user may not be allowed into the directory pytest runs in.
+    done = subprocess.run(_as_postgres(args), capture_output=True, text=True, timeout=120, cwd=cwd)
     if done.returncode != 0:
         tail = ""
         if log and os.path.exists(log):
@@ -105,12 +123,51 @@ def _run(args: list[str], what: str, log: str | None = None) -> None:
         pytest.fail(f"{what} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}\n{tail}")
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """A fresh PostgreSQL cluster with password authentication, stopped and deleted at the end."""
+def _write_owned(path: str, content: bytes) -> None:
+    """Write a file only its owner may read, owned by postgres when we are root (the server insists on it for keys)."""
+    with open(path, "wb") as f:
+        f.write(content)
+    os.chmod(path, 0o600)
+    if os.geteuid() == 0:
+        shutil.chown(path, "postgres", "postgres")
+
+
+def _certificates() -> tuple[bytes, bytes, str]:
+    """A server certificate for localhost/127.0.0.1, its key, and the PEM of the CA that signed it."""
+    now = dt.datetime.now(dt.UTC)
+
+    def build(subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name | None, signer: Any) -> x509.Certificate:
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(issuer or name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=30))
+        )
+        if issuer is None:
+            builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        else:
+            names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = build("sourcecheck test CA", ca_key, None, ca_key)
+    cert = build("localhost", key, ca.subject, ca_key)
+    pem = serialization.Encoding.PEM
+    key_pem = key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return cert.public_bytes(pem), key_pem, ca.public_bytes(pem).decode()
+
+
+@contextmanager
+def _cluster(*, tls: bool) -> Iterator[PostgresServer]:
     bindir = _bindir()
     root = tempfile.mkdtemp(prefix="sourcecheck-pg-")
     data, log, pwfile = os.path.join(root, "data"), os.path.join(root, "server.log"), os.path.join(root, "pw")
+    cert, key, ca = _certificates() if tls else (b"", b"", None)
     server = PostgresServer(
         host="127.0.0.1",
         port=free_port(),
@@ -122,13 +179,12 @@ def postgres_server() -> Iterator[PostgresServer]:
         locked_schema="locked",
         outsider="outsider",
         outsider_password="out-" + secrets.token_hex(8),
+        ca_cert=ca,
     )
-    with open(pwfile, "w") as f:
-        f.write(server.superuser_password + "\n")
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
-        shutil.chown(pwfile, "postgres", "postgres")
     os.chmod(root, 0o700)
+    _write_owned(pwfile, server.superuser_password.encode() + b"\n")
     started = False
     try:
         _run(
@@ -137,18 +193,26 @@ def postgres_server() -> Iterator[PostgresServer]:
                 "--locale=C", "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync", "--no-instructions",
             ],
             "initdb",
+            root,
         )  # fmt: skip
         os.unlink(pwfile)
-        with open(os.path.join(data, "postgresql.conf"), "a") as f:
+        settings = (
             # Loopback only, our own socket dir (no clash with the machine's server), and
             # no durability: the cluster is thrown away, speed is all that matters.
-            f.write(
-                f"listen_addresses = '127.0.0.1'\nport = {server.port}\nunix_socket_directories = '{root}'\n"
-                "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nlogging_collector = off\n"
-                "password_encryption = 'scram-sha-256'\nssl = off\n"
-            )
+            f"listen_addresses = '127.0.0.1'\nport = {server.port}\nunix_socket_directories = '{root}'\n"
+            "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
+            "password_encryption = 'scram-sha-256'\n"
+        )
+        if tls:
+            _write_owned(os.path.join(data, "server.crt"), cert)
+            _write_owned(os.path.join(data, "server.key"), key)
+            settings += "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n"
+        else:
+            settings += "ssl = off\n"
+        with open(os.path.join(data, "postgresql.conf"), "a") as f:
+            f.write(settings)
         started = True  # before the call: a start that times out may still leave a server running
-        _run([f"{bindir}/pg_ctl", "start", "-D", data, "-l", log, "-w", "-t", "60"], "pg_ctl start", log)
+        _run([f"{bindir}/pg_ctl", "start", "-D", data, "-l", log, "-w", "-t", "60"], "pg_ctl start", root, log)
         with psycopg.connect(server.dsn(superuser=True, database="postgres"), autocommit=True) as conn:
             conn.execute(f"CREATE ROLE reader LOGIN PASSWORD '{server.password}'")
             conn.execute(f"CREATE ROLE outsider LOGIN PASSWORD '{server.outsider_password}'")
@@ -165,5 +229,24 @@ def postgres_server() -> Iterator[PostgresServer]:
         yield server
     finally:
         if started:
-            subprocess.run(_as_postgres([f"{bindir}/pg_ctl", "stop", "-D", data, "-m", "immediate", "-w"]), capture_output=True, timeout=60)
+            subprocess.run(
+                _as_postgres([f"{bindir}/pg_ctl", "stop", "-D", data, "-m", "immediate", "-w"]),
+                capture_output=True,
+                timeout=60,
+                cwd=root,
+            )
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A fresh PostgreSQL cluster without TLS, with password authentication (see the module docstring)."""
+    with _cluster(tls=False) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_tls_server() -> Iterator[PostgresServer]:
+    """Like ``postgres_server`` with TLS on; ``ca_cert`` is the PEM that verifies it (localhost, 127.0.0.1)."""
+    with _cluster(tls=True) as server:
+        yield server

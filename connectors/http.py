@@ -1,0 +1,415 @@
+"""The ``http`` connector: does an HTTP(S) URL answer, with these credentials, as expected?
+
+Steps: ``resolve`` the host, open ``tcp``, for https complete a ``tls`` handshake with the
+configured trust (so certificate problems are named as such), then send one ``request``.
+The request goes to the address the ``tcp`` step reached, so what was checked is what is
+used. The response body is never read: a URL to a large file costs one round trip.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import socket
+import ssl
+import time
+import typing
+from http import HTTPStatus
+from typing import Annotated, Any, ClassVar, Literal
+
+import httpcore
+import httpx
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, HttpUrl, SecretStr
+
+from connectors.base import Connector, ConnectorConfig, Probe, Secret, Step, StepStatus
+from connectors.errors import FailureType, ProbeFailure
+from connectors.network import Address, connect_tcp, resolve
+from connectors.tls import client_context, tls_failure, tls_handshake
+
+USER_AGENT = "sourcecheck/0.1 (connectivity check)"
+
+# --- configuration -------------------------------------------------------------------
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 header field name
+# Headers the client must own: credentials (they belong in auth, which keeps them secret)
+# and the ones that would contradict the URL or the framing of the request.
+_RESERVED = {"authorization", "proxy-authorization", "host", "content-length", "transfer-encoding", "connection"}
+
+
+def _header_name(name: str) -> str:
+    if not _TOKEN.fullmatch(name):
+        raise ValueError("is not a valid HTTP header name")
+    if name.lower() in _RESERVED:
+        raise ValueError(f"header {name} cannot be set here (credentials go in auth)")
+    return name
+
+
+def _header_value(value: str) -> str:
+    # CR/LF would let a value inject headers; httpx refuses them with the value in the error text.
+    if any(c in value for c in "\r\n\0"):
+        raise ValueError("must not contain line breaks or NUL")
+    return value
+
+
+def _header_secret(value: SecretStr) -> SecretStr:
+    _header_value(value.get_secret_value())
+    return value
+
+
+HeaderName = Annotated[str, AfterValidator(_header_name)]
+HeaderValue = Annotated[str, AfterValidator(_header_value)]
+HeaderSecret = Annotated[Secret, AfterValidator(_header_secret)]
+
+
+def _no_whitespace(value: Any) -> Any:
+    # The URL parser silently drops surrounding spaces and inner tabs/newlines: a pasted
+    # URL with stray whitespace would be checked as a different URL than the one shown.
+    if isinstance(value, str) and any(c.isspace() for c in value):
+        raise ValueError("must not contain whitespace")
+    return value
+
+
+def _no_userinfo(url: HttpUrl) -> HttpUrl:
+    # A password in the URL would be stored and shown in clear: it belongs in auth.
+    if url.username is not None or url.password is not None:
+        raise ValueError("must not contain a user name or password: put credentials in auth")
+    return url
+
+
+def _pem_certificates(value: str | None) -> str | None:
+    if not value:
+        return None  # forms send "" for an empty field
+    if "-----BEGIN CERTIFICATE-----" not in value:
+        raise ValueError("must be one or more PEM certificates (-----BEGIN CERTIFICATE-----)")
+    try:
+        ssl.create_default_context(cadata=value)
+    except (ssl.SSLError, ValueError):
+        raise ValueError("is not a valid PEM certificate") from None
+    return value
+
+
+class _Auth(BaseModel):
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+
+class NoAuth(_Auth):
+    model_config = ConfigDict(title="No authentication")
+    type: Literal["none"] = Field("none", title="Type", description="No credentials are sent.")
+
+
+class BasicAuth(_Auth):
+    model_config = ConfigDict(title="Basic authentication")
+    type: Literal["basic"] = Field(title="Type", description="HTTP Basic authentication (RFC 7617).")
+    username: str = Field(
+        min_length=1,
+        pattern=r"^[^:\r\n\x00]*$",
+        title="User name",
+        description="Sent in the Authorization header; no colon.",
+        examples=["reader"],
+    )
+    password: HeaderSecret = Field(
+        title="Password", description="Sent in the Authorization header, never shown.", examples=["s3cret"]
+    )
+
+
+class BearerAuth(_Auth):
+    model_config = ConfigDict(title="Bearer token")
+    type: Literal["bearer"] = Field(
+        title="Type", description="Authorization: Bearer <token> (OAuth 2 access tokens, API tokens)."
+    )
+    token: HeaderSecret = Field(title="Token", description="The bearer token, never shown.", examples=["eyJhbGciOi..."])
+
+
+class HeaderAuth(_Auth):
+    model_config = ConfigDict(title="API key header")
+    type: Literal["header"] = Field(title="Type", description="A secret sent in a header of your choice (API keys).")
+    name: HeaderName = Field(
+        title="Header name", description="The header that carries the secret.", examples=["X-API-Key"]
+    )
+    value: HeaderSecret = Field(title="Header value", description="The secret, never shown.", examples=["key_live_..."])
+
+
+Auth = Annotated[NoAuth | BasicAuth | BearerAuth | HeaderAuth, Field(discriminator="type")]
+
+
+class HttpConfig(ConnectorConfig):
+    """How to reach an HTTP(S) endpoint and what counts as a good answer."""
+
+    model_config = ConfigDict(title="HTTP(S) endpoint")
+
+    url: Annotated[HttpUrl, BeforeValidator(_no_whitespace), AfterValidator(_no_userinfo)] = Field(
+        title="URL",
+        description="The http:// or https:// URL to request. No user name or password in it: use auth.",
+        examples=["https://api.example.com/health"],
+    )
+    method: Literal["GET", "HEAD"] = Field(
+        "GET",
+        title="Method",
+        description="GET, or HEAD for servers that answer it. The body of the answer is never read.",
+        examples=["GET"],
+    )
+    auth: Auth = Field(
+        NoAuth(type="none"),
+        title="Authentication",
+        description="Credentials, sent only to the URL's host (not to another host a redirect leads to).",
+        examples=[{"type": "none"}, {"type": "bearer", "token": "eyJhbGciOi..."}],
+    )
+    headers: dict[HeaderName, HeaderValue] = Field(
+        default_factory=dict,
+        title="Extra headers",
+        description="Non-secret headers to send; they are shown in clear. Secrets go in auth.",
+        examples=[{"Accept": "application/json"}],
+    )
+    expected_status: list[Annotated[int, Field(ge=100, le=599)]] = Field(
+        default_factory=list,
+        title="Expected status codes",
+        description="The status codes that count as success. Empty (the default): any 2xx.",
+        examples=[[200, 204]],
+    )
+    verify_tls: bool = Field(
+        True,
+        title="Verify TLS certificate",
+        description="Check that an https server's certificate is trusted, current and for this host. Turn off only for tests.",
+        examples=[True],
+    )
+    ca_cert: Annotated[str | None, AfterValidator(_pem_certificates)] = Field(
+        None,
+        title="CA certificate (PEM)",
+        description="A certificate to trust in addition to the system's, e.g. a private CA or a self-signed server certificate. Ignored when verify_tls is off.",
+        examples=["-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----\n"],
+    )
+    follow_redirects: bool = Field(
+        True,
+        title="Follow redirects",
+        description="Follow 3xx answers (up to 20) and judge the final one; off: a redirect fails unless its status is expected.",
+        examples=[True],
+    )
+
+
+# --- the connector -------------------------------------------------------------------
+
+
+class HttpConnector(Connector):
+    name = "http"
+    title = "HTTP(S) endpoint"
+    category = "web"
+    documentation_url = "https://developer.mozilla.org/en-US/docs/Web/HTTP/Status"
+    config_model = HttpConfig
+    steps: ClassVar[tuple[str, ...]] = ("resolve", "tcp", "tls", "request")
+
+    async def check(self, config: HttpConfig, probe: Probe) -> None:
+        host = (config.url.host or "").strip("[]")  # pydantic keeps IPv6 brackets; sockets want none
+        port = config.url.port or (443 if config.url.scheme == "https" else 80)
+        address = await connect_tcp(probe, await resolve(probe, host, port))
+        context = client_context(verify=config.verify_tls, ca_pem=config.ca_cert)
+        if config.url.scheme == "https":
+            await tls_handshake(probe, address, host, context)
+        else:
+            # Shown in place, not appended after the request step as an unreached step would be.
+            probe.steps.append(Step(name="tls", status=StepStatus.SKIPPED, message="http:// URL: no TLS"))
+        async with probe.step("request") as step:
+            step.message = await _request(config, probe, address, context)
+
+
+async def _request(config: HttpConfig, probe: Probe, address: Address, context: ssl.SSLContext) -> str:
+    """Send the request; the success message, or a ProbeFailure for a bad answer."""
+    headers = httpx.Headers({"User-Agent": USER_AGENT})
+    headers.update(config.headers)
+    timeout = probe.remaining()
+    async with httpx.AsyncClient(
+        transport=_PinnedTransport(context, address),
+        headers=headers,
+        timeout=timeout,
+        follow_redirects=config.follow_redirects,
+        trust_env=False,  # no proxy from the environment: the request must go where tcp/tls went
+        event_hooks={"request": [_credentials_hook(config)]},
+    ) as client:
+        started = time.perf_counter()
+        try:
+            async with client.stream(config.method, str(config.url)) as response:
+                elapsed_ms = (time.perf_counter() - started) * 1000
+        except httpx.HTTPError as exc:
+            raise _transport_failure(exc, timeout) from None
+    status = response.status_code
+    expected = status in config.expected_status if config.expected_status else 200 <= status < 300
+    if not expected:
+        raise _status_failure(response, config)
+    redirects = len(response.history)
+    after = f" after {redirects} redirect{'s' if redirects > 1 else ''}" if redirects else ""
+    return f"HTTP {status} {_phrase(status)} in {elapsed_ms:.0f} ms{after}"
+
+
+def _credentials_hook(config: HttpConfig) -> typing.Callable[[httpx.Request], typing.Awaitable[None]]:
+    """A hook run before every request, redirects included, that sets the credentials for
+    the URL's own host and removes them for any other (httpx only drops Authorization)."""
+    auth = config.auth
+    credentials: dict[str, str] = {}
+    if isinstance(auth, BasicAuth):
+        pair = f"{auth.username}:{auth.password.get_secret_value()}".encode()
+        credentials["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+    elif isinstance(auth, BearerAuth):
+        credentials["Authorization"] = f"Bearer {auth.token.get_secret_value()}"
+    elif isinstance(auth, HeaderAuth):
+        credentials[auth.name] = auth.value.get_secret_value()
+    host = (config.url.host or "").strip("[]").lower()
+    scheme = config.url.scheme
+
+    async def hook(request: httpx.Request) -> None:
+        # Same host, and never from https down to plain http.
+        trusted = request.url.host.lower() == host and (request.url.scheme == scheme or request.url.scheme == "https")
+        for name, value in credentials.items():
+            if trusted:
+                request.headers[name] = value
+            else:
+                request.headers.pop(name, None)
+
+    return hook
+
+
+def _status_failure(response: httpx.Response, config: HttpConfig) -> ProbeFailure:
+    status = response.status_code
+    answered = f"The server answered {status} {_phrase(status)}".rstrip()
+    if status == 401:
+        if isinstance(config.auth, NoAuth):
+            return ProbeFailure(
+                FailureType.AUTHENTICATION_FAILED,
+                f"{answered}: it needs credentials",
+                hint="Set auth to the credentials this URL needs.",
+            )
+        return ProbeFailure(FailureType.AUTHENTICATION_FAILED, f"{answered}: check the credentials")
+    if status == 403:
+        return ProbeFailure(
+            FailureType.AUTHORIZATION_FAILED,
+            f"{answered}: the credentials are not allowed to access {response.url.path}",
+        )
+    if status in (404, 410):
+        return ProbeFailure(
+            FailureType.NOT_FOUND, f"{answered} for {response.url.path}", hint="Check the path of the URL."
+        )
+    if status >= 500 or status == 429:
+        return ProbeFailure(
+            FailureType.UNEXPECTED_RESPONSE,
+            answered,
+            hint="The server could not handle the request now: check its health, then try again.",
+            retryable=True,
+        )
+    if response.is_redirect:
+        return ProbeFailure(
+            FailureType.UNEXPECTED_RESPONSE,
+            f"{answered}, a redirect: turn on follow_redirects or add {status} to expected_status",
+        )
+    wanted = ", ".join(map(str, config.expected_status)) if config.expected_status else "a 2xx status"
+    return ProbeFailure(FailureType.UNEXPECTED_RESPONSE, f"{answered}, expected {wanted}")
+
+
+def _transport_failure(exc: httpx.HTTPError, timeout: float) -> ProbeFailure:
+    """What an httpx error means for the user. Its text is not used: it can hold the URL's query."""
+    host = exc.request.url.host if _has_request(exc) else "the server"
+    if isinstance(exc, httpx.ConnectTimeout):
+        return ProbeFailure(FailureType.CONNECTION_TIMEOUT, f"Could not connect to {host} within {timeout:.1f} s")
+    if isinstance(exc, httpx.TimeoutException):
+        return ProbeFailure(
+            FailureType.TIMEOUT, f"The server accepted the connection but sent no HTTP answer within {timeout:.1f} s"
+        )
+    if (ssl_error := _cause(exc, ssl.SSLError)) is not None:
+        return tls_failure(ssl_error, host)  # on a host a redirect led to, or a TLS renegotiation
+    if isinstance(exc, httpx.ConnectError):  # the checked address was reachable: this is a host a redirect led to
+        if _cause(exc, socket.gaierror) is not None:
+            return ProbeFailure(
+                FailureType.DNS_RESOLUTION_FAILED, f"Could not resolve host '{host}' (a redirect led there)"
+            )
+        if _cause(exc, ConnectionRefusedError) is not None:
+            return ProbeFailure(FailureType.CONNECTION_REFUSED, f"Connection refused by {host}")
+        return ProbeFailure(FailureType.HOST_UNREACHABLE, f"Could not connect to {host}")
+    if isinstance(exc, httpx.TooManyRedirects):
+        return ProbeFailure(
+            FailureType.UNEXPECTED_RESPONSE, "Too many redirects (more than 20): the URL redirects in a loop"
+        )
+    if isinstance(exc, httpx.UnsupportedProtocol):
+        return ProbeFailure(
+            FailureType.UNEXPECTED_RESPONSE, "The server redirected to a URL that is not http:// or https://"
+        )
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return ProbeFailure(
+            FailureType.UNEXPECTED_RESPONSE,
+            f"{host} closed the connection or answered with something that is not HTTP",
+            retryable=True,
+        )
+    if isinstance(exc, httpx.NetworkError):
+        return ProbeFailure(
+            FailureType.UNEXPECTED_RESPONSE, f"The connection to {host} broke during the request", retryable=True
+        )
+    return ProbeFailure(FailureType.UNEXPECTED_RESPONSE, f"The request failed ({type(exc).__name__})")
+
+
+def _has_request(exc: httpx.HTTPError) -> bool:
+    try:
+        exc.request  # noqa: B018 - the property raises when the error has no request
+    except RuntimeError:
+        return False
+    return True
+
+
+_E = typing.TypeVar("_E", bound=BaseException)
+
+
+def _cause(exc: BaseException, kind: type[_E]) -> _E | None:
+    """The first exception of ``kind`` among ``exc``'s causes (httpx wraps httpcore wraps OSError)."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        current = todo.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, kind) and current is not exc:
+            return current
+        todo += [e for e in (current.__cause__, current.__context__) if e is not None]
+        if isinstance(current, BaseExceptionGroup):
+            todo += list(current.exceptions)
+    return None
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+class _PinnedBackend(httpcore.AsyncNetworkBackend):
+    """Connects to the checked address whenever httpcore asks for the checked host:port.
+
+    The URL keeps its host name, so the Host header, SNI and the certificate check are
+    those of the name; only the DNS lookup is replaced. Other hosts (redirects) resolve as usual.
+    """
+
+    def __init__(self, address: Address) -> None:
+        self.address = address
+        self.backend = httpcore.AnyIOBackend()
+
+    # httpcore's interface (timeout parameter included); no unix sockets are used.
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109
+        local_address: str | None = None,
+        socket_options: typing.Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        if host.lower() == self.address.host.lower() and port == self.address.port:
+            host = self.address.ip
+        return await self.backend.connect_tcp(
+            host, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+        )
+
+    async def sleep(self, seconds: float) -> None:
+        await self.backend.sleep(seconds)
+
+
+class _PinnedTransport(httpx.AsyncHTTPTransport):
+    def __init__(self, context: ssl.SSLContext, address: Address) -> None:
+        super().__init__(verify=context, trust_env=False)
+        # httpx takes no network backend, so its pool is replaced by an identical one that
+        # has ours (httpx is pinned in pyproject.toml; tests cover this path).
+        self._pool = httpcore.AsyncConnectionPool(ssl_context=context, network_backend=_PinnedBackend(address))

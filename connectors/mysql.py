@@ -1,0 +1,376 @@
+"""The ``mysql`` connector: can this user log in to this MySQL or MariaDB server and read this database?
+
+Steps: ``resolve`` and ``tcp`` (connectors.network), ``authenticate`` (the MySQL handshake,
+TLS included, against the address the tcp step reached), ``access`` (select the database,
+then read from it). Server errors are mapped by their error code to a FailureType with a
+hint naming the statement that fixes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import ssl
+import struct
+from typing import Annotated, Literal
+
+import aiomysql
+import pymysql
+from pydantic import AfterValidator, Field, model_validator
+from pymysql.constants import CLIENT
+
+from connectors.base import Connector, ConnectorConfig, Probe, Secret
+from connectors.errors import FailureType, ProbeFailure
+from connectors.network import Address, connect_tcp, resolve
+from connectors.tls import tls_failure
+
+SslMode = Literal["disabled", "preferred", "required", "verify_ca", "verify_identity"]
+_VERIFYING: set[str] = {"verify_ca", "verify_identity"}
+_BAD_HOST = re.compile(r"[\s\x00-\x1f\x7f/@?]")
+
+
+def _check_host(value: str) -> str:
+    if not value:
+        raise ValueError("the host must not be empty")
+    if _BAD_HOST.search(value):
+        raise ValueError("give a bare host name or IP address (no spaces, '/', '@' or '?')")
+    return value
+
+
+def _check_pem(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=value)
+        except (ssl.SSLError, ValueError):
+            raise ValueError("not a PEM certificate (expected '-----BEGIN CERTIFICATE-----' ...)") from None
+    return value
+
+
+class MySQLConfig(ConnectorConfig):
+    """How to reach a MySQL or MariaDB database."""
+
+    host: Annotated[str, AfterValidator(_check_host)] = Field(
+        title="Host",
+        description="Host name or IP address of the server.",
+        examples=["db.example.com", "10.0.0.12"],
+        max_length=253,
+    )
+    port: int = Field(3306, title="Port", description="TCP port of the server.", examples=[3306], ge=1, le=65535)
+    database: str = Field(
+        title="Database", description="The database (schema) to read.", examples=["app"], min_length=1, max_length=64
+    )
+    user: str = Field(
+        title="User", description="The user to log in as.", examples=["reader"], min_length=1, max_length=80
+    )
+    password: Secret = Field(title="Password", description="The user's password.")
+    ssl_mode: SslMode = Field(
+        "preferred",
+        title="TLS mode",
+        description=(
+            "disabled: never TLS; preferred: TLS when the server offers it; required: TLS or fail, certificate not checked; "
+            "verify_ca: also check the certificate against the CA; verify_identity: also check it names the host."
+        ),
+        examples=["preferred", "verify_identity"],
+    )
+    ssl_ca: Annotated[str | None, AfterValidator(_check_pem)] = Field(
+        None,
+        title="CA certificate",
+        description="PEM text of the CA that signed the server's certificate (verify_ca / verify_identity; default: the system's CAs).",
+        examples=["-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----"],
+    )
+
+    @model_validator(mode="after")
+    def _ca_needs_verifying_mode(self) -> MySQLConfig:
+        # A CA that would silently be ignored gives a false sense of safety.
+        if self.ssl_ca is not None and self.ssl_mode not in _VERIFYING:
+            raise ValueError("ssl_ca is only used with ssl_mode verify_ca or verify_identity")
+        return self
+
+
+class _NoTLS(Exception):
+    """The server does not offer TLS but the ssl_mode demands it."""
+
+
+class _Connection(aiomysql.Connection):
+    """aiomysql's connection with the two TLS rules it lacks (aiomysql is pinned, so its
+    private ``_request_authentication`` hook is stable). Runs after the greeting, before
+    any credential is sent."""
+
+    tls_required = False
+    tls_hostname: str | None = None
+    tls_started = False  # tells a failed TLS handshake from other socket errors
+
+    async def _request_authentication(self) -> None:
+        if not self.server_capabilities & CLIENT.SSL:
+            if self.tls_required:  # aiomysql would fall back to plain text
+                raise _NoTLS
+            self.client_flag &= ~CLIENT.SSL  # do not announce a TLS upgrade that will not happen
+        elif self._ssl_context is not None:
+            self.tls_started = True
+            if self.tls_hostname:
+                # We connected to an IP; the certificate (and SNI) must name the configured host.
+                # From here on ``_host`` is only used as the TLS server name and in messages.
+                self._host = self.tls_hostname
+        await super()._request_authentication()
+
+
+def _ssl_context(config: MySQLConfig) -> ssl.SSLContext | None:
+    if config.ssl_mode == "disabled":
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if config.ssl_mode in _VERIFYING:
+        if config.ssl_ca:
+            context.load_verify_locations(cadata=config.ssl_ca)
+        else:
+            context.load_default_certs()  # reads the system store from disk: built in a thread
+        context.check_hostname = config.ssl_mode == "verify_identity"
+    else:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _wire_password(password: str) -> str:
+    # aiomysql encodes the password as latin-1; servers and the mysql client use UTF-8.
+    # This str's latin-1 bytes are the password's UTF-8 bytes, so any password works.
+    return password.encode("utf-8").decode("latin-1")
+
+
+def _ident(name: str) -> str:
+    """``name`` as SQL identifier, quoted only when it has to be (hints stay readable)."""
+    return name if re.fullmatch(r"[A-Za-z0-9_$]+", name) else "`" + name.replace("`", "``") + "`"
+
+
+class MySQLConnector(Connector):
+    name = "mysql"
+    title = "MySQL / MariaDB"
+    category = "database"
+    documentation_url = "https://mariadb.com/kb/en/connecting-to-mariadb/"
+    config_model = MySQLConfig
+    steps = ("resolve", "tcp", "authenticate", "access")
+
+    async def check(self, config: MySQLConfig, probe: Probe) -> None:
+        addresses = await resolve(probe, config.host, config.port)
+        address = await connect_tcp(probe, addresses)
+        conn: _Connection | None = None
+        try:
+            errors = _Errors(config, address)
+            async with probe.step("authenticate") as step:
+                ssl_context = await asyncio.to_thread(_ssl_context, config)
+                conn = _Connection(
+                    host=address.ip,  # the address the tcp step reached: nothing is resolved twice
+                    port=address.port,
+                    user=config.user,
+                    password=_wire_password(config.password.get_secret_value()),
+                    db=None,  # selected in the access step, so a bad name is not an auth failure
+                    connect_timeout=probe.remaining(),
+                    ssl=ssl_context,
+                    program_name="sourcecheck",
+                )
+                conn.tls_required = config.ssl_mode != "preferred" and ssl_context is not None
+                conn.tls_hostname = config.host if config.ssl_mode == "verify_identity" else None
+                try:
+                    # aiomysql.connect() minus its context manager, so our subclass is used.
+                    # Every wait in it is a plain await: the deadline cancels it.
+                    await conn._connect()
+                except (pymysql.MySQLError, _NoTLS, struct.error, IndexError, UnicodeDecodeError) as exc:
+                    raise errors.failure(exc, tls_started=conn.tls_started) from None
+                step.message = f"Logged in as '{config.user}' to {_server_name(conn)} ({_tls_name(conn)})"
+            async with probe.step("access") as step:
+                try:
+                    step.message = await _check_access(conn, config.database, errors)
+                except pymysql.MySQLError as exc:
+                    raise errors.failure(exc) from None
+        except asyncio.CancelledError:
+            if conn is not None:
+                conn.close()  # the deadline passed: drop the socket, wait for nothing more
+            raise
+        finally:
+            if conn is not None:
+                await _quit(conn)
+
+
+async def _check_access(conn: _Connection, database: str, errors: _Errors) -> str:
+    """Select ``database`` and read from it; returns the step's message."""
+    async with conn.cursor() as cur:
+        await cur.execute("SELECT CURRENT_USER()")
+        row = await cur.fetchone()
+        # The account the server matched (e.g. reader@%), for exact GRANT hints.
+        errors.account = str(row[0]) if row else None
+        try:
+            await conn.select_db(database)  # COM_INIT_DB: no SQL, no quoting
+        except pymysql.MySQLError as exc:
+            if exc.args and exc.args[0] in (1044, 1049):
+                errors.visible = await _visible_databases(cur)
+            raise
+        await cur.execute("SHOW TABLES")  # lists only the tables this user has some privilege on
+        tables = [str(r[0]) for r in await cur.fetchall()]
+        if not tables:
+            return f"Database '{database}' is accessible (it has no tables this user can see)"
+        # Prove a read works. A few tables are tried: some may carry only INSERT privileges.
+        denied: pymysql.MySQLError | None = None
+        for table in tables[:3]:
+            try:
+                await cur.execute(f"SELECT 1 FROM {_ident(table)} LIMIT 0")  # noqa: S608 - a quoted name from SHOW TABLES
+            except pymysql.MySQLError as exc:
+                denied = exc
+                continue
+            await cur.fetchall()
+            return f"Database '{database}' is readable ({len(tables)} tables, read from '{table}')"
+        assert denied is not None
+        raise denied
+
+
+async def _visible_databases(cur: aiomysql.Cursor) -> list[str] | None:
+    """The databases this user can see, to name the right one in a hint."""
+    try:
+        await cur.execute("SHOW DATABASES")
+        return [str(r[0]) for r in await cur.fetchall() if r[0] not in ("information_schema", "performance_schema")]
+    except pymysql.MySQLError:
+        return None
+
+
+async def _quit(conn: _Connection) -> None:
+    """Say goodbye (COM_QUIT) so the server does not log an aborted connection, then close."""
+    try:
+        await conn.ensure_closed()  # returns at once when already closed
+    except Exception:  # noqa: S110 - the check's outcome is decided; a failing goodbye changes nothing
+        pass
+    conn.close()
+
+
+def _server_name(conn: _Connection) -> str:
+    version = str(conn.get_server_info())
+    # MariaDB 10+ prefixes its version with 5.5.5- for old replication clients.
+    version = version.removeprefix("5.5.5-")
+    return version if "mariadb" in version.lower() else f"MySQL {version}"
+
+
+def _tls_name(conn: _Connection) -> str:
+    writer = conn._writer
+    ssl_object = writer.transport.get_extra_info("ssl_object") if writer else None
+    return f"TLS {ssl_object.version().removeprefix('TLSv')}" if ssl_object else "no TLS"
+
+
+class _Errors:
+    """Turns driver errors into ProbeFailures. Messages never include the password: the
+    server's own texts name only the user, host and database."""
+
+    def __init__(self, config: MySQLConfig, address: Address) -> None:
+        self.config = config
+        self.where = f"{address.ip}:{address.port}" if ":" not in address.ip else f"[{address.ip}]:{address.port}"
+        self.account: str | None = None  # CURRENT_USER() once logged in
+        self.visible: list[str] | None = None  # databases the user can see, for not-found hints
+
+    def grant(self) -> str:
+        user, _, host = (self.account or f"{self.config.user}@%").rpartition("@")
+        return f"GRANT SELECT ON {_ident(self.config.database)}.* TO '{user}'@'{host}'"
+
+    def visible_hint(self) -> str:
+        if self.visible is None:
+            return ""
+        return f" Databases this user can see: {', '.join(self.visible[:10]) or 'none'}."
+
+    def failure(self, exc: Exception, *, tls_started: bool = False) -> ProbeFailure:
+        user, db = self.config.user, self.config.database
+        if isinstance(exc, _NoTLS):
+            return ProbeFailure(
+                FailureType.TLS_ERROR,
+                f"The server at {self.where} does not offer TLS, but ssl_mode is '{self.config.ssl_mode}'",
+                hint="Enable TLS on the server (ssl_cert and ssl_key), or set ssl_mode to preferred if the network is trusted.",
+            )
+        code = exc.args[0] if isinstance(exc, pymysql.MySQLError) and exc.args and isinstance(exc.args[0], int) else 0
+        if not code:
+            # Garbage in the greeting (bad sequence numbers, short packets): not a MySQL server.
+            return ProbeFailure(
+                FailureType.UNEXPECTED_RESPONSE,
+                f"The server at {self.where} does not speak the MySQL protocol",
+                hint="Check that the host and port point at a MySQL or MariaDB server, not a proxy or another service.",
+            )
+        text = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
+        if code == 2003:  # aiomysql wraps every OSError of the connection phase, TLS included
+            return self._connection_failure(exc.__cause__, tls_started)
+        if code in (1045, 1698):
+            hint = f"Check the password for user '{user}', and that the account exists for the address the workers connect from."
+            if code == 1698:
+                hint = f"The account '{user}' logs in without a password (e.g. unix_socket): give it a password or use another user."
+            return ProbeFailure(FailureType.AUTHENTICATION_FAILED, text, hint=hint)
+        if code in (1820, 1862):
+            return ProbeFailure(
+                FailureType.AUTHENTICATION_FAILED,
+                text,
+                hint=f"The password of '{user}' has expired: ALTER USER '{user}' IDENTIFIED BY '<new password>'.",
+            )
+        if code in (3118, 4151):
+            return ProbeFailure(
+                FailureType.AUTHENTICATION_FAILED, text, hint=f"Unlock the account: ALTER USER '{user}' ACCOUNT UNLOCK."
+            )
+        if code in (1251, 2059):
+            return ProbeFailure(
+                FailureType.AUTHENTICATION_FAILED,
+                text,
+                hint="The account uses an authentication plugin sourcecheck does not support: use mysql_native_password or caching_sha2_password.",
+            )
+        if code == 1130:
+            return ProbeFailure(
+                FailureType.AUTHORIZATION_FAILED,
+                text,
+                hint=f"Allow the workers' address for this user, e.g. CREATE USER '{user}'@'%'.",
+            )
+        if code == 1129:
+            return ProbeFailure(
+                FailureType.AUTHORIZATION_FAILED,
+                text,
+                hint="Unblock it with FLUSH HOSTS, and raise max_connect_errors if it recurs.",
+            )
+        if code == 1044:
+            return ProbeFailure(
+                FailureType.AUTHORIZATION_FAILED,
+                text,
+                hint=f"Either the database '{db}' does not exist, or the user may not use it: {self.grant()}.{self.visible_hint()}",
+            )
+        if code in (1142, 1143):
+            return ProbeFailure(
+                FailureType.AUTHORIZATION_FAILED, text, hint=f"Let the user read the database: {self.grant()}."
+            )
+        if code == 1049:
+            return ProbeFailure(
+                FailureType.NOT_FOUND, text, hint=f"Check the database name '{db}'.{self.visible_hint()}"
+            )
+        if code in (1040, 1203, 1226):
+            return ProbeFailure(
+                FailureType.UNEXPECTED_RESPONSE,
+                text,
+                hint="The server (or this user) has no connection left: try again later, or raise max_connections / max_user_connections.",
+                retryable=True,
+            )
+        if code == 3159:
+            return ProbeFailure(
+                FailureType.TLS_ERROR, text, hint="The server only accepts TLS: set ssl_mode to required or stricter."
+            )
+        if code == 2013:
+            return ProbeFailure(
+                FailureType.UNEXPECTED_RESPONSE,
+                f"The server at {self.where} closed the connection during the MySQL handshake",
+                hint="Check that this is a MySQL or MariaDB port, and that the server (or a proxy in front) accepts the workers' address.",
+                retryable=True,
+            )
+        return ProbeFailure(FailureType.UNEXPECTED_RESPONSE, f"MySQL error {code}: {text}")
+
+    def _connection_failure(self, cause: BaseException | None, tls_started: bool) -> ProbeFailure:
+        if isinstance(cause, TimeoutError):  # connect_timeout; an OSError too, so first
+            return ProbeFailure(FailureType.TIMEOUT, f"No answer from {self.where} while connecting")
+        if isinstance(cause, OSError) and (tls_started or isinstance(cause, ssl.SSLError)):
+            return tls_failure(cause, self.config.host, trust_fix=_TRUST_FIX)
+        if isinstance(cause, ConnectionRefusedError):
+            return ProbeFailure(FailureType.CONNECTION_REFUSED, f"Connection refused ({self.where})")
+        reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else type(cause).__name__
+        return ProbeFailure(
+            FailureType.UNEXPECTED_RESPONSE,
+            f"The connection to {self.where} failed during the MySQL handshake ({reason})",
+            hint="Check that this is a MySQL or MariaDB port, not a proxy or another service.",
+            retryable=True,
+        )
+
+
+_TRUST_FIX = "put the CA certificate that signed it in ssl_ca, or use ssl_mode 'required' to encrypt without verifying"

@@ -1,0 +1,171 @@
+"""The ``tls`` step, and plain words for what goes wrong in a TLS handshake.
+
+A connector that reaches its server over TLS runs :func:`tls_handshake` right after
+``connect_tcp``, on the same address, so a certificate problem is reported as one (expired,
+wrong host, unknown issuer) before any driver gets involved. :func:`tls_failure` turns an
+``ssl`` error met later, inside a driver, into the same :class:`ProbeFailure`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ssl
+from dataclasses import dataclass
+
+from cryptography import x509
+
+from connectors.base import Probe
+from connectors.errors import FailureType, ProbeFailure
+from connectors.network import Address
+
+TRUST_FIX = "set ca_cert or verify_tls=false"
+"""How a user makes an unknown issuer trusted; connectors whose fields differ pass their own."""
+
+# OpenSSL's X509_V_ERR_* codes (``ssl.SSLCertVerificationError.verify_code``); Python has no names for them.
+_NOT_YET_VALID, _EXPIRED, _REVOKED = 9, 10, 23
+_SELF_SIGNED = {18, 19}
+_UNKNOWN_ISSUER = {2, 20, 21}
+_WRONG_HOST = {62, 64}
+
+_EXPIRY_WARNING = dt.timedelta(days=30)
+
+
+def client_context(*, verify: bool = True, ca_pem: str | None = None) -> ssl.SSLContext:
+    """A client context trusting the system's CAs plus ``ca_pem``, or nothing checked at all."""
+    context = ssl.create_default_context()
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif ca_pem:
+        context.load_verify_locations(cadata=ca_pem)
+    return context
+
+
+@dataclass(frozen=True)
+class PeerCertificate:
+    """What a handshake showed: the protocol and the server's leaf certificate."""
+
+    version: str  # "TLSv1.3"
+    not_before: dt.datetime
+    not_after: dt.datetime
+    names: tuple[str, ...]  # DNS names and IP addresses it is valid for
+    issuer: str
+    self_signed: bool
+
+    @classmethod
+    def from_der(cls, version: str, der: bytes) -> PeerCertificate:
+        cert = x509.load_der_x509_certificate(der)
+        try:
+            sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            names = tuple(sans.get_values_for_type(x509.DNSName)) + tuple(
+                str(ip) for ip in sans.get_values_for_type(x509.IPAddress)
+            )
+        except x509.ExtensionNotFound:
+            names = tuple(str(a.value) for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME))
+        cn = cert.issuer.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+        return cls(
+            version=version,
+            not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc,
+            names=names,
+            issuer=str(cn[0].value) if cn else cert.issuer.rfc4514_string(),
+            self_signed=cert.issuer == cert.subject,
+        )
+
+    def describe(self, *, verified: bool) -> str:
+        """``TLS 1.3, certificate valid until 2027-01-01`` (+ a warning when near its end)."""
+        now = dt.datetime.now(dt.UTC)
+        if self.not_after < now:
+            validity = f"expired on {self.not_after:%Y-%m-%d}"
+        else:
+            validity = f"valid until {self.not_after:%Y-%m-%d}"
+            if self.not_after - now < _EXPIRY_WARNING:
+                validity += f", expires in {(self.not_after - now).days} days"
+        certificate = f"certificate {validity}" if verified else f"certificate not verified ({validity})"
+        return f"{self.version.replace('v', ' ')}, {certificate}"
+
+
+async def handshake(address: Address, server_hostname: str, context: ssl.SSLContext) -> PeerCertificate:
+    """Connect to ``address``, complete a TLS handshake, describe the peer, disconnect."""
+    _, writer = await asyncio.open_connection(address.ip, address.port, ssl=context, server_hostname=server_hostname)
+    try:
+        ssl_object = writer.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True)
+        version = ssl_object.version() or "TLS"
+    finally:
+        # abort, not close: a graceful close waits for the peer's close_notify, up to 30 s.
+        writer.transport.abort()
+    return PeerCertificate.from_der(version, der)
+
+
+async def tls_handshake(
+    probe: Probe, address: Address, server_hostname: str, context: ssl.SSLContext, *, trust_fix: str = TRUST_FIX
+) -> PeerCertificate:
+    """Step ``tls``: a handshake with ``context``'s verification; fails with tls_error."""
+    async with probe.step("tls") as step:
+        try:
+            peer = await handshake(address, server_hostname, context)
+        except ssl.SSLCertVerificationError as exc:
+            # A failed handshake shows no certificate; fetch it unverified so the message
+            # can say when it expired, whom it is for, who issued it.
+            # Bounded, so a server that stalls the second time still gets a tls_error.
+            shown: PeerCertificate | None = None
+            try:
+                async with asyncio.timeout(min(2.0, probe.remaining() / 2)):
+                    shown = await handshake(address, server_hostname, client_context(verify=False))
+            except (OSError, ValueError):  # TimeoutError is an OSError
+                pass
+            raise tls_failure(exc, server_hostname, shown, trust_fix=trust_fix) from None
+        except OSError as exc:  # ssl.SSLError is an OSError too
+            raise tls_failure(exc, server_hostname, trust_fix=trust_fix) from None
+        step.message = peer.describe(verified=context.verify_mode != ssl.CERT_NONE)
+        return peer
+
+
+def tls_failure(
+    exc: OSError, host: str, peer: PeerCertificate | None = None, *, trust_fix: str = TRUST_FIX
+) -> ProbeFailure:
+    """The ProbeFailure for an error met during a TLS handshake with ``host``."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return ProbeFailure(FailureType.TLS_ERROR, _verification_message(exc, host, peer, trust_fix))
+    if isinstance(exc, ssl.SSLError):
+        reason = exc.reason or type(exc).__name__
+        if reason in {"WRONG_VERSION_NUMBER", "HTTP_REQUEST", "RECORD_LAYER_FAILURE"}:
+            message = f"The server at {host} did not answer with TLS: is it a plain (non-TLS) port?"
+        elif "PROTOCOL_VERSION" in reason or reason == "UNSUPPORTED_PROTOCOL":
+            message = f"The server at {host} and this client have no TLS version in common"
+        elif "CERTIFICATE_REQUIRED" in reason:
+            message = f"The server at {host} requires a client certificate"
+        else:
+            message = f"The TLS handshake with {host} failed ({reason})"
+        return ProbeFailure(FailureType.TLS_ERROR, message)
+    if isinstance(exc, ConnectionRefusedError):
+        return ProbeFailure(FailureType.CONNECTION_REFUSED, f"Connection refused by {host} when starting TLS")
+    # EOF or reset mid-handshake: usually a server that is not speaking TLS, or rejected us.
+    return ProbeFailure(
+        FailureType.TLS_ERROR, f"The server at {host} closed the connection during the TLS handshake", retryable=True
+    )
+
+
+def _verification_message(
+    exc: ssl.SSLCertVerificationError, host: str, peer: PeerCertificate | None, trust_fix: str
+) -> str:
+    code = exc.verify_code
+    if code == _EXPIRED:
+        when = f" on {peer.not_after:%Y-%m-%d}" if peer else ""
+        return f"The server's certificate has expired{when}"
+    if code == _NOT_YET_VALID:
+        when = f" before {peer.not_before:%Y-%m-%d}" if peer else " yet"
+        return f"The server's certificate is not valid{when}: check the server's clock and certificate"
+    if code in _WRONG_HOST:
+        names = f" (it is for {', '.join(peer.names)})" if peer and peer.names else ""
+        return f"The server's certificate is not valid for host {host}{names}"
+    if code in _SELF_SIGNED or (code in _UNKNOWN_ISSUER and peer and peer.self_signed):
+        return f"The server presented a self-signed certificate: {trust_fix}"
+    if code in _UNKNOWN_ISSUER:
+        issuer = f" ({peer.issuer})" if peer else ""
+        return f"The server's certificate is signed by an unknown authority{issuer}: {trust_fix}"
+    if code == _REVOKED:
+        return "The server's certificate has been revoked"
+    return f"The server's certificate could not be verified: {exc.verify_message}"

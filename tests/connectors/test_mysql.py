@@ -1,0 +1,295 @@
+"""The ``mysql`` connector against a real MariaDB (tests/servers/mariadb.py) and a few
+fake servers made here: one that never greets, one that is not MySQL, one without TLS."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from pymysql.constants import CLIENT
+
+from connectors.base import Probe, run_check
+from connectors.errors import InvalidConfiguration, ProbeFailure
+from connectors.registry import get_connector
+from tests.servers import free_port
+from tests.servers.mariadb import MariaDB
+
+MYSQL = get_connector("mysql")
+STEPS = ["resolve", "tcp", "authenticate", "access"]
+ANYONE = {"database": "app", "user": "someone", "password": "a-long-password"}  # long: run_check masks it in messages
+
+
+async def check(data: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+    return (await run_check(MYSQL, MYSQL.parse_config(data), timeout=timeout)).to_dict()
+
+
+def step(result: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(s for s in result["steps"] if s["name"] == name)
+
+
+@pytest.fixture
+def fake_server() -> Iterator[Callable[[Callable[[socket.socket], None]], int]]:
+    """Starts a loopback server that runs ``handle(connection)`` in a thread per client; gives its port."""
+    listeners: list[socket.socket] = []
+    held: list[socket.socket] = []
+
+    def start(handle: Callable[[socket.socket], None]) -> int:
+        listener = socket.create_server(("127.0.0.1", 0))
+        listeners.append(listener)
+
+        def serve() -> None:
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return  # closed at teardown
+                held.append(conn)
+                threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+        threading.Thread(target=serve, daemon=True).start()
+        return int(listener.getsockname()[1])
+
+    yield start
+    for s in listeners + held:
+        s.close()
+
+
+def greeting(capabilities: int) -> bytes:
+    """A MySQL protocol 10 handshake packet offering ``capabilities`` and native passwords."""
+    payload = (
+        b"\x0a5.5.5-10.11.0-FakeDB\x00"
+        + struct.pack("<I", 7)
+        + b"abcdefgh\x00"
+        + struct.pack("<HBHHB", capabilities & 0xFFFF, 45, 2, capabilities >> 16, 21)
+        + b"\x00" * 10
+        + b"ijklmnopqrst\x00mysql_native_password\x00"
+    )
+    return len(payload).to_bytes(3, "little") + b"\x00" + payload
+
+
+async def test_a_reader_with_the_right_password_passes_every_step_in_order(mariadb_server: MariaDB) -> None:
+    result = await check(mariadb_server.config())
+    assert result["status"] == "succeeded", result
+    assert [s["name"] for s in result["steps"]] == STEPS
+    assert all(s["status"] == "succeeded" for s in result["steps"])
+    assert f"Logged in as '{mariadb_server.user}'" in step(result, "authenticate")["message"]
+    assert f"read from '{mariadb_server.table}'" in step(result, "access")["message"]
+
+
+async def test_a_wrong_password_fails_authentication_naming_the_user_but_never_the_password(
+    mariadb_server: MariaDB,
+) -> None:
+    wrong = "Wr0ng-" + mariadb_server.password
+    result = await check(mariadb_server.config(password=wrong))
+    assert result["status"] == "failed"
+    failure = result["failure"]
+    assert failure["type"] == "authentication_failed"
+    assert f"Access denied for user '{mariadb_server.user}'" in failure["message"]
+    assert f"Check the password for user '{mariadb_server.user}'" in failure["hint"]
+    assert failure["retryable"] is False
+    assert wrong not in str(result) and mariadb_server.password not in str(result)
+    assert [s["status"] for s in result["steps"]] == ["succeeded", "succeeded", "failed", "skipped"]
+
+    # The connector itself keeps the password out, not only run_check's scrubbing.
+    probe = Probe(MYSQL.steps, deadline=time.monotonic() + 10)
+    with pytest.raises(ProbeFailure) as caught:
+        await MYSQL.check(MYSQL.parse_config(mariadb_server.config(password=wrong)), probe)
+    assert wrong not in caught.value.message and wrong not in caught.value.hint
+
+
+async def test_a_password_with_non_ascii_characters_logs_in(mariadb_server: MariaDB) -> None:
+    # aiomysql would send it as latin-1; servers hash the UTF-8 bytes.
+    user, password = "sc_unicode_reader", "pässwörd-€-" + mariadb_server.password
+    admin = mariadb_server.admin()
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f"CREATE USER '{user}'@'%%' IDENTIFIED BY %s", (password,))
+            cur.execute(f"GRANT SELECT ON `{mariadb_server.database}`.* TO '{user}'@'%'")
+        result = await check(mariadb_server.config(user=user, password=password))
+        assert result["status"] == "succeeded", result["failure"]
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP USER IF EXISTS '{user}'@'%'")
+        admin.close()
+
+
+async def test_an_unknown_database_is_not_found_and_the_hint_lists_the_visible_ones(mariadb_server: MariaDB) -> None:
+    # The admin may see every database, so the server admits this one does not exist (1049).
+    config = mariadb_server.config(
+        user=mariadb_server.admin_user, password=mariadb_server.admin_password, database="no_such_db"
+    )
+    result = await check(config)
+    assert result["failure"]["type"] == "not_found"
+    assert "Unknown database 'no_such_db'" in result["failure"]["message"]
+    assert mariadb_server.database in result["failure"]["hint"]
+    assert step(result, "authenticate")["status"] == "succeeded"
+    assert step(result, "access")["status"] == "failed"
+
+
+async def test_a_database_the_user_has_no_privilege_on_fails_authorization_with_a_grant_hint(
+    mariadb_server: MariaDB,
+) -> None:
+    result = await check(mariadb_server.config(database=mariadb_server.forbidden_database))
+    failure = result["failure"]
+    assert failure["type"] == "authorization_failed"
+    assert mariadb_server.forbidden_database in failure["message"]
+    assert f"GRANT SELECT ON {mariadb_server.forbidden_database}.* TO '{mariadb_server.user}'@'%'" in failure["hint"]
+    assert step(result, "access")["status"] == "failed"
+
+
+async def test_an_unknown_database_the_user_may_not_see_says_it_may_be_missing_or_forbidden(
+    mariadb_server: MariaDB,
+) -> None:
+    # MariaDB answers 1044, not 1049, so a limited user cannot probe for database names.
+    result = await check(mariadb_server.config(database="no_such_db"))
+    assert result["failure"]["type"] == "authorization_failed"
+    assert "does not exist" in result["failure"]["hint"]
+
+
+async def test_a_user_who_may_use_the_database_but_not_read_it_fails_authorization(mariadb_server: MariaDB) -> None:
+    user = "sc_insert_only"
+    admin = mariadb_server.admin()
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f"CREATE USER '{user}'@'%%' IDENTIFIED BY %s", (mariadb_server.password,))
+            cur.execute(f"GRANT INSERT ON `{mariadb_server.database}`.* TO '{user}'@'%'")
+        result = await check(mariadb_server.config(user=user))
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP USER IF EXISTS '{user}'@'%'")
+        admin.close()
+    assert result["failure"]["type"] == "authorization_failed"
+    assert "SELECT command denied" in result["failure"]["message"]
+    assert f"GRANT SELECT ON {mariadb_server.database}.* TO '{user}'@'%'" in result["failure"]["hint"]
+
+
+async def test_a_closed_port_is_connection_refused() -> None:
+    result = await check({"host": "127.0.0.1", "port": free_port(), **ANYONE})
+    assert result["failure"]["type"] == "connection_refused"
+    assert "Connection refused" in result["failure"]["message"]
+    assert [s["status"] for s in result["steps"]] == ["succeeded", "failed", "skipped", "skipped"]
+
+
+async def test_an_unresolvable_host_fails_dns_resolution() -> None:
+    result = await check({"host": "nonexistent.invalid", **ANYONE})
+    assert result["failure"]["type"] == "dns_resolution_failed"
+    assert "nonexistent.invalid" in result["failure"]["message"]
+
+
+async def test_a_server_that_accepts_but_never_greets_times_out_at_the_deadline(fake_server: Any) -> None:
+    port = fake_server(lambda conn: None)  # accepts, holds the socket, says nothing
+    started = time.monotonic()
+    result = await check({"host": "127.0.0.1", "port": port, **ANYONE}, 1.5)
+    assert time.monotonic() - started < 3
+    assert result["failure"]["type"] == "timeout"
+    assert step(result, "tcp")["status"] == "succeeded"
+    assert step(result, "authenticate")["status"] == "failed"
+
+
+async def test_a_server_that_does_not_speak_mysql_is_an_unexpected_response(fake_server: Any) -> None:
+    port = fake_server(lambda conn: conn.sendall(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n"))
+    result = await check({"host": "127.0.0.1", "port": port, **ANYONE}, 5)
+    assert result["failure"]["type"] == "unexpected_response"
+    assert "does not speak the MySQL protocol" in result["failure"]["message"]
+
+
+async def test_required_tls_against_a_server_without_tls_fails_before_sending_credentials(fake_server: Any) -> None:
+    received: list[bytes] = []
+
+    def handle(conn: socket.socket) -> None:
+        conn.sendall(greeting(CLIENT.CAPABILITIES | CLIENT.CONNECT_WITH_DB))  # no CLIENT.SSL
+        conn.settimeout(3)
+        received.append(conn.recv(4096))
+
+    port = fake_server(handle)
+    config = {"host": "127.0.0.1", "port": port, **ANYONE, "ssl_mode": "required"}
+    result = await check(config, 5)
+    assert result["failure"]["type"] == "tls_error"
+    assert "does not offer TLS" in result["failure"]["message"]
+    for _ in range(50):  # the handler thread records the client's close
+        if received:
+            break
+        time.sleep(0.02)
+    assert received == [b""]
+
+
+def tls_server(mariadb_server: MariaDB) -> MariaDB:
+    if mariadb_server.ca_pem is None:
+        pytest.skip("the MariaDB in use has no TLS (only the throwaway server has)")
+    return mariadb_server
+
+
+async def test_ssl_mode_required_logs_in_over_tls_and_disabled_does_not(mariadb_server: MariaDB) -> None:
+    server = tls_server(mariadb_server)
+    required = await check(server.config(ssl_mode="required"))
+    assert required["status"] == "succeeded", required["failure"]
+    assert "(TLS 1." in step(required, "authenticate")["message"]
+    disabled = await check(server.config(ssl_mode="disabled"))
+    assert "(no TLS)" in step(disabled, "authenticate")["message"]
+
+
+async def test_verify_identity_accepts_a_certificate_naming_the_host(mariadb_server: MariaDB) -> None:
+    server = tls_server(mariadb_server)
+    result = await check(server.config(host="localhost", ssl_mode="verify_identity", ssl_ca=server.ca_pem))
+    assert result["status"] == "succeeded", result["failure"]
+
+
+async def test_verify_identity_rejects_a_certificate_for_another_host_but_verify_ca_accepts_it(
+    mariadb_server: MariaDB,
+) -> None:
+    server = tls_server(mariadb_server)  # its certificate names localhost, not 127.0.0.1
+    identity = await check(server.config(ssl_mode="verify_identity", ssl_ca=server.ca_pem))
+    assert identity["failure"]["type"] == "tls_error"
+    assert "not valid for host 127.0.0.1" in identity["failure"]["message"]
+    ca_only = await check(server.config(ssl_mode="verify_ca", ssl_ca=server.ca_pem))
+    assert ca_only["status"] == "succeeded", ca_only["failure"]
+
+
+async def test_verify_ca_rejects_a_certificate_from_an_authority_it_does_not_trust(mariadb_server: MariaDB) -> None:
+    server = tls_server(mariadb_server)
+    result = await check(server.config(ssl_mode="verify_ca"))  # the system's CAs only
+    assert result["failure"]["type"] == "tls_error"
+    assert "ssl_ca" in result["failure"]["message"] + result["failure"]["hint"]
+    assert step(result, "authenticate")["status"] == "failed"
+
+
+def test_the_schema_marks_the_password_as_secret() -> None:
+    schema = MYSQL.connection_specification()
+    assert schema["properties"]["password"]["secret"] is True
+    assert set(schema["required"]) == {"host", "database", "user", "password"}
+    assert schema["properties"]["port"]["default"] == 3306
+
+
+@pytest.mark.parametrize("host", ["db host", "reader@db", "db/app", "db?ssl=1", "", "db\n"])
+def test_the_config_rejects_a_host_that_is_not_a_bare_name(host: str) -> None:
+    with pytest.raises(InvalidConfiguration) as caught:
+        MYSQL.parse_config({"host": host, **ANYONE})
+    assert [e.field for e in caught.value.errors] == ["host"]
+
+
+def test_the_config_rejects_a_ca_that_would_be_ignored_or_is_not_pem() -> None:
+    base = {"host": "db", **ANYONE}
+    with pytest.raises(InvalidConfiguration, match="only used with ssl_mode verify_ca"):
+        MYSQL.parse_config({**base, "ssl_ca": _ANY_CA, "ssl_mode": "required"})
+    with pytest.raises(InvalidConfiguration, match="not a PEM certificate"):
+        MYSQL.parse_config({**base, "ssl_ca": "hello", "ssl_mode": "verify_ca"})
+    assert MYSQL.parse_config({**base, "ssl_ca": _ANY_CA, "ssl_mode": "verify_ca"}).ssl_ca == _ANY_CA  # type: ignore[attr-defined]
+
+
+_ANY_CA = """-----BEGIN CERTIFICATE-----
+MIIBoTCCAUegAwIBAgIUH8Qpzw0FLkIMJMwnSOZj75CEkpcwCgYIKoZIzj0EAwIw
+HjEcMBoGA1UEAwwTc291cmNlY2hlY2sgdGVzdCBDQTAeFw0yNjExMjYwNDIwMDNa
+Fw0yNjExMjgwNDI1MDNaMB4xHDAaBgNVBAMME3NvdXJjZWNoZWNrIHRlc3QgQ0Ew
+WTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAASNDa53r+B84rHWHmla5pDZP19aKsUB
+WiTWKwHnNaGrC6ldzaK2AycGlBQM4lXG8oY2YdqS4qtY2fsDOEkgUKWwo2MwYTAP
+BgNVHRMBAf8EBTADAQH/MB0GA1UdDgQWBBTaKFtS7Xq1ZdcKlBSoRWkibiPHlTAf
+BgNVHSMEGDAWgBTaKFtS7Xq1ZdcKlBSoRWkibiPHlTAOBgNVHQ8BAf8EBAMCAQYw
+CgYIKoZIzj0EAwIDSAAwRQIhANZkgSW5fdCdetvuesKkxVsRbMS3Q3dOMam4d82P
+UuWLAiAEtnYp/TAH2HjaDcpwa5e84RAvzo6ZMOL+W6Su90ybeQ==
+-----END CERTIFICATE-----
+"""
