@@ -129,5 +129,14 @@ def flower(ctx: typer.Context) -> None:
     """Start the Flower dashboard; extra arguments go to `celery flower`.
 
     Example: sourcecheck flower --port 5555 --basic-auth=admin:secret
+
+    Outside the development profile Flower refuses to start without authentication
+    (--basic-auth/--auth/--oauth2 options or the FLOWER_BASIC_AUTH/FLOWER_AUTH variables).
     """
+    from api.settings import get_api_settings
+
+    auth_options = ("--basic-auth", "--basic_auth", "--auth", "--oauth2")
+    has_auth = any(a.startswith(auth_options) for a in ctx.args) or any(os.environ.get(v) for v in ("FLOWER_BASIC_AUTH", "FLOWER_AUTH"))
+    if get_api_settings().profile != "development" and not has_auth:
+        _fail("Flower needs authentication outside development: pass --basic-auth=user:password or set FLOWER_BASIC_AUTH")
     os.execv(sys.executable, [sys.executable, "-m", "celery", "-A", "worker.app", "flower", *ctx.args])

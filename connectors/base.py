@@ -254,6 +254,8 @@ async def run_check(connector: Connector, config: ConnectorConfig, *, timeout: f
         )
     reached = {s.name for s in probe.steps}
     steps = probe.steps + [Step(name=n, status=StepStatus.SKIPPED) for n in connector.steps if n not in reached and failure]
+    order = {name: i for i, name in enumerate(connector.steps)}
+    steps.sort(key=lambda s: order.get(s.name, len(order)))  # stable: undeclared steps keep their place at the end
     result = CheckResult(
         status=CheckStatus.FAILED if failure else CheckStatus.SUCCEEDED,
         steps=steps,

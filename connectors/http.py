@@ -236,7 +236,7 @@ async def _request(config: HttpConfig, probe: Probe, address: Address, context: 
         raise _status_failure(response, config)
     redirects = len(response.history)
     after = f" after {redirects} redirect{'s' if redirects > 1 else ''}" if redirects else ""
-    return f"HTTP {status} {_phrase(status)} in {elapsed_ms:.0f} ms{after}"
+    return f"HTTP {_status_text(status)} in {elapsed_ms:.0f} ms{after}"
 
 
 def _credentials_hook(config: HttpConfig) -> typing.Callable[[httpx.Request], typing.Awaitable[None]]:
@@ -256,7 +256,10 @@ def _credentials_hook(config: HttpConfig) -> typing.Callable[[httpx.Request], ty
 
     async def hook(request: httpx.Request) -> None:
         # Same host, and never from https down to plain http.
-        trusted = request.url.host.lower() == host and (request.url.scheme == scheme or request.url.scheme == "https")
+        # raw_host: IDNA-encoded like pydantic's host (url.host would be the Unicode form).
+        trusted = request.url.raw_host.decode("ascii").lower() == host and (
+            request.url.scheme == scheme or request.url.scheme == "https"
+        )
         for name, value in credentials.items():
             if trusted:
                 request.headers[name] = value
@@ -268,7 +271,7 @@ def _credentials_hook(config: HttpConfig) -> typing.Callable[[httpx.Request], ty
 
 def _status_failure(response: httpx.Response, config: HttpConfig) -> ProbeFailure:
     status = response.status_code
-    answered = f"The server answered {status} {_phrase(status)}".rstrip()
+    answered = f"The server answered {_status_text(status)}"
     if status == 401:
         if isinstance(config.auth, NoAuth):
             return ProbeFailure(
@@ -370,11 +373,12 @@ def _cause(exc: BaseException, kind: type[_E]) -> _E | None:
     return None
 
 
-def _phrase(status: int) -> str:
+def _status_text(status: int) -> str:
+    """``404 Not Found``; the standard phrase, not the server's (which can say anything)."""
     try:
-        return HTTPStatus(status).phrase
+        return f"{status} {HTTPStatus(status).phrase}"
     except ValueError:
-        return ""
+        return str(status)
 
 
 class _PinnedBackend(httpcore.AsyncNetworkBackend):

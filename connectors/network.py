@@ -42,6 +42,8 @@ async def resolve(probe: Probe, host: str, port: int) -> list[Address]:
             ip = str(sockaddr[0])
             seen.setdefault(ip, Address(host=host, ip=ip, port=port, family=family))
         addresses = list(seen.values())
+        if not addresses:
+            raise ProbeFailure(FailureType.DNS_RESOLUTION_FAILED, f"Host '{host}' has no address")
         step.message = f"{host} resolved to {', '.join(a.ip for a in addresses)}"
         return addresses
 
@@ -57,9 +59,19 @@ async def connect_tcp(probe: Probe, addresses: list[Address]) -> Address:
     """
     async with probe.step("tcp") as step:
         last: OSError | None = None
-        for address in addresses:
+        for index, address in enumerate(addresses):
+            # Each address but the last gets a fair share of the time left, so one that
+            # drops packets does not use up the deadline of the others.
+            left = len(addresses) - index
             try:
-                _, writer = await asyncio.open_connection(address.ip, address.port)
+                if left == 1:
+                    _, writer = await asyncio.open_connection(address.ip, address.port)
+                else:
+                    async with asyncio.timeout(probe.remaining() / left):
+                        _, writer = await asyncio.open_connection(address.ip, address.port)
+            except TimeoutError:
+                last = TimeoutError(errno.ETIMEDOUT, "timed out")
+                continue
             except OSError as exc:
                 last = exc
                 continue
@@ -72,6 +84,8 @@ async def connect_tcp(probe: Probe, addresses: list[Address]) -> Address:
             return address
         assert last is not None
         where = ", ".join(_hostport(a) for a in addresses)
+        if isinstance(last, TimeoutError):
+            raise ProbeFailure(FailureType.CONNECTION_TIMEOUT, f"Connection timed out ({where})") from None
         if isinstance(last, ConnectionRefusedError):
             raise ProbeFailure(FailureType.CONNECTION_REFUSED, f"Connection refused ({where})") from None
         if last.errno in _UNREACHABLE:
