@@ -283,7 +283,8 @@ def _status_failure(response: httpx.Response, config: HttpConfig) -> ProbeFailur
     if status == 403:
         return ProbeFailure(
             FailureType.AUTHORIZATION_FAILED,
-            f"{answered}: the credentials are not allowed to access {response.url.path}",
+            f"{answered}: access to {response.url.path} is not allowed "
+            + ("without credentials" if isinstance(config.auth, NoAuth) else "with these credentials"),
         )
     if status in (404, 410):
         return ProbeFailure(

@@ -272,9 +272,13 @@ class _Server(ThreadingHTTPServer):
     def finish_request(self, request: Any, client_address: Any) -> None:
         # The TLS handshake runs here, in the connection's own thread, so a client that
         # stalls or rejects the certificate cannot block the accept loop.
-        if self.tls is not None:
-            request = self.tls.wrap_socket(request, server_side=True)
-        super().finish_request(request, client_address)
+        if self.tls is None:
+            return super().finish_request(request, client_address)
+        request.settimeout(15)
+        # wrap_socket takes over the socket's fd: the TLS socket is the one to close.
+        with self.tls.wrap_socket(request, server_side=True, do_handshake_on_connect=False) as tls_socket:
+            tls_socket.do_handshake()
+            super().finish_request(tls_socket, client_address)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # failed handshakes and dropped clients are what the tests provoke
