@@ -67,6 +67,11 @@ def run_stack(api_port: int = API_PORT, flower_port: int = FLOWER_PORT) -> int:
             print(f"error: port {port} for {what} is in use; stop what uses it first", file=sys.stderr)
             return 1
 
+    def _terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM stops everything the way Ctrl-C does
+
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _terminate)  # also when started with SIGINT ignored (a background job)
     settings.fernet_keys()  # create the development key once, before the children race for it
     init_db()
     try:

@@ -33,6 +33,7 @@ import os
 import pwd
 import secrets
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -152,6 +153,9 @@ def _system_root() -> tuple[pymysql.connections.Connection, str, int]:
     attempts: list[dict[str, Any]] = [{"unix_socket": s} for s in SYSTEM_SOCKETS if os.path.exists(s)]
     attempts.append({"host": "127.0.0.1", "port": 3306})
     for where in attempts:
+        if not _listens(where.get("unix_socket") or (where["host"], where["port"])):
+            errors.append(f"{where}: nothing listens")
+            continue
         try:
             conn = pymysql.connect(user="root", password="", autocommit=True, connect_timeout=3, **where)
         except pymysql.MySQLError as exc:
@@ -165,6 +169,17 @@ def _system_root() -> tuple[pymysql.connections.Connection, str, int]:
         conn.close()
         errors.append(f"{where}: the server does not listen on TCP")
     pytest.skip(f"no MariaDB for the tests: no throwaway mariadbd and no usable system server ({'; '.join(errors)})")
+
+
+def _listens(address: str | tuple[str, int]) -> bool:
+    # Asked before pymysql.connect, which leaks its socket when the connect itself fails.
+    with socket.socket(socket.AF_UNIX if isinstance(address, str) else socket.AF_INET) as probe:
+        probe.settimeout(1)
+        try:
+            probe.connect(address)
+            return True
+        except OSError:
+            return False
 
 
 @dataclass
@@ -228,11 +243,13 @@ class _Throwaway:
     def _wait_ready(self) -> bool:
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline and self.process.poll() is None:
-            try:
-                self.root().close()
-                return True
-            except pymysql.MySQLError:
-                time.sleep(0.05)
+            if _listens(self.socket):
+                try:
+                    self.root().close()
+                    return True
+                except pymysql.MySQLError:
+                    pass
+            time.sleep(0.05)
         return False
 
     def stop(self, *, remove: bool = True) -> None:
