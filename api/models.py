@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlmodel import SQLModel
 from sqlmodel import Field as DBField
+from sqlmodel import SQLModel
 
 ORG_ID_PATTERN = r"^org_[A-Za-z0-9_-]{1,60}$"
 

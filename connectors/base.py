@@ -227,8 +227,9 @@ async def run_check(connector: Connector, config: ConnectorConfig, *, timeout: f
     started = time.perf_counter()
     probe = Probe(connector.steps, deadline=time.monotonic() + timeout)
     failure: Failure | None = None
+    deadline = asyncio.timeout(timeout)
     try:
-        async with asyncio.timeout(timeout):
+        async with deadline:
             await connector.check(config, probe)
     except ProbeFailure as exc:
         failure = Failure(type=exc.type, message=exc.message, hint=exc.hint, retryable=exc.retryable)
@@ -236,7 +237,10 @@ async def run_check(connector: Connector, config: ConnectorConfig, *, timeout: f
         step = probe.current
         name = step.name if step else "check"
         kind = step_for_timeout(name)
-        message = f"No answer within {timeout:g} s during step '{name}'"
+        if deadline.expired():
+            message = f"No answer within {timeout:g} s during step '{name}'"
+        else:  # a driver's own, shorter timeout
+            message = f"Timed out during step '{name}'"
         if step is not None:
             step.status = StepStatus.FAILED
             step.message = message

@@ -108,8 +108,8 @@ class _Connection(aiomysql.Connection):
         elif self._ssl_context is not None:
             self.tls_started = True
             if self.tls_hostname:
-                # We connected to an IP; the certificate (and SNI) must name the configured host.
-                # From here on ``_host`` is only used as the TLS server name and in messages.
+                # We connected to an IP, but SNI and the certificate check need the configured
+                # name. From here on ``_host`` is only used as the TLS server name and in messages.
                 self._host = self.tls_hostname
         await super()._request_authentication()
 
@@ -152,9 +152,9 @@ class MySQLConnector(Connector):
     async def check(self, config: MySQLConfig, probe: Probe) -> None:
         addresses = await resolve(probe, config.host, config.port)
         address = await connect_tcp(probe, addresses)
+        errors = _Errors(config, address)
         conn: _Connection | None = None
         try:
-            errors = _Errors(config, address)
             async with probe.step("authenticate") as step:
                 ssl_context = await asyncio.to_thread(_ssl_context, config)
                 conn = _Connection(
@@ -168,7 +168,7 @@ class MySQLConnector(Connector):
                     program_name="sourcecheck",
                 )
                 conn.tls_required = config.ssl_mode != "preferred" and ssl_context is not None
-                conn.tls_hostname = config.host if config.ssl_mode == "verify_identity" else None
+                conn.tls_hostname = config.host  # SNI always (proxies route by it), checked in verify_identity
                 try:
                     # aiomysql.connect() minus its context manager, so our subclass is used.
                     # Every wait in it is a plain await: the deadline cancels it.
@@ -181,12 +181,10 @@ class MySQLConnector(Connector):
                     step.message = await _check_access(conn, config.database, errors)
                 except pymysql.MySQLError as exc:
                     raise errors.failure(exc) from None
-        except asyncio.CancelledError:
-            if conn is not None:
-                conn.close()  # the deadline passed: drop the socket, wait for nothing more
-            raise
         finally:
             if conn is not None:
+                # After a deadline aiomysql has closed the socket already (it does on every
+                # cancelled read), so this awaits nothing then.
                 await _quit(conn)
 
 
@@ -216,7 +214,7 @@ async def _check_access(conn: _Connection, database: str, errors: _Errors) -> st
                 denied = exc
                 continue
             await cur.fetchall()
-            return f"Database '{database}' is readable ({len(tables)} tables, read from '{table}')"
+            return f"Database '{database}' is readable: SELECT works on '{table}' ({len(tables)} tables visible)"
         assert denied is not None
         raise denied
 

@@ -52,6 +52,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 def _prepare(session: Session, cipher: Cipher, organization_id: str, body: TestSourceRequest, timeout: float) -> tuple[Job, dict[str, Any]]:
     """Resolve the request into a job and the configuration (secrets in clear) to send."""
+    workspace_id: str | None
+    name: str | None
     if body.source_id is not None:
         source = find_source(session, organization_id, body.source_id)
         if body.source_definition_id is not None and body.source_definition_id != source.source_definition_id:

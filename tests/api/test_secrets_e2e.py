@@ -6,6 +6,7 @@ import base64
 from pathlib import Path
 
 import pytest
+
 from tests.servers.postgres import PostgresServer
 from tests.servers.stack import Stack
 

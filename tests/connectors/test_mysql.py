@@ -79,7 +79,7 @@ async def test_a_reader_with_the_right_password_passes_every_step_in_order(maria
     assert [s["name"] for s in result["steps"]] == STEPS
     assert all(s["status"] == "succeeded" for s in result["steps"])
     assert f"Logged in as '{mariadb_server.user}'" in step(result, "authenticate")["message"]
-    assert f"read from '{mariadb_server.table}'" in step(result, "access")["message"]
+    assert f"SELECT works on '{mariadb_server.table}'" in step(result, "access")["message"]
 
 
 async def test_a_wrong_password_fails_authentication_naming_the_user_but_never_the_password(
