@@ -99,6 +99,7 @@ class SourceDefinitionPublic(BaseModel):
     id: str
     name: str
     category: str
+    icon: str
     documentation_url: str | None
     connection_specification: dict[str, Any]
 

@@ -188,6 +188,9 @@ class Connector(ABC):
     """Stable identifier, also the source definition id (``postgres``)."""
     title: ClassVar[str]
     category: ClassVar[str] = "other"
+    """database, files, web or saas: how a catalog groups it."""
+    icon: ClassVar[str | None] = None
+    """Name of an icon a front end can show (default: the connector's name)."""
     documentation_url: ClassVar[str | None] = None
     config_model: ClassVar[type[ConnectorConfig]]
     steps: ClassVar[tuple[str, ...]]

@@ -19,6 +19,7 @@ def to_public(connector: Connector) -> SourceDefinitionPublic:
         id=connector.name,
         name=connector.title,
         category=connector.category,
+        icon=connector.icon or connector.name,
         documentation_url=connector.documentation_url,
         connection_specification=connector.connection_specification(),
     )

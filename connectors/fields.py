@@ -1,0 +1,48 @@
+"""Field types that many connectors' configurations share: a host, a port, PEM certificates.
+
+Validated at parse time, so a bad paste is a configuration error (422 naming the field),
+never a failed check, and never smuggled into a DSN or URL.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+from typing import Annotated
+
+from pydantic import AfterValidator, Field
+
+# Whitespace, C0/C1 controls and URL/DSN punctuation: a value holding any of them is a URL,
+# a user@host, a libpq multi-host list ("a,b") or an injection, not the bare name asked for.
+_BAD_HOST = re.compile(r"[\s\x00-\x1f\x7f-\x9f/@?#,;\\\[\]'\"=]")
+
+
+def _check_host(value: str) -> str:
+    if not value:
+        raise ValueError("must not be empty")
+    if _BAD_HOST.search(value):
+        raise ValueError("must be a bare host name or IP address (no scheme, user, path, list or spaces)")
+    if value.count(":") == 1:  # IPv6 literals have at least two colons; one means "host:port"
+        raise ValueError("put the port in the port field, not in the host")
+    return value
+
+
+def _check_pem(value: str | None) -> str | None:
+    if value is None or not value.strip():
+        return None  # forms send "" for an empty field
+    if "-----BEGIN CERTIFICATE-----" not in value:
+        raise ValueError("must be one or more PEM certificates (-----BEGIN CERTIFICATE-----)")
+    try:
+        ssl.create_default_context(cadata=value)
+    except (ssl.SSLError, ValueError):
+        raise ValueError("is not a valid PEM certificate") from None
+    return value
+
+
+Host = Annotated[str, Field(max_length=253), AfterValidator(_check_host)]
+"""A bare host name or IP address: no scheme, port, user, path, list or whitespace."""
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+PemCertificates = Annotated[str | None, AfterValidator(_check_pem)]
+"""One or more PEM certificates to trust (a private CA or a self-signed server); "" is None."""
