@@ -92,9 +92,10 @@ class _NoTLS(Exception):
 
 
 class _Connection(aiomysql.Connection):
-    """aiomysql's connection with the two TLS rules it lacks (aiomysql is pinned, so its
-    private ``_request_authentication`` hook is stable). Runs after the greeting, before
-    any credential is sent."""
+    """aiomysql's connection plus the TLS rules it lacks: no silent plain-text fallback when
+    TLS is required, and the configured host name (not the IP) for SNI and the certificate
+    check. aiomysql is pinned, so its private ``_request_authentication`` hook is stable;
+    it runs after the greeting, before any credential is sent."""
 
     tls_required = False
     tls_hostname: str | None = None
@@ -214,7 +215,7 @@ async def _check_access(conn: _Connection, database: str, errors: _Errors) -> st
                 denied = exc
                 continue
             await cur.fetchall()
-            return f"Database '{database}' is readable: SELECT works on '{table}' ({len(tables)} tables visible)"
+            return f"Database '{database}' is readable: SELECT works on '{table}' (tables visible: {len(tables)})"
         assert denied is not None
         raise denied
 
@@ -270,7 +271,6 @@ class _Errors:
         return f" Databases this user can see: {', '.join(self.visible[:10]) or 'none'}."
 
     def failure(self, exc: Exception, *, tls_started: bool = False) -> ProbeFailure:
-        user, db = self.config.user, self.config.database
         if isinstance(exc, _NoTLS):
             return ProbeFailure(
                 FailureType.TLS_ERROR,
@@ -285,75 +285,21 @@ class _Errors:
                 f"The server at {self.where} does not speak the MySQL protocol",
                 hint="Check that the host and port point at a MySQL or MariaDB server, not a proxy or another service.",
             )
-        text = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
         if code == 2003:  # aiomysql wraps every OSError of the connection phase, TLS included
             return self._connection_failure(exc.__cause__, tls_started)
-        if code in (1045, 1698):
-            hint = f"Check the password for user '{user}', and that the account exists for the address the workers connect from."
-            if code == 1698:
-                hint = f"The account '{user}' logs in without a password (e.g. unix_socket): give it a password or use another user."
-            return ProbeFailure(FailureType.AUTHENTICATION_FAILED, text, hint=hint)
-        if code in (1820, 1862):
-            return ProbeFailure(
-                FailureType.AUTHENTICATION_FAILED,
-                text,
-                hint=f"The password of '{user}' has expired: ALTER USER '{user}' IDENTIFIED BY '<new password>'.",
-            )
-        if code in (3118, 4151):
-            return ProbeFailure(
-                FailureType.AUTHENTICATION_FAILED, text, hint=f"Unlock the account: ALTER USER '{user}' ACCOUNT UNLOCK."
-            )
-        if code in (1251, 2059):
-            return ProbeFailure(
-                FailureType.AUTHENTICATION_FAILED,
-                text,
-                hint="The account uses an authentication plugin sourcecheck does not support: use mysql_native_password or caching_sha2_password.",
-            )
-        if code == 1130:
-            return ProbeFailure(
-                FailureType.AUTHORIZATION_FAILED,
-                text,
-                hint=f"Allow the workers' address for this user, e.g. CREATE USER '{user}'@'%'.",
-            )
-        if code == 1129:
-            return ProbeFailure(
-                FailureType.AUTHORIZATION_FAILED,
-                text,
-                hint="Unblock it with FLUSH HOSTS, and raise max_connect_errors if it recurs.",
-            )
-        if code == 1044:
-            return ProbeFailure(
-                FailureType.AUTHORIZATION_FAILED,
-                text,
-                hint=f"Either the database '{db}' does not exist, or the user may not use it: {self.grant()}.{self.visible_hint()}",
-            )
-        if code in (1142, 1143):
-            return ProbeFailure(
-                FailureType.AUTHORIZATION_FAILED, text, hint=f"Let the user read the database: {self.grant()}."
-            )
-        if code == 1049:
-            return ProbeFailure(
-                FailureType.NOT_FOUND, text, hint=f"Check the database name '{db}'.{self.visible_hint()}"
-            )
-        if code in (1040, 1203, 1226):
-            return ProbeFailure(
-                FailureType.UNEXPECTED_RESPONSE,
-                text,
-                hint="The server (or this user) has no connection left: try again later, or raise max_connections / max_user_connections.",
-                retryable=True,
-            )
-        if code == 3159:
-            return ProbeFailure(
-                FailureType.TLS_ERROR, text, hint="The server only accepts TLS: set ssl_mode to required or stricter."
-            )
         if code == 2013:
             return ProbeFailure(
                 FailureType.UNEXPECTED_RESPONSE,
-                f"The server at {self.where} closed the connection during the MySQL handshake",
+                f"The server at {self.where} closed the connection",
                 hint="Check that this is a MySQL or MariaDB port, and that the server (or a proxy in front) accepts the workers' address.",
                 retryable=True,
             )
-        return ProbeFailure(FailureType.UNEXPECTED_RESPONSE, f"MySQL error {code}: {text}")
+        text = str(exc.args[1]) if len(exc.args) > 1 else str(exc)  # the server's own words
+        if code not in _BY_CODE:
+            return ProbeFailure(FailureType.UNEXPECTED_RESPONSE, f"MySQL error {code}: {text}")
+        kind, hint = _BY_CODE[code]
+        hint = hint.format(user=self.config.user, db=self.config.database, grant=self.grant(), visible=self.visible_hint())
+        return ProbeFailure(kind, text, hint=hint, retryable=True if code in _BUSY else None)
 
     def _connection_failure(self, cause: BaseException | None, tls_started: bool) -> ProbeFailure:
         if isinstance(cause, TimeoutError):  # connect_timeout; an OSError too, so first
@@ -372,3 +318,27 @@ class _Errors:
 
 
 _TRUST_FIX = "put the CA certificate that signed it in ssl_ca, or use ssl_mode 'required' to encrypt without verifying"
+
+_AUTH, _AUTHZ = FailureType.AUTHENTICATION_FAILED, FailureType.AUTHORIZATION_FAILED
+_BUSY = {1040, 1203, 1226}  # no connection slot left: retrying later may work
+# Server error code -> type and hint ({user}, {db}, {grant}, {visible} filled in).
+_BY_CODE: dict[int, tuple[FailureType, str]] = {
+    1045: (_AUTH, "Check the password for user '{user}', and that the account exists for the address the workers connect from."),
+    1698: (_AUTH, "The account '{user}' logs in without a password (e.g. unix_socket): give it a password or use another user."),
+    1820: (_AUTH, "The password of '{user}' has expired: ALTER USER '{user}' IDENTIFIED BY '<new password>'."),
+    1862: (_AUTH, "The password of '{user}' has expired: ALTER USER '{user}' IDENTIFIED BY '<new password>'."),
+    3118: (_AUTH, "The account is locked: ALTER USER '{user}' ACCOUNT UNLOCK."),
+    4151: (_AUTH, "The account is locked: ALTER USER '{user}' ACCOUNT UNLOCK."),
+    1251: (_AUTH, "The account uses an authentication plugin sourcecheck lacks: use mysql_native_password or caching_sha2_password."),
+    2059: (_AUTH, "The account uses an authentication plugin sourcecheck lacks: use mysql_native_password or caching_sha2_password."),
+    1130: (_AUTHZ, "The server accepts '{user}' only from other addresses: allow the workers', e.g. CREATE USER '{user}'@'%'."),
+    1129: (_AUTHZ, "Unblock the workers' address with FLUSH HOSTS, and raise max_connect_errors if it recurs."),
+    1044: (_AUTHZ, "Either the database '{db}' does not exist, or the user may not use it: {grant}.{visible}"),
+    1142: (_AUTHZ, "Let the user read the database: {grant}."),
+    1143: (_AUTHZ, "Let the user read the database: {grant}."),
+    1049: (FailureType.NOT_FOUND, "Check the database name '{db}'.{visible}"),
+    1040: (FailureType.UNEXPECTED_RESPONSE, "The server has no connection left (max_connections): try again later, or raise it."),
+    1203: (FailureType.UNEXPECTED_RESPONSE, "The user has no connection left (max_user_connections): try again later, or raise it."),
+    1226: (FailureType.UNEXPECTED_RESPONSE, "The user has used up a resource limit (e.g. MAX_CONNECTIONS_PER_HOUR): wait, or raise it."),
+    3159: (FailureType.TLS_ERROR, "The server only accepts TLS: set ssl_mode to required or stricter."),
+}

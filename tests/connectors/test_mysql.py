@@ -285,6 +285,7 @@ def test_the_config_rejects_a_ca_that_would_be_ignored_or_is_not_pem() -> None:
     assert MYSQL.parse_config({**base, "ssl_ca": _ANY_CA, "ssl_mode": "verify_ca"}).ssl_ca == _ANY_CA  # type: ignore[attr-defined]
 
 
+# Any well-formed certificate does for the configuration checks (dates are not looked at).
 _ANY_CA = """-----BEGIN CERTIFICATE-----
 MIIBoTCCAUegAwIBAgIUH8Qpzw0FLkIMJMwnSOZj75CEkpcwCgYIKoZIzj0EAwIw
 HjEcMBoGA1UEAwwTc291cmNlY2hlY2sgdGVzdCBDQTAeFw0yNjExMjYwNDIwMDNa

@@ -23,7 +23,7 @@ How: a throwaway ``mariadbd`` with its own data directory in a temp dir, on a fr
 unix socket, or root with an empty password on 127.0.0.1:3306) gets uniquely named users
 and databases, dropped at the end; that server has no TLS (``ca_pem`` is None). Set
 ``SOURCECHECK_TEST_MARIADB=system`` to skip the throwaway server. Without either, the
-tests that use the fixture are skipped.
+tests that use the fixture fail (a missing server is a broken setup, not a reason to skip).
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ def _system_root() -> tuple[pymysql.connections.Connection, str, int]:
             return conn, "127.0.0.1", int(port)
         conn.close()
         errors.append(f"{where}: the server does not listen on TCP")
-    pytest.skip(f"no MariaDB for the tests: no throwaway mariadbd and no usable system server ({'; '.join(errors)})")
+    pytest.fail(f"no MariaDB for the tests: no throwaway mariadbd and no usable system server ({'; '.join(errors)})")
 
 
 def _listens(address: str | tuple[str, int]) -> bool:
@@ -192,11 +192,11 @@ class _Throwaway:
     ca_pem: str
 
     @property
-    def socket(self) -> str:
+    def socket_path(self) -> str:
         return str(self.directory / "mysqld.sock")
 
     def root(self) -> pymysql.connections.Connection:
-        return pymysql.connect(unix_socket=self.socket, user="root", password="", autocommit=True)
+        return pymysql.connect(unix_socket=self.socket_path, user="root", password="", autocommit=True)
 
     @classmethod
     def start(cls) -> _Throwaway:
@@ -243,7 +243,7 @@ class _Throwaway:
     def _wait_ready(self) -> bool:
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline and self.process.poll() is None:
-            if _listens(self.socket):
+            if _listens(self.socket_path):
                 try:
                     self.root().close()
                     return True
