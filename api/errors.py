@@ -5,6 +5,7 @@
     ├── NotFound           404   unknown id, or one of another organization (never told apart)
     ├── InvalidRequest     422   the request is malformed or the configuration fails its schema
     ├── PayloadTooLarge    413
+    ├── TooManyRequests    429   the organization has too many tests in flight; retry after Retry-After
     └── ServiceUnavailable 503   Redis or the database cannot be reached; retry later
 """
 
@@ -61,6 +62,14 @@ class InvalidConfigurationError(InvalidRequest):
 class PayloadTooLarge(ApiError):
     status_code = 413
     code = "payload_too_large"
+
+
+class TooManyRequests(ApiError):
+    status_code = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
 
 
 class ServiceUnavailable(ApiError):

@@ -31,7 +31,7 @@ CONNECTORS = f"{ORG}/knowledge/connectors"
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_api_settings()
     init_db()
-    store = JobStore(celery_app, settings.redis_url)
+    store = JobStore(celery_app, settings.redis_url, settings.result_ttl_seconds)
     await store.start()
     app.state.job_store = store
     try:

@@ -4,37 +4,72 @@ The API process calls :func:`send_job` (blocking: run it in a thread) and awaits
 :class:`JobStore` (asyncio). Results are Celery's ``celery-task-meta-<id>`` keys; the
 store reads them with ``redis.asyncio`` and wakes on the channel Celery publishes them
 on, through one pattern subscription per process. Our own job record
-(``sourcecheck:job:<id>``) tells an unknown or expired id from a job that waits.
+(``sourcecheck:job:<id>``) tells an unknown or expired id from a job that waits, and
+carries the job's final deadline: a job nobody finished by then (its worker was killed,
+no worker took it) is written off as failed, once, by whoever looks at it first.
+
+Redis keys (all expire):
+
+- ``sourcecheck:job:<id>``: the job record (no secrets)
+- ``sourcecheck:inflight:<org>``: sorted set of the organization's unfinished jobs,
+  scored by their final deadline (the per-organization cap)
+- ``sourcecheck:coalesce:<fingerprint>``: the unfinished job that identical tests join
+- ``sourcecheck:recent:<fingerprint>``: the last finished job of that test (``max_age``)
+
+A fingerprint is an HMAC of (organization, definition, deadline, configuration) under a
+key derived from the encryption key: it identifies a configuration without revealing it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import json
 import logging
 import uuid
 from collections import defaultdict
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+import redis
 import redis.asyncio as aioredis
 from celery import Celery
 from redis.exceptions import RedisError
 
-from connectors.base import CheckResult, CheckStatus, Failure, Step, StepStatus
+from connectors.base import CheckResult, CheckStatus, Failure
 from connectors.errors import DEFAULT_HINTS, RETRYABLE, FailureType
+from worker.app import WRITE_UNLESS_FINAL
 from worker.crypto import Cipher
 
 log = logging.getLogger(__name__)
 
 TASK_NAME = "sourcecheck.run_probe"
 JOB_KEY = "sourcecheck:job:{}"
-# Hard limit of the task beyond the probe's own deadline: the probe ends itself first.
-SOFT_GRACE_SECONDS = 2.0
-HARD_GRACE_SECONDS = 5.0
+INFLIGHT_KEY = "sourcecheck:inflight:{}"
+COALESCE_KEY = "sourcecheck:coalesce:{}"
+RECENT_KEY = "sourcecheck:recent:{}"
+# After its own deadline a probe has this long to be reported before it is written off.
+FINISH_GRACE_SECONDS = 5.0
+
+# KEYS[1]: the organization's in-flight set. ARGV: now, cap, job id, deadline score.
+# Forgets jobs past their deadline, then adds this one unless the cap is reached.
+ACQUIRE_SLOT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[4], ARGV[3])
+redis.call('EXPIRE', KEYS[1], 3600)
+return 1
+"""
+
+# KEYS[1]: a key; ARGV[1]: a value. Deletes the key only if it still holds that value.
+DELETE_IF = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 
 class JobStatus(StrEnum):
@@ -48,6 +83,10 @@ class JobStatus(StrEnum):
         return self in (JobStatus.SUCCEEDED, JobStatus.FAILED)
 
 
+class OrganizationBusy(Exception):
+    """The organization has as many tests in flight as it may; retry later."""
+
+
 @dataclass(frozen=True)
 class Job:
     """What is known of a job when it is sent. Holds no secret."""
@@ -57,19 +96,23 @@ class Job:
     source_definition_id: str
     timeout: float
     created_at: datetime
+    deadline_at: datetime  # when an unfinished job is written off
     source_id: str | None = None
     workspace_id: str | None = None
     name: str | None = None
+    fingerprint: str | None = None
 
     def to_json(self) -> str:
         data = asdict(self)
         data["created_at"] = self.created_at.isoformat()
+        data["deadline_at"] = self.deadline_at.isoformat()
         return json.dumps(data)
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Job:
         data = json.loads(raw)
         data["created_at"] = datetime.fromisoformat(data["created_at"])
+        data["deadline_at"] = datetime.fromisoformat(data["deadline_at"])
         return cls(**data)
 
 
@@ -85,34 +128,94 @@ class JobView:
     result: CheckResult | None = None
 
 
-def new_job_id() -> str:
-    return f"job_{uuid.uuid4().hex}"
+def new_job(
+    *, organization_id: str, source_definition_id: str, timeout: float, queue_timeout: float,
+    source_id: str | None = None, workspace_id: str | None = None, name: str | None = None, fingerprint: str | None = None,
+) -> Job:
+    created = datetime.now(UTC)
+    return Job(
+        id=f"job_{uuid.uuid4().hex}",
+        organization_id=organization_id,
+        source_definition_id=source_definition_id,
+        timeout=timeout,
+        created_at=created,
+        deadline_at=created + timedelta(seconds=queue_timeout + timeout + FINISH_GRACE_SECONDS),
+        source_id=source_id,
+        workspace_id=workspace_id,
+        name=name,
+        fingerprint=fingerprint,
+    )
 
 
-def send_job(app: Celery, cipher: Cipher, job: Job, configuration: dict[str, Any], ttl: int) -> None:
-    """Record ``job`` and enqueue its probe. ``configuration`` (secrets in clear) travels
-    only encrypted; Flower and the logs see the job's ids, never the configuration.
-    Blocking; raises a kombu/redis error when the broker is unreachable."""
-    app.backend.client.set(JOB_KEY.format(job.id), job.to_json(), ex=ttl)
+def fingerprint(cipher_key: str, organization_id: str, definition: str, timeout: float, configuration: dict[str, Any]) -> str:
+    """Identifies an identical test without revealing its configuration."""
+    key = hashlib.sha256(b"sourcecheck-coalesce:" + cipher_key.encode()).digest()
+    message = json.dumps([organization_id, definition, timeout, configuration], sort_keys=True, separators=(",", ":"))
+    return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
+
+
+def send_job(app: Celery, cipher: Cipher, job: Job, configuration: dict[str, Any], ttl: int, org_limit: int) -> Job:
+    """Enqueue ``job``'s probe, or join an identical job in flight; returns the job that
+    will answer. ``configuration`` (secrets in clear) travels only encrypted; Flower and
+    the logs see the job's ids, never the configuration.
+
+    Blocking. Raises OrganizationBusy past the organization's cap, and a kombu/redis
+    error when the broker is unreachable (then nothing is left behind).
+    """
+    client: redis.Redis = app.backend.client
+    coalesce_key = COALESCE_KEY.format(job.fingerprint) if job.fingerprint else None
+    if coalesce_key:
+        ttl_left = max(1, int((job.deadline_at - datetime.now(UTC)).total_seconds()))
+        if not client.set(coalesce_key, job.id, nx=True, ex=ttl_left):
+            existing_id = client.get(coalesce_key)
+            raw = client.get(JOB_KEY.format(_text(existing_id))) if existing_id else None
+            if raw is not None:
+                return Job.from_json(raw)
+            client.set(coalesce_key, job.id, ex=ttl_left)  # the other job is gone: take its place
+    inflight_key = INFLIGHT_KEY.format(job.organization_id)
+    now = datetime.now(UTC).timestamp()
+    if not client.eval(ACQUIRE_SLOT, 1, inflight_key, now, org_limit, job.id, job.deadline_at.timestamp()):
+        if coalesce_key:
+            client.eval(DELETE_IF, 1, coalesce_key, job.id)
+        raise OrganizationBusy(job.organization_id)
     payload = {
         "job_id": job.id,
+        "organization_id": job.organization_id,
         "definition": job.source_definition_id,
         "config": cipher.encrypt_json(configuration),
         "timeout": job.timeout,
+        "fingerprint": job.fingerprint,
     }
     summary = f"job={job.id} org={job.organization_id} definition={job.source_definition_id}"
     if job.source_id:
         summary += f" source={job.source_id}"
-    app.send_task(
-        TASK_NAME,
-        args=[payload],
-        task_id=job.id,
-        argsrepr=summary,
-        kwargsrepr="{}",
-        soft_time_limit=job.timeout + SOFT_GRACE_SECONDS,
-        time_limit=job.timeout + HARD_GRACE_SECONDS,
-        expires=ttl,
-    )
+    try:
+        client.set(JOB_KEY.format(job.id), job.to_json(), ex=ttl)
+        app.send_task(
+            TASK_NAME,
+            args=[payload],
+            task_id=job.id,
+            argsrepr=summary,
+            kwargsrepr="{}",
+            expires=job.deadline_at,  # a message still queued then is dropped, not run late
+        )
+    except Exception:
+        with contextlib.suppress(RedisError, OSError):
+            release(client, job.organization_id, job.id, job.fingerprint)
+            client.delete(JOB_KEY.format(job.id))
+        raise
+    return job
+
+
+def release(client: redis.Redis, organization_id: str, job_id: str, fingerprint: str | None, recent_ttl: int | None = None) -> None:
+    """Forget a job as in flight; with ``recent_ttl``, remember it as the latest result."""
+    with client.pipeline() as pipe:
+        pipe.zrem(INFLIGHT_KEY.format(organization_id), job_id)
+        if fingerprint:
+            pipe.eval(DELETE_IF, 1, COALESCE_KEY.format(fingerprint), job_id)
+            if recent_ttl:
+                pipe.set(RECENT_KEY.format(fingerprint), job_id, ex=recent_ttl)
+        pipe.execute()
 
 
 # Celery's exception names for a task that did not return (see worker.tasks).
@@ -148,7 +251,7 @@ def view_from_meta(job: Job, meta: dict[str, Any] | None) -> JobView:
     elif exc_type in _TIMED_OUT:
         kind, message = FailureType.TIMEOUT, f"The probe did not end by its deadline of {job.timeout:g} s and was stopped"
     elif state == "REVOKED":
-        kind, message = FailureType.INTERNAL_ERROR, "The test was cancelled before it ran"
+        kind, message = FailureType.TIMEOUT, "The test waited for a worker past its deadline and was dropped"
     else:
         kind, message = FailureType.INTERNAL_ERROR, "The test could not be run"
     failure = Failure(type=kind, message=message, hint=DEFAULT_HINTS[kind], retryable=RETRYABLE[kind])
@@ -158,6 +261,26 @@ def view_from_meta(job: Job, meta: dict[str, Any] | None) -> JobView:
         ended_at=done,
         result=CheckResult(status=CheckStatus.FAILED, steps=[], failure=failure),
     )
+
+
+def written_off(view: JobView, now: datetime) -> dict[str, Any]:
+    """The final result of a job nobody finished by its deadline (as a task would return it)."""
+    if view.status == JobStatus.RUNNING:
+        kind, message = FailureType.WORKER_LOST, "The worker running this test stopped before it finished"
+    else:
+        kind, message = FailureType.TIMEOUT, "No worker took this test before its deadline: the workers are saturated or down"
+    failure = Failure(type=kind, message=message, hint=DEFAULT_HINTS[kind], retryable=RETRYABLE[kind])
+    check = CheckResult(status=CheckStatus.FAILED, failure=failure)
+    return {
+        "started_at": view.started_at.isoformat() if view.started_at else None,
+        "ended_at": now.isoformat(),
+        "worker": view.worker,
+        "check": check.to_dict(),
+    }
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -178,10 +301,12 @@ class JobStore:
 
     POLL_SECONDS = 1.0
 
-    def __init__(self, app: Celery, redis_url: str) -> None:
+    def __init__(self, app: Celery, redis_url: str, result_ttl: int) -> None:
         self._app = app
+        self._ttl = result_ttl
         self._redis = aioredis.from_url(redis_url, socket_connect_timeout=1, socket_timeout=2, health_check_interval=10)
-        self._prefix: str = app.backend.task_keyprefix.decode() if isinstance(app.backend.task_keyprefix, bytes) else str(app.backend.task_keyprefix)
+        prefix = app.backend.task_keyprefix
+        self._prefix: str = prefix.decode() if isinstance(prefix, bytes) else str(prefix)
         self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._listener: asyncio.Task[None] | None = None
 
@@ -222,13 +347,37 @@ class JobStore:
                 await asyncio.sleep(0.5)
 
     async def load(self, job_id: str) -> JobView | None:
-        """The job as it stands, or None when the id is unknown or has expired."""
-        raw_job, raw_meta = await self._redis.mget(JOB_KEY.format(job_id), f"{self._prefix}{job_id}")
+        """The job as it stands, or None when the id is unknown or has expired. A job
+        past its deadline and still unfinished is written off here (once, for all)."""
+        result_key = f"{self._prefix}{job_id}"
+        raw_job, raw_meta = await self._redis.mget(JOB_KEY.format(job_id), result_key)
         if raw_job is None:
             return None
         job = Job.from_json(raw_job)
-        meta = self._app.backend.decode_result(raw_meta) if raw_meta else None
-        return view_from_meta(job, meta)
+        view = view_from_meta(job, self._app.backend.decode_result(raw_meta) if raw_meta else None)
+        now = datetime.now(UTC)
+        if not view.status.final and now > job.deadline_at:
+            meta: dict[str, Any] = {"status": "SUCCESS", "result": written_off(view, now), "traceback": None, "children": [],
+                    "date_done": now.isoformat(), "task_id": job_id}
+            await self._redis.eval(WRITE_UNLESS_FINAL, 1, result_key, self._app.backend.encode(meta), self._ttl)
+            await self._redis.zrem(INFLIGHT_KEY.format(job.organization_id), job.id)
+            if job.fingerprint:
+                await self._redis.eval(DELETE_IF, 1, COALESCE_KEY.format(job.fingerprint), job.id)
+            raw_meta = await self._redis.get(result_key)  # whichever final result won
+            view = view_from_meta(job, self._app.backend.decode_result(raw_meta) if raw_meta else None)
+        return view
+
+    async def recent(self, fingerprint: str, max_age: float) -> JobView | None:
+        """The last finished job of an identical test, if it ended within ``max_age`` s."""
+        job_id = await self._redis.get(RECENT_KEY.format(fingerprint))
+        if job_id is None:
+            return None
+        view = await self.load(_text(job_id))
+        if view is None or not view.status.final or view.ended_at is None:
+            return None
+        if (datetime.now(UTC) - view.ended_at).total_seconds() > max_age:
+            return None
+        return view
 
     async def wait(self, job_id: str, seconds: float) -> JobView | None:
         """The job once it is final, or as it stands after ``seconds``."""
@@ -255,7 +404,3 @@ class JobStore:
     def waiting(self) -> int:
         """How many jobs have somebody awaiting them in this process."""
         return len(self._waiters)
-
-
-def step_dicts(steps: list[Step]) -> list[dict[str, Any]]:
-    return [{"name": s.name, "status": StepStatus(s.status).value, "duration_ms": s.duration_ms, "message": s.message} for s in steps]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -13,13 +12,13 @@ from sqlmodel import Session
 
 from api.accounts import find_workspace
 from api.deps import CipherDep, CurrentOrg, JobStoreDep, SessionDep
-from api.errors import ApiError, InvalidRequest, NotFound, ServiceUnavailable
+from api.errors import ApiError, InvalidRequest, NotFound, ServiceUnavailable, TooManyRequests
 from api.models import ErrorResponse, JobInfo, StepInfo, TestResult, TestSourceRequest
 from api.settings import get_api_settings
 from api.sources import find_source, merge_configuration, stored_configuration, validate_configuration
 from worker.app import app as celery_app
 from worker.crypto import Cipher
-from worker.jobs import Job, JobStore, JobView, new_job_id, send_job
+from worker.jobs import Job, JobStore, JobView, OrganizationBusy, fingerprint, new_job, send_job
 
 router = APIRouter(tags=["Source tests"])
 settings = get_api_settings()
@@ -42,12 +41,27 @@ TimeoutParam = Annotated[
     ),
 ]
 
+MaxAgeParam = Annotated[
+    float | None,
+    Query(
+        ge=0,
+        le=settings.result_ttl_seconds,
+        description="Reuse the result of an identical test (same definition, configuration and timeout) that ended "
+        "at most this many seconds ago, instead of running it again. Default: always run.",
+    ),
+]
+
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "Missing, malformed, unknown or revoked API key."},
     404: {"model": ErrorResponse, "description": "Unknown organization (or the key's organization is another one), source, workspace or job."},
     422: {"model": ErrorResponse, "description": "Malformed request, unknown definition, or a configuration that fails the definition's schema."},
+    429: {"model": ErrorResponse, "description": "The organization has too many tests in flight; retry after `Retry-After` seconds."},
     503: {"model": ErrorResponse, "description": "The queue or the database is unavailable; retry after `Retry-After` seconds."},
 }
+
+
+def cipher_key() -> str:
+    return settings.fernet_keys()[0]
 
 
 def _prepare(session: Session, cipher: Cipher, organization_id: str, body: TestSourceRequest, timeout: float) -> tuple[Job, dict[str, Any]]:
@@ -72,17 +86,18 @@ def _prepare(session: Session, cipher: Cipher, organization_id: str, body: TestS
         definition_id, workspace_id, name = body.source_definition_id, body.workspace_id, body.name
     else:
         raise InvalidRequest("Give source_id to test a stored source, or source_definition_id and configuration to test inline")
-    job = Job(
-        id=new_job_id(),
+    revealed = config.revealed()
+    job = new_job(
         organization_id=organization_id,
         source_definition_id=definition_id,
         timeout=timeout,
-        created_at=datetime.now(UTC),
+        queue_timeout=settings.queue_timeout_seconds,
         source_id=body.source_id,
         workspace_id=workspace_id,
         name=name,
+        fingerprint=fingerprint(cipher_key(), organization_id, definition_id, timeout, revealed),
     )
-    return job, config.revealed()
+    return job, revealed
 
 
 def job_info(view: JobView) -> JobInfo:
@@ -150,12 +165,26 @@ async def test_source(
     response: Response,
     wait: WaitParam = None,
     timeout: TimeoutParam = None,
+    max_age: MaxAgeParam = None,
 ) -> TestResult:
     job, configuration = await run_in_threadpool(
         _prepare, session, cipher, org.id, body, timeout if timeout is not None else settings.default_timeout_seconds
     )
+    if max_age is not None and job.fingerprint:
+        try:
+            recent = await store.recent(job.fingerprint, max_age)
+        except (RedisError, OSError):
+            raise ServiceUnavailable("The result store (Redis) is unavailable; retry shortly") from None
+        if recent is not None:
+            return _answer(recent, request, response)
     try:
-        await run_in_threadpool(send_job, celery_app, cipher, job, configuration, settings.result_ttl_seconds)
+        job = await run_in_threadpool(
+            send_job, celery_app, cipher, job, configuration, settings.result_ttl_seconds, settings.org_concurrency_limit
+        )
+    except OrganizationBusy:
+        raise TooManyRequests(
+            f"Organization {org.id} has {settings.org_concurrency_limit} tests in flight, its limit; retry shortly"
+        ) from None
     except (BrokerError, RedisError, OSError):
         raise ServiceUnavailable("The test queue (Redis) is unavailable; nothing was enqueued, retry shortly") from None
     view = await _wait(store, job.id, settings.default_wait_seconds if wait is None else wait)

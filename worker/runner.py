@@ -1,0 +1,251 @@
+"""Runs probes in a few child processes, each an asyncio loop holding hundreds at once.
+
+Why this shape (measured, see docs/execution-model.md): probes are almost all waiting, so
+one event loop holds a thousand of them in a few MB; but a loop is only as good as its
+worst connector, and a probe stuck in C code or crashing its process must not take the
+worker down or outlive its deadline. So the loops live in child processes that the
+parent (the Celery worker) watches:
+
+- every probe has a hard deadline (its own deadline plus ``grace``), kept by the parent;
+- a child whose probe passes it is killed: that probe ends ``timeout``, the others on
+  the same child are sent again to another child with the time they have left;
+- a child that dies (segfault, ``os._exit``) is replaced; its probes are sent again
+  once, and a probe that was on two children that died ends ``worker_lost``.
+
+The parent side is thread-safe: Celery's threads call :meth:`ProbeRunner.run`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+from connectors.base import CheckResult, CheckStatus, Failure, run_check
+from connectors.errors import DEFAULT_HINTS, RETRYABLE, ConnectorError, FailureType
+from connectors.registry import get_connector
+from worker.crypto import Cipher, InvalidToken
+
+log = logging.getLogger(__name__)
+
+
+def failed(kind: FailureType, message: str) -> dict[str, Any]:
+    """A failed CheckResult as a dict, for failures found outside the connector."""
+    failure = Failure(type=kind, message=message, hint=DEFAULT_HINTS[kind], retryable=RETRYABLE[kind])
+    return CheckResult(status=CheckStatus.FAILED, failure=failure).to_dict()
+
+
+# --- the child: one asyncio loop running many probes ----------------------------------
+
+
+def _child_main(conn: Connection, keys: list[str]) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when children stop
+    cipher = Cipher(keys)
+    loop = asyncio.new_event_loop()
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def probe(probe_id: int, definition: str, token: str, timeout: float) -> None:
+        try:
+            connector = get_connector(definition)
+            config = connector.parse_config(cipher.decrypt_json(token))
+            result = (await run_check(connector, config, timeout=timeout)).to_dict()
+        except InvalidToken:
+            result = failed(FailureType.INTERNAL_ERROR, "The worker could not decrypt this test's configuration (key mismatch)")
+        except ConnectorError as exc:
+            result = failed(FailureType.INTERNAL_ERROR, f"The worker could not run this test: {exc}")
+        except Exception as exc:  # run_check catches connector bugs; this is ours
+            log.exception("probe %s failed outside its check", probe_id)
+            result = failed(FailureType.INTERNAL_ERROR, f"The check stopped on an unexpected {type(exc).__name__}")
+        conn.send((probe_id, result))
+
+    def readable() -> None:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            loop.stop()  # the parent is gone
+            return
+        task = loop.create_task(probe(*message))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    loop.add_reader(conn.fileno(), readable)
+    loop.run_forever()
+    os._exit(0)  # the parent is gone: nothing is left to report to
+
+
+# --- the parent: children, deadlines, restarts -----------------------------------------
+
+
+@dataclass
+class _Probe:
+    id: int
+    definition: str
+    token: str
+    deadline: float  # monotonic: when the probe itself gives up
+    hard_deadline: float  # monotonic: when the parent stops waiting and kills its child
+    future: Future[dict[str, Any]]
+    crashes: int = 0
+
+
+@dataclass
+class _Child:
+    process: multiprocessing.process.BaseProcess
+    conn: Connection
+    inflight: dict[int, _Probe] = field(default_factory=dict)
+    send_lock: threading.Lock = field(default_factory=threading.Lock)
+    lost: bool = False
+
+
+class ProbeRunner:
+    """A pool of ``processes`` probe children. :meth:`run` blocks until the probe's result."""
+
+    def __init__(self, keys: list[str], processes: int = 2, grace: float = 1.0) -> None:
+        self._keys = keys
+        self._size = processes
+        self._grace = grace
+        self._context = multiprocessing.get_context("spawn")  # no forking a threaded process
+        self._lock = threading.Condition()
+        self._children: list[_Child] = []
+        self._ids = itertools.count(1)
+        self._closed = False
+        for _ in range(processes):
+            self._start_child()
+        self._watchdog = threading.Thread(target=self._watch, name="probe-watchdog", daemon=True)
+        self._watchdog.start()
+
+    # public
+
+    def run(self, definition: str, token: str, timeout: float) -> dict[str, Any]:
+        """Run one probe; returns a CheckResult dict. Never raises for the probe's faults."""
+        now = time.monotonic()
+        probe = _Probe(
+            id=next(self._ids), definition=definition, token=token, deadline=now + timeout,
+            hard_deadline=now + timeout + self._grace, future=Future(),
+        )
+        self._dispatch(probe)
+        try:  # the watchdog ends every probe by its hard deadline; this is a last guard
+            return probe.future.result(timeout=timeout + self._grace + 30)
+        except TimeoutError:
+            log.error("probe %s got no result from the watchdog", probe.id)
+            return failed(FailureType.TIMEOUT, "The probe did not end by its deadline and was stopped")
+
+    def inflight(self) -> int:
+        with self._lock:
+            return sum(len(c.inflight) for c in self._children)
+
+    def pids(self) -> list[int]:
+        with self._lock:
+            return [c.process.pid for c in self._children if c.process.pid is not None]
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            children, self._children = self._children, []
+            self._lock.notify_all()
+        for child in children:
+            with contextlib.suppress(OSError):
+                child.conn.close()
+            child.process.join(timeout=2)
+            if child.process.is_alive():
+                child.process.kill()
+            for probe in child.inflight.values():
+                probe.future.set_result(failed(FailureType.WORKER_LOST, "The worker stopped before the test finished"))
+
+    # internals
+
+    def _start_child(self) -> None:
+        parent_end, child_end = self._context.Pipe()
+        process = self._context.Process(target=_child_main, args=(child_end, self._keys), name="sourcecheck-probes", daemon=True)
+        process.start()
+        child_end.close()
+        child = _Child(process=process, conn=parent_end)
+        with self._lock:
+            self._children.append(child)
+            self._lock.notify_all()
+        threading.Thread(target=self._read, args=(child,), name=f"probe-reader-{process.pid}", daemon=True).start()
+
+    def _dispatch(self, probe: _Probe) -> None:
+        remaining = probe.deadline - time.monotonic()
+        if remaining <= 0.05:
+            probe.future.set_result(failed(FailureType.TIMEOUT, "The probe did not end by its deadline and was stopped"))
+            return
+        with self._lock:
+            while not self._closed and not any(not c.lost for c in self._children):
+                if not self._lock.wait(timeout=max(0.0, probe.hard_deadline - time.monotonic())):
+                    break
+            live = [c for c in self._children if not c.lost]
+            if self._closed or not live:
+                probe.future.set_result(failed(FailureType.WORKER_LOST, "No probe process was available to run the test"))
+                return
+            child = min(live, key=lambda c: len(c.inflight))
+            child.inflight[probe.id] = probe
+        try:
+            with child.send_lock:
+                child.conn.send((probe.id, probe.definition, probe.token, remaining))
+        except (OSError, ValueError):
+            self._lose(child, "its pipe broke")
+
+    def _read(self, child: _Child) -> None:
+        while True:
+            try:
+                probe_id, result = child.conn.recv()
+            except (EOFError, OSError):
+                break
+            with self._lock:
+                probe = child.inflight.pop(probe_id, None)
+            if probe is not None and not probe.future.done():
+                probe.future.set_result(result)
+        self._lose(child, "it exited")
+
+    def _watch(self) -> None:
+        while not self._closed:
+            time.sleep(0.05)
+            now = time.monotonic()
+            with self._lock:
+                stuck = [c for c in self._children if not c.lost and any(p.hard_deadline < now for p in c.inflight.values())]
+            for child in stuck:
+                log.warning("probe process %s overran a deadline; killing it", child.process.pid)
+                self._lose(child, "a probe overran its deadline", kill=True)
+
+    def _lose(self, child: _Child, reason: str, kill: bool = False) -> None:
+        with self._lock:
+            if child.lost:
+                return
+            child.lost = True
+            if child in self._children:
+                self._children.remove(child)
+            orphans = list(child.inflight.values())
+            child.inflight.clear()
+            closed = self._closed
+        if kill or child.process.is_alive():
+            with contextlib.suppress(OSError, AttributeError):
+                child.process.kill()
+        child.process.join(timeout=5)
+        with contextlib.suppress(OSError):
+            child.conn.close()
+        if not closed:
+            log.warning("probe process %s lost (%s, exit code %s); %d probes to place again",
+                        child.process.pid, reason, child.process.exitcode, len(orphans))
+            threading.Thread(target=self._start_child, name="probe-respawn", daemon=True).start()
+        now = time.monotonic()
+        for probe in orphans:
+            if probe.future.done():
+                continue
+            if probe.hard_deadline <= now + 0.01:
+                probe.future.set_result(failed(FailureType.TIMEOUT, "The probe did not end by its deadline and was stopped"))
+            elif not kill and probe.crashes >= 1:
+                probe.future.set_result(failed(FailureType.WORKER_LOST, "The process running this test died twice; the test may crash it"))
+            else:
+                if not kill:
+                    probe.crashes += 1
+                threading.Thread(target=self._dispatch, args=(probe,), daemon=True).start()
