@@ -1,0 +1,76 @@
+"""The ProbeRunner keeps every deadline and survives connectors that block or crash.
+
+Real child processes run real (misbehaving) connectors from tests/plugins/faulty.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+
+from worker.crypto import Cipher
+from worker.runner import ProbeRunner
+
+FAULTY = str(Path(__file__).parents[1] / "plugins" / "faulty")
+KEY = Fernet.generate_key().decode()
+
+
+@pytest.fixture
+def runner() -> Iterator[ProbeRunner]:
+    sys.path.insert(0, FAULTY)  # spawned children take the parent's sys.path
+    probe_runner = ProbeRunner([KEY], processes=1, grace=0.5)
+    try:
+        yield probe_runner
+    finally:
+        probe_runner.close()
+        sys.path.remove(FAULTY)
+
+
+def run(runner: ProbeRunner, timeout: float, **config: object) -> dict:  # type: ignore[type-arg]
+    return runner.run("faulty", Cipher([KEY]).encrypt_json(config), timeout)
+
+
+def test_a_cooperative_probe_succeeds(runner: ProbeRunner) -> None:
+    assert run(runner, 5, mode="sleep", seconds=0.1)["status"] == "succeeded"
+
+
+def test_a_probe_blocking_in_c_ends_at_its_deadline_and_the_runner_keeps_serving(runner: ProbeRunner) -> None:
+    pid = runner.pids()[0]
+    started = time.monotonic()
+    result = run(runner, 1.0, mode="block_in_c", seconds=30)
+    elapsed = time.monotonic() - started
+    assert result["status"] == "failed"
+    assert result["failure"]["type"] == "timeout"
+    assert elapsed < 1.0 + 0.5 + 1.0  # deadline + grace + the watchdog's reaction
+    assert run(runner, 10, mode="sleep", seconds=0)["status"] == "succeeded"
+    assert runner.pids() != [pid]  # the stuck child was replaced
+
+
+def test_probes_sharing_a_child_with_a_blocked_one_are_run_again_elsewhere(runner: ProbeRunner) -> None:
+    with ThreadPoolExecutor(4) as pool:
+        blocked = pool.submit(run, runner, 1.0, mode="block_in_c", seconds=30)
+        time.sleep(0.2)  # the blocked probe holds the only child's loop
+        innocent = [pool.submit(run, runner, 8.0, mode="sleep", seconds=0.1, tag=str(i)) for i in range(3)]
+        assert blocked.result()["failure"]["type"] == "timeout"
+        assert [f.result()["status"] for f in innocent] == ["succeeded"] * 3
+
+
+@pytest.mark.parametrize("mode", ["exit", "segfault"])
+def test_a_probe_that_kills_its_process_ends_worker_lost_and_the_runner_recovers(runner: ProbeRunner, mode: str) -> None:
+    result = run(runner, 5.0, mode=mode)
+    assert result["status"] == "failed"
+    assert result["failure"]["type"] == "worker_lost"
+    assert run(runner, 10, mode="sleep", seconds=0)["status"] == "succeeded"
+
+
+def test_hundreds_of_probes_wait_at_once_in_one_child(runner: ProbeRunner) -> None:
+    with ThreadPoolExecutor(300) as pool:
+        futures = [pool.submit(run, runner, 1.0, mode="sleep", seconds=30, tag=str(i)) for i in range(300)]
+        results = [f.result() for f in futures]
+    assert {r["failure"]["type"] for r in results} == {"timeout"}
