@@ -9,7 +9,7 @@ from fastapi import Depends, Header, Path, Request
 from sqlmodel import Session
 
 from api.accounts import organization_for_token
-from api.db import get_session
+from api.db import get_engine, get_session
 from api.errors import NotFound, Unauthorized
 from api.models import ORG_ID_PATTERN, Organization
 from api.settings import ApiSettings, get_api_settings
@@ -43,7 +43,6 @@ OrganizationId = Annotated[
 
 def current_organization(
     organization_id: OrganizationId,
-    session: SessionDep,
     authorization: Annotated[str | None, Header(description="`Bearer <API key>`")] = None,
 ) -> Organization:
     """The organization of the path, if the bearer token belongs to it.
@@ -54,7 +53,10 @@ def current_organization(
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized()
-    organization = organization_for_token(session, token.strip())
+    # A session of its own, closed at once: a test request must not hold a database
+    # connection while it awaits its result.
+    with Session(get_engine()) as session:
+        organization = organization_for_token(session, token.strip())
     if organization is None:
         raise Unauthorized("The API key is not valid or has been revoked")
     if organization.id != organization_id:

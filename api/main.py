@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError as DatabaseError
+from sqlalchemy.exc import TimeoutError as DatabasePoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -118,8 +119,9 @@ def create_app() -> FastAPI:
         return error_response(error)
 
     @app.exception_handler(DatabaseError)
-    async def _database(request: Request, exc: DatabaseError) -> JSONResponse:
-        log.error("metadata database unavailable: %s", type(exc.orig).__name__ if exc.orig else type(exc).__name__)
+    @app.exception_handler(DatabasePoolTimeout)
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
+        log.error("metadata database unavailable: %s", type(getattr(exc, "orig", None) or exc).__name__)
         return error_response(ServiceUnavailable("The metadata database is unavailable; retry shortly"))
 
     @app.exception_handler(Exception)

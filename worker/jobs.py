@@ -304,7 +304,11 @@ class JobStore:
     def __init__(self, app: Celery, redis_url: str, result_ttl: int) -> None:
         self._app = app
         self._ttl = result_ttl
-        self._redis = aioredis.from_url(redis_url, socket_connect_timeout=1, socket_timeout=2, health_check_interval=10)
+        # Requests beyond the pool's size wait for a connection (up to 5 s) instead of failing.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            redis_url, max_connections=256, timeout=5, socket_connect_timeout=1, socket_timeout=2, health_check_interval=10
+        )
+        self._redis = aioredis.Redis(connection_pool=pool)
         prefix = app.backend.task_keyprefix
         self._prefix: str = prefix.decode() if isinstance(prefix, bytes) else str(prefix)
         self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -11,7 +14,8 @@ from redis.exceptions import RedisError
 from sqlmodel import Session
 
 from api.accounts import find_workspace
-from api.deps import CipherDep, CurrentOrg, JobStoreDep, SessionDep
+from api.db import get_engine
+from api.deps import CipherDep, CurrentOrg, JobStoreDep
 from api.errors import ApiError, InvalidRequest, NotFound, ServiceUnavailable, TooManyRequests
 from api.models import ErrorResponse, JobInfo, StepInfo, TestResult, TestSourceRequest
 from api.settings import get_api_settings
@@ -20,6 +24,9 @@ from worker.app import app as celery_app
 from worker.crypto import Cipher
 from worker.jobs import Job, JobStore, JobView, OrganizationBusy, fingerprint, new_job, send_job
 
+log = logging.getLogger("sourcecheck.api")
+# Requests being started in this process, by what they ask: identical ones join.
+_leaders: dict[str, asyncio.Future[Job | JobView]] = {}
 router = APIRouter(tags=["Source tests"])
 settings = get_api_settings()
 
@@ -64,8 +71,14 @@ def cipher_key() -> str:
     return settings.fernet_keys()[0]
 
 
-def _prepare(session: Session, cipher: Cipher, organization_id: str, body: TestSourceRequest, timeout: float) -> tuple[Job, dict[str, Any]]:
-    """Resolve the request into a job and the configuration (secrets in clear) to send."""
+def _prepare(cipher: Cipher, organization_id: str, body: TestSourceRequest, timeout: float) -> tuple[Job, dict[str, Any]]:
+    """Resolve the request into a job and the configuration (secrets in clear) to send.
+    Uses a database session only for this, not while the result is awaited."""
+    with Session(get_engine()) as session:
+        return _resolve(session, cipher, organization_id, body, timeout)
+
+
+def _resolve(session: Session, cipher: Cipher, organization_id: str, body: TestSourceRequest, timeout: float) -> tuple[Job, dict[str, Any]]:
     workspace_id: str | None
     name: str | None
     if body.source_id is not None:
@@ -135,7 +148,8 @@ def _answer(view: JobView, request: Request, response: Response) -> TestResult:
 async def _wait(store: JobStore, job_id: str, seconds: float) -> JobView | None:
     try:
         return await (store.wait(job_id, seconds) if seconds > 0 else store.load(job_id))
-    except (RedisError, OSError):
+    except (RedisError, OSError) as exc:
+        log.warning("result store unavailable: %r", exc)
         raise ServiceUnavailable("The result store (Redis) is unavailable; retry shortly") from None
 
 
@@ -158,7 +172,6 @@ async def _wait(store: JobStore, job_id: str, seconds: float) -> JobView | None:
 async def test_source(
     org: CurrentOrg,
     body: TestSourceRequest,
-    session: SessionDep,
     cipher: CipherDep,
     store: JobStoreDep,
     request: Request,
@@ -167,30 +180,69 @@ async def test_source(
     timeout: TimeoutParam = None,
     max_age: MaxAgeParam = None,
 ) -> TestResult:
-    job, configuration = await run_in_threadpool(
-        _prepare, session, cipher, org.id, body, timeout if timeout is not None else settings.default_timeout_seconds
-    )
+    deadline = timeout if timeout is not None else settings.default_timeout_seconds
+    # Identical requests that arrive together join the first one's job before any of them
+    # touches the database or the queue (send_job also joins jobs across API processes).
+    key = hashlib.sha256(f"{org.id}|{deadline}|{max_age}|{body.model_dump_json()}".encode()).hexdigest()
+    leader = _leaders.get(key)
+    leading = leader is None
+    if leader is not None:
+        try:
+            started = await asyncio.shield(leader)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not leader.cancelled() or (task is not None and task.cancelling()):
+                raise
+            started = await _start(org.id, body, cipher, store, deadline, max_age)  # its caller went away
+    else:
+        leader = _leaders[key] = asyncio.get_running_loop().create_future()
+        try:
+            started = await _start(org.id, body, cipher, store, deadline, max_age)
+            leader.set_result(started)
+        except asyncio.CancelledError:
+            leader.cancel()
+            _leaders.pop(key, None)
+            raise
+        except Exception as exc:
+            leader.set_exception(exc)
+            leader.exception()  # retrieved: joiners re-raise it, nobody logs it as lost
+            _leaders.pop(key, None)
+            raise
+    try:
+        if isinstance(started, JobView):  # a recent result, reused on request (max_age)
+            return _answer(started, request, response)
+        job = started
+        view = await _wait(store, job.id, settings.default_wait_seconds if wait is None else wait)
+        if view is None:  # the record vanished: Redis lost its data between send and read
+            raise ApiError("The job was lost by the result store")
+        return _answer(view, request, response)
+    finally:
+        if leading and _leaders.get(key) is leader:
+            del _leaders[key]
+
+
+async def _start(organization_id: str, body: TestSourceRequest, cipher: Cipher, store: JobStore, deadline: float,
+                 max_age: float | None) -> Job | JobView:
+    """Validate, then reuse a recent result (if asked) or send the job (or join one)."""
+    job, configuration = await run_in_threadpool(_prepare, cipher, organization_id, body, deadline)
     if max_age is not None and job.fingerprint:
         try:
             recent = await store.recent(job.fingerprint, max_age)
         except (RedisError, OSError):
             raise ServiceUnavailable("The result store (Redis) is unavailable; retry shortly") from None
         if recent is not None:
-            return _answer(recent, request, response)
+            return recent
     try:
-        job = await run_in_threadpool(
+        return await run_in_threadpool(
             send_job, celery_app, cipher, job, configuration, settings.result_ttl_seconds, settings.org_concurrency_limit
         )
     except OrganizationBusy:
         raise TooManyRequests(
-            f"Organization {org.id} has {settings.org_concurrency_limit} tests in flight, its limit; retry shortly"
+            f"Organization {organization_id} has {settings.org_concurrency_limit} tests in flight, its limit; retry shortly"
         ) from None
-    except (BrokerError, RedisError, OSError):
+    except (BrokerError, RedisError, OSError) as exc:
+        log.warning("test queue unavailable: %r", exc)
         raise ServiceUnavailable("The test queue (Redis) is unavailable; nothing was enqueued, retry shortly") from None
-    view = await _wait(store, job.id, settings.default_wait_seconds if wait is None else wait)
-    if view is None:  # the record vanished: Redis lost its data between send and read
-        raise ApiError("The job was lost by the result store")
-    return _answer(view, request, response)
 
 
 @router.get(

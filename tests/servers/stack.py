@@ -1,17 +1,20 @@
-"""The whole system for end-to-end tests: a real Redis, a real Celery worker process,
+"""The whole system for end-to-end tests: a real Redis, real Celery worker processes,
 the API under uvicorn in its own process, a SQLite metadata database, two organizations.
 
 Nothing is faked: tests talk HTTP to the API, which enqueues on Redis, which a worker
-process consumes, running the real connector against a real server.
+process consumes, running the real connector against a real server. The misbehaving
+connectors of tests/plugins/faulty are on the workers' and the API's path.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +26,7 @@ from tests.servers import free_port
 from tests.servers.redis import RedisServer
 
 BIN = Path(sys.executable).parent
+FAULTY_PLUGINS = Path(__file__).parents[1] / "plugins" / "faulty"
 
 
 @dataclass
@@ -36,9 +40,15 @@ class Stack:
     data_dir: Path
     env: dict[str, str]
     logs: dict[str, Path] = field(default_factory=dict)
+    workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def client(self, token: str | None = None) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, headers={"Authorization": f"Bearer {token or self.token}"}, timeout=70)
+
+    def async_client(self, token: str | None = None) -> httpx.AsyncClient:
+        limits = httpx.Limits(max_connections=2000, max_keepalive_connections=2000)
+        return httpx.AsyncClient(base_url=self.base_url, headers={"Authorization": f"Bearer {token or self.token}"},
+                                 timeout=70, limits=limits)
 
     def url(self, path: str, org_id: str | None = None) -> str:
         return f"/v1/organizations/{org_id or self.org_id}/knowledge/connectors{path}"
@@ -49,8 +59,20 @@ class Stack:
     def log_text(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in self.logs.values() if p.exists())
 
+    def start_worker(self, name: str, concurrency: int = 1000) -> subprocess.Popen[bytes]:
+        log = self.data_dir / f"worker-{name}.log"
+        self.logs[f"worker-{name}"] = log
+        self.workers[name] = start_worker(self.env, log, name=name, concurrency=concurrency)
+        return self.workers[name]
 
-def _wait_for(predicate, what: str, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
+    def kill_worker(self, name: str) -> None:
+        """SIGKILL the worker's whole process group: its probe children die with it."""
+        process = self.workers.pop(name)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _wait_for(predicate: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -66,13 +88,13 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def start_worker(env: dict[str, str], log: Path, name: str = "e2e", concurrency: int = 8) -> subprocess.Popen[bytes]:
-    """A real Celery worker process; returns once it is ready to take jobs."""
+def start_worker(env: dict[str, str], log: Path, name: str = "e2e", concurrency: int = 1000) -> subprocess.Popen[bytes]:
+    """A real Celery worker process (own process group); returns once it takes jobs."""
     with log.open("ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-E", "-n", f"{name}@%h",
              "--concurrency", str(concurrency), "--loglevel", "INFO"],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
     _wait_for(lambda: b" ready." in log.read_bytes() or process.poll() is not None, "worker")
     if process.poll() is not None:
@@ -80,18 +102,20 @@ def start_worker(env: dict[str, str], log: Path, name: str = "e2e", concurrency:
     return process
 
 
-@pytest.fixture(scope="session")
-def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    data_dir = tmp_path_factory.mktemp("sourcecheck")
+@contextmanager
+def launch_stack(redis: RedisServer, data_dir: Path, workers: tuple[str, ...] = ("e2e",), **settings: str) -> Iterator[Stack]:
+    """Start an API and ``workers`` against ``redis``; ``settings`` become SOURCECHECK_* variables."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCECHECK_")}
     env.update(
         SOURCECHECK_PROFILE="development",
         SOURCECHECK_DATA_DIR=str(data_dir),
-        SOURCECHECK_REDIS_URL=redis_server.url,
+        SOURCECHECK_REDIS_URL=redis.url,
         SOURCECHECK_SECRET_KEYS=Fernet.generate_key().decode(),
         SOURCECHECK_DATABASE_URL=f"sqlite:///{data_dir / 'sourcecheck.db'}",
         PYTHONUNBUFFERED="1",
+        PYTHONPATH=os.pathsep.join([str(FAULTY_PLUGINS), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
     )
+    env.update({f"SOURCECHECK_{k.upper()}": v for k, v in settings.items()})
 
     def cli(*args: str) -> str:
         done = subprocess.run([str(BIN / "sourcecheck"), *args], env=env, capture_output=True, text=True, timeout=60, check=True)
@@ -102,26 +126,39 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
     other_org_id = cli("org", "create", "--id", "org_other", "--name", "Other")
     other_token = cli("apikey", "create", "--org", other_org_id)
 
-    logs = {"worker": data_dir / "worker.log", "api": data_dir / "api.log"}
     port = free_port()
-    worker = start_worker(env, logs["worker"])
-    with logs["api"].open("ab") as out:
-        api = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port)],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
-    base_url = f"http://127.0.0.1:{port}"
+    stack = Stack(base_url=f"http://127.0.0.1:{port}", org_id=org_id, token=token, other_org_id=other_org_id,
+                  other_token=other_token, redis=redis, data_dir=data_dir, env=env, logs={"api": data_dir / "api.log"})
+    api = None
     try:
-        _wait_for(lambda: _healthy(f"{base_url}/healthz") or api.poll() is not None, "API")
+        for name in workers:
+            stack.start_worker(name)
+        with stack.logs["api"].open("ab") as out:
+            api = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+                env=env, stdout=out, stderr=subprocess.STDOUT,
+            )
+        _wait_for(lambda: _healthy(f"{stack.base_url}/healthz") or api.poll() is not None, "API")
         if api.poll() is not None:
-            raise RuntimeError(f"API exited: {logs['api'].read_text()[-2000:]}")
-        yield Stack(base_url=base_url, org_id=org_id, token=token, other_org_id=other_org_id, other_token=other_token,
-                    redis=redis_server, data_dir=data_dir, env=env, logs=logs)
+            raise RuntimeError(f"API exited: {stack.logs['api'].read_text()[-2000:]}")
+        yield stack
     finally:
-        for process in (api, worker):
+        processes = [p for p in (api, *stack.workers.values()) if p is not None]
+        for process in processes:
             process.terminate()
-        for process in (api, worker):
+        for process in processes:
             try:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
+        for process in stack.workers.values():
+            try:  # the worker's probe children, if the worker left any
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture(scope="session")
+def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with launch_stack(redis_server, tmp_path_factory.mktemp("sourcecheck")) as running:
+        yield running

@@ -1,0 +1,120 @@
+"""Load behaviour end to end: coalescing, reuse, the per-organization cap, crashes, and a
+worker killed mid-batch — on a stack of three workers with short queue deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.servers import free_port
+from tests.servers.http import HttpServer
+from tests.servers.redis import RedisServer
+from tests.servers.stack import Stack, launch_stack
+
+pytestmark = pytest.mark.e2e
+
+CAP = 40
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    redis = RedisServer(port=free_port(), directory=tmp_path_factory.mktemp("fleet-redis"))
+    redis.start()
+    try:
+        with launch_stack(redis, tmp_path_factory.mktemp("fleet"), workers=("w1", "w2", "w3"),
+                          org_concurrency_limit=str(CAP), queue_timeout_seconds="3") as running:
+            yield running
+    finally:
+        redis.stop()
+
+
+def faulty(mode: str, seconds: float = 0, tag: str = "") -> dict:  # type: ignore[type-arg]
+    return {"source_definition_id": "faulty", "configuration": {"mode": mode, "seconds": seconds, "tag": tag or uuid.uuid4().hex}}
+
+
+async def _post_many(stack: Stack, bodies: list[dict], token: str | None = None, org: str | None = None, **params: object) -> list:  # type: ignore[type-arg]
+    async with stack.async_client(token) as client:
+        return await asyncio.gather(*(client.post(stack.url("/sources/test", org_id=org), json=b, params=params) for b in bodies))
+
+
+def test_identical_concurrent_tests_run_the_probe_once(fleet: Stack, http_server: HttpServer) -> None:
+    path = f"/ok?probe={uuid.uuid4().hex}"
+    body = {"source_definition_id": "http", "configuration": {"url": http_server.url(path)}}
+    responses = asyncio.run(_post_many(fleet, [body] * 100))
+    assert {r.status_code for r in responses} == {200}
+    assert {r.json()["status"] for r in responses} == {"succeeded"}
+    assert len({r.json()["job_info"]["job_id"] for r in responses}) == 1
+    assert len([r for r in http_server.requests if r.path == path]) == 1
+
+
+def test_max_age_reuses_a_recent_result_only_when_asked(fleet: Stack, http_server: HttpServer) -> None:
+    path = f"/ok?probe={uuid.uuid4().hex}"
+    body = {"source_definition_id": "http", "configuration": {"url": http_server.url(path)}}
+    with fleet.client() as client:
+        first = client.post(fleet.url("/sources/test"), json=body).json()
+        reused = client.post(fleet.url("/sources/test"), json=body, params={"max_age": 60}).json()
+        again = client.post(fleet.url("/sources/test"), json=body).json()
+    assert reused["job_info"]["job_id"] == first["job_info"]["job_id"]
+    assert again["job_info"]["job_id"] != first["job_info"]["job_id"]
+    assert len([r for r in http_server.requests if r.path == path]) == 2
+
+
+def test_an_organization_over_its_cap_gets_429_and_others_are_not_starved(fleet: Stack) -> None:
+    held = asyncio.run(_post_many(fleet, [faulty("sleep", 2) for _ in range(CAP)], wait=0, timeout=2))
+    assert {r.status_code for r in held} == {202}
+    with fleet.client() as client:
+        over = client.post(fleet.url("/sources/test"), json=faulty("sleep", 0), params={"wait": 0})
+    assert over.status_code == 429
+    assert int(over.headers["retry-after"]) >= 1
+    with fleet.client(fleet.other_token) as other:
+        theirs = other.post(fleet.url("/sources/test", org_id=fleet.other_org_id), json=faulty("sleep", 0))
+    assert theirs.status_code == 200 and theirs.json()["status"] == "succeeded"
+    with fleet.client() as client:  # the slots come back when the held tests end
+        for r in held:
+            assert client.get(r.headers["location"], params={"wait": 10}).json()["status"] == "failed"
+        assert client.post(fleet.url("/sources/test"), json=faulty("sleep", 0)).status_code == 200
+
+
+def test_a_connector_that_crashes_its_process_fails_and_the_worker_keeps_serving(fleet: Stack) -> None:
+    with fleet.client() as client:
+        crashed = client.post(fleet.url("/sources/test"), json=faulty("segfault"), params={"timeout": 5})
+        assert crashed.status_code == 200
+        assert crashed.json()["status"] == "failed"
+        assert crashed.json()["job_info"]["type"] == "worker_lost"
+        after = client.post(fleet.url("/sources/test"), json=faulty("sleep", 0))
+    assert after.json()["status"] == "succeeded"
+
+
+def test_a_connector_blocking_in_c_ends_at_its_deadline(fleet: Stack) -> None:
+    with fleet.client() as client:
+        started = time.monotonic()
+        r = client.post(fleet.url("/sources/test"), json=faulty("block_in_c", 30), params={"timeout": 1})
+    assert r.json()["status"] == "failed"
+    assert r.json()["job_info"]["type"] == "timeout"
+    assert time.monotonic() - started < 5
+
+
+def test_killing_a_worker_mid_batch_leaves_every_job_final_with_one_outcome(fleet: Stack) -> None:
+    batch = asyncio.run(_post_many(fleet, [faulty("sleep", 1.5) for _ in range(30)], wait=0, timeout=4))
+    assert {r.status_code for r in batch} == {202}
+    time.sleep(0.5)
+    fleet.kill_worker("w1")
+    seen: dict[str, tuple[str, str | None]] = {}
+    deadline = time.monotonic() + 30
+    with fleet.client() as client:
+        while time.monotonic() < deadline and len(seen) < len(batch):
+            for r in batch:
+                job_id = r.json()["job_info"]["job_id"]
+                polled = client.get(r.headers["location"]).json()
+                if polled["status"] in ("succeeded", "failed"):
+                    outcome = (polled["status"], polled["job_info"]["type"])
+                    assert seen.setdefault(job_id, outcome) == outcome, "a job changed its outcome"
+            time.sleep(0.5)
+    assert len(seen) == len(batch), "some jobs never reached a final state"
+    outcomes = {o for o in seen.values()}
+    assert outcomes <= {("succeeded", None), ("failed", "worker_lost"), ("failed", "timeout")}
+    assert ("succeeded", None) in outcomes  # the surviving workers ran their share
