@@ -25,3 +25,6 @@ lint: install
 
 clean:
 	rm -rf $(VENV) .sourcecheck .pytest_cache
+
+bench: install
+	$(BIN)/python bench/run.py

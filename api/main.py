@@ -19,6 +19,7 @@ from api.errors import ApiError, InvalidRequest, PayloadTooLarge, ServiceUnavail
 from api.routes import definitions, sources, tests, workspaces
 from api.settings import get_api_settings
 from connectors.errors import FieldError
+from connectors.registry import all_connectors
 from worker.app import app as celery_app
 from worker.jobs import JobStore
 
@@ -31,6 +32,7 @@ CONNECTORS = f"{ORG}/knowledge/connectors"
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_api_settings()
+    all_connectors()  # import every connector now, not in the first requests (imports serialize threads)
     init_db()
     store = JobStore(celery_app, settings.redis_url, settings.result_ttl_seconds)
     await store.start()

@@ -214,6 +214,25 @@ class Connector(ABC):
         """The JSON Schema of the configuration; secret fields carry ``"secret": true``."""
         return self.config_model.model_json_schema()
 
+    @classmethod
+    def example_config(cls, host: str, port: int) -> dict[str, Any]:
+        """A minimal valid configuration (the JSON a client would send) for a server at ``host:port``.
+
+        Every connector implements it: the contract suite (``tests/connectors/test_contract.py``)
+        parses it, round-trips it, and points the connector at a closed port and at a server that
+        never answers, to prove a check fails cleanly, in time and without leaking a secret.
+
+        - Aim every network connection of the check at ``host`` and ``port``. A connector that
+          talks to a fixed service (a SaaS API) needs a field that overrides its base URL.
+        - Fill every required field, and fill in at least one secret field (dummy values, e.g.
+          ``"example-password"``) so the suite can check secrets never leak.
+        - Return plain JSON values, as a form or the API would send them; nothing is contacted.
+        """
+        raise NotImplementedError(
+            f"{cls.__name__} does not implement example_config(host, port): add a classmethod returning a "
+            "minimal valid configuration for a server at host:port (see docs/writing-a-connector.md)"
+        )
+
     @abstractmethod
     async def check(self, config: Any, probe: Probe) -> None:
         """Run the steps in order; raise ProbeFailure inside a step to fail the check."""

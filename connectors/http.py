@@ -197,6 +197,11 @@ class HttpConnector(Connector):
     config_model = HttpConfig
     steps: ClassVar[tuple[str, ...]] = ("resolve", "tcp", "tls", "request")
 
+    @classmethod
+    def example_config(cls, host: str, port: int) -> dict[str, Any]:
+        netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return {"url": f"http://{netloc}/health", "auth": {"type": "bearer", "token": "example-token"}}
+
     async def check(self, config: HttpConfig, probe: Probe) -> None:
         host = (config.url.host or "").strip("[]")  # pydantic keeps IPv6 brackets; sockets want none
         port = config.url.port or (443 if config.url.scheme == "https" else 80)
@@ -217,7 +222,7 @@ async def _request(config: HttpConfig, probe: Probe, address: Address, context: 
     headers.update(config.headers)
     timeout = probe.remaining()
     async with httpx.AsyncClient(
-        transport=_PinnedTransport(context, address),
+        transport=PinnedTransport(context, address),
         headers=headers,
         timeout=timeout,
         follow_redirects=config.follow_redirects,
@@ -236,7 +241,7 @@ async def _request(config: HttpConfig, probe: Probe, address: Address, context: 
         raise _status_failure(response, config)
     redirects = len(response.history)
     after = f" after {redirects} redirect{'s' if redirects > 1 else ''}" if redirects else ""
-    return f"HTTP {_status_text(status)} in {elapsed_ms:.0f} ms{after}"
+    return f"HTTP {status_text(status)} in {elapsed_ms:.0f} ms{after}"
 
 
 def _credentials_hook(config: HttpConfig) -> typing.Callable[[httpx.Request], typing.Awaitable[None]]:
@@ -271,7 +276,7 @@ def _credentials_hook(config: HttpConfig) -> typing.Callable[[httpx.Request], ty
 
 def _status_failure(response: httpx.Response, config: HttpConfig) -> ProbeFailure:
     status = response.status_code
-    answered = f"The server answered {_status_text(status)}"
+    answered = f"The server answered {status_text(status)}"
     if status == 401:
         if isinstance(config.auth, NoAuth):
             return ProbeFailure(
@@ -315,14 +320,14 @@ def _transport_failure(exc: httpx.HTTPError, timeout: float) -> ProbeFailure:
         return ProbeFailure(
             FailureType.TIMEOUT, f"The server accepted the connection but sent no HTTP answer within {timeout:.1f} s"
         )
-    if (ssl_error := _cause(exc, ssl.SSLError)) is not None:
+    if (ssl_error := find_cause(exc, ssl.SSLError)) is not None:
         return tls_failure(ssl_error, host)  # on a host a redirect led to, or a TLS renegotiation
     if isinstance(exc, httpx.ConnectError):  # the checked address was reachable: this is a host a redirect led to
-        if _cause(exc, socket.gaierror) is not None:
+        if find_cause(exc, socket.gaierror) is not None:
             return ProbeFailure(
                 FailureType.DNS_RESOLUTION_FAILED, f"Could not resolve host '{host}' (a redirect led there)"
             )
-        if _cause(exc, ConnectionRefusedError) is not None:
+        if find_cause(exc, ConnectionRefusedError) is not None:
             return ProbeFailure(FailureType.CONNECTION_REFUSED, f"Connection refused by {host}")
         return ProbeFailure(FailureType.HOST_UNREACHABLE, f"Could not connect to {host}")
     if isinstance(exc, httpx.TooManyRedirects):
@@ -357,7 +362,7 @@ def _has_request(exc: httpx.HTTPError) -> bool:
 _E = typing.TypeVar("_E", bound=BaseException)
 
 
-def _cause(exc: BaseException, kind: type[_E]) -> _E | None:
+def find_cause(exc: BaseException, kind: type[_E]) -> _E | None:
     """The first exception of ``kind`` among ``exc``'s causes (httpx wraps httpcore wraps OSError)."""
     seen: set[int] = set()
     todo: list[BaseException] = [exc]
@@ -374,7 +379,7 @@ def _cause(exc: BaseException, kind: type[_E]) -> _E | None:
     return None
 
 
-def _status_text(status: int) -> str:
+def status_text(status: int) -> str:
     """``404 Not Found``; the standard phrase, not the server's (which can say anything)."""
     try:
         return f"{status} {HTTPStatus(status).phrase}"
@@ -382,7 +387,7 @@ def _status_text(status: int) -> str:
         return str(status)
 
 
-class _PinnedBackend(httpcore.AsyncNetworkBackend):
+class PinnedBackend(httpcore.AsyncNetworkBackend):
     """Connects to the checked address whenever httpcore asks for the checked host:port.
 
     The URL keeps its host name, so the Host header, SNI and the certificate check are
@@ -412,9 +417,9 @@ class _PinnedBackend(httpcore.AsyncNetworkBackend):
         await self.backend.sleep(seconds)
 
 
-class _PinnedTransport(httpx.AsyncHTTPTransport):
+class PinnedTransport(httpx.AsyncHTTPTransport):
     def __init__(self, context: ssl.SSLContext, address: Address) -> None:
         super().__init__(verify=context, trust_env=False)
         # httpx takes no network backend, so its pool is replaced by an identical one that
         # has ours (httpx is pinned in pyproject.toml; tests cover this path).
-        self._pool = httpcore.AsyncConnectionPool(ssl_context=context, network_backend=_PinnedBackend(address))
+        self._pool = httpcore.AsyncConnectionPool(ssl_context=context, network_backend=PinnedBackend(address))

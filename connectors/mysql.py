@@ -1,61 +1,55 @@
 """The ``mysql`` connector: can this user log in to this MySQL or MariaDB server and read this database?
 
 Steps: ``resolve`` and ``tcp`` (connectors.network), ``authenticate`` (the MySQL handshake,
-TLS included, against the address the tcp step reached), ``access`` (select the database,
+TLS included, over the very connection the tcp step opened), ``access`` (select the database,
 then read from it). Server errors are mapped by their error code to a FailureType with a
 hint naming the statement that fixes it.
+
+One TCP connection per check, never a probe first: the server counts every connection
+that closes before logging in as a connect error of the client's host, and after
+``max_connect_errors`` of them (100 by default) refuses the workers' address altogether.
+
+With ``ssh_tunnel`` set, ``resolve`` and ``tcp`` are those of the bastion, then come
+``ssh``, ``ssh_auth`` and ``tunnel`` (connectors.ssh: the bastion opens the one connection
+to host:port), and the driver talks through that channel.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import socket
 import ssl
 import struct
-from typing import Annotated, Literal
+from typing import Any, Literal
 
 import aiomysql
+import aiomysql.connection
 import pymysql
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import Field, model_validator
 from pymysql.constants import CLIENT
 
 from connectors.base import Connector, ConnectorConfig, Probe, Secret
 from connectors.errors import FailureType, ProbeFailure
-from connectors.network import Address, connect_tcp, resolve
+from connectors.fields import Host, PemCertificates, Port
+from connectors.network import connect_tcp, resolve
+from connectors.ssh import SSH_TUNNEL_DESCRIPTION, TUNNEL_STEPS, SshTunnel, open_tunnel
 from connectors.tls import tls_failure
 
 SslMode = Literal["disabled", "preferred", "required", "verify_ca", "verify_identity"]
 _VERIFYING: set[str] = {"verify_ca", "verify_identity"}
-_BAD_HOST = re.compile(r"[\s\x00-\x1f\x7f/@?]")
-
-
-def _check_host(value: str) -> str:
-    if not value:
-        raise ValueError("the host must not be empty")
-    if _BAD_HOST.search(value):
-        raise ValueError("give a bare host name or IP address (no spaces, '/', '@' or '?')")
-    return value
-
-
-def _check_pem(value: str | None) -> str | None:
-    if value is not None:
-        try:
-            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=value)
-        except (ssl.SSLError, ValueError):
-            raise ValueError("not a PEM certificate (expected '-----BEGIN CERTIFICATE-----' ...)") from None
-    return value
 
 
 class MySQLConfig(ConnectorConfig):
     """How to reach a MySQL or MariaDB database."""
 
-    host: Annotated[str, AfterValidator(_check_host)] = Field(
+    host: Host = Field(
         title="Host",
-        description="Host name or IP address of the server.",
+        description="Host name or IP address of the server (no scheme, no port); as seen from the bastion when "
+        "ssh_tunnel is set.",
         examples=["db.example.com", "10.0.0.12"],
-        max_length=253,
     )
-    port: int = Field(3306, title="Port", description="TCP port of the server.", examples=[3306], ge=1, le=65535)
+    port: Port = Field(3306, title="Port", description="TCP port of the server.", examples=[3306])
     database: str = Field(
         title="Database", description="The database (schema) to read.", examples=["app"], min_length=1, max_length=64
     )
@@ -72,11 +66,25 @@ class MySQLConfig(ConnectorConfig):
         ),
         examples=["preferred", "verify_identity"],
     )
-    ssl_ca: Annotated[str | None, AfterValidator(_check_pem)] = Field(
+    ssl_ca: PemCertificates = Field(
         None,
         title="CA certificate",
         description="PEM text of the CA that signed the server's certificate (verify_ca / verify_identity; default: the system's CAs).",
         examples=["-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----"],
+    )
+    ssh_tunnel: SshTunnel | None = Field(
+        None,
+        title="SSH tunnel",
+        description=SSH_TUNNEL_DESCRIPTION,
+        examples=[
+            {
+                "host": "bastion.example.com",
+                "port": 22,
+                "user": "tunnel",
+                "auth": {"type": "password", "password": "correct-horse-battery-staple"},
+                "host_key": "SHA256:OSobaeYiJ8PsFhKieh5QbBeyVE5T0L3MLL/2sAg9aaw",
+            }
+        ],
     )
 
     @model_validator(mode="after")
@@ -94,12 +102,44 @@ class _NoTLS(Exception):
 class _Connection(aiomysql.Connection):
     """aiomysql's connection plus the TLS rules it lacks: no silent plain-text fallback when
     TLS is required, and the configured host name (not the IP) for SNI and the certificate
-    check. aiomysql is pinned, so its private ``_request_authentication`` hook is stable;
-    it runs after the greeting, before any credential is sent."""
+    check; and it runs over a socket that is already connected (``sock``) instead of opening
+    its own. aiomysql is pinned, so its private ``_connect`` and ``_request_authentication``
+    hooks are stable; the latter runs after the greeting, before any credential is sent."""
 
     tls_required = False
     tls_hostname: str | None = None
     tls_started = False  # tells a failed TLS handshake from other socket errors
+    sock: socket.socket | None = None  # the tcp step's connection, or the tunnel's; taken by _connect
+
+    async def _connect(self) -> None:
+        """aiomysql 0.3.2's ``_connect`` for a TCP connection, on ``sock`` instead of a new connection."""
+        sock, self.sock = self.sock, None
+        if sock is None:
+            raise RuntimeError("_Connection needs a connected socket in .sock")
+        try:
+            try:
+                self._reader, self._writer = await aiomysql.connection._open_connection(sock=sock)
+            except BaseException:
+                sock.close()
+                raise
+            if sock.family in (socket.AF_INET, socket.AF_INET6):  # not on the tunnel's socketpair
+                self._set_keep_alive()
+                self._set_nodelay(True)
+            self.host_info = f"socket {self._host}:{self._port}"
+            self._next_seq_id = 0
+            await self._get_server_information()
+            await self._request_authentication()
+            self.connected_time = self._loop.time()
+            if self.autocommit_mode is not None:
+                await self.autocommit(self.autocommit_mode)
+        except Exception as exc:
+            if self._writer:
+                self._writer.transport.close()
+            self._reader = None
+            self._writer = None
+            if isinstance(exc, OSError):  # as aiomysql does: _Errors maps 2003 by its cause
+                raise pymysql.err.OperationalError(2003, f"Can't connect to MySQL server on {self._host!r}") from exc
+            raise
 
     async def _request_authentication(self) -> None:
         if not self.server_capabilities & CLIENT.SSL:
@@ -148,45 +188,74 @@ class MySQLConnector(Connector):
     category = "database"
     documentation_url = "https://mariadb.com/kb/en/connecting-to-mariadb/"
     config_model = MySQLConfig
-    steps = ("resolve", "tcp", "authenticate", "access")
+    steps = ("resolve", "tcp", *TUNNEL_STEPS, "authenticate", "access")
+
+    @classmethod
+    def example_config(cls, host: str, port: int) -> dict[str, Any]:
+        return {"host": host, "port": port, "database": "app", "user": "reader", "password": "example-password"}
 
     async def check(self, config: MySQLConfig, probe: Probe) -> None:
-        addresses = await resolve(probe, config.host, config.port)
-        address = await connect_tcp(probe, addresses)
-        errors = _Errors(config, address)
-        conn: _Connection | None = None
-        try:
-            async with probe.step("authenticate") as step:
-                ssl_context = await asyncio.to_thread(_ssl_context, config)
-                conn = _Connection(
-                    host=address.ip,  # the address the tcp step reached: nothing is resolved twice
-                    port=address.port,
-                    user=config.user,
-                    password=_wire_password(config.password.get_secret_value()),
-                    db=None,  # selected in the access step, so a bad name is not an auth failure
-                    connect_timeout=probe.remaining(),
-                    ssl=ssl_context,
-                    program_name="sourcecheck",
-                )
-                conn.tls_required = config.ssl_mode != "preferred" and ssl_context is not None
-                conn.tls_hostname = config.host  # SNI always (proxies route by it), checked in verify_identity
-                try:
-                    # aiomysql.connect() minus its context manager, so our subclass is used.
-                    # Every wait in it is a plain await: the deadline cancels it.
-                    await conn._connect()
-                except (pymysql.MySQLError, _NoTLS, struct.error, IndexError, UnicodeDecodeError) as exc:
-                    raise errors.failure(exc, tls_started=conn.tls_started) from None
-                step.message = f"Logged in as '{config.user}' to {_server_name(conn)} ({_tls_name(conn)})"
-            async with probe.step("access") as step:
-                try:
-                    step.message = await _check_access(conn, config.database, errors)
-                except pymysql.MySQLError as exc:
-                    raise errors.failure(exc) from None
-        finally:
-            if conn is not None:
-                # After a deadline aiomysql has closed the socket already (it does on every
-                # cancelled read), so this awaits nothing then.
-                await _quit(conn)
+        if config.ssh_tunnel is None:
+            addresses = await resolve(probe, config.host, config.port)
+            address, sock = await connect_tcp(probe, addresses, keep=True)
+            await _check_database(config, probe, sock, address.ip, _hostport(address.ip, address.port))
+            return
+        async with open_tunnel(probe, config.ssh_tunnel) as tunnel:
+            await tunnel.reach(probe, config.host, config.port)
+            where = f"{_hostport(config.host, config.port)} (through the SSH tunnel)"
+            await _check_database(config, probe, tunnel.channel_socket(), config.host, where)
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def _check_database(config: MySQLConfig, probe: Probe, sock: socket.socket, host: str, where: str) -> None:
+    """Steps ``authenticate`` and ``access`` over ``sock``, a connection to the server (closed at the end).
+
+    ``host`` is what the driver calls the server (the IP the tcp step reached, or the
+    configured host through a tunnel); ``where`` names it in messages.
+    """
+    errors = _Errors(config, where)
+    conn: _Connection | None = None
+    pending: socket.socket | None = sock  # ours to close until the connection takes it
+    try:
+        async with probe.step("authenticate") as step:
+            ssl_context = await asyncio.to_thread(_ssl_context, config)
+            conn = _Connection(
+                host=host,
+                port=config.port,
+                user=config.user,
+                password=_wire_password(config.password.get_secret_value()),
+                db=None,  # selected in the access step, so a bad name is not an auth failure
+                connect_timeout=probe.remaining(),
+                ssl=ssl_context,
+                program_name="sourcecheck",
+            )
+            conn.tls_required = config.ssl_mode != "preferred" and ssl_context is not None
+            conn.tls_hostname = config.host  # SNI always (proxies route by it), checked in verify_identity
+            conn.sock, pending = pending, None
+            try:
+                # aiomysql.connect() minus its context manager, so our subclass is used.
+                # Every wait in it is a plain await: the deadline cancels it.
+                await conn._connect()
+            except (pymysql.MySQLError, _NoTLS, struct.error, IndexError, UnicodeDecodeError) as exc:
+                raise errors.failure(exc, tls_started=conn.tls_started) from None
+            step.message = f"Logged in as '{config.user}' to {_server_name(conn)} ({_tls_name(conn)})"
+        async with probe.step("access") as step:
+            try:
+                step.message = await _check_access(conn, config.database, errors)
+            except pymysql.MySQLError as exc:
+                raise errors.failure(exc) from None
+    finally:
+        if pending is not None:
+            pending.close()
+        if conn is not None:
+            if conn.sock is not None:  # not taken by _connect (cancelled before it ran)
+                conn.sock.close()
+            # After a deadline aiomysql has closed the socket already (it does on every
+            # cancelled read), so this awaits nothing then.
+            await _quit(conn)
 
 
 async def _check_access(conn: _Connection, database: str, errors: _Errors) -> str:
@@ -255,9 +324,9 @@ class _Errors:
     """Turns driver errors into ProbeFailures. Messages never include the password: the
     server's own texts name only the user, host and database."""
 
-    def __init__(self, config: MySQLConfig, address: Address) -> None:
+    def __init__(self, config: MySQLConfig, where: str) -> None:
         self.config = config
-        self.where = f"{address.ip}:{address.port}" if ":" not in address.ip else f"[{address.ip}]:{address.port}"
+        self.where = where  # "10.0.0.12:3306", or "db:3306 (through the SSH tunnel)"
         self.account: str | None = None  # CURRENT_USER() once logged in
         self.visible: list[str] | None = None  # databases the user can see, for not-found hints
 

@@ -11,6 +11,7 @@ import asyncio
 import errno
 import socket
 from dataclasses import dataclass
+from typing import Literal, overload
 
 from connectors.base import Probe
 from connectors.errors import FailureType, ProbeFailure
@@ -51,8 +52,22 @@ async def resolve(probe: Probe, host: str, port: int) -> list[Address]:
 _UNREACHABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL}
 
 
-async def connect_tcp(probe: Probe, addresses: list[Address]) -> Address:
-    """Step ``tcp``: the first address that accepts a TCP connection (closed again at once).
+@overload
+async def connect_tcp(probe: Probe, addresses: list[Address], *, keep: Literal[False] = False) -> Address: ...
+@overload
+async def connect_tcp(
+    probe: Probe, addresses: list[Address], *, keep: Literal[True]
+) -> tuple[Address, socket.socket]: ...
+async def connect_tcp(
+    probe: Probe, addresses: list[Address], *, keep: bool = False
+) -> Address | tuple[Address, socket.socket]:
+    """Step ``tcp``: the first address that accepts a TCP connection.
+
+    The connection is closed again at once; with ``keep=True`` it is returned instead
+    (a connected non-blocking socket, the caller's to close) for the driver to use, so the
+    server sees one connection, not a probe and then the real one (MySQL counts every
+    connection that closes before logging in as a connect error, and blocks the client's
+    address after ``max_connect_errors`` of them).
 
     Fails with connection_refused ("Connection refused"), host_unreachable, or, when the
     deadline passes during the handshake, connection_timeout (see ``run_check``).
@@ -65,22 +80,20 @@ async def connect_tcp(probe: Probe, addresses: list[Address]) -> Address:
             left = len(addresses) - index
             try:
                 if left == 1:
-                    _, writer = await asyncio.open_connection(address.ip, address.port)
+                    sock = await _open(address)
                 else:
                     async with asyncio.timeout(probe.remaining() / left):
-                        _, writer = await asyncio.open_connection(address.ip, address.port)
+                        sock = await _open(address)
             except TimeoutError:
                 last = TimeoutError(errno.ETIMEDOUT, "timed out")
                 continue
             except OSError as exc:
                 last = exc
                 continue
-            writer.close()
-            try:
-                await writer.wait_closed()
-            except OSError:
-                pass
             step.message = f"Connected to {_hostport(address)}"
+            if keep:
+                return address, sock
+            sock.close()
             return address
         assert last is not None
         where = ", ".join(_hostport(a) for a in addresses)
@@ -91,6 +104,18 @@ async def connect_tcp(probe: Probe, addresses: list[Address]) -> Address:
         if last.errno in _UNREACHABLE:
             raise ProbeFailure(FailureType.HOST_UNREACHABLE, f"Host unreachable ({where})") from None
         raise ProbeFailure(FailureType.CONNECTION_REFUSED, f"Could not connect to {where}: {last.strerror}") from None
+
+
+async def _open(address: Address) -> socket.socket:
+    """A TCP connection to ``address`` as a connected non-blocking socket (closed if cancelled)."""
+    sock = socket.socket(address.family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (address.ip, address.port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def _hostport(address: Address) -> str:

@@ -5,6 +5,11 @@ PostgreSQL SSLRequest handshake done by hand, so a certificate problem is report
 such rather than as a libpq string), ``authenticate`` (a real psycopg login to the very
 address the tcp step reached) and ``access`` (``SELECT 1`` and USAGE on the schema).
 
+With ``ssh_tunnel`` set, ``resolve`` and ``tcp`` are those of the bastion, then come
+``ssh``, ``ssh_auth`` and ``tunnel`` (connectors.ssh: the bastion opens the connection to
+host:port), and the database steps run through a listener on 127.0.0.1 that forwards each
+connection through the bastion (libpq needs a host and port, not a socket).
+
 libpq reports connection failures as text only (psycopg gives no SQLSTATE before the
 login completes), so those are recognised by the server's English message; anything
 not recognised is passed on, minus the password, as ``unexpected_response``.
@@ -20,43 +25,31 @@ import re
 import ssl
 import struct
 import tempfile
-from typing import Annotated, Literal
+from typing import Any, Literal
 
 import psycopg
 from psycopg.rows import TupleRow
-from pydantic import AfterValidator, Field, field_validator
+from pydantic import Field
 
 from connectors.base import MASK, Connector, ConnectorConfig, Probe, Secret, Step, StepStatus
 from connectors.errors import FailureType, ProbeFailure
+from connectors.fields import Host, PemCertificates, Port
 from connectors.network import Address, connect_tcp, resolve
+from connectors.ssh import SSH_TUNNEL_DESCRIPTION, TUNNEL_STEPS, SshTunnel, open_tunnel
 
 SslMode = Literal["disable", "prefer", "require", "verify-ca", "verify-full"]
-
-# Whitespace, C0/C1 controls and URL/conninfo punctuation: a value holding any of them is a
-# URL or a libpq multi-host list ("a,b"), not the bare name this field is for.
-_BAD_HOST = re.compile(r"[\s\x00-\x1f\x7f-\x9f/@?#,\\\[\]'\"]")
-
-
-def _check_host(value: str) -> str:
-    if not value:
-        raise ValueError("must not be empty")
-    if _BAD_HOST.search(value):
-        raise ValueError("must be a bare host name or IP address (no scheme, user, path, list or spaces)")
-    if value.count(":") == 1:  # IPv6 literals have at least two colons; one means "host:port"
-        raise ValueError("put the port in the port field, not in the host")
-    return value
 
 
 class PostgresConfig(ConnectorConfig):
     """Where the database is and who logs in to it."""
 
-    host: Annotated[str, AfterValidator(_check_host)] = Field(
+    host: Host = Field(
         title="Host",
-        description="Host name or IP address of the PostgreSQL server (no scheme, no port).",
+        description="Host name or IP address of the PostgreSQL server (no scheme, no port); as seen from the "
+        "bastion when ssh_tunnel is set.",
         examples=["db.example.com", "10.0.0.12"],
-        max_length=253,
     )
-    port: int = Field(5432, ge=1, le=65535, title="Port", description="TCP port of the server.", examples=[5432])
+    port: Port = Field(5432, title="Port", description="TCP port of the server.", examples=[5432])
     database: str = Field(
         min_length=1,
         max_length=63,
@@ -75,7 +68,7 @@ class PostgresConfig(ConnectorConfig):
         ),
         examples=["prefer", "verify-full"],
     )
-    ssl_root_cert: str | None = Field(
+    ssl_root_cert: PemCertificates = Field(
         None,
         title="Root certificate",
         description="PEM text of the CA certificate(s) that signed the server's certificate. Empty: the system's CAs.",
@@ -89,17 +82,20 @@ class PostgresConfig(ConnectorConfig):
         description="Schema the role must be able to use (USAGE privilege).",
         examples=["public", "analytics"],
     )
-
-    @field_validator("ssl_root_cert")
-    @classmethod
-    def _pem(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        try:  # parsed now so a bad paste is a configuration error, not a failed check
-            ssl.create_default_context().load_verify_locations(cadata=value)
-        except (ssl.SSLError, ValueError):
-            raise ValueError("must be one or more PEM certificates (-----BEGIN CERTIFICATE-----)") from None
-        return value
+    ssh_tunnel: SshTunnel | None = Field(
+        None,
+        title="SSH tunnel",
+        description=SSH_TUNNEL_DESCRIPTION,
+        examples=[
+            {
+                "host": "bastion.example.com",
+                "port": 22,
+                "user": "tunnel",
+                "auth": {"type": "password", "password": "correct-horse-battery-staple"},
+                "host_key": "SHA256:OSobaeYiJ8PsFhKieh5QbBeyVE5T0L3MLL/2sAg9aaw",
+            }
+        ],
+    )
 
     def verifies_certificate(self) -> bool:
         # libpq's rule: require with a root certificate behaves as verify-ca.
@@ -114,11 +110,24 @@ class PostgresConnector(Connector):
     category = "database"
     documentation_url = "https://www.postgresql.org/docs/current/libpq-connect.html"
     config_model = PostgresConfig
-    steps = ("resolve", "tcp", "tls", "authenticate", "access")
+    steps = ("resolve", "tcp", *TUNNEL_STEPS, "tls", "authenticate", "access")
+
+    @classmethod
+    def example_config(cls, host: str, port: int) -> dict[str, Any]:
+        return {"host": host, "port": port, "database": "app", "user": "reader", "password": "example-password"}
 
     async def check(self, config: PostgresConfig, probe: Probe) -> None:
-        addresses = await resolve(probe, config.host, config.port)
-        address = await connect_tcp(probe, addresses)
+        if config.ssh_tunnel is None:
+            addresses = await resolve(probe, config.host, config.port)
+            address = await connect_tcp(probe, addresses)
+            await self._check_database(config, probe, address)
+            return
+        async with open_tunnel(probe, config.ssh_tunnel) as tunnel:
+            await tunnel.reach(probe, config.host, config.port)
+            await self._check_database(config, probe, await tunnel.listen())
+
+    async def _check_database(self, config: PostgresConfig, probe: Probe, address: Address) -> None:
+        """Steps ``tls``, ``authenticate`` and ``access`` against ``address`` (the server, or the tunnel's listener)."""
         if config.ssl_mode == "disable":
             # Recorded in its place: run_check would append it after the later steps, out of order.
             probe.steps.append(Step(name="tls", status=StepStatus.SKIPPED, message="ssl_mode is 'disable': no TLS"))
@@ -248,7 +257,7 @@ async def _authenticate(probe: Probe, config: PostgresConfig, address: Address) 
             conn = await psycopg.AsyncConnection.connect(
                 host=config.host,  # still given: libpq checks the certificate against it
                 hostaddr=address.ip,
-                port=config.port,
+                port=address.port,  # config.port, or the tunnel's listener
                 dbname=config.database,
                 user=config.user,
                 password=config.password.get_secret_value(),

@@ -3,8 +3,12 @@
 pytest_plugins = [
     "tests.servers.tcp",
     "tests.servers.http",
+    "tests.servers.saas",
     "tests.servers.postgres",
     "tests.servers.mariadb",
     "tests.servers.redis",
+    "tests.servers.ssh",
     "tests.servers.stack",
+    "tests.servers.s3",
+    "tests.servers.website",
 ]

@@ -33,7 +33,7 @@ from typing import Any
 
 from connectors.base import CheckResult, CheckStatus, Failure, run_check
 from connectors.errors import DEFAULT_HINTS, RETRYABLE, ConnectorError, FailureType
-from connectors.registry import get_connector
+from connectors.registry import all_connectors, get_connector
 from worker.crypto import Cipher, InvalidToken
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ def failed(kind: FailureType, message: str) -> dict[str, Any]:
 
 def _child_main(conn: Connection, keys: list[str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when children stop
+    all_connectors()  # import every connector before the first probe, not during it
     cipher = Cipher(keys)
     loop = asyncio.new_event_loop()
     tasks: set[asyncio.Task[None]] = set()

@@ -36,7 +36,9 @@ class Settings(BaseSettings):
     result_ttl_seconds: int = Field(3600, ge=60, le=7 * 86400, description="How long a job and its result can be read.")
     default_timeout_seconds: float = Field(10.0, ge=0.5, le=60, description="A probe's deadline when the caller sets none.")
     max_timeout_seconds: float = Field(60.0, ge=1, le=300, description="The largest deadline a caller may ask for.")
-    worker_concurrency: int = Field(1000, ge=1, le=10000, description="Probes one worker process holds in flight at once.")
+    worker_concurrency: int = Field(
+        2000, ge=1, le=10000, description="Probes one worker process holds in flight at once (Celery threads that wait)."
+    )
     probe_processes: int = Field(2, ge=1, le=64, description="Child processes of a worker that run its probes (each an event loop).")
     queue_timeout_seconds: float = Field(
         30.0, ge=1, le=600, description="How long a job may wait for a worker before it is given up as failed."

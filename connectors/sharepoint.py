@@ -1,0 +1,385 @@
+"""The ``sharepoint`` connector: can these credentials read this SharePoint site (and library, folder)?
+
+Through Microsoft Graph. Steps: ``resolve``, ``tcp``, ``tls`` against the Graph host
+(graph.microsoft.com), ``token`` (with OAuth credentials: a refresh-token grant, or the
+client-credentials grant for an app acting as itself, at Microsoft Entra ID's token
+endpoint; skipped for an access token), ``authenticate`` (``GET /v1.0/me``) and
+``access`` (the site, the document library, the folder, and one listing of its children).
+
+Graph's quirks handled here: ``/me`` answers 400 "only valid with delegated authentication
+flow" for an app-only token, which is a valid token, not a failure; a missing
+``Sites.Read.All`` is a 403 ``accessDenied``; a site, library or folder that does not
+exist is a 404 ``itemNotFound``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import quote
+
+import httpx
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from connectors.base import Connector, ConnectorConfig, Probe, Secret
+from connectors.errors import FailureType, ProbeFailure
+from connectors.fields import PemCertificates
+from connectors.oauth import OAuthCredentials, client_credentials_step, refresh_step
+from connectors.saas import (
+    ApiClient,
+    ApiResponse,
+    BaseUrl,
+    EmptyIsNone,
+    base_url_field,
+    ca_cert_field,
+    example_base_url,
+    open_api,
+    skip_step,
+)
+
+ISSUER = "Microsoft Entra ID"
+LOGIN = "https://login.microsoftonline.com"
+
+_PERMISSION_HINT = (
+    "Grant the app the Microsoft Graph permission Sites.Read.All (Application permission for client credentials, "
+    "Delegated for a user's token) and have an administrator grant admin consent; with Sites.Selected instead, "
+    "grant the app read access to this site."
+)
+
+_HOST = r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?"
+_SITE_ID = re.compile(rf"^{_HOST},[0-9A-Fa-f-]{{36}},[0-9A-Fa-f-]{{36}}$")
+_SITE_PATH = re.compile(rf"^({_HOST}):?(/[^?#]*)?$")
+_TENANT = r"^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$"
+
+
+def _site(value: str) -> str:
+    """Any usual way of naming a site → ``host``, ``host:/sites/Name`` or a site id."""
+    value = value.strip()
+    if _SITE_ID.match(value):
+        return value
+    if "://" in value:
+        try:
+            url = httpx.URL(value)
+        except httpx.InvalidURL:
+            raise ValueError("is not a valid URL") from None
+        host, path = url.raw_host.decode("ascii"), url.path
+    else:
+        found = _SITE_PATH.match(value)
+        if found is None:
+            raise ValueError(
+                "must be a site URL, hostname:/sites/name (e.g. contoso.sharepoint.com:/sites/Marketing) or a site id"
+            )
+        host, path = found.group(1), found.group(2) or ""
+    if not re.fullmatch(_HOST, host or ""):
+        raise ValueError("must name the SharePoint host, e.g. contoso.sharepoint.com")
+    segments = [s for s in path.split("/") if s]
+    if len(segments) >= 2 and segments[0].lower() in ("sites", "teams", "personal"):
+        return f"{host}:/{segments[0]}/{segments[1]}"
+    if segments and "://" not in value:
+        return f"{host}:/" + "/".join(segments)  # a site at another managed path, given explicitly
+    return host  # the root site (a pasted URL to a page of it)
+
+
+def _folder(value: str | None) -> str | None:
+    if value is None:
+        return None
+    segments = [s for s in value.strip().split("/") if s]
+    if any(s in (".", "..") for s in segments):
+        raise ValueError("must be a path inside the library, without . or ..")
+    return "/".join(segments) or None
+
+
+class _Credentials(BaseModel):
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+
+def _tenant_field() -> Any:
+    return Field(
+        pattern=_TENANT,
+        title="Tenant",
+        description="The directory (tenant) id, or a verified domain of the tenant.",
+        examples=["contoso.onmicrosoft.com", "72f988bf-86f1-41af-91ab-2d7cd011db47"],
+    )
+
+
+def _token_url_field() -> Any:
+    return Field(
+        None,
+        title="Token URL",
+        description=f"The token endpoint; empty: {LOGIN}/<tenant>/oauth2/v2.0/token (set it for a national cloud).",
+        examples=[f"{LOGIN}/contoso.onmicrosoft.com/oauth2/v2.0/token"],
+    )
+
+
+class GraphAccessToken(_Credentials):
+    model_config = ConfigDict(title="Access token")
+    type: Literal["token"] = Field(
+        title="Type", description="A Microsoft Graph access token (they expire after about an hour)."
+    )
+    access_token: Secret = Field(
+        title="Access token",
+        description="A Microsoft Graph access token; never shown.",
+        examples=["eyJ0eXAiOiJKV1Qi..."],
+    )
+
+
+class MicrosoftOAuth(OAuthCredentials):
+    client_id: str = Field(
+        min_length=1,
+        max_length=100,
+        title="Client ID",
+        description="The application (client) id of the app registration the refresh token was issued to.",
+        examples=["00000000-0000-0000-0000-000000000000"],
+    )
+    tenant: str = _tenant_field()
+    token_url: Annotated[BaseUrl | None, EmptyIsNone] = _token_url_field()
+
+
+class MicrosoftClientCredentials(_Credentials):
+    model_config = ConfigDict(title="App-only (client credentials)")
+    type: Literal["client_credentials"] = Field(
+        title="Type",
+        description="The app signs in as itself with its client secret (application permissions, no user).",
+    )
+    tenant: str = _tenant_field()
+    client_id: str = Field(
+        min_length=1,
+        max_length=100,
+        title="Client ID",
+        description="The application (client) id of the app registration.",
+        examples=["00000000-0000-0000-0000-000000000000"],
+    )
+    client_secret: Secret = Field(
+        title="Client secret",
+        description="A client secret of the app registration (Certificates & secrets); never shown.",
+        examples=["example-client-secret"],
+    )
+    token_url: Annotated[BaseUrl | None, EmptyIsNone] = _token_url_field()
+
+
+Credentials = Annotated[GraphAccessToken | MicrosoftOAuth | MicrosoftClientCredentials, Field(discriminator="type")]
+
+
+class SharePointConfig(ConnectorConfig):
+    """Microsoft credentials and the SharePoint site (library, folder) they must read."""
+
+    model_config = ConfigDict(title="SharePoint")
+
+    credentials: Credentials = Field(
+        title="Credentials",
+        description="App-only client credentials, a user's refresh token with the app's id and secret, or a short-lived access token.",
+        examples=[
+            {
+                "type": "client_credentials",
+                "tenant": "contoso.onmicrosoft.com",
+                "client_id": "00000000-0000-0000-0000-000000000000",
+                "client_secret": "example-client-secret",
+            }
+        ],
+    )
+    site: Annotated[str, Field(max_length=2000), AfterValidator(_site)] = Field(
+        title="Site",
+        description="The site's URL, hostname:/sites/name, or its Graph site id (hostname,guid,guid).",
+        examples=["https://contoso.sharepoint.com/sites/Marketing", "contoso.sharepoint.com:/sites/Marketing"],
+    )
+    library: Annotated[str | None, EmptyIsNone] = Field(
+        None,
+        min_length=1,
+        max_length=255,
+        title="Document library",
+        description="The document library to read, by name; empty: the site's default library (Documents).",
+        examples=["Documents", "Policies"],
+    )
+    folder: Annotated[str | None, Field(max_length=2000), AfterValidator(_folder)] = Field(
+        None,
+        title="Folder",
+        description="A folder inside the library, as a path; empty: the library's top.",
+        examples=["Handbook/2024"],
+    )
+    base_url: BaseUrl = base_url_field(
+        "https://graph.microsoft.com",
+        provider="Microsoft Graph",
+        examples=["https://graph.microsoft.com", "https://graph.microsoft.us"],
+    )
+    ca_cert: PemCertificates = ca_cert_field()
+
+
+class SharePointConnector(Connector):
+    name = "sharepoint"
+    title = "SharePoint"
+    category = "saas"
+    icon = "sharepoint"
+    documentation_url = "https://learn.microsoft.com/en-us/graph/api/resources/sharepoint"
+    config_model = SharePointConfig
+    steps: ClassVar[tuple[str, ...]] = ("resolve", "tcp", "tls", "token", "authenticate", "access")
+
+    @classmethod
+    def example_config(cls, host: str, port: int) -> dict[str, Any]:
+        return {
+            "credentials": {"type": "token", "access_token": "example-access-token"},
+            "site": "contoso.sharepoint.com:/sites/Marketing",
+            "base_url": example_base_url(host, port),
+        }
+
+    async def check(self, config: SharePointConfig, probe: Probe) -> None:
+        async with open_api(probe, config, "Microsoft Graph") as api:
+            await _token(probe, api, config)
+            async with probe.step("authenticate") as step:
+                step.message = await _authenticate(api, config)
+            async with probe.step("access") as step:
+                step.message = await _access(api, config)
+
+
+async def _token(probe: Probe, api: ApiClient, config: SharePointConfig) -> None:
+    credentials = config.credentials
+    if isinstance(credentials, GraphAccessToken):
+        skip_step(probe, "token", "An access token was given: nothing to refresh")
+        api.use_bearer(credentials.access_token.get_secret_value())
+        return
+    token_url = credentials.token_url or f"{LOGIN}/{credentials.tenant}/oauth2/v2.0/token"
+    base = httpx.URL(config.base_url)
+    resource = f"{base.scheme}://{base.netloc.decode('ascii')}/.default"  # the Graph of this cloud
+    if isinstance(credentials, MicrosoftOAuth):
+        await refresh_step(
+            probe,
+            api,
+            issuer=ISSUER,
+            token_url=token_url,
+            client_id=credentials.client_id,
+            client_secret=credentials.client_secret.get_secret_value(),
+            refresh_token=credentials.refresh_token.get_secret_value(),
+            scope=f"{resource} offline_access",
+        )
+    else:
+        await client_credentials_step(
+            probe,
+            api,
+            issuer=ISSUER,
+            token_url=token_url,
+            client_id=credentials.client_id,
+            client_secret=credentials.client_secret.get_secret_value(),
+            scope=resource,
+        )
+
+
+async def _authenticate(api: ApiClient, config: SharePointConfig) -> str:
+    response = await api.call("GET", "/v1.0/me", params={"$select": "displayName,userPrincipalName"})
+    if response.status in (404, 405):
+        raise api.wrong_endpoint(response)
+    if response.ok:
+        user = api.require_json(response)
+        name, upn = user.get("displayName"), user.get("userPrincipalName")
+        return f"Signed in as {name or upn}" + (f" ({upn})" if name and upn else "")
+    if response.status == 400 and "delegated authentication flow" in api.reason(response):
+        return "App-only token: the app acts as itself, with its application permissions"
+    if response.status == 403:
+        return "Token accepted (it may not read the user's profile, which this check does not need)"
+    if response.status == 401:
+        raise api.failure(
+            FailureType.AUTHENTICATION_FAILED,
+            api.answered(response),
+            hint=(
+                "The access token is wrong, expired (they last about an hour) or for another API than Microsoft "
+                "Graph: use client credentials or a refresh token so it is renewed."
+                if isinstance(config.credentials, GraphAccessToken)
+                else "Microsoft Graph refused the token Entra ID had just issued: check that the app registration is for this tenant."
+            ),
+        )
+    raise _failure(api, response)
+
+
+def _site_path(site: str) -> str:
+    if _SITE_ID.match(site):
+        return f"/v1.0/sites/{site}"
+    host, _, path = site.partition(":")
+    if not path:
+        return f"/v1.0/sites/{host}"
+    return f"/v1.0/sites/{host}:/" + "/".join(quote(s, safe="") for s in path.split("/") if s)
+
+
+async def _access(api: ApiClient, config: SharePointConfig) -> str:
+    response = await api.call("GET", _site_path(config.site), params={"$select": "id,displayName,webUrl"})
+    if response.status == 404:
+        raise api.failure(
+            FailureType.NOT_FOUND,
+            f"SharePoint has no site {config.site} ({api.reason(response)})",
+            hint="Check the site: use its URL as shown in the browser (https://contoso.sharepoint.com/sites/Name).",
+        )
+    if not response.ok:
+        raise _failure(api, response)
+    site = api.require_json(response)
+    site_id = str(site.get("id") or "")
+    if not _SITE_ID.match(site_id):
+        raise api.not_json(response)
+    title = f"site '{site.get('displayName') or config.site}'"
+
+    drive = await _drive(api, config, site_id, title)
+    drive_id = quote(str(drive.get("id") or ""), safe="!")
+    where = f"library '{drive.get('name')}' of {title}"
+    item_path = f"/v1.0/drives/{drive_id}/root"
+    if config.folder:
+        item_path += ":/" + "/".join(quote(s, safe="") for s in config.folder.split("/"))
+        response = await api.call("GET", item_path, params={"$select": "id,name,folder"})
+        if response.status == 404:
+            raise api.failure(
+                FailureType.NOT_FOUND,
+                f"There is no folder '{config.folder}' in the {where}",
+                hint="Check the folder's path inside the library (names as shown in SharePoint, separated by /).",
+            )
+        if not response.ok:
+            raise _failure(api, response)
+        item = api.require_json(response)
+        if "folder" not in item:
+            raise api.failure(
+                FailureType.UNEXPECTED_RESPONSE,
+                f"'{config.folder}' in the {where} is a file, not a folder",
+                hint="Set folder to the folder that holds the documents.",
+            )
+        where = f"folder '{config.folder}' in the {where}"
+        item_path = f"/v1.0/drives/{drive_id}/items/{quote(str(item.get('id') or ''), safe='!')}"
+    listing = await api.call("GET", f"{item_path}/children", params={"$top": 1, "$select": "id,name"})
+    if not listing.ok:
+        raise _failure(api, listing)
+    return f"The {where} is readable"
+
+
+async def _drive(api: ApiClient, config: SharePointConfig, site_id: str, title: str) -> dict[str, Any]:
+    if config.library is None:
+        response = await api.call("GET", f"/v1.0/sites/{site_id}/drive", params={"$select": "id,name,webUrl"})
+        if response.status == 404:
+            raise api.failure(
+                FailureType.NOT_FOUND,
+                f"The {title} has no default document library",
+                hint="Set library to the name of the document library to read.",
+            )
+        if not response.ok:
+            raise _failure(api, response)
+        return api.require_json(response)
+    response = await api.call("GET", f"/v1.0/sites/{site_id}/drives", params={"$select": "id,name,webUrl"})
+    if not response.ok:
+        raise _failure(api, response)
+    drives = [d for d in (api.require_json(response).get("value") or []) if isinstance(d, dict)]
+    wanted = config.library.strip().lower()
+    for drive in drives:
+        url_name = str(drive.get("webUrl") or "").rstrip("/").rsplit("/", 1)[-1].replace("%20", " ")
+        if wanted in (str(drive.get("name") or "").lower(), url_name.lower()):
+            return drive
+    names = ", ".join(sorted(str(d.get("name")) for d in drives)) or "none"
+    raise api.failure(
+        FailureType.NOT_FOUND,
+        f"The {title} has no document library '{config.library}' (it has: {names})",
+        hint="Set library to one of the names listed, or leave it empty for the default library.",
+    )
+
+
+def _failure(api: ApiClient, response: ApiResponse) -> ProbeFailure:
+    code = response.get("error", "code")
+    if response.status == 403 or code in ("accessDenied", "Authorization_RequestDenied"):
+        return api.failure(
+            FailureType.AUTHORIZATION_FAILED,
+            f"{api.answered(response)}: the app lacks the permission Sites.Read.All",
+            hint=_PERMISSION_HINT,
+        )
+    if response.status == 401:
+        return api.failure(FailureType.AUTHENTICATION_FAILED, api.answered(response))
+    return api.status_failure(response)

@@ -1,0 +1,734 @@
+"""SSH for connectors: the login steps shared by ``sftp`` and the database tunnels, and the tunnel itself.
+
+:func:`ssh_login` runs ``resolve`` and ``tcp`` (connectors.network; the tcp step's very
+connection carries the SSH session), then ``ssh`` (the handshake: protocol, algorithms,
+and the server's host key checked against the pinned ``host_key``) and an authentication
+step (``ssh_auth`` for a tunnel, ``authenticate`` for sftp), so a result tells a wrong
+port from a changed host key from a wrong password.
+
+:func:`open_tunnel` logs in to a bastion the same way; :meth:`Tunnel.reach` is the
+``tunnel`` step (the bastion opens a TCP connection to the database, a direct-tcpip
+channel), after which a driver talks to the database through :meth:`Tunnel.channel_socket` (a
+socket bridged to that channel: one database connection in all) or :meth:`Tunnel.listen`
+(a listener on 127.0.0.1, one channel per accepted connection, for drivers that insist on
+a host and port). Everything runs on the event loop, so the check's deadline cancels it,
+and everything is closed when the ``async with`` ends.
+
+A pinned host key that does not match fails as ``unexpected_response``: the server
+answered with another identity than the one expected. No credential has been sent then:
+the key is checked during the handshake, before authentication starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import socket
+import warnings
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Protocol
+
+import asyncssh
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
+
+from connectors.base import ConnectorConfig, Probe, Secret
+from connectors.errors import FailureType, ProbeFailure
+from connectors.fields import Host, Port
+from connectors.network import Address, connect_tcp, resolve
+
+CLIENT_VERSION = "sourcecheck"
+"""Sent in the SSH version line (``SSH-2.0-sourcecheck``), so bastion logs say who knocked."""
+
+_MAX_KEY_LENGTH = 32_000  # an 16384-bit RSA key in PEM is about 12 kB
+_ENCRYPTED = "Passphrase must be specified"  # asyncssh's KeyImportError text for an encrypted key without one
+
+# ssh-keygen encrypts keys with 16 bcrypt rounds; bcrypt warns below 50 on every such key. Not ours to change.
+warnings.filterwarnings("ignore", message=r"Warning: bcrypt\.kdf\(\) called with only", category=UserWarning)
+
+
+# --- configuration --------------------------------------------------------------------------
+
+
+def _empty_is_none(value: Any) -> Any:
+    return None if value == "" else value  # forms send "" for an empty field
+
+
+def _key_kind(text: str) -> Literal["plain", "encrypted"]:
+    """Whether ``text`` is a private key in clear or an encrypted one; ValueError if neither.
+
+    Cheap: an encrypted key is recognised without decrypting it (that needs the passphrase
+    and, for OpenSSH's format, about a second of bcrypt: left to the check, in a thread).
+    """
+    if len(text) > _MAX_KEY_LENGTH:
+        raise ValueError("is too long for a private key")
+    try:
+        asyncssh.import_private_key(text)
+    except Exception as exc:  # not only KeyImportError: a bad paste may trip the decoders too
+        if isinstance(exc, asyncssh.KeyImportError) and str(exc).startswith(_ENCRYPTED):
+            return "encrypted"
+        raise ValueError(
+            "must be a private key in OpenSSH or PEM format: the whole file, "
+            "from -----BEGIN ... PRIVATE KEY----- to -----END ... PRIVATE KEY-----"
+        ) from None
+    return "plain"
+
+
+class SshPassword(ConnectorConfig):
+    """Log in with a password (SSH ``password`` or ``keyboard-interactive`` authentication)."""
+
+    type: Literal["password"] = Field(title="Method", description="Log in with a password.", examples=["password"])
+    password: Secret = Field(
+        title="Password", description="The SSH user's password.", examples=["correct-horse-battery-staple"]
+    )
+
+
+class SshPrivateKey(ConnectorConfig):
+    """Log in with a private key whose public half is in the user's ``authorized_keys``."""
+
+    type: Literal["private_key"] = Field(
+        title="Method", description="Log in with a private key.", examples=["private_key"]
+    )
+    private_key: Secret = Field(
+        title="Private key",
+        description=(
+            "The whole private key file, OpenSSH (ssh-keygen's default) or PEM format. Its public half must be "
+            "in ~/.ssh/authorized_keys of the user on the server."
+        ),
+        examples=[
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA...\n-----END OPENSSH PRIVATE KEY-----\n"
+        ],
+    )
+    passphrase: Annotated[Secret | None, BeforeValidator(_empty_is_none)] = Field(
+        None,
+        title="Passphrase",
+        description="The passphrase the private key is encrypted with. Empty: the key is not encrypted.",
+        examples=["my key passphrase"],
+    )
+
+    @field_validator("private_key")
+    @classmethod
+    def _readable_key(cls, value: Any) -> Any:
+        _key_kind(value.get_secret_value())  # parsed now, so a bad paste is a configuration error
+        return value
+
+    @model_validator(mode="after")
+    def _passphrase_for_encrypted_key(self) -> SshPrivateKey:
+        if self.passphrase is None and _key_kind(self.private_key.get_secret_value()) == "encrypted":
+            raise ValueError("the private key is encrypted: give its passphrase")
+        return self
+
+
+SshAuth = Annotated[SshPassword | SshPrivateKey, Field(discriminator="type")]
+
+
+_FINGERPRINT = re.compile(r"SHA256:([A-Za-z0-9+/]{43})=?")
+
+
+@dataclass(frozen=True)
+class HostKeyPin:
+    """The host keys a server may present: whole public keys and/or SHA256 fingerprints."""
+
+    keys: tuple[asyncssh.SSHKey, ...]
+    fingerprints: frozenset[str]  # "SHA256:..." without base64 padding, as asyncssh writes them
+
+    def matches(self, key: asyncssh.SSHKey) -> bool:
+        return key in self.keys or key.get_fingerprint("sha256") in self.fingerprints
+
+    def describe(self) -> str:
+        shown = [key.get_fingerprint("sha256") for key in self.keys] + sorted(self.fingerprints)
+        return ", ".join(shown)
+
+
+def parse_host_key(value: str) -> HostKeyPin:
+    """``value``'s lines as pinned host keys; raises ValueError naming what is wrong."""
+    keys: list[asyncssh.SSHKey] = []
+    fingerprints: set[str] = set()
+    lines = [line.strip() for line in value.splitlines() if line.strip() and not line.strip().startswith("#")]
+    if not lines:
+        raise ValueError("must not be empty")
+    for line in lines:
+        found = _FINGERPRINT.fullmatch(line)
+        if found:
+            fingerprints.add(f"SHA256:{found.group(1)}")
+            continue
+        words = line.split()
+        # Also accepted: a known_hosts or ssh-keyscan line, which starts with the host name(s).
+        candidates = [" ".join(words), " ".join(words[1:])] if len(words) >= 3 else [line]
+        for candidate in candidates:
+            try:
+                keys.append(asyncssh.import_public_key(candidate))
+                break
+            except (asyncssh.KeyImportError, ValueError):
+                continue
+        else:
+            raise ValueError(
+                "each line must be an SSH public key (ssh-ed25519 AAAA..., as in known_hosts or from ssh-keyscan) "
+                "or a SHA256 fingerprint (SHA256:...)"
+            )
+    return HostKeyPin(tuple(keys), frozenset(fingerprints))
+
+
+def _check_host_key(value: str | None) -> str | None:
+    if value is None or not value.strip():
+        return None
+    if len(value) > 16_000:
+        raise ValueError("is too long for SSH host keys")
+    parse_host_key(value)
+    return value
+
+
+HostKey = Annotated[str | None, AfterValidator(_check_host_key)]
+"""Pinned SSH host key(s): public key lines and/or SHA256 fingerprints, one a line; "" is None."""
+
+HOST_KEY_DESCRIPTION = (
+    "The SSH server's host key, pinned (recommended): its public key line (ssh-ed25519 AAAA..., as in known_hosts "
+    "or from `ssh-keyscan -t ed25519 HOST`) or its SHA256 fingerprint (SHA256:...); several lines are allowed. "
+    "A server presenting another key fails the check before any credential is sent. Empty: any host key is "
+    "accepted and the check reports the fingerprint it saw, to pin."
+)
+HOST_KEY_EXAMPLES = [
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGjErOXy8NhOCHJ146QglHLHMGY/pWyOPYn1IA9MwMrk",
+    "SHA256:OSobaeYiJ8PsFhKieh5QbBeyVE5T0L3MLL/2sAg9aaw",
+]
+
+
+class SshTunnel(ConnectorConfig):
+    """An SSH bastion (jump host) the database is reached through."""
+
+    host: Host = Field(
+        title="Bastion host",
+        description="Host name or IP address of the SSH server to tunnel through (no user, no port).",
+        examples=["bastion.example.com", "203.0.113.10"],
+    )
+    port: Port = Field(22, title="Bastion port", description="TCP port of the SSH server.", examples=[22])
+    user: str = Field(
+        min_length=1,
+        max_length=255,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        title="SSH user",
+        description="The user to log in to the bastion as.",
+        examples=["tunnel"],
+    )
+    auth: SshAuth = Field(
+        title="SSH authentication",
+        description="How to log in to the bastion: a password, or a private key (and its passphrase, if any).",
+        examples=[
+            {"type": "private_key", "private_key": "-----BEGIN OPENSSH PRIVATE KEY-----\n...", "passphrase": None}
+        ],
+    )
+    host_key: HostKey = Field(
+        None, title="Bastion host key", description=HOST_KEY_DESCRIPTION, examples=HOST_KEY_EXAMPLES
+    )
+
+
+SSH_TUNNEL_DESCRIPTION = (
+    "Reach the database through an SSH bastion (jump host): the check logs in to the bastion, which opens the "
+    "connection to the database, so host and port are then as seen from the bastion. Empty: connect directly."
+)
+
+TUNNEL_STEPS = ("ssh", "ssh_auth", "tunnel")
+"""The steps a tunnel adds, between ``tcp`` (to the bastion) and the database's own steps."""
+
+
+class SshEndpoint(Protocol):
+    """What :func:`ssh_login` needs: an SSH server and a login (SshTunnel, SftpConfig)."""
+
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def user(self) -> str: ...
+    @property
+    def auth(self) -> SshPassword | SshPrivateKey: ...
+    @property
+    def host_key(self) -> str | None: ...
+
+
+# --- logging in -----------------------------------------------------------------------------
+
+
+class _Client(asyncssh.SSHClient):
+    """Watches the handshake: records the host key, checks the pin, marks where authentication starts."""
+
+    def __init__(self, pin: HostKeyPin | None, auth: SshPassword | SshPrivateKey) -> None:
+        self.pin = pin
+        self.auth = auth
+        self.conn: asyncssh.SSHClientConnection | None = None
+        self.server_key: asyncssh.SSHKey | None = None
+        self.mismatch = False
+        self.handshake_done = asyncio.Event()
+        self.key_failure: str | None = None  # why the private key could not be used
+        self.client_key: asyncssh.SSHKey | None = None
+        self._key_offered = False
+
+    def connection_made(self, conn: asyncssh.SSHClientConnection) -> None:
+        self.conn = conn
+
+    def validate_host_public_key(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
+        # Called for every key not among the pinned whole keys (given to asyncssh as known hosts).
+        self.server_key = key
+        if self.pin is None:
+            return True  # not pinned: accepted, and reported in the step's message
+        self.mismatch = not self.pin.matches(key)
+        return not self.mismatch
+
+    def begin_auth(self, username: str) -> None:
+        # The key exchange is over and the host key accepted: the ``ssh`` step has succeeded.
+        if self.server_key is None and self.conn is not None:
+            self.server_key = self.conn.get_server_host_key()
+        self.handshake_done.set()
+
+    async def public_key_auth_requested(self) -> asyncssh.SSHKey | None:
+        if self._key_offered or not isinstance(self.auth, SshPrivateKey):
+            return None
+        self._key_offered = True
+        passphrase = self.auth.passphrase.get_secret_value() if self.auth.passphrase else None
+        try:
+            # In a thread: decrypting an OpenSSH key runs bcrypt for about a second.
+            key = await asyncio.to_thread(
+                asyncssh.import_private_key, self.auth.private_key.get_secret_value(), passphrase
+            )
+        except asyncssh.KeyEncryptionError:
+            self.key_failure = "the passphrase does not decrypt the private key"
+            return None
+        except (asyncssh.KeyImportError, ValueError):
+            self.key_failure = "the private key could not be read with this passphrase"
+            return None
+        self.client_key = key
+        return key
+
+    def server_version(self) -> str | None:
+        version = self.conn.get_extra_info("server_version") if self.conn else None
+        return str(version).removeprefix("SSH-2.0-") if version else None
+
+
+def _options(endpoint: SshEndpoint, client: _Client, probe: Probe) -> dict[str, Any]:
+    """asyncssh.connect arguments: only the configured credentials, nothing from ~/.ssh or an agent."""
+    pin = client.pin
+    common: dict[str, Any] = {
+        "username": endpoint.user,
+        # Whole pinned keys as known hosts, so the server is asked for that type of key; any other key
+        # goes to _Client.validate_host_public_key (an empty list, not None, which would skip the check).
+        "known_hosts": (list(pin.keys) if pin else [], [], []),
+        "config": None,  # no ~/.ssh/config
+        "client_version": CLIENT_VERSION,
+        "agent_path": None,
+        "pkcs11_provider": None,
+        "agent_forwarding": False,
+        "x11_forwarding": False,
+        "gss_kex": False,
+        "gss_auth": False,
+        "host_based_auth": False,
+        "keepalive_interval": 0,
+        "login_timeout": probe.remaining() + 5,  # the check's deadline comes first
+        "client_keys": None,  # no default keys from ~/.ssh: a key comes from public_key_auth_requested only
+    }
+    if isinstance(endpoint.auth, SshPassword):
+        return common | {
+            "password": endpoint.auth.password.get_secret_value(),
+            "public_key_auth": False,
+            "password_auth": True,
+            "kbdint_auth": True,  # many servers take passwords through PAM's keyboard-interactive only
+            "preferred_auth": "password,keyboard-interactive",
+        }
+    return common | {
+        "public_key_auth": True,
+        "password_auth": False,
+        "kbdint_auth": False,
+        "preferred_auth": "publickey",
+    }
+
+
+@dataclass(frozen=True)
+class _Where:
+    """How messages name the server, and the prefix of its fields in hints."""
+
+    endpoint: SshEndpoint
+    role: str | None  # "bastion", or None for the source itself
+    prefix: str  # "ssh_tunnel." or ""
+
+    def __str__(self) -> str:
+        where = f"{self.endpoint.host}:{self.endpoint.port}"
+        return f"bastion {where}" if self.role == "bastion" else where
+
+
+async def ssh_login(
+    probe: Probe,
+    endpoint: SshEndpoint,
+    *,
+    auth_step: str,
+    role: str | None = None,
+    prefix: str = "",
+) -> asyncssh.SSHClientConnection:
+    """Steps ``resolve``, ``tcp``, ``ssh`` and ``auth_step``: a logged-in connection (the caller closes it)."""
+    where = _Where(endpoint, role, prefix)
+    pin = parse_host_key(endpoint.host_key) if endpoint.host_key else None
+    client = _Client(pin, endpoint.auth)
+    addresses = await resolve(probe, endpoint.host, endpoint.port)
+    _, sock = await connect_tcp(probe, addresses, keep=True)
+    login: asyncio.Task[asyncssh.SSHClientConnection] | None = None
+    try:
+        login = asyncio.create_task(_connect(endpoint, sock, client, probe))
+        async with probe.step("ssh") as step:
+            await _first(client.handshake_done.wait(), login)
+            if not client.handshake_done.is_set():
+                exc = _outcome(login)
+                if exc is not None and not isinstance(exc, (asyncssh.Error, OSError)):
+                    raise exc  # a bug, not the server's answer: run_check reports an internal error
+                raise _handshake_failure(exc, client, where)
+            step.message = _describe_handshake(client, where)
+        async with probe.step(auth_step) as step:
+            try:
+                conn = await login
+            except (asyncssh.Error, OSError) as exc:
+                raise _auth_failure(exc, client, where) from None
+            step.message = _describe_login(client, endpoint, where)
+            return conn
+    except BaseException:
+        await _abandon(login)
+        sock.close()  # already closed with the connection, unless it never got that far
+        raise
+
+
+async def _connect(
+    endpoint: SshEndpoint, sock: socket.socket, client: _Client, probe: Probe
+) -> asyncssh.SSHClientConnection:
+    return await asyncssh.connect(
+        endpoint.host,  # for messages and known-host matching: the socket is already connected
+        endpoint.port,
+        sock=sock,
+        client_factory=lambda: client,
+        **_options(endpoint, client, probe),
+    )
+
+
+async def _first(event: Awaitable[Any], task: asyncio.Task[Any]) -> None:
+    """Wait until ``event`` happens or ``task`` ends, whichever is first."""
+    waiter = asyncio.ensure_future(event)
+    try:
+        await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+
+
+def _outcome(task: asyncio.Task[Any]) -> BaseException | None:
+    return None if task.cancelled() else task.exception()
+
+
+async def _abandon(login: asyncio.Task[asyncssh.SSHClientConnection] | None) -> None:
+    """Stop a login that will not be used and release what it holds, within half a second."""
+    if login is None:
+        return
+    if not login.done():
+        login.cancel()
+        await asyncio.wait({login}, timeout=0.5)
+    elif not login.cancelled() and login.exception() is None:
+        login.result().abort()
+
+
+def _describe_key(key: asyncssh.SSHKey | None) -> str:
+    return f"{key.get_algorithm()} {key.get_fingerprint('sha256')}" if key else "(none: GSS key exchange)"
+
+
+def _describe_handshake(client: _Client, where: _Where) -> str:
+    server = client.server_version() or "SSH server"
+    key, field = _describe_key(client.server_key), f"{where.prefix}host_key"
+    if client.pin is None:
+        return f"{server}; host key {key} (not pinned: set {field} to it to detect a man-in-the-middle)"
+    return f"{server}; host key {key} matches the pinned {field}"
+
+
+def _describe_login(client: _Client, endpoint: SshEndpoint, where: _Where) -> str:
+    if client.client_key is not None:
+        how = f"the private key {_describe_key(client.client_key)}"
+    else:
+        how = "a password"
+    return f"Logged in to {where} as '{endpoint.user}' with {how}"
+
+
+def _reason(exc: BaseException | None) -> str:
+    text = (getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc or "")).strip()
+    return text[:200] or type(exc).__name__
+
+
+def _handshake_failure(exc: BaseException | None, client: _Client, where: _Where) -> ProbeFailure:
+    """The ProbeFailure for a connection that ended before authentication began."""
+    key_field = f"{where.prefix}host_key"
+    if client.mismatch:
+        return ProbeFailure(
+            FailureType.UNEXPECTED_RESPONSE,
+            f"The SSH server's host key does not match the pinned key (possible man-in-the-middle): {where} "
+            f"presented {_describe_key(client.server_key)}, {key_field} allows {client.pin.describe() if client.pin else '-'}",
+            hint=f"If the server's key was changed on purpose (reinstalled, rotated), put its new key in {key_field} "
+            "(ssh-keyscan HOST, checked over a trusted channel). Otherwise do not use this connection: someone may "
+            "be intercepting it. No credential was sent.",
+        )
+    if isinstance(exc, asyncssh.HostKeyNotVerifiable):
+        return ProbeFailure(
+            FailureType.UNEXPECTED_RESPONSE,
+            f"The SSH server's host key could not be verified ({_reason(exc)})",
+            hint=f"Check {key_field}: it must be the server's public host key or its SHA256 fingerprint.",
+        )
+    if isinstance(exc, asyncssh.KeyExchangeFailed):
+        return ProbeFailure(
+            FailureType.UNEXPECTED_RESPONSE,
+            f"No SSH algorithm in common with {where} ({_reason(exc)})",
+            hint="The SSH server only offers algorithms too old or too unusual for this client: "
+            "enable a current key exchange, cipher and host key type (e.g. curve25519, aes-gcm, ed25519) on it.",
+        )
+    if isinstance(exc, asyncssh.ProtocolNotSupported):
+        return ProbeFailure(
+            FailureType.UNEXPECTED_RESPONSE,
+            f"The server at {where} does not speak SSH version 2 ({_reason(exc)})",
+            hint="Check that the port is an SSH port, and that the server supports SSH 2.",
+        )
+    if client.server_version() is None:
+        return ProbeFailure(
+            FailureType.UNEXPECTED_RESPONSE,
+            f"Nothing answered as an SSH server at {where} ({_reason(exc)})",
+            hint="Check that the host and port point at an SSH server (usually port 22), and that it accepts the "
+            "workers' address (some servers close connections from addresses they do not allow).",
+            retryable=True,
+        )
+    return ProbeFailure(
+        FailureType.UNEXPECTED_RESPONSE,
+        f"The SSH server at {where} closed the connection during the handshake ({_reason(exc)})",
+        hint="The server may limit who connects (AllowUsers, MaxStartups, a firewall on SSH): check its logs.",
+        retryable=True,
+    )
+
+
+def _auth_failure(exc: BaseException, client: _Client, where: _Where) -> ProbeFailure:
+    """The ProbeFailure for a connection that ended during authentication."""
+    user = where.endpoint.user
+    if client.key_failure:
+        return ProbeFailure(
+            FailureType.AUTHENTICATION_FAILED,
+            f"SSH authentication for user '{user}' on {where} was not attempted: {client.key_failure}",
+            hint=f"Check {where.prefix}auth.passphrase (and that it belongs to this private key).",
+        )
+    if isinstance(exc, asyncssh.PermissionDenied):
+        if isinstance(where.endpoint.auth, SshPassword):
+            hint = (
+                f"Check the user name '{user}' and its password. If they are right, the server may not accept "
+                "passwords (PasswordAuthentication no): use a private key instead."
+            )
+        else:
+            hint = (
+                f"Check the user name '{user}', and that the public half of this key is in ~{user}/.ssh/authorized_keys "
+                "on the server (owned by the user, not writable by others)."
+            )
+        return ProbeFailure(
+            FailureType.AUTHENTICATION_FAILED, f"SSH authentication failed for user '{user}' on {where}", hint=hint
+        )
+    return ProbeFailure(
+        FailureType.UNEXPECTED_RESPONSE,
+        f"The SSH server at {where} closed the connection during authentication ({_reason(exc)})",
+        hint="The server may limit logins (AllowUsers, MaxAuthTries, a forced command): check its logs.",
+        retryable=True,
+    )
+
+
+async def close_quietly(conn: asyncssh.SSHClientConnection) -> None:
+    """Close an SSH connection, waiting half a second at most for the server's goodbye."""
+    conn.close()
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(0.5):
+            await conn.wait_closed()
+
+
+# --- the tunnel -----------------------------------------------------------------------------
+
+
+_Channel = tuple[asyncssh.SSHReader[bytes], asyncssh.SSHWriter[bytes]]
+
+
+class Tunnel:
+    """A logged-in bastion connection and the database connections going through it."""
+
+    def __init__(self, conn: asyncssh.SSHClientConnection, where: _Where) -> None:
+        self.conn = conn
+        self.where = where
+        self.target: tuple[str, int] | None = None
+        self._spare: _Channel | None = None  # the channel the tunnel step opened, for the first use
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._server: asyncio.Server | None = None
+
+    async def reach(self, probe: Probe, host: str, port: int) -> None:
+        """Step ``tunnel``: the bastion opens a TCP connection to ``host:port`` (resolved by the bastion)."""
+        async with probe.step("tunnel") as step:
+            try:
+                self._spare = await self.conn.open_connection(host, port)
+            except asyncssh.ChannelOpenError as exc:
+                raise _channel_failure(exc, host, port, self.where) from None
+            except (asyncssh.Error, OSError) as exc:
+                raise ProbeFailure(
+                    FailureType.UNEXPECTED_RESPONSE,
+                    f"The {self.where} closed the SSH connection while opening the tunnel ({_reason(exc)})",
+                    retryable=True,
+                ) from None
+            self.target = (host, port)
+            step.message = f"The {self.where} reached {_hostport(host, port)}"
+
+    async def _channel(self) -> _Channel:
+        if self._spare is not None:
+            channel, self._spare = self._spare, None
+            return channel
+        assert self.target is not None, "reach() first"
+        return await self.conn.open_connection(*self.target)
+
+    def channel_socket(self) -> socket.socket:
+        """A connected socket whose other end is the database connection the tunnel step opened.
+
+        For drivers that take a socket: the database sees the one connection the tunnel step made.
+        """
+        mine, theirs = socket.socketpair()
+        mine.setblocking(False)
+        theirs.setblocking(False)
+        self._spawn(self._serve_socket(mine))
+        return theirs
+
+    async def listen(self) -> Address:
+        """A listener on 127.0.0.1 (a free port) forwarding each connection through the bastion.
+
+        For drivers that need a host and port: the first connection uses the tunnel step's
+        channel, each later one opens its own. It stops listening when the tunnel closes.
+        """
+        assert self.target is not None, "reach() first"
+        self._server = await asyncio.start_server(self._serve_client, "127.0.0.1", 0)
+        port = int(self._server.sockets[0].getsockname()[1])
+        return Address(host=self.target[0], ip="127.0.0.1", port=port, family=socket.AF_INET)
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve_socket(self, sock: socket.socket) -> None:
+        try:
+            reader, writer = await asyncio.open_connection(sock=sock)
+        except BaseException:
+            sock.close()
+            raise
+        await self._bridge(reader, writer)
+
+    async def _serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:  # so close() can cancel it
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        try:
+            await self._bridge(reader, writer)
+        except asyncio.CancelledError:
+            # Stopped by close(). Ending normally: Python 3.11's server logs a cancelled handler as an error.
+            return
+
+    async def _bridge(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            try:
+                chan_reader, chan_writer = await self._channel()
+            except (asyncssh.Error, OSError):
+                return  # the driver sees its connection closed, and says so
+            try:
+                await asyncio.gather(_copy(reader, chan_writer), _copy(chan_reader, writer))
+            finally:
+                chan_writer.close()
+        finally:
+            writer.close()
+
+    async def close(self) -> None:
+        """Stop every forwarding and log out of the bastion (bounded: never hangs the check)."""
+        if self._server is not None:
+            self._server.close()
+        if self._spare is not None:  # reached, never used
+            self._spare[1].close()
+            self._spare = None
+        tasks = set(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=0.5)
+        await close_quietly(self.conn)
+
+
+class _Writer(Protocol):
+    def write(self, data: bytes) -> None: ...
+    async def drain(self) -> None: ...
+    def can_write_eof(self) -> bool: ...
+    def write_eof(self) -> None: ...
+
+
+class _Reader(Protocol):
+    async def read(self, n: int = -1) -> bytes: ...
+
+
+async def _copy(reader: _Reader, writer: _Writer) -> None:
+    """Copy bytes until end of file, then pass the end of file on (half-close)."""
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+    except (OSError, asyncssh.Error, RuntimeError):
+        pass  # one side went away: the other is closed by _bridge
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+_DNS = re.compile(r"resolv|name or service|unknown host|not known|getaddrinfo|nodename", re.IGNORECASE)
+_TIMED_OUT = re.compile(r"timed? ?out", re.IGNORECASE)
+_UNREACHABLE = re.compile(r"unreachable|no route", re.IGNORECASE)
+
+
+def _channel_failure(exc: asyncssh.ChannelOpenError, host: str, port: int, where: _Where) -> ProbeFailure:
+    """A refused direct-tcpip channel as the failure of the bastion's connection to the database."""
+    target, reason = _hostport(host, port), _reason(exc)
+    if exc.code == asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED:
+        return ProbeFailure(
+            FailureType.AUTHORIZATION_FAILED,
+            f"The {where} does not allow user '{where.endpoint.user}' to open a tunnel to {target} ({reason})",
+            hint="Allow TCP forwarding for this user on the bastion (sshd_config: AllowTcpForwarding yes, and a "
+            "PermitOpen that includes the database's host and port).",
+        )
+    if _DNS.search(reason):
+        return ProbeFailure(
+            FailureType.DNS_RESOLUTION_FAILED,
+            f"The {where} could not resolve '{host}' ({reason})",
+            hint="The database host is resolved by the bastion: use a name the bastion can resolve, or its IP address.",
+        )
+    if _TIMED_OUT.search(reason):
+        return ProbeFailure(
+            FailureType.CONNECTION_TIMEOUT,
+            f"The {where} could not reach {target}: the connection timed out ({reason})",
+            hint="Check the firewalls and security groups between the bastion and the database.",
+        )
+    if _UNREACHABLE.search(reason):
+        return ProbeFailure(
+            FailureType.HOST_UNREACHABLE,
+            f"The {where} could not reach {target}: no route ({reason})",
+            hint="Check the database's address as seen from the bastion, and the network between them.",
+        )
+    return ProbeFailure(
+        FailureType.CONNECTION_REFUSED,
+        f"The {where} could not reach {target} ({reason})",
+        hint="Host and port are as seen from the bastion: check them, that the database runs, and that it accepts "
+        "connections from the bastion's address.",
+    )
+
+
+@asynccontextmanager
+async def open_tunnel(probe: Probe, config: SshTunnel) -> AsyncIterator[Tunnel]:
+    """Steps ``resolve``, ``tcp``, ``ssh``, ``ssh_auth`` to the bastion; the tunnel, closed on exit."""
+    conn = await ssh_login(probe, config, auth_step="ssh_auth", role="bastion", prefix="ssh_tunnel.")
+    tunnel = Tunnel(conn, _Where(config, "bastion", "ssh_tunnel."))
+    try:
+        yield tunnel
+    finally:
+        await tunnel.close()

@@ -1,0 +1,337 @@
+"""The contract every registered connector keeps, checked for each one the registry finds.
+
+The tests are parametrized over ``all_connectors()``, so a connector is covered as soon as
+its entry point is declared and its module loads: built-in or third-party, nothing to add
+here. Test ids are connector names, so one connector's contract runs with::
+
+    .venv/bin/pytest tests/connectors/test_contract.py -k echo
+
+What is checked, for each connector:
+
+- its configuration's JSON Schema generates and is valid JSON Schema (2020-12), every
+  property has a title and a description, every secret field (``SecretStr``) is marked
+  ``secret`` / ``writeOnly`` / ``format: password`` and no other field is, and every model
+  refuses unknown fields;
+- ``example_config(host, port)`` gives a valid configuration (a connector without it FAILS
+  here: implement it), which round-trips (masked dump without the secrets, revealed dump
+  parses back equal) and never shows a secret in its repr;
+- pointed at a closed port, the check fails cleanly (a typed failure, not internal_error)
+  within its deadline, with every declared step reported once and in order;
+- pointed at a server that accepts TCP connections and never answers, it ends in
+  ``timeout`` / ``connection_timeout`` within its deadline;
+- no secret of the configuration appears in a message, a step, a hint or a repr.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import time
+import typing
+import urllib.parse
+from collections.abc import Iterator
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+from pydantic import BaseModel, SecretStr
+
+from connectors.base import MASK, CheckResult, CheckStatus, Connector, ConnectorConfig, StepStatus, run_check
+from connectors.errors import FailureType, InvalidConfiguration
+from connectors.registry import GROUP, all_connectors
+from tests.servers.tcp import HostPort
+
+CONNECTORS = all_connectors()
+
+# Connectors that other people are writing. They get no special treatment (no xfail, no
+# skip of their contract): the moment their module exists and loads, every test below runs
+# for them. Only the "entry point loads" check skips a name listed here while its module
+# does not exist yet.
+BEING_WRITTEN = frozenset(
+    {"sftp", "s3", "website", "notion", "confluence", "github", "slack", "google_drive", "sharepoint"}
+)
+
+CLOSED_PORT_TIMEOUT = 3.0
+HUNG_TIMEOUT = 1.5
+# What a check may take beyond its deadline to close its sockets and build the result.
+GRACE = 0.5
+
+each_connector = pytest.mark.parametrize("connector", list(CONNECTORS.values()), ids=list(CONNECTORS))
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+def example(connector: Connector, host: str = "127.0.0.1", port: int = 9) -> dict[str, Any]:
+    """The connector's example configuration, or a test failure telling its author what to add."""
+    cls = type(connector)
+    try:
+        data = connector.example_config(host, port)
+    except NotImplementedError:
+        data = None
+    if data is None:  # failed outside the except block, so the report is this message alone
+        pytest.fail(
+            f"connector {connector.name!r} ({cls.__module__}.{cls.__qualname__}) does not implement "
+            "example_config(host, port). Add a classmethod returning a minimal valid configuration "
+            "(plain JSON, dummy secrets filled in) for a server at host:port, so this contract suite "
+            "can check it; see Connector.example_config and docs/writing-a-connector.md.",
+            pytrace=False,
+        )
+    assert isinstance(data, dict), f"{cls.__qualname__}.example_config must return a dict, not {type(data).__name__}"
+    return data
+
+
+def parse(connector: Connector, data: dict[str, Any]) -> ConnectorConfig:
+    try:
+        return connector.parse_config(data)
+    except InvalidConfiguration as exc:
+        problem = str(exc)
+    pytest.fail(f"example_config of {connector.name!r} is not a valid configuration: {problem}", pytrace=False)
+
+
+def _annotation_parts(annotation: Any) -> Iterator[Any]:
+    """``annotation`` and everything inside it (union members, type arguments, Annotated's type)."""
+    yield annotation
+    for arg in typing.get_args(annotation):
+        yield from _annotation_parts(arg)
+
+
+def _holds_secret(annotation: Any) -> bool:
+    return any(isinstance(part, type) and issubclass(part, SecretStr) for part in _annotation_parts(annotation))
+
+
+def config_models(model: type[BaseModel]) -> list[type[BaseModel]]:
+    """``model`` and every model nested in its fields, each once."""
+    found: list[type[BaseModel]] = []
+    todo = [model]
+    while todo:
+        current = todo.pop()
+        if current in found:
+            continue
+        found.append(current)
+        for field in current.model_fields.values():
+            for part in _annotation_parts(field.annotation):
+                if isinstance(part, type) and issubclass(part, BaseModel):
+                    todo.append(part)
+    return found
+
+
+def _is_marked_secret(schema: dict[str, Any]) -> bool:
+    """The schema of a secret field: the markers on it, or on each non-null branch / item / value."""
+    if schema.get("secret") is True and schema.get("writeOnly") is True and schema.get("format") == "password":
+        return True
+    branches = [b for b in schema.get("anyOf", schema.get("oneOf", [])) if b.get("type") != "null"]
+    if branches:
+        return all(_is_marked_secret(b) for b in branches)
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict):
+            return _is_marked_secret(schema[key])
+    return False
+
+
+def _secret_markers(schema: Any) -> list[str]:
+    """Every secret marker anywhere in ``schema`` (``$ref``s are not followed)."""
+    found: list[str] = []
+    if isinstance(schema, dict):
+        if "secret" in schema:
+            found.append("secret")
+        if schema.get("writeOnly") is True:
+            found.append("writeOnly")
+        if schema.get("format") == "password":
+            found.append("format: password")
+        for value in schema.values():
+            found += _secret_markers(value)
+    elif isinstance(schema, list):
+        for item in schema:
+            found += _secret_markers(item)
+    return found
+
+
+def _all_properties(schema: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(path, schema) of every property of the top-level object and of every ``$defs`` model."""
+    for name, prop in schema.get("properties", {}).items():
+        yield name, prop
+    for model, definition in schema.get("$defs", {}).items():
+        for name, prop in definition.get("properties", {}).items():
+            yield f"$defs.{model}.{name}", prop
+
+
+def _forms(secret: str) -> set[str]:
+    """``secret`` as it may slip out: in clear, base64-encoded (Basic auth...), percent-encoded."""
+    b64 = base64.b64encode(secret.encode()).decode()
+    return {secret, b64, b64.rstrip("="), urllib.parse.quote(secret, safe="")}
+
+
+def leaks(config: ConnectorConfig, *texts: str) -> list[str]:
+    """The secret values of ``config`` found in any of ``texts`` (each only named by its length)."""
+    return [
+        f"a {len(s)}-character secret"
+        for s in config.secret_values()
+        if any(form in text for form in _forms(s) for text in texts)
+    ]
+
+
+def result_texts(result: CheckResult, config: ConnectorConfig) -> tuple[str, ...]:
+    return (json.dumps(result.to_dict(), default=str), repr(result), str(result), repr(config), str(config))
+
+
+def assert_failed_cleanly(connector: Connector, config: ConnectorConfig, result: CheckResult) -> None:
+    """A failed result with a typed failure, every declared step once and in order, one step blamed."""
+    name = connector.name
+    assert result.status == CheckStatus.FAILED, f"{name}: expected a failed check, got {result}"
+    assert result.failure is not None, f"{name}: a failed result must carry its failure"
+    assert result.failure.type != FailureType.INTERNAL_ERROR, (
+        f"{name}: an unexpected exception escaped the check (internal_error): turn it into a ProbeFailure "
+        f"with a failure type; steps: {[(s.name, s.status.value, s.message) for s in result.steps]}"
+    )
+    assert result.failure.message.strip() and result.failure.hint.strip(), f"{name}: empty message or hint"
+    assert [s.name for s in result.steps] == list(connector.steps), (
+        f"{name}: the steps must be the declared ones, each once, in the declared order "
+        f"{list(connector.steps)}; got {[s.name for s in result.steps]}"
+    )
+    statuses = [s.status for s in result.steps]
+    assert statuses.count(StepStatus.FAILED) == 1, f"{name}: exactly one step must be blamed, got {statuses}"
+    failed_at = statuses.index(StepStatus.FAILED)
+    assert all(s == StepStatus.SKIPPED for s in statuses[failed_at + 1 :]), (
+        f"{name}: the steps after the failed one must be skipped, got {statuses}"
+    )
+    leaked = leaks(config, *result_texts(result, config))
+    assert not leaked, f"{name}: a secret leaked into the result, a message, a step, a hint or a repr"
+
+
+# --- the declared entry points ------------------------------------------------------------
+
+
+def _declared() -> list[EntryPoint]:
+    return sorted(entry_points(group=GROUP), key=lambda ep: ep.name)
+
+
+@pytest.mark.parametrize("entry_point", _declared(), ids=lambda ep: ep.name)
+def test_every_declared_entry_point_loads(entry_point: EntryPoint) -> None:
+    """A connector whose module exists but fails to load would otherwise escape this suite."""
+    if entry_point.name in CONNECTORS:
+        return
+    module = entry_point.module
+    if importlib.util.find_spec(module) is None:
+        if entry_point.name in BEING_WRITTEN:
+            pytest.skip(f"{module} is being written; its contract runs once it exists")
+        pytest.fail(f"entry point {entry_point.name} = {entry_point.value!r}: module {module} does not exist")
+    pytest.fail(
+        f"entry point {entry_point.name} = {entry_point.value!r} did not load although {module} exists: "
+        f"see the registry's log above, or run: python -c 'import {module}'",
+        pytrace=False,
+    )
+
+
+def test_the_built_in_connectors_are_registered() -> None:
+    assert {"postgres", "mysql", "http"} <= set(CONNECTORS)
+
+
+# --- the configuration schema -------------------------------------------------------------
+
+
+@each_connector
+def test_the_schema_is_valid_json_schema(connector: Connector) -> None:
+    spec = connector.connection_specification()
+    Draft202012Validator.check_schema(spec)  # raises SchemaError naming the bad part
+    assert spec.get("type") == "object" and spec.get("properties"), "the configuration must be an object with fields"
+    json.dumps(spec)  # served as JSON by the API
+    # The schema a form is built from accepts what the model accepts.
+    Draft202012Validator(spec).validate(example(connector))
+
+
+@each_connector
+def test_every_property_has_a_title_and_a_description(connector: Connector) -> None:
+    missing = [
+        f"{path}: no {key}"
+        for path, prop in _all_properties(connector.connection_specification())
+        for key in ("title", "description")
+        if not (isinstance(prop.get(key), str) and prop[key].strip())
+    ]
+    assert not missing, f"{connector.name}: give these fields Field(title=..., description=...): {missing}"
+
+
+@each_connector
+def test_secret_fields_are_marked_and_no_other_field_is(connector: Connector) -> None:
+    problems = []
+    for model in config_models(connector.config_model):
+        properties = model.model_json_schema().get("properties", {})
+        for name, field in model.model_fields.items():
+            key = field.alias or name
+            prop = properties.get(key, {})
+            where = f"{model.__name__}.{name}"
+            if _holds_secret(field.annotation):
+                if not _is_marked_secret(prop):
+                    problems.append(f"{where} holds a secret but is not marked: type it as connectors.base.Secret")
+            elif markers := _secret_markers(prop):
+                problems.append(f"{where} is not a secret but its schema says {markers}")
+    assert not problems, f"{connector.name}: {problems}"
+
+
+@each_connector
+def test_every_model_refuses_unknown_fields(connector: Connector) -> None:
+    lax = [
+        m.__name__ for m in config_models(connector.config_model) if m.model_json_schema().get("additionalProperties") is not False
+    ]
+    assert not lax, f"{connector.name}: these models accept unknown fields (set extra='forbid'): {lax}"
+    data = example(connector)
+    parse(connector, data)
+    data["no_such_field"] = "x"
+    with pytest.raises(InvalidConfiguration) as info:
+        connector.parse_config(data)
+    assert [e.field for e in info.value.errors] == ["no_such_field"]
+
+
+# --- the example configuration ------------------------------------------------------------
+
+
+@each_connector
+def test_the_example_config_round_trips_without_showing_a_secret(connector: Connector) -> None:
+    config = parse(connector, example(connector))
+    secrets = config.secret_values()
+    declares_secrets = any(
+        _holds_secret(f.annotation) for m in config_models(connector.config_model) for f in m.model_fields.values()
+    )
+    if declares_secrets:
+        assert secrets, (
+            f"{connector.name}: example_config should fill in a secret field (a dummy value) "
+            "so this suite can check that secrets never leak"
+        )
+    masked = config.masked()
+    leaked = leaks(config, json.dumps(masked), repr(config), str(config))
+    assert not leaked, f"{connector.name}: a secret shows in the masked dump or the repr"
+    if secrets:
+        assert MASK in json.dumps(masked)
+    revealed = config.revealed()
+    assert connector.parse_config(json.loads(json.dumps(revealed))) == config
+
+
+# --- failing cleanly and in time ------------------------------------------------------------
+
+
+@each_connector
+async def test_a_closed_port_fails_cleanly_within_the_deadline(connector: Connector, closed_port: int) -> None:
+    config = parse(connector, example(connector, "127.0.0.1", closed_port))
+    started = time.perf_counter()
+    result = await run_check(connector, config, timeout=CLOSED_PORT_TIMEOUT)
+    elapsed = time.perf_counter() - started
+    assert_failed_cleanly(connector, config, result)
+    assert elapsed < CLOSED_PORT_TIMEOUT + GRACE, f"{connector.name}: took {elapsed:.2f} s, deadline {CLOSED_PORT_TIMEOUT} s"
+
+
+@each_connector
+async def test_a_server_that_never_answers_times_out_within_the_deadline(
+    connector: Connector, hung_server: HostPort
+) -> None:
+    config = parse(connector, example(connector, hung_server.host, hung_server.port))
+    started = time.perf_counter()
+    result = await run_check(connector, config, timeout=HUNG_TIMEOUT)
+    elapsed = time.perf_counter() - started
+    assert_failed_cleanly(connector, config, result)
+    assert result.failure is not None
+    assert result.failure.type in (FailureType.TIMEOUT, FailureType.CONNECTION_TIMEOUT), (
+        f"{connector.name}: a silent server must end in timeout or connection_timeout, got {result.failure}"
+    )
+    assert elapsed < 2 * HUNG_TIMEOUT, f"{connector.name}: took {elapsed:.2f} s, deadline {HUNG_TIMEOUT} s"

@@ -1,0 +1,197 @@
+"""The google_drive connector against the local Drive API and Google token endpoint stand-ins."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from connectors.base import CheckStatus, StepStatus
+from connectors.errors import FailureType
+from connectors.registry import get_connector
+from tests.servers.saas import (
+    DRIVE_DOC_ID,
+    DRIVE_EMAIL,
+    DRIVE_FOLDER_ID,
+    SaasServer,
+    assert_no_secret,
+    dump,
+    failure_type,
+    run,
+    step,
+)
+
+
+def config(server: SaasServer, credentials: dict[str, Any] | None = None, **override: Any) -> dict[str, Any]:
+    return {
+        "credentials": credentials or {"type": "token", "access_token": server.token},
+        "folder_id": DRIVE_FOLDER_ID,
+        "base_url": server.url("/google"),
+        "ca_cert": server.ca_pem,
+        **override,
+    }
+
+
+def oauth(server: SaasServer, **override: Any) -> dict[str, Any]:
+    return {
+        "type": "oauth",
+        "client_id": server.client_id,
+        "client_secret": server.client_secret,
+        "refresh_token": server.refresh_token,
+        "token_url": server.url("/google-oauth/token"),
+        **override,
+    }
+
+
+# --- access token ---------------------------------------------------------------------
+
+
+async def test_a_readable_folder_succeeds_with_an_access_token(saas_server: SaasServer) -> None:
+    result = await run("google_drive", config(saas_server))
+    assert result.status == CheckStatus.SUCCEEDED, result.failure
+    assert [(s.name, s.status) for s in result.steps] == [
+        ("resolve", StepStatus.SUCCEEDED),
+        ("tcp", StepStatus.SUCCEEDED),
+        ("tls", StepStatus.SUCCEEDED),
+        ("token", StepStatus.SKIPPED),
+        ("authenticate", StepStatus.SUCCEEDED),
+        ("access", StepStatus.SUCCEEDED),
+    ]
+    assert step(result, "authenticate").message == f"Signed in as {DRIVE_EMAIL}"
+    assert step(result, "access").message == "Folder 'Handbook' is readable"
+    assert saas_server.requests[0].path == "/google/drive/v3/about?fields=user"
+    assert saas_server.requests[-1].path.startswith(f"/google/drive/v3/files/{DRIVE_FOLDER_ID}?")
+    assert_no_secret(result, saas_server)
+
+
+async def test_an_invalid_access_token_is_authentication_failed_with_googles_reason(saas_server: SaasServer) -> None:
+    result = await run("google_drive", config(saas_server, {"type": "token", "access_token": "ya29.expired"}))
+    assert failure_type(result) == FailureType.AUTHENTICATION_FAILED
+    assert result.failure is not None
+    assert result.failure.message.startswith(
+        "Google Drive answered 401 Unauthorized: Request had invalid authentication credentials."
+    )
+    assert "refresh token" in result.failure.hint
+    assert "ya29.expired" not in dump(result)
+
+
+async def test_a_token_without_a_drive_scope_is_authorization_failed_naming_the_scope(
+    saas_server: SaasServer,
+) -> None:
+    result = await run(
+        "google_drive", config(saas_server, {"type": "token", "access_token": saas_server.limited_token})
+    )
+    assert failure_type(result) == FailureType.AUTHORIZATION_FAILED
+    assert result.failure is not None
+    assert result.failure.message == (
+        "The token lacks a Google Drive scope (Request had insufficient authentication scopes.)"
+    )
+    assert "https://www.googleapis.com/auth/drive.readonly" in result.failure.hint
+
+
+async def test_a_folder_not_shared_with_the_account_is_not_found_naming_whom_to_share_with(
+    saas_server: SaasServer,
+) -> None:
+    result = await run("google_drive", config(saas_server, folder_id="1NotSharedNotSharedNotShared0000"))
+    assert failure_type(result) == FailureType.NOT_FOUND
+    assert result.failure is not None
+    assert (
+        result.failure.message
+        == f"Google Drive has no folder 1NotSharedNotSharedNotShared0000 that {DRIVE_EMAIL} can see"
+    )
+    assert f"share the folder with {DRIVE_EMAIL}" in result.failure.hint
+
+
+async def test_a_document_instead_of_a_folder_is_unexpected_response(saas_server: SaasServer) -> None:
+    result = await run("google_drive", config(saas_server, folder_id=DRIVE_DOC_ID))
+    assert failure_type(result) == FailureType.UNEXPECTED_RESPONSE
+    assert result.failure is not None
+    assert result.failure.message == "'Onboarding' is a file (application/vnd.google-apps.document), not a folder"
+
+
+def test_a_folder_link_is_accepted() -> None:
+    link = f"https://drive.google.com/drive/folders/{DRIVE_FOLDER_ID}?usp=sharing"
+    parsed = get_connector("google_drive").parse_config(
+        {"credentials": {"type": "token", "access_token": "t"}, "folder_id": link}
+    )
+    assert parsed.folder_id == DRIVE_FOLDER_ID  # type: ignore[attr-defined]
+
+
+# --- OAuth refresh --------------------------------------------------------------------
+
+
+async def test_a_refresh_token_is_refreshed_and_the_new_access_token_used(saas_server: SaasServer) -> None:
+    result = await run("google_drive", config(saas_server, oauth(saas_server)))
+    assert result.status == CheckStatus.SUCCEEDED, result.failure
+    assert step(result, "token").status == StepStatus.SUCCEEDED
+    assert step(result, "token").message == "Google issued an access token at 127.0.0.1 (valid for 59 min)"
+    grant = saas_server.requests[0]
+    assert (grant.method, grant.path) == ("POST", "/google-oauth/token")
+    assert grant.form == {
+        "grant_type": "refresh_token",
+        "refresh_token": saas_server.refresh_token,
+        "client_id": saas_server.client_id,
+        "client_secret": saas_server.client_secret,
+    }
+    assert "authorization" not in grant.headers
+    (issued,) = saas_server.issued
+    assert saas_server.requests[1].headers["authorization"] == f"Bearer {issued}"
+    assert_no_secret(result, saas_server)
+
+
+async def test_an_expired_or_revoked_refresh_token_is_authentication_failed_with_googles_reason(
+    saas_server: SaasServer,
+) -> None:
+    result = await run(
+        "google_drive", config(saas_server, oauth(saas_server, refresh_token=saas_server.revoked_refresh_token))
+    )
+    assert failure_type(result) == FailureType.AUTHENTICATION_FAILED
+    assert result.failure is not None
+    assert result.failure.message == "Google refused the refresh token: Token has been expired or revoked."
+    assert "Sign in again" in result.failure.hint
+    assert step(result, "token").status == StepStatus.FAILED
+    assert step(result, "authenticate").status == StepStatus.SKIPPED
+    assert_no_secret(result, saas_server)
+
+
+async def test_a_wrong_client_secret_is_authentication_failed_saying_so(saas_server: SaasServer) -> None:
+    result = await run("google_drive", config(saas_server, oauth(saas_server, client_secret="wrong-client-secret")))
+    assert failure_type(result) == FailureType.AUTHENTICATION_FAILED
+    assert result.failure is not None
+    assert result.failure.message == "Google refused the OAuth client: client id or secret is wrong (Unauthorized)"
+    assert "wrong-client-secret" not in dump(result)
+
+
+async def test_an_unreachable_token_endpoint_fails_the_token_step(saas_server: SaasServer, closed_port: int) -> None:
+    token_url = f"https://127.0.0.1:{closed_port}/token"
+    result = await run("google_drive", config(saas_server, oauth(saas_server, token_url=token_url)))
+    assert failure_type(result) == FailureType.CONNECTION_REFUSED
+    assert step(result, "token").status == StepStatus.FAILED
+
+
+async def test_a_token_endpoint_that_never_answers_times_out_in_the_token_step(saas_server: SaasServer) -> None:
+    started = time.monotonic()
+    result = await run(
+        "google_drive", config(saas_server, oauth(saas_server, token_url=saas_server.url("/hang/token"))), timeout=1.5
+    )
+    assert time.monotonic() - started < 3
+    assert failure_type(result) == FailureType.TIMEOUT
+    assert step(result, "token").status == StepStatus.FAILED
+
+
+@pytest.mark.parametrize("field", ["client_secret", "refresh_token"])
+def test_oauth_secrets_are_masked(field: str) -> None:
+    parsed = get_connector("google_drive").parse_config(
+        {
+            "credentials": {
+                "type": "oauth",
+                "client_id": "id",
+                "client_secret": "cs-value",
+                "refresh_token": "rt-value",
+            },
+            "folder_id": "root",
+        }
+    )
+    assert parsed.masked()["credentials"][field] == "**********"
+    assert "cs-value" not in repr(parsed) and "rt-value" not in repr(parsed)

@@ -1,0 +1,301 @@
+"""The s3 connector against a real S3-compatible server (SeaweedFS, tests/servers/s3.py)."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+
+import pytest
+
+from connectors import get_connector, run_check
+from connectors.base import MASK, CheckResult, CheckStatus, StepStatus
+from connectors.errors import FailureType, InvalidConfiguration
+from connectors.s3 import S3Config, S3Connector, _target
+from tests.servers.http import HttpServer
+from tests.servers.s3 import EXTERNAL_ID, ROLE_ARN, S3Server, StsServer
+from tests.servers.tcp import HostPort
+
+
+async def check(config: dict[str, Any], timeout: float = 5.0) -> CheckResult:
+    connector = get_connector("s3")
+    return await run_check(connector, connector.parse_config(config), timeout=timeout)
+
+
+def messages(result: CheckResult) -> str:
+    """Every text of a result, as the API would show it."""
+    return json.dumps(result.to_dict(), default=str)
+
+
+def step(result: CheckResult, name: str) -> Any:
+    return next(s for s in result.steps if s.name == name)
+
+
+def failure_type(result: CheckResult) -> FailureType | None:
+    return result.failure.type if result.failure else None
+
+
+def statuses(result: CheckResult) -> list[tuple[str, StepStatus]]:
+    return [(s.name, s.status) for s in result.steps]
+
+
+# --- success ---------------------------------------------------------------------------
+
+
+def test_the_s3_connector_is_registered_under_its_name() -> None:
+    connector = get_connector("s3")
+    assert isinstance(connector, S3Connector)
+    assert connector.category == "files"
+    assert connector.steps == ("resolve", "tcp", "tls", "authenticate", "access")
+
+
+async def test_a_readable_bucket_succeeds_step_by_step(s3_server: S3Server) -> None:
+    result = await check(s3_server.config(prefix="reports/"))
+    assert result.status == CheckStatus.SUCCEEDED, result
+    assert statuses(result) == [
+        ("resolve", StepStatus.SUCCEEDED),
+        ("tcp", StepStatus.SUCCEEDED),
+        ("tls", StepStatus.SKIPPED),
+        ("authenticate", StepStatus.SUCCEEDED),
+        ("access", StepStatus.SUCCEEDED),
+    ]
+    assert step(result, "authenticate").message.startswith("Credentials accepted")
+    assert step(result, "access").message == "Bucket 'data' listed: objects found under prefix 'reports/'"
+    assert s3_server.secret_key not in messages(result)
+    assert s3_server.access_key not in messages(result)
+
+
+async def test_an_empty_prefix_succeeds_but_says_there_is_nothing_there(s3_server: S3Server) -> None:
+    result = await check(s3_server.config(prefix="no-such-folder/"))
+    assert result.status == CheckStatus.SUCCEEDED, result
+    assert "no object under prefix 'no-such-folder/'" in step(result, "access").message
+
+
+async def test_an_empty_bucket_succeeds(s3_server: S3Server) -> None:
+    result = await check(s3_server.config(bucket=s3_server.empty_bucket))
+    assert result.status == CheckStatus.SUCCEEDED, result
+    assert "no object in the bucket" in step(result, "access").message
+
+
+async def test_localhost_resolves_and_is_checked_like_the_address(s3_server: S3Server) -> None:
+    result = await check(s3_server.config(endpoint_url=f"http://localhost:{s3_server.port}"))
+    assert result.status == CheckStatus.SUCCEEDED, result
+
+
+# --- credentials ---------------------------------------------------------------------------
+
+
+async def test_a_wrong_secret_is_authentication_failed_and_never_shown(s3_server: S3Server) -> None:
+    wrong = s3_server.secret_key[::-1] + "x"
+    result = await check(s3_server.config(secret_access_key=wrong))
+    assert failure_type(result) == FailureType.AUTHENTICATION_FAILED
+    assert result.failure is not None
+    assert "SignatureDoesNotMatch" in result.failure.message
+    assert "secret_access_key" in result.failure.hint
+    assert result.failure.retryable is False
+    assert step(result, "authenticate").status == StepStatus.FAILED
+    assert step(result, "access").status == StepStatus.SKIPPED
+    assert wrong not in messages(result)
+    assert s3_server.access_key not in messages(result)
+
+
+async def test_an_unknown_access_key_is_authentication_failed(s3_server: S3Server) -> None:
+    result = await check(s3_server.config(access_key_id="AKNOSUCHKEY0000"))
+    assert failure_type(result) == FailureType.AUTHENTICATION_FAILED
+    assert result.failure is not None
+    assert result.failure.message == "The S3 endpoint does not know this access key ID (InvalidAccessKeyId)"
+    assert "AKNOSUCHKEY0000" not in messages(result)
+
+
+# --- the bucket ------------------------------------------------------------------------------
+
+
+async def test_an_unknown_bucket_is_not_found(s3_server: S3Server) -> None:
+    result = await check(s3_server.config(bucket="missing"))
+    assert failure_type(result) == FailureType.NOT_FOUND
+    assert result.failure is not None
+    assert result.failure.message == "Bucket 'missing' does not exist at this endpoint"
+    assert step(result, "authenticate").status == StepStatus.SUCCEEDED
+    assert step(result, "access").status == StepStatus.FAILED
+
+
+async def test_a_user_who_may_not_list_the_bucket_is_authorization_failed(s3_server: S3Server) -> None:
+    result = await check(
+        s3_server.config(
+            access_key_id=s3_server.nolist_key, secret_access_key=s3_server.nolist_secret, prefix="reports/"
+        )
+    )
+    assert failure_type(result) == FailureType.AUTHORIZATION_FAILED
+    assert result.failure is not None
+    assert result.failure.message == "Bucket 'data' exists but listing it is denied for these credentials"
+    assert result.failure.hint.startswith(
+        "The bucket exists but listing is denied: grant s3:ListBucket on arn:aws:s3:::data (prefix 'reports/'"
+    )
+    assert step(result, "authenticate").status == StepStatus.SUCCEEDED
+    assert s3_server.nolist_secret not in messages(result)
+
+
+# --- assuming a role (a stand-in STS in front of the real store) ------------------------------
+
+
+async def test_a_role_is_assumed_and_its_credentials_list_the_bucket(
+    s3_server: S3Server, sts_server: StsServer
+) -> None:
+    result = await check(
+        s3_server.config(role_arn=ROLE_ARN, external_id=EXTERNAL_ID, sts_endpoint_url=sts_server.endpoint_url)
+    )
+    assert result.status == CheckStatus.SUCCEEDED, result
+    assert step(result, "authenticate").message == (
+        f"Assumed role {ROLE_ARN} as arn:aws:sts::000000000000:assumed-role/sourcecheck-reader/sourcecheck"
+    )
+    assert sts_server.calls[-1]["Action"] == "AssumeRole"
+    assert sts_server.calls[-1]["ExternalId"] == EXTERNAL_ID
+    # The role's temporary keys are nowhere in the result, though the runner does not know them.
+    assert s3_server.role_key not in messages(result) and s3_server.role_secret not in messages(result)
+
+
+async def test_a_role_the_user_may_not_assume_is_authorization_failed(
+    s3_server: S3Server, sts_server: StsServer
+) -> None:
+    result = await check(s3_server.config(role_arn=ROLE_ARN, sts_endpoint_url=sts_server.endpoint_url))
+    assert failure_type(result) == FailureType.AUTHORIZATION_FAILED
+    assert result.failure is not None
+    assert result.failure.message == f"These credentials are not allowed to assume role {ROLE_ARN}"
+    assert "set external_id" in result.failure.hint
+    assert step(result, "authenticate").status == StepStatus.FAILED
+
+
+async def test_a_wrong_secret_when_assuming_a_role_is_authentication_failed(
+    s3_server: S3Server, sts_server: StsServer
+) -> None:
+    result = await check(
+        s3_server.config(
+            secret_access_key="not-the-secret",
+            role_arn=ROLE_ARN,
+            external_id=EXTERNAL_ID,
+            sts_endpoint_url=sts_server.endpoint_url,
+        )
+    )
+    assert failure_type(result) == FailureType.AUTHENTICATION_FAILED
+    assert result.failure is not None and result.failure.message.startswith("STS rejected the request signature")
+
+
+# --- network --------------------------------------------------------------------------------
+
+
+async def test_a_closed_port_is_connection_refused(closed_port: int) -> None:
+    result = await check(S3Connector.example_config("127.0.0.1", closed_port))
+    assert failure_type(result) == FailureType.CONNECTION_REFUSED
+    assert [s.status for s in result.steps[2:]] == [StepStatus.SKIPPED] * 3
+
+
+async def test_a_server_that_never_answers_is_a_timeout_in_the_authenticate_step(hung_server: HostPort) -> None:
+    started = time.monotonic()
+    result = await check(S3Connector.example_config(hung_server.host, hung_server.port), timeout=1.5)
+    assert time.monotonic() - started < 3
+    assert failure_type(result) == FailureType.TIMEOUT
+    assert step(result, "authenticate").status == StepStatus.FAILED
+
+
+async def test_a_web_server_that_is_not_s3_is_an_unexpected_response(http_server: HttpServer) -> None:
+    result = await check(S3Connector.example_config(http_server.host, http_server.port))
+    assert failure_type(result) == FailureType.UNEXPECTED_RESPONSE
+    assert result.failure is not None and "not like an S3 API" in result.failure.message
+    assert "endpoint_url" in result.failure.hint
+
+
+async def test_an_https_endpoint_is_handshaken_with_the_given_ca(https_server: HttpServer) -> None:
+    config = S3Connector.example_config(https_server.host, https_server.port)
+    config["endpoint_url"] = https_server.base_url
+    result = await check({**config, "ca_cert": https_server.ca_pem})
+    assert re.fullmatch(r"TLS 1\.[23], certificate valid until \d{4}-\d\d-\d\d", step(result, "tls").message)
+    assert step(result, "authenticate").status == StepStatus.FAILED  # the test server is no S3 store
+
+    result = await check(config)
+    assert failure_type(result) == FailureType.TLS_ERROR
+    assert result.failure is not None and "unknown authority" in result.failure.message
+
+
+# --- configuration ----------------------------------------------------------------------------
+
+
+def test_the_schema_marks_the_secrets_and_nothing_else() -> None:
+    schema = get_connector("s3").connection_specification()
+
+    def is_secret(spec: dict[str, Any]) -> bool:
+        return bool(spec.get("secret")) or any(branch.get("secret") for branch in spec.get("anyOf", []))
+
+    secret = {name for name, spec in schema["properties"].items() if is_secret(spec)}
+    assert secret == {"access_key_id", "secret_access_key", "session_token"}
+    assert schema["properties"]["secret_access_key"]["writeOnly"] is True
+
+
+def test_every_field_has_a_title_a_description_and_examples() -> None:
+    schema = get_connector("s3").connection_specification()
+    for name, spec in schema["properties"].items():
+        assert {"title", "description", "examples"} <= spec.keys(), name
+
+
+def test_a_dumped_config_masks_the_keys() -> None:
+    config = S3Config.model_validate(
+        {"bucket": "b-1", "access_key_id": "AKIAEXAMPLE", "secret_access_key": "s3cr3t", "session_token": "tok"}
+    )
+    masked = config.masked()
+    assert masked["access_key_id"] == masked["secret_access_key"] == masked["session_token"] == MASK
+    assert config.revealed()["secret_access_key"] == "s3cr3t"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"bucket": "Bad_Bucket/x"},
+        {"bucket": "ab"},
+        {"bucket": "s3://data"},
+        {"endpoint_url": "ftp://127.0.0.1/"},
+        {"endpoint_url": "http://key:pw-in-url@127.0.0.1:9000"},
+        {"endpoint_url": "http://127.0.0.1:9000/?x=1"},
+        {"endpoint_url": " http://127.0.0.1:9000"},
+        {"external_id": "abc"},  # without role_arn
+        {"role_arn": "not-an-arn"},
+        {"prefix": "a\nb"},
+        {"region": "eu west 1"},
+        {"secret_access_key": MASK},
+        {"ca_cert": "not a certificate"},
+    ],
+)
+def test_an_invalid_setting_is_rejected(overrides: dict[str, Any]) -> None:
+    base = {"bucket": "data", "access_key_id": "AKIAEXAMPLE", "secret_access_key": "s3cr3t"}
+    with pytest.raises(InvalidConfiguration) as info:
+        get_connector("s3").parse_config({**base, **overrides})
+    assert "pw-in-url" not in str(info.value) and "s3cr3t" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "url", "host"),
+    [
+        ({}, "https://acme-data.s3.us-east-1.amazonaws.com/", "acme-data.s3.us-east-1.amazonaws.com"),
+        (
+            {"region": "eu-west-1"},
+            "https://acme-data.s3.eu-west-1.amazonaws.com/",
+            "acme-data.s3.eu-west-1.amazonaws.com",
+        ),
+        ({"bucket": "acme.data"}, "https://s3.us-east-1.amazonaws.com/acme.data", "s3.us-east-1.amazonaws.com"),
+        (
+            {"region": "cn-north-1"},
+            "https://acme-data.s3.cn-north-1.amazonaws.com.cn/",
+            "acme-data.s3.cn-north-1.amazonaws.com.cn",
+        ),
+        ({"endpoint_url": "http://minio.local:9000"}, "http://minio.local:9000/acme-data", "minio.local"),
+        ({"endpoint_url": "https://gw.example/s3/"}, "https://gw.example/s3/acme-data", "gw.example"),
+        ({"endpoint_url": "http://[::1]:9000"}, "http://[::1]:9000/acme-data", "::1"),
+    ],
+)
+def test_the_bucket_url_is_virtual_hosted_on_aws_and_path_style_elsewhere(
+    overrides: dict[str, Any], url: str, host: str
+) -> None:
+    config = S3Config.model_validate(
+        {"bucket": "acme-data", "access_key_id": "AKIAEXAMPLE", "secret_access_key": "s", **overrides}
+    )
+    target = _target(config)
+    assert (target.bucket_url, target.host) == (url, host)
