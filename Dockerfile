@@ -1,10 +1,30 @@
+# One image for every role of sourcecheck; the command chooses it:
+#   sourcecheck api --host 0.0.0.0 | sourcecheck worker -n worker@%h | sourcecheck flower | sourcecheck db upgrade
+# (docker-compose.yml and deploy/kubernetes/ use it this way). It starts in the production
+# profile: it needs SOURCECHECK_SECRET_KEYS, SOURCECHECK_DATABASE_URL and SOURCECHECK_REDIS_URL.
 FROM python:3.11-slim
-WORKDIR /app
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    SOURCECHECK_PROFILE=production \
+    SOURCECHECK_DATA_DIR=/home/sourcecheck/data
+
+# A fixed non-root user (uid 10001), so that Kubernetes' runAsNonRoot can verify it.
+RUN groupadd --system --gid 10001 sourcecheck \
+ && useradd --system --uid 10001 --gid sourcecheck --create-home --home-dir /home/sourcecheck sourcecheck
+
+WORKDIR /src
+# pyproject.toml pins every direct dependency exactly; the migrations ship inside api/.
 COPY pyproject.toml README.md ./
 COPY api api
 COPY worker worker
 COPY connectors connectors
-RUN pip install --no-cache-dir .
-USER nobody
+RUN pip install . \
+ && rm -rf /src
+
+USER 10001:10001
+WORKDIR /home/sourcecheck
 EXPOSE 8000 5555
-CMD ["sourcecheck", "api", "--host", "0.0.0.0"]
+CMD ["sourcecheck", "api", "--host", "0.0.0.0", "--port", "8000"]

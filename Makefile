@@ -5,10 +5,11 @@ BIN     = $(VENV)/bin
 
 .PHONY: install run test lint bench clean
 
-$(BIN)/sourcecheck: pyproject.toml
+$(BIN)/sourcecheck: pyproject.toml client/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e ./client
 	touch $@
 
 install: $(BIN)/sourcecheck
@@ -20,7 +21,7 @@ test: install
 	$(BIN)/pytest
 
 lint: install
-	$(BIN)/ruff check api worker connectors tests
+	$(BIN)/ruff check .
 	$(BIN)/mypy
 
 clean:

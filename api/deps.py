@@ -11,7 +11,7 @@ from sqlmodel import Session
 from api.accounts import organization_for_token
 from api.db import get_engine, get_session
 from api.errors import NotFound, Unauthorized
-from api.models import ORG_ID_PATTERN, Organization
+from api.models import DEFINITION_ID_PATTERN, ID_PATTERN, ORG_ID_PATTERN, Organization
 from api.settings import ApiSettings, get_api_settings
 from worker.crypto import Cipher
 from worker.jobs import JobStore
@@ -38,6 +38,12 @@ JobStoreDep = Annotated[JobStore, Depends(get_job_store)]
 OrganizationId = Annotated[
     str,
     Path(pattern=ORG_ID_PATTERN, description="The unique identifier of the organization (format: `org_*`).", examples=["org_xyz789"]),
+]
+# Malformed ids are 422 before anything is looked up; well-formed unknown ones are 404.
+SourceId = Annotated[str, Path(pattern=ID_PATTERN, description="The source's id (`src_*`).", examples=["src_abc123"])]
+JobId = Annotated[str, Path(pattern=ID_PATTERN, description="The test's job id (`job_*`).", examples=["job_5f0c"])]
+DefinitionIdParam = Annotated[
+    str, Path(pattern=DEFINITION_ID_PATTERN, description="A source definition's id.", examples=["postgres"])
 ]
 
 

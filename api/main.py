@@ -14,13 +14,16 @@ from sqlalchemy.exc import TimeoutError as DatabasePoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.db import init_db
+from api import health, metrics
+from api.db import get_engine, init_db
 from api.errors import ApiError, InvalidRequest, PayloadTooLarge, ServiceUnavailable
 from api.routes import definitions, sources, tests, workspaces
 from api.settings import get_api_settings
 from connectors.errors import FieldError
 from connectors.registry import all_connectors
+from worker import logs
 from worker.app import app as celery_app
+from worker.app import configure_for_api
 from worker.jobs import JobStore
 
 log = logging.getLogger("sourcecheck.api")
@@ -32,6 +35,7 @@ CONNECTORS = f"{ORG}/knowledge/connectors"
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_api_settings()
+    logs.configure_from_settings()  # JSON or text lines, the request's job ids, credentials masked (worker.logs)
     all_connectors()  # import every connector now, not in the first requests (imports serialize threads)
     init_db()
     store = JobStore(celery_app, settings.redis_url, settings.result_ttl_seconds)
@@ -44,7 +48,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 class BodySizeLimit:
-    """Answers 413 to a request body over ``limit`` bytes, declared or streamed."""
+    """Answers 413 to a request body over ``limit`` bytes, declared or streamed.
+
+    The body is read whole (at most ``limit`` bytes are held) before the app sees it, so a
+    body streamed without a Content-Length is refused with 413 too: raised from inside
+    the app's read, FastAPI would turn it into a 400.
+    """
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
@@ -58,18 +67,31 @@ class BodySizeLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await _send_error(PayloadTooLarge(f"The request body is larger than {self.limit} bytes"), send)
             return
+        chunks: list[bytes] = []
         received = 0
-
-        async def limited() -> Message:
-            nonlocal received
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise PayloadTooLarge(f"The request body is larger than {self.limit} bytes")
-            return message
+            if message["type"] != "http.request":  # http.disconnect: the client left
+                return
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > self.limit:
+                await _send_error(PayloadTooLarge(f"The request body is larger than {self.limit} bytes"), send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
 
-        await self.app(scope, limited, send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # after the body: http.disconnect when the client goes
+
+        await self.app(scope, replay, send)
 
 
 async def _send_error(error: ApiError, send: Send) -> None:
@@ -91,6 +113,7 @@ def _field(loc: tuple[int | str, ...]) -> str:
 
 def create_app() -> FastAPI:
     settings = get_api_settings()
+    configure_for_api(celery_app)  # Redis down or hung: a request fails in about a second (503), never hangs
     app = FastAPI(
         title="sourcecheck",
         version="0.1.0",
@@ -98,6 +121,7 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    metrics.install(app)  # request latency (outermost: sees the 413s too) and GET /metrics
     for router in (tests.router, definitions.router, sources.router):
         app.include_router(router, prefix=CONNECTORS)
     app.include_router(workspaces.router, prefix=ORG)
@@ -115,6 +139,8 @@ def create_app() -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI could not parse the body (e.g. JSON nested past Python's recursion limit)
+            return error_response(InvalidRequest("The request body could not be parsed: it is not JSON, or nested too deeply"))
         error = ApiError(str(exc.detail))
         error.status_code = exc.status_code
         error.code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
@@ -134,6 +160,14 @@ def create_app() -> FastAPI:
     @app.get("/healthz", tags=["Health"], summary="The API process is alive")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get(
+        "/readyz", tags=["Health"], summary="The API can serve tests: database, Redis and a worker answer",
+        responses={503: {"description": "Not ready: `failed` names the checks that failed"}},
+    )
+    async def readyz(request: Request) -> JSONResponse:
+        ready, body = await health.readiness(request.app.state.job_store.redis, get_engine())
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     return app
 

@@ -7,13 +7,56 @@ The ladder of a resource: ``SourceBase`` → ``SourceCreate`` / ``SourceUpdate``
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from sqlmodel import Field as DBField
 from sqlmodel import SQLModel
 
 ORG_ID_PATTERN = r"^org_[A-Za-z0-9_-]{1,60}$"
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,100}$"
+"""Source, workspace and job ids (``src_…``, ``ws_…``, ``job_…``): a malformed one is a 422."""
+DEFINITION_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,100}$"
+"""A source definition id: a connector's entry-point name (``postgres``, ``google_drive``)."""
+NAME_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+"""A display name: one line of text, no control characters (PostgreSQL refuses NUL in text)."""
+
+# Limits of a ``configuration`` object, checked before any validation of its content (the
+# body itself is at most ``max_body_bytes``): real configurations are 1 to 3 levels deep
+# with a few dozen fields.
+MAX_CONFIGURATION_DEPTH = 8
+MAX_CONFIGURATION_ITEMS = 500
+MAX_CONFIGURATION_KEY_LENGTH = 200
+
+
+def _bounded_configuration(value: Any) -> Any:
+    """Refuse a configuration nested deeper than 8 levels, with more than 500 keys and list
+    items in all, or with a key longer than 200 characters. Walks without recursion."""
+    if not isinstance(value, dict):
+        return value  # pydantic reports the wrong type
+    items = 0
+    todo: list[tuple[dict[str, Any] | list[Any], int]] = [(value, 1)]
+    while todo:
+        node, depth = todo.pop()
+        if depth > MAX_CONFIGURATION_DEPTH:
+            raise ValueError(f"is nested deeper than {MAX_CONFIGURATION_DEPTH} levels")
+        if isinstance(node, dict):
+            if any(len(key) > MAX_CONFIGURATION_KEY_LENGTH for key in node):
+                raise ValueError(f"has a key longer than {MAX_CONFIGURATION_KEY_LENGTH} characters")
+            children = list(node.values())
+        else:
+            children = node
+        items += len(children)
+        if items > MAX_CONFIGURATION_ITEMS:
+            raise ValueError(f"has more than {MAX_CONFIGURATION_ITEMS} keys and list items")
+        todo += [(child, depth + 1) for child in children if isinstance(child, (dict, list))]
+    return value
+
+
+Configuration = Annotated[dict[str, Any], BeforeValidator(_bounded_configuration)]
+"""A connector configuration as sent: a JSON object within the limits above."""
+ResourceId = Annotated[str, Field(pattern=ID_PATTERN, examples=["src_0123456789abcdef"])]
+DefinitionId = Annotated[str, Field(pattern=DEFINITION_ID_PATTERN, examples=["postgres"])]
 
 
 def utcnow() -> datetime:
@@ -69,17 +112,19 @@ class Page(BaseModel, Generic[T]):
 class SourceCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    source_definition_id: str = Field(examples=["postgres"])
-    name: str = Field(min_length=1, max_length=200, examples=["Analytics replica"])
-    workspace_id: str | None = Field(None, description="Default: the organization's default workspace.")
-    configuration: dict[str, Any] = Field(description="Valid against the definition's connection_specification.")
+    source_definition_id: DefinitionId = Field(examples=["postgres"])
+    name: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN, examples=["Analytics replica"])
+    workspace_id: ResourceId | None = Field(None, description="Default: the organization's default workspace.")
+    configuration: Configuration = Field(
+        description="Valid against the definition's connection_specification (at most 8 levels deep, 500 keys and items)."
+    )
 
 
 class SourceUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(None, min_length=1, max_length=200)
-    configuration: dict[str, Any] | None = Field(
+    name: str | None = Field(None, min_length=1, max_length=200, pattern=NAME_PATTERN)
+    configuration: Configuration | None = Field(
         None, description="Fields to change; a secret sent back masked keeps its stored value."
     )
 
@@ -122,11 +167,15 @@ class TestSourceRequest(BaseModel):
         json_schema_extra={"examples": [{"source_id": "src_abc123"}, {"source_definition_id": "postgres", "configuration": {"host": "db.example.com", "database": "app", "user": "reader", "password": "..."}}]},
     )
 
-    source_id: str | None = Field(None, description="Test an existing source by its ID.")
-    source_definition_id: str | None = Field(None, description="Source definition to use for inline testing.")
-    workspace_id: str | None = Field(None, description="Workspace context for inline testing.")
-    configuration: dict[str, Any] | None = Field(None, description="Configuration to test (for inline testing).")
-    name: str | None = Field(None, max_length=200, description="Source name (for inline testing).")
+    source_id: ResourceId | None = Field(None, description="Test an existing source by its ID.")
+    source_definition_id: DefinitionId | None = Field(None, description="Source definition to use for inline testing.")
+    workspace_id: ResourceId | None = Field(None, description="Workspace context for inline testing.")
+    configuration: Configuration | None = Field(
+        None,
+        description="Configuration to test (for inline testing), or fields overriding the stored source's "
+        "(at most 8 levels deep, 500 keys and items).",
+    )
+    name: str | None = Field(None, max_length=200, pattern=NAME_PATTERN, description="Source name (for inline testing).")
 
 
 class StepInfo(BaseModel):
@@ -175,3 +224,27 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}}
+ERROR_RESPONSES: dict[int, dict[str, Any]] = {
+    401: {"description": "Missing, malformed, unknown or revoked API key."},
+    404: {"description": "Unknown organization (or the key's organization is another one), source, workspace, "
+          "definition or job: never told apart from one that exists elsewhere."},
+    413: {"description": "The request body is larger than the limit (64 KiB by default)."},
+    422: {"description": "Malformed request: a path, query or body field (named in `errors`, values never echoed), "
+          "a configuration that fails its definition's schema, or one nested or sized past the limits."},
+    429: {"description": "The organization has too many tests in flight, or ran too many this minute; retry after "
+          "`Retry-After` seconds. Nothing was enqueued.", "headers": _RETRY_AFTER},
+    503: {"description": "The queue or the database is unavailable; retry after `Retry-After` seconds.",
+          "headers": _RETRY_AFTER},
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these error statuses, all in the one error shape."""
+    return {code: {"model": ErrorResponse, **ERROR_RESPONSES[code]} for code in codes}
+
+
+ORGANIZATION_ERRORS = (401, 404, 413, 422, 503)
+"""What any route under /v1/organizations/{organization_id} may answer besides its own success."""

@@ -116,3 +116,19 @@ def list_sources(session: Session, organization_id: str, workspace_id: str | Non
     if workspace_id is not None:
         query = query.where(Source.workspace_id == workspace_id)
     return list(session.exec(query.order_by(col(Source.created_at))).all())
+
+
+def reencrypt_sources(session: Session, cipher: Cipher) -> int:
+    """Re-encrypt every stored source under ``cipher``'s first key; the number rewritten.
+
+    Run after putting a new key first in SOURCECHECK_SECRET_KEYS: once it is done (and no
+    job sent before is still queued) the old key can be dropped. Raises ``InvalidToken`` for
+    a source no configured key opens, before anything is written.
+    """
+    sources = list(session.exec(select(Source)).all())
+    rotated = [(source, cipher.rotate(source.configuration_encrypted)) for source in sources]
+    for source, token in rotated:
+        source.configuration_encrypted = token
+        session.add(source)
+    session.commit()
+    return len(rotated)

@@ -96,6 +96,7 @@ def run_stack(api_port: int = API_PORT, flower_port: int = FLOWER_PORT) -> int:
 sourcecheck is running (profile: {settings.profile})
   API      http://127.0.0.1:{api_port}        (docs: http://127.0.0.1:{api_port}/docs)
   Flower   http://127.0.0.1:{flower_port}
+  Metrics  http://127.0.0.1:{api_port}/metrics (API), {f"http://127.0.0.1:{settings.worker_metrics_port}/metrics" if settings.worker_metrics_port else "off"} (worker); ready: /readyz
   Redis    {env['SOURCECHECK_REDIS_URL']}
   Database {settings.sqlalchemy_url()}
 

@@ -147,6 +147,7 @@ class Stack:
             SOURCECHECK_SECRET_KEYS=Fernet.generate_key().decode(),
             SOURCECHECK_DATABASE_URL=f"sqlite:///{work / 'bench.db'}",
             SOURCECHECK_ORG_CONCURRENCY_LIMIT="200",
+            SOURCECHECK_ORG_TESTS_PER_MINUTE="0",  # no rate limit: the bench sends thousands a minute on purpose
         )
         self.processes: list[subprocess.Popen[bytes]] = []
 

@@ -10,7 +10,9 @@ text of unexpected exceptions and scrubs every secret value from every message.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+import urllib.parse
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -29,7 +31,11 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from connectors.egress import EgressPolicy
+from connectors.egress import using as using_egress
 from connectors.errors import DEFAULT_HINTS, FailureType, FieldError, InvalidConfiguration, ProbeFailure
+
+log = logging.getLogger(__name__)
 
 MASK = "**********"
 DEFAULT_TIMEOUT = 10.0
@@ -194,7 +200,20 @@ class Connector(ABC):
     documentation_url: ClassVar[str | None] = None
     config_model: ClassVar[type[ConnectorConfig]]
     steps: ClassVar[tuple[str, ...]]
-    """The names of the steps :meth:`check` runs, in order (shown as skipped when not reached)."""
+    """The names of every step :meth:`check` can run, in order (the catalog's view: see :meth:`planned_steps`)."""
+
+    def planned_steps(self, config: Any) -> tuple[str, ...]:
+        """The steps :meth:`check` runs for ``config``, in order: :attr:`steps`, or a part of it.
+
+        :func:`run_check` orders the result by this plan and, when the check fails, reports
+        every planned step not reached as skipped. Override it when a step belongs to an
+        option the configuration may leave out, so a result shows no step that could never
+        have run: the SSH steps without ``ssh_tunnel``, ``token`` without OAuth credentials.
+        A planned step that does not apply to this configuration but says something the user
+        should know (no ``tls`` for an ``http://`` URL) stays in the plan and is recorded in
+        its place as skipped, with a message.
+        """
+        return self.steps
 
     def parse_config(self, data: dict[str, Any]) -> ConnectorConfig:
         """Validate ``data`` against the configuration model, collecting every field error.
@@ -238,21 +257,39 @@ class Connector(ABC):
         """Run the steps in order; raise ProbeFailure inside a step to fail the check."""
 
 
+def _plan(connector: Connector, config: ConnectorConfig) -> tuple[str, ...]:
+    """``connector.planned_steps(config)``; all its declared steps if that hook is broken
+    (the check still runs, and the contract suite catches the bug)."""
+    try:
+        return tuple(connector.planned_steps(config))
+    except Exception as exc:  # its text is not logged: it may hold a configuration value
+        log.error("%s.planned_steps raised %s: reporting all its declared steps", type(connector).__name__, type(exc).__name__)
+        return tuple(connector.steps)
+
+
 def step_for_timeout(step: str) -> FailureType:
     # A deadline hit while the TCP handshake is still going on means nothing answered.
     return FailureType.CONNECTION_TIMEOUT if step == "tcp" else FailureType.TIMEOUT
 
 
-async def run_check(connector: Connector, config: ConnectorConfig, *, timeout: float = DEFAULT_TIMEOUT) -> CheckResult:
+async def run_check(
+    connector: Connector, config: ConnectorConfig, *, timeout: float = DEFAULT_TIMEOUT, egress: EgressPolicy | None = None
+) -> CheckResult:
     """Run ``connector``'s check on ``config`` and return its result; never raises for
-    the source's faults. The check ends by ``timeout`` seconds (asyncio-cancellable code)."""
+    the source's faults. The check ends by ``timeout`` seconds (asyncio-cancellable code).
+
+    ``egress`` is the policy of the addresses the check may connect to (see
+    :mod:`connectors.egress`); None keeps the current one, by default
+    :data:`~connectors.egress.DEFAULT_POLICY` (everything but link-local and cloud metadata)."""
     started = time.perf_counter()
-    probe = Probe(connector.steps, deadline=time.monotonic() + timeout)
+    planned = _plan(connector, config)
+    probe = Probe(planned, deadline=time.monotonic() + timeout)
     failure: Failure | None = None
     deadline = asyncio.timeout(timeout)
     try:
-        async with deadline:
-            await connector.check(config, probe)
+        with using_egress(egress):
+            async with deadline:
+                await connector.check(config, probe)
     except ProbeFailure as exc:
         failure = Failure(type=exc.type, message=exc.message, hint=exc.hint, retryable=exc.retryable)
     except TimeoutError:
@@ -279,8 +316,8 @@ async def run_check(connector: Connector, config: ConnectorConfig, *, timeout: f
             retryable=True,
         )
     reached = {s.name for s in probe.steps}
-    steps = probe.steps + [Step(name=n, status=StepStatus.SKIPPED) for n in connector.steps if n not in reached and failure]
-    order = {name: i for i, name in enumerate(connector.steps)}
+    steps = probe.steps + [Step(name=n, status=StepStatus.SKIPPED) for n in planned if n not in reached and failure]
+    order = {name: i for i, name in enumerate(planned)}
     steps.sort(key=lambda s: order.get(s.name, len(order)))  # stable: undeclared steps keep their place at the end
     result = CheckResult(
         status=CheckStatus.FAILED if failure else CheckStatus.SUCCEEDED,
@@ -291,14 +328,22 @@ async def run_check(connector: Connector, config: ConnectorConfig, *, timeout: f
     return scrub(result, config.secret_values())
 
 
+def secret_forms(secret: str) -> set[str]:
+    """``secret`` as a driver may echo it: as is, and percent-encoded as in a connection
+    URL (``postgresql://user:p%40ss@host``)."""
+    return {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret), urllib.parse.quote(secret)}
+
+
 def scrub(result: CheckResult, secrets: list[str]) -> CheckResult:
-    """Replace every secret value in every message of ``result`` by the mask."""
+    """Replace every secret value (in every form of :func:`secret_forms`) in every
+    message of ``result`` by the mask."""
+    forms = sorted({form for secret in secrets if secret for form in secret_forms(secret)}, key=len, reverse=True)
 
     def clean(text: str | None) -> str | None:
         if text is None:
             return None
-        for secret in sorted(secrets, key=len, reverse=True):
-            text = text.replace(secret, MASK)
+        for form in forms:
+            text = text.replace(form, MASK)
         return text
 
     for step in result.steps:

@@ -37,6 +37,7 @@ class FailureType(StrEnum):
     TIMEOUT = "timeout"
     INTERNAL_ERROR = "internal_error"
     WORKER_LOST = "worker_lost"
+    EGRESS_BLOCKED = "egress_blocked"
 
 
 # Whether running the same test again, unchanged, may give another answer.
@@ -53,6 +54,7 @@ RETRYABLE: dict[FailureType, bool] = {
     FailureType.TIMEOUT: True,
     FailureType.INTERNAL_ERROR: True,
     FailureType.WORKER_LOST: True,
+    FailureType.EGRESS_BLOCKED: False,
 }
 
 DEFAULT_HINTS: dict[FailureType, str] = {
@@ -68,6 +70,9 @@ DEFAULT_HINTS: dict[FailureType, str] = {
     FailureType.TIMEOUT: "The server accepted the connection but did not answer in time: check that it is healthy and not overloaded.",
     FailureType.INTERNAL_ERROR: "This is a fault of sourcecheck, not of your source: try again, and report it if it persists.",
     FailureType.WORKER_LOST: "The worker running this test stopped before it finished: try again.",
+    FailureType.EGRESS_BLOCKED: "This address is not allowed by the service's egress policy (cloud metadata and link-local "
+    "addresses never are; loopback and private networks depend on how the service is set up): use the source's "
+    "public address, or ask the service's operator to allow its network (SOURCECHECK_EGRESS_ALLOW).",
 }
 
 

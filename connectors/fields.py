@@ -15,12 +15,14 @@ from pydantic import AfterValidator, Field
 # Whitespace, C0/C1 controls and URL/DSN punctuation: a value holding any of them is a URL,
 # a user@host, a libpq multi-host list ("a,b") or an injection, not the bare name asked for.
 _BAD_HOST = re.compile(r"[\s\x00-\x1f\x7f-\x9f/@?#,;\\\[\]'\"=]")
+# "%" only as the zone of an IPv6 literal (fe80::1%eth0), never percent-encoding in a name.
+_SCOPED_IPV6 = re.compile(r"[0-9A-Fa-f:.]+%[A-Za-z0-9_.-]+")
 
 
 def _check_host(value: str) -> str:
     if not value:
         raise ValueError("must not be empty")
-    if _BAD_HOST.search(value):
+    if _BAD_HOST.search(value) or ("%" in value and not _SCOPED_IPV6.fullmatch(value)):
         raise ValueError("must be a bare host name or IP address (no scheme, user, path, list or spaces)")
     if value.count(":") == 1:  # IPv6 literals have at least two colons; one means "host:port"
         raise ValueError("put the port in the port field, not in the host")
@@ -39,10 +41,24 @@ def _check_pem(value: str | None) -> str | None:
     return value
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _check_name(value: str) -> str:
+    # A NUL ends a string in the wire protocols (PostgreSQL would log in to database "rea" for
+    # "rea\0der"), and a line break in a name is a bad paste: neither is the name asked for.
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters or line breaks")
+    return value
+
+
 Host = Annotated[str, Field(max_length=253), AfterValidator(_check_host)]
 """A bare host name or IP address: no scheme, port, user, path, list or whitespace."""
 
 Port = Annotated[int, Field(ge=1, le=65535)]
+
+Name = Annotated[str, AfterValidator(_check_name)]
+"""A database, user or schema name: any text but control characters (lengths are the field's)."""
 
 PemCertificates = Annotated[str | None, AfterValidator(_check_pem)]
 """One or more PEM certificates to trust (a private CA or a self-signed server); "" is None."""

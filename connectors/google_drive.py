@@ -1,8 +1,8 @@
 """The ``google_drive`` connector: can these credentials read this Google Drive folder?
 
 Steps: ``resolve``, ``tcp``, ``tls`` against the API host (www.googleapis.com), ``token``
-(with OAuth credentials: the real refresh at Google's token endpoint, see
-:mod:`connectors.oauth`; skipped for an access token), ``authenticate`` (``GET
+(with OAuth credentials only: the real refresh at Google's token endpoint, see
+:mod:`connectors.oauth`; not planned for an access token), ``authenticate`` (``GET
 /drive/v3/about?fields=user``: whose token is it) and ``access`` (``files.get`` on the
 folder, shared drives included).
 
@@ -32,7 +32,6 @@ from connectors.saas import (
     ca_cert_field,
     example_base_url,
     open_api,
-    skip_step,
 )
 
 FOLDER = "application/vnd.google-apps.folder"
@@ -120,6 +119,11 @@ class GoogleDriveConnector(Connector):
     config_model = GoogleDriveConfig
     steps: ClassVar[tuple[str, ...]] = ("resolve", "tcp", "tls", "token", "authenticate", "access")
 
+    def planned_steps(self, config: GoogleDriveConfig) -> tuple[str, ...]:
+        if isinstance(config.credentials, GoogleOAuth):
+            return self.steps
+        return tuple(s for s in self.steps if s != "token")  # an access token: nothing to refresh
+
     @classmethod
     def example_config(cls, host: str, port: int) -> dict[str, Any]:
         return {
@@ -141,8 +145,7 @@ class GoogleDriveConnector(Connector):
                     client_secret=credentials.client_secret.get_secret_value(),
                     refresh_token=credentials.refresh_token.get_secret_value(),
                 )
-            else:
-                skip_step(probe, "token", "An access token was given: nothing to refresh")
+            else:  # no token step (see planned_steps)
                 api.use_bearer(credentials.access_token.get_secret_value())
             async with probe.step("authenticate") as step:
                 email = await _authenticate(api, config)

@@ -8,6 +8,7 @@ used. The response body is never read: a URL to a large file costs one round tri
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 import socket
@@ -22,6 +23,7 @@ import httpx
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, HttpUrl, SecretStr
 
 from connectors.base import Connector, ConnectorConfig, Probe, Secret, Step, StepStatus
+from connectors.egress import EgressPolicy, blocked, current_policy
 from connectors.errors import FailureType, ProbeFailure
 from connectors.network import Address, connect_tcp, resolve
 from connectors.tls import client_context, tls_failure, tls_handshake
@@ -61,11 +63,17 @@ HeaderValue = Annotated[str, AfterValidator(_header_value)]
 HeaderSecret = Annotated[Secret, AfterValidator(_header_secret)]
 
 
+_URL_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\\]")
+
+
 def _no_whitespace(value: Any) -> Any:
-    # The URL parser silently drops surrounding spaces and inner tabs/newlines: a pasted
-    # URL with stray whitespace would be checked as a different URL than the one shown.
+    # The URL parser silently drops surrounding spaces, controls and inner tabs/newlines,
+    # and reads a backslash as a slash: a pasted URL holding any of them would be checked
+    # as a different URL than the one shown (and than another parser would see).
     if isinstance(value, str) and any(c.isspace() for c in value):
         raise ValueError("must not contain whitespace")
+    if isinstance(value, str) and _URL_CONTROL.search(value):
+        raise ValueError("must not contain control characters or backslashes")
     return value
 
 
@@ -388,14 +396,21 @@ def status_text(status: int) -> str:
 
 
 class PinnedBackend(httpcore.AsyncNetworkBackend):
-    """Connects to the checked address whenever httpcore asks for the checked host:port.
+    """Connects to the checked address whenever httpcore asks for the checked host:port,
+    and holds every other connection (a redirect to another host, a token endpoint) to the
+    egress policy.
 
     The URL keeps its host name, so the Host header, SNI and the certificate check are
-    those of the name; only the DNS lookup is replaced. Other hosts (redirects) resolve as usual.
+    those of the name; only the DNS lookup is replaced. Another host is resolved here, its
+    addresses are filtered by ``egress`` (default: the running check's policy) exactly as
+    the ``resolve`` step does, and the connection goes to an allowed address; when none is
+    allowed the request ends with an ``egress_blocked`` :class:`ProbeFailure` (httpx passes
+    exceptions that are not its own through), before any connection is attempted.
     """
 
-    def __init__(self, address: Address) -> None:
+    def __init__(self, address: Address, egress: EgressPolicy | None = None) -> None:
         self.address = address
+        self.egress = egress or current_policy()
         self.backend = httpcore.AnyIOBackend()
 
     # httpcore's interface (timeout parameter included); no unix sockets are used.
@@ -408,18 +423,51 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
         socket_options: typing.Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         if host.lower() == self.address.host.lower() and port == self.address.port:
-            host = self.address.ip
-        return await self.backend.connect_tcp(
-            host, port, timeout=timeout, local_address=local_address, socket_options=socket_options
-        )
+            ips = [self.address.ip]
+        else:
+            ips = await self._resolve(host, port, timeout)
+        refused = {ip: reason for ip in ips if (reason := self.egress.refusal(ip)) is not None}
+        allowed = [ip for ip in ips if ip not in refused]
+        if not allowed:
+            raise blocked(host, refused, what=" (a redirect or another endpoint of the source led there)")
+        last: httpcore.ConnectError | None = None
+        for ip in allowed:
+            try:
+                return await self.backend.connect_tcp(
+                    ip, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+                )
+            except httpcore.ConnectError as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+    async def _resolve(self, host: str, port: int, timeout: float | None) -> list[str]:
+        """``host``'s addresses, IPv4 first; the errors httpcore itself would raise."""
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeout):
+                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except TimeoutError:
+            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from None
+        except OSError as exc:  # socket.gaierror: found as the cause by _transport_failure
+            raise httpcore.ConnectError(str(exc)) from exc
+        ips: dict[str, None] = {}
+        for family, _, _, _, sockaddr in sorted(infos, key=lambda i: i[0] != socket.AF_INET):
+            if family in (socket.AF_INET, socket.AF_INET6):
+                ips.setdefault(str(sockaddr[0]), None)
+        if not ips:
+            raise httpcore.ConnectError(f"{host} has no address")
+        return list(ips)
 
     async def sleep(self, seconds: float) -> None:
         await self.backend.sleep(seconds)
 
 
 class PinnedTransport(httpx.AsyncHTTPTransport):
-    def __init__(self, context: ssl.SSLContext, address: Address) -> None:
+    def __init__(self, context: ssl.SSLContext, address: Address, egress: EgressPolicy | None = None) -> None:
         super().__init__(verify=context, trust_env=False)
         # httpx takes no network backend, so its pool is replaced by an identical one that
         # has ours (httpx is pinned in pyproject.toml; tests cover this path).
-        self._pool = httpcore.AsyncConnectionPool(ssl_context=context, network_backend=PinnedBackend(address))
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=context, network_backend=PinnedBackend(address, egress)
+        )

@@ -31,7 +31,7 @@ from pymysql.constants import CLIENT
 
 from connectors.base import Connector, ConnectorConfig, Probe, Secret
 from connectors.errors import FailureType, ProbeFailure
-from connectors.fields import Host, PemCertificates, Port
+from connectors.fields import Host, Name, PemCertificates, Port
 from connectors.network import connect_tcp, resolve
 from connectors.ssh import SSH_TUNNEL_DESCRIPTION, TUNNEL_STEPS, SshTunnel, open_tunnel
 from connectors.tls import tls_failure
@@ -50,10 +50,10 @@ class MySQLConfig(ConnectorConfig):
         examples=["db.example.com", "10.0.0.12"],
     )
     port: Port = Field(3306, title="Port", description="TCP port of the server.", examples=[3306])
-    database: str = Field(
+    database: Name = Field(
         title="Database", description="The database (schema) to read.", examples=["app"], min_length=1, max_length=64
     )
-    user: str = Field(
+    user: Name = Field(
         title="User", description="The user to log in as.", examples=["reader"], min_length=1, max_length=80
     )
     password: Secret = Field(title="Password", description="The user's password.")
@@ -189,6 +189,11 @@ class MySQLConnector(Connector):
     documentation_url = "https://mariadb.com/kb/en/connecting-to-mariadb/"
     config_model = MySQLConfig
     steps = ("resolve", "tcp", *TUNNEL_STEPS, "authenticate", "access")
+
+    def planned_steps(self, config: MySQLConfig) -> tuple[str, ...]:
+        if config.ssh_tunnel is None:  # no bastion: no ssh, ssh_auth, tunnel
+            return tuple(s for s in self.steps if s not in TUNNEL_STEPS)
+        return self.steps
 
     @classmethod
     def example_config(cls, host: str, port: int) -> dict[str, Any]:

@@ -3,6 +3,12 @@
 Each is a step of its own so the result says which layer is broken (the name, the
 route, the port) before any driver is involved. Drivers then connect to the address
 that answered here, so what was checked is what is used.
+
+Both steps apply the egress policy of the running check (:mod:`connectors.egress`) to the
+resolved addresses: ``resolve`` drops the refused ones and fails with ``egress_blocked``
+when none is left, and ``connect_tcp`` never opens a connection to a refused address (it
+checks again, for addresses a connector made itself). A driver that connects to
+``Address.ip`` therefore only ever reaches an allowed address, whatever DNS answers later.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from dataclasses import dataclass
 from typing import Literal, overload
 
 from connectors.base import Probe
+from connectors.egress import blocked, current_policy
 from connectors.errors import FailureType, ProbeFailure
 
 
@@ -28,7 +35,10 @@ class Address:
 
 
 async def resolve(probe: Probe, host: str, port: int) -> list[Address]:
-    """Step ``resolve``: the host's addresses, IPv4 first. Fails with dns_resolution_failed."""
+    """Step ``resolve``: the host's addresses the egress policy allows, IPv4 first.
+
+    Fails with dns_resolution_failed, or egress_blocked when the policy refuses every address.
+    """
     async with probe.step("resolve") as step:
         loop = asyncio.get_running_loop()
         try:
@@ -42,10 +52,16 @@ async def resolve(probe: Probe, host: str, port: int) -> list[Address]:
         for family, _, _, _, sockaddr in sorted(infos, key=lambda i: i[0] != socket.AF_INET):
             ip = str(sockaddr[0])
             seen.setdefault(ip, Address(host=host, ip=ip, port=port, family=family))
-        addresses = list(seen.values())
-        if not addresses:
+        if not seen:
             raise ProbeFailure(FailureType.DNS_RESOLUTION_FAILED, f"Host '{host}' has no address")
+        policy = current_policy()
+        refused = {ip: reason for ip in seen if (reason := policy.refusal(ip)) is not None}
+        addresses = [a for ip, a in seen.items() if ip not in refused]
+        if not addresses:
+            raise blocked(host, refused)
         step.message = f"{host} resolved to {', '.join(a.ip for a in addresses)}"
+        if refused:
+            step.message += f" (not used, the egress policy does not allow: {', '.join(refused)})"
         return addresses
 
 
@@ -70,9 +86,16 @@ async def connect_tcp(
     address after ``max_connect_errors`` of them).
 
     Fails with connection_refused ("Connection refused"), host_unreachable, or, when the
-    deadline passes during the handshake, connection_timeout (see ``run_check``).
+    deadline passes during the handshake, connection_timeout (see ``run_check``); with
+    egress_blocked, before any connection is attempted, when the egress policy refuses
+    every address (refused ones are skipped).
     """
     async with probe.step("tcp") as step:
+        policy = current_policy()
+        refused = {a.ip: reason for a in addresses if (reason := policy.refusal(a.ip)) is not None}
+        if refused and len(refused) == len({a.ip for a in addresses}):
+            raise blocked(addresses[0].host, refused)
+        addresses = [a for a in addresses if a.ip not in refused]
         last: OSError | None = None
         for index, address in enumerate(addresses):
             # Each address but the last gets a fair share of the time left, so one that

@@ -33,7 +33,7 @@ from pydantic import Field
 
 from connectors.base import MASK, Connector, ConnectorConfig, Probe, Secret, Step, StepStatus
 from connectors.errors import FailureType, ProbeFailure
-from connectors.fields import Host, PemCertificates, Port
+from connectors.fields import Host, Name, PemCertificates, Port
 from connectors.network import Address, connect_tcp, resolve
 from connectors.ssh import SSH_TUNNEL_DESCRIPTION, TUNNEL_STEPS, SshTunnel, open_tunnel
 
@@ -50,14 +50,14 @@ class PostgresConfig(ConnectorConfig):
         examples=["db.example.com", "10.0.0.12"],
     )
     port: Port = Field(5432, title="Port", description="TCP port of the server.", examples=[5432])
-    database: str = Field(
+    database: Name = Field(
         min_length=1,
         max_length=63,
         title="Database",
         description="Name of the database to connect to.",
         examples=["app"],
     )
-    user: str = Field(min_length=1, max_length=63, title="User", description="Role to log in as.", examples=["reader"])
+    user: Name = Field(min_length=1, max_length=63, title="User", description="Role to log in as.", examples=["reader"])
     password: Secret = Field(title="Password", description="Password of the role.")
     ssl_mode: SslMode = Field(
         "prefer",
@@ -74,7 +74,7 @@ class PostgresConfig(ConnectorConfig):
         description="PEM text of the CA certificate(s) that signed the server's certificate. Empty: the system's CAs.",
         examples=["-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----\n"],
     )
-    schema_name: str = Field(
+    schema_name: Name = Field(
         "public",
         min_length=1,
         max_length=63,
@@ -111,6 +111,11 @@ class PostgresConnector(Connector):
     documentation_url = "https://www.postgresql.org/docs/current/libpq-connect.html"
     config_model = PostgresConfig
     steps = ("resolve", "tcp", *TUNNEL_STEPS, "tls", "authenticate", "access")
+
+    def planned_steps(self, config: PostgresConfig) -> tuple[str, ...]:
+        if config.ssh_tunnel is None:  # no bastion: no ssh, ssh_auth, tunnel
+            return tuple(s for s in self.steps if s not in TUNNEL_STEPS)
+        return self.steps
 
     @classmethod
     def example_config(cls, host: str, port: int) -> dict[str, Any]:

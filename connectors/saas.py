@@ -53,7 +53,14 @@ MAX_REASON = 300
 def _no_whitespace(value: Any) -> Any:
     if isinstance(value, str) and any(c.isspace() for c in value):
         raise ValueError("must not contain whitespace")
+    if isinstance(value, str) and re.search(r"[\x00-\x1f\x7f-\x9f\\]", value):
+        raise ValueError("must not contain control characters or backslashes")
     return value
+
+
+# What a host of a URL may be once httpx has parsed it (IDNA-encoded): a DNS name or an IP
+# literal; not a percent-encoded or zone-scoped name.
+_URL_HOST = re.compile(r"[A-Za-z0-9_.-]+|[0-9A-Fa-f:.]+")
 
 
 def _check_base_url(value: str) -> str:
@@ -65,6 +72,8 @@ def _check_base_url(value: str) -> str:
         raise ValueError("must start with https://")
     if not url.raw_host:
         raise ValueError("must include a host name")
+    if not _URL_HOST.fullmatch(url.raw_host.decode("ascii", errors="replace")):
+        raise ValueError("must have a plain host name or IP address")
     if url.userinfo:
         raise ValueError("must not contain a user name or password: credentials have their own fields")
     if url.query or url.fragment:

@@ -3,7 +3,7 @@
 Through Microsoft Graph. Steps: ``resolve``, ``tcp``, ``tls`` against the Graph host
 (graph.microsoft.com), ``token`` (with OAuth credentials: a refresh-token grant, or the
 client-credentials grant for an app acting as itself, at Microsoft Entra ID's token
-endpoint; skipped for an access token), ``authenticate`` (``GET /v1.0/me``) and
+endpoint; not planned for an access token), ``authenticate`` (``GET /v1.0/me``) and
 ``access`` (the site, the document library, the folder, and one listing of its children).
 
 Graph's quirks handled here: ``/me`` answers 400 "only valid with delegated authentication
@@ -34,7 +34,6 @@ from connectors.saas import (
     ca_cert_field,
     example_base_url,
     open_api,
-    skip_step,
 )
 
 ISSUER = "Microsoft Entra ID"
@@ -55,6 +54,8 @@ _TENANT = r"^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$"
 def _site(value: str) -> str:
     """Any usual way of naming a site → ``host``, ``host:/sites/Name`` or a site id."""
     value = value.strip()
+    if re.search(r"[\s\x00-\x1f\x7f-\x9f\\]", value):
+        raise ValueError("must not contain whitespace, control characters or backslashes")
     if _SITE_ID.match(value):
         return value
     if "://" in value:
@@ -213,6 +214,11 @@ class SharePointConnector(Connector):
     config_model = SharePointConfig
     steps: ClassVar[tuple[str, ...]] = ("resolve", "tcp", "tls", "token", "authenticate", "access")
 
+    def planned_steps(self, config: SharePointConfig) -> tuple[str, ...]:
+        if isinstance(config.credentials, GraphAccessToken):  # an access token: nothing to obtain
+            return tuple(s for s in self.steps if s != "token")
+        return self.steps
+
     @classmethod
     def example_config(cls, host: str, port: int) -> dict[str, Any]:
         return {
@@ -232,8 +238,7 @@ class SharePointConnector(Connector):
 
 async def _token(probe: Probe, api: ApiClient, config: SharePointConfig) -> None:
     credentials = config.credentials
-    if isinstance(credentials, GraphAccessToken):
-        skip_step(probe, "token", "An access token was given: nothing to refresh")
+    if isinstance(credentials, GraphAccessToken):  # no token step (see planned_steps)
         api.use_bearer(credentials.access_token.get_secret_value())
         return
     token_url = credentials.token_url or f"{LOGIN}/{credentials.tenant}/oauth2/v2.0/token"

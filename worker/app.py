@@ -11,12 +11,20 @@ Redis is broker and result backend. The result backend is Celery's own with two 
 
 from __future__ import annotations
 
+import functools
+import logging
 from typing import Any
 
 from celery import Celery
 from celery.backends.redis import RedisBackend
+from celery.signals import celeryd_init, setup_logging
+from celery.worker.consumer import Consumer as CeleryConsumer
+from kombu.transport import redis as kombu_redis
 
+from worker import logs
 from worker.settings import get_settings
+
+log = logging.getLogger(__name__)
 
 QUEUE = "sourcecheck.probes"
 
@@ -53,6 +61,88 @@ class ResultBackend(RedisBackend):
         self.client.eval(WRITE_UNLESS_FINAL, 1, key, value, int(expires or 0))
 
 
+class RedisChannel(kombu_redis.Channel):
+    """kombu's Redis channel, except that closing it leaves unacknowledged messages where
+    they are (Redis' ``unacked`` set) instead of pushing them back onto the queue.
+
+    kombu restores them when a channel closes: at shutdown, and when the connection to
+    Redis is lost. A message of a probe still running would then go to a second worker
+    while the first still runs it; and with Redis gone the restore itself fails with an
+    AttributeError that Celery reports as "Unrecoverable error": the worker exits instead
+    of reconnecting. Left in place, such a message comes back only after the visibility
+    timeout, by which time it has expired (dropped unrun; its job was written off at its
+    deadline). A message this worker takes while it stops is given back explicitly
+    (worker.tasks: Reject with requeue), and a warm shutdown finishes the rest.
+    """
+
+    do_restore = False
+
+    def basic_ack(self, delivery_tag: Any, multiple: bool = False) -> None:
+        # A task that ends after its connection was lost (and replaced) acknowledges on a
+        # closed channel; kombu would fail with an AttributeError that stops the worker.
+        # The message stays in the unacked set and expires there (see above).
+        if self.closed:
+            log.warning("message %s not acknowledged: its connection to Redis was lost meanwhile", delivery_tag)
+            return
+        super().basic_ack(delivery_tag, multiple=multiple)
+
+    def basic_reject(self, delivery_tag: Any, requeue: bool = False) -> None:
+        if self.closed:
+            log.warning("message %s not rejected: its connection to Redis was lost meanwhile", delivery_tag)
+            return
+        super().basic_reject(delivery_tag, requeue=requeue)
+
+
+class RedisTransport(kombu_redis.Transport):
+    Channel = RedisChannel
+
+
+# How often a worker tries to reach the broker again while it is down. Celery's own
+# schedule backs off to one attempt every 30 s; this one keeps the outage's end within
+# a second of the worker's return to work.
+RECONNECT_INTERVAL = 1.0
+
+
+class Consumer(CeleryConsumer):
+    """Celery's consumer, reconnecting to the broker every ``RECONNECT_INTERVAL`` s, forever."""
+
+    def ensure_connected(self, conn: Any) -> Any:
+        conn.ensure_connection = functools.partial(
+            conn.ensure_connection, interval_start=0, interval_step=RECONNECT_INTERVAL, interval_max=RECONNECT_INTERVAL
+        )
+        return super().ensure_connected(conn)
+
+
+# Redis timeouts in seconds. Every call to Redis is bounded, so that nothing waits forever
+# on a Redis that hangs; a stopped Redis refuses at once, whatever these are. The API
+# (see configure_for_api) gives up connecting sooner: a Redis host that is down answers
+# 503 within about a second. Reads wait as long as the workers': shorter ones gave false
+# 503s on a busy API (an asyncio read also waits for its event loop), so a Redis that
+# accepts connections but hangs gets its 503 within ``read`` s.
+WORKER_TIMEOUTS = {"connect": 2.0, "read": 5.0}
+API_TIMEOUTS = {"connect": 1.0, "read": 5.0}
+
+
+def _timeouts(connect: float, read: float) -> dict[str, Any]:
+    return {
+        "redis_socket_connect_timeout": connect,
+        "redis_socket_timeout": read,
+        "broker_connection_timeout": connect,
+        # kombu's Redis connections; the worker's BRPOP waits 1 s, well within ``read``
+        # for the worker. Every deadline stays far below the visibility timeout (no
+        # redelivery while running).
+        "broker_transport_options": {"visibility_timeout": 3600, "socket_connect_timeout": connect, "socket_timeout": read},
+    }
+
+
+def configure_for_api(app: Celery) -> None:
+    """Redis timeouts for a process that answers HTTP requests: with Redis stopped,
+    sending a job fails at once, with its host down within ``API_TIMEOUTS["connect"]`` s,
+    hung within ``API_TIMEOUTS["read"]`` s (the API answers 503). Call before the app's
+    first use of Redis in that process."""
+    app.conf.update(_timeouts(**API_TIMEOUTS))
+
+
 def create_app() -> Celery:
     settings = get_settings()
     app = Celery(
@@ -78,19 +168,39 @@ def create_app() -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=False,  # a probe that kills its process must not loop
         worker_prefetch_multiplier=1,
-        # Every deadline stays far below the visibility timeout (no redelivery while running).
-        broker_transport_options={"visibility_timeout": 3600},
         # Flower sees tasks as soon as they are sent and while they run.
         worker_send_task_events=True,
         task_send_sent_event=True,
-        broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
-        redis_socket_connect_timeout=2,
-        redis_socket_timeout=5,
-        broker_connection_timeout=2,
+        # A worker whose broker goes away keeps trying, every RECONNECT_INTERVAL, forever
+        # (Celery's default gives up after 100 attempts), and resumes by itself.
+        broker_connection_retry_on_startup=True,
+        broker_connection_retry=True,
+        broker_connection_max_retries=None,
+        worker_consumer="worker.app:Consumer",
+        broker_transport="worker.app:RedisTransport",
+        # Storing a result retries for about 20 s while Redis is unreachable (Celery's
+        # Redis backend retry policy, set explicitly here).
+        result_backend_transport_options={"retry_policy": {"max_retries": 20, "interval_start": 0, "interval_step": 1, "interval_max": 1}},
+        # A send whose connection broke (Redis restarted) is retried on a new one, briefly.
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
+        **_timeouts(**WORKER_TIMEOUTS),
     )
     return app
+
+
+@setup_logging.connect
+def _setup_logging(loglevel: Any = None, **_: Any) -> None:
+    """Workers log through worker.logs (JSON or text, job context, credentials masked)."""
+    logs.configure_from_settings(default_level=loglevel)
+
+
+@celeryd_init.connect
+def _early_logging(instance: Any = None, options: Any = None, **_: Any) -> None:
+    # Before Celery's own startup warnings (privileges), which would otherwise go to stderr raw.
+    fmt = logs.configure_from_settings(default_level=(options or {}).get("loglevel"))
+    if instance is not None and fmt == "json":
+        instance.quiet = True  # the startup banner is printed, not logged: it would break one object a line
 
 
 app = create_app()

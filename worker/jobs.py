@@ -15,6 +15,8 @@ Redis keys (all expire):
   scored by their final deadline (the per-organization cap)
 - ``sourcecheck:coalesce:<fingerprint>``: the unfinished job that identical tests join
 - ``sourcecheck:recent:<fingerprint>``: the last finished job of that test (``max_age``)
+- ``sourcecheck:rate:<org>``: sorted set of the jobs the organization started in the
+  last minute, scored by when (the per-organization rate limit)
 
 A fingerprint is an HMAC of (organization, definition, deadline, configuration) under a
 key derived from the encryption key: it identifies a configuration without revealing it.
@@ -28,6 +30,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import uuid
 from collections import defaultdict
 from dataclasses import asdict, dataclass
@@ -42,7 +45,7 @@ from redis.exceptions import RedisError
 
 from connectors.base import CheckResult, CheckStatus, Failure
 from connectors.errors import DEFAULT_HINTS, RETRYABLE, FailureType
-from worker.app import WRITE_UNLESS_FINAL
+from worker.app import API_TIMEOUTS, WRITE_UNLESS_FINAL
 from worker.crypto import Cipher
 
 log = logging.getLogger(__name__)
@@ -52,6 +55,8 @@ JOB_KEY = "sourcecheck:job:{}"
 INFLIGHT_KEY = "sourcecheck:inflight:{}"
 COALESCE_KEY = "sourcecheck:coalesce:{}"
 RECENT_KEY = "sourcecheck:recent:{}"
+RATE_KEY = "sourcecheck:rate:{}"
+RATE_WINDOW_SECONDS = 60
 # After its own deadline a probe has this long to be reported before it is written off.
 FINISH_GRACE_SECONDS = 5.0
 
@@ -63,6 +68,19 @@ if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
 redis.call('ZADD', KEYS[1], ARGV[4], ARGV[3])
 redis.call('EXPIRE', KEYS[1], 3600)
 return 1
+"""
+
+# KEYS[1]: the organization's recently started jobs. ARGV: now, window, limit, job id.
+# A sliding window: forgets jobs older than the window, then adds this one unless the limit
+# is reached. Returns -1 when added, else the score (start time) of the oldest job, as a string.
+ACQUIRE_RATE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]) - tonumber(ARGV[2]))
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+  return redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2]
+end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]) + 1)
+return -1
 """
 
 # KEYS[1]: a key; ARGV[1]: a value. Deletes the key only if it still holds that value.
@@ -85,6 +103,16 @@ class JobStatus(StrEnum):
 
 class OrganizationBusy(Exception):
     """The organization has as many tests in flight as it may; retry later."""
+
+
+class OrganizationRateLimited(Exception):
+    """The organization started as many tests in the last minute as it may; retry after ``retry_after`` s."""
+
+    def __init__(self, organization_id: str, limit: int, retry_after: int) -> None:
+        super().__init__(organization_id)
+        self.organization_id = organization_id
+        self.limit = limit
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -154,13 +182,17 @@ def fingerprint(cipher_key: str, organization_id: str, definition: str, timeout:
     return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
 
 
-def send_job(app: Celery, cipher: Cipher, job: Job, configuration: dict[str, Any], ttl: int, org_limit: int) -> Job:
+def send_job(
+    app: Celery, cipher: Cipher, job: Job, configuration: dict[str, Any], ttl: int, org_limit: int, per_minute: int = 0
+) -> Job:
     """Enqueue ``job``'s probe, or join an identical job in flight; returns the job that
     will answer. ``configuration`` (secrets in clear) travels only encrypted; Flower and
     the logs see the job's ids, never the configuration.
 
-    Blocking. Raises OrganizationBusy past the organization's cap, and a kombu/redis
-    error when the broker is unreachable (then nothing is left behind).
+    Blocking. Raises OrganizationRateLimited past ``per_minute`` tests started by the
+    organization in the last 60 s (0: no limit; joining a job in flight costs nothing),
+    OrganizationBusy past the organization's cap, and a kombu/redis error when the broker
+    is unreachable (then nothing is left behind, and nothing counts against the limits).
     """
     client: redis.Redis = app.backend.client
     coalesce_key = COALESCE_KEY.format(job.fingerprint) if job.fingerprint else None
@@ -173,14 +205,24 @@ def send_job(app: Celery, cipher: Cipher, job: Job, configuration: dict[str, Any
                 return Job.from_json(raw)
             client.set(coalesce_key, job.id, ex=ttl_left)  # the other job is gone: take its place
     inflight_key = INFLIGHT_KEY.format(job.organization_id)
+    rate_key = RATE_KEY.format(job.organization_id)
     now = datetime.now(UTC).timestamp()
+    if per_minute > 0:
+        oldest = client.eval(ACQUIRE_RATE, 1, rate_key, now, RATE_WINDOW_SECONDS, per_minute, job.id)
+        if oldest != -1:  # the oldest start in the window (bytes): this one may start when it leaves
+            if coalesce_key:
+                client.eval(DELETE_IF, 1, coalesce_key, job.id)
+            retry_after = max(1, math.ceil(float(oldest) + RATE_WINDOW_SECONDS - now))
+            raise OrganizationRateLimited(job.organization_id, per_minute, retry_after)
     if not client.eval(ACQUIRE_SLOT, 1, inflight_key, now, org_limit, job.id, job.deadline_at.timestamp()):
         if coalesce_key:
             client.eval(DELETE_IF, 1, coalesce_key, job.id)
+        client.zrem(rate_key, job.id)  # not started: it does not count against the rate either
         raise OrganizationBusy(job.organization_id)
     payload = {
         "job_id": job.id,
         "organization_id": job.organization_id,
+        "source_id": job.source_id,
         "definition": job.source_definition_id,
         "config": cipher.encrypt_json(configuration),
         "timeout": job.timeout,
@@ -190,7 +232,10 @@ def send_job(app: Celery, cipher: Cipher, job: Job, configuration: dict[str, Any
     if job.source_id:
         summary += f" source={job.source_id}"
     try:
-        client.set(JOB_KEY.format(job.id), job.to_json(), ex=ttl)
+        # The record lives ``ttl`` s, and never less than until the job's deadline: a job
+        # still queued or running is never taken for an expired one.
+        record_ttl = max(ttl, math.ceil((job.deadline_at - datetime.now(UTC)).total_seconds()) + 1)
+        client.set(JOB_KEY.format(job.id), job.to_json(), ex=record_ttl)
         app.send_task(
             TASK_NAME,
             args=[payload],
@@ -203,6 +248,7 @@ def send_job(app: Celery, cipher: Cipher, job: Job, configuration: dict[str, Any
         with contextlib.suppress(RedisError, OSError):
             release(client, job.organization_id, job.id, job.fingerprint)
             client.delete(JOB_KEY.format(job.id))
+            client.zrem(rate_key, job.id)
         raise
     return job
 
@@ -305,8 +351,11 @@ class JobStore:
         self._app = app
         self._ttl = result_ttl
         # Requests beyond the pool's size wait for a connection (up to 5 s) instead of failing.
+        # Bounded reads: with Redis down a read fails at once, with Redis hung within
+        # API_TIMEOUTS["read"] s (the API answers 503); the subscription's blocking read waits.
         pool = aioredis.BlockingConnectionPool.from_url(
-            redis_url, max_connections=256, timeout=5, socket_connect_timeout=1, socket_timeout=2, health_check_interval=10
+            redis_url, max_connections=256, timeout=5, socket_connect_timeout=API_TIMEOUTS["connect"],
+            socket_timeout=API_TIMEOUTS["read"], health_check_interval=10,
         )
         self._redis = aioredis.Redis(connection_pool=pool)
         prefix = app.backend.task_keyprefix

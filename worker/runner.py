@@ -34,7 +34,9 @@ from typing import Any
 from connectors.base import CheckResult, CheckStatus, Failure, run_check
 from connectors.errors import DEFAULT_HINTS, RETRYABLE, ConnectorError, FailureType
 from connectors.registry import all_connectors, get_connector
+from worker import logs
 from worker.crypto import Cipher, InvalidToken
+from worker.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -47,19 +49,29 @@ def failed(kind: FailureType, message: str) -> dict[str, Any]:
 
 # --- the child: one asyncio loop running many probes ----------------------------------
 
+READY = 0  # the id of the message a child sends once it has started (probe ids start at 1)
+
 
 def _child_main(conn: Connection, keys: list[str]) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when children stop
+    # The parent decides when children stop: a Ctrl-C or a SIGTERM sent to the whole
+    # process group (systemd, a terminal) lets the worker finish its probes first; the
+    # child ends when the parent closes its pipe (or dies).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logs.configure_from_settings()  # the worker's log format; each probe's lines carry its job's ids
     all_connectors()  # import every connector before the first probe, not during it
+    egress = get_settings().egress_policy()  # from the environment, which the child shares with its worker
     cipher = Cipher(keys)
+    conn.send((READY, None))  # started: the parent may send probes without charging them our start-up
     loop = asyncio.new_event_loop()
     tasks: set[asyncio.Task[None]] = set()
 
-    async def probe(probe_id: int, definition: str, token: str, timeout: float) -> None:
+    async def probe(probe_id: int, definition: str, token: str, timeout: float, context: dict[str, str] | None = None) -> None:
+        logs.replace(context)  # this task's own copy of the context
         try:
             connector = get_connector(definition)
             config = connector.parse_config(cipher.decrypt_json(token))
-            result = (await run_check(connector, config, timeout=timeout)).to_dict()
+            result = (await run_check(connector, config, timeout=timeout, egress=egress)).to_dict()
         except InvalidToken:
             result = failed(FailureType.INTERNAL_ERROR, "The worker could not decrypt this test's configuration (key mismatch)")
         except ConnectorError as exc:
@@ -67,6 +79,7 @@ def _child_main(conn: Connection, keys: list[str]) -> None:
         except Exception as exc:  # run_check catches connector bugs; this is ours
             log.exception("probe %s failed outside its check", probe_id)
             result = failed(FailureType.INTERNAL_ERROR, f"The check stopped on an unexpected {type(exc).__name__}")
+        log.debug("probe %s of %s ended %s", probe_id, definition, result.get("status"))
         conn.send((probe_id, result))
 
     def readable() -> None:
@@ -96,6 +109,7 @@ class _Probe:
     hard_deadline: float  # monotonic: when the parent stops waiting and kills its child
     future: Future[dict[str, Any]]
     crashes: int = 0
+    context: dict[str, str] = field(default_factory=dict)  # the job's log fields (worker.logs)
 
 
 @dataclass
@@ -105,6 +119,7 @@ class _Child:
     inflight: dict[int, _Probe] = field(default_factory=dict)
     send_lock: threading.Lock = field(default_factory=threading.Lock)
     lost: bool = False
+    ready: bool = False  # it has imported the connectors and runs its loop
 
 
 class ProbeRunner:
@@ -131,7 +146,7 @@ class ProbeRunner:
         now = time.monotonic()
         probe = _Probe(
             id=next(self._ids), definition=definition, token=token, deadline=now + timeout,
-            hard_deadline=now + timeout + self._grace, future=Future(),
+            hard_deadline=now + timeout + self._grace, future=Future(), context=logs.current(),
         )
         self._dispatch(probe)
         try:  # the watchdog ends every probe by its hard deadline; this is a last guard
@@ -139,6 +154,18 @@ class ProbeRunner:
         except TimeoutError:
             log.error("probe %s got no result from the watchdog", probe.id)
             return failed(FailureType.TIMEOUT, "The probe did not end by its deadline and was stopped")
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Block until every child has started (a spawned child imports every connector
+        first: seconds on a busy machine), at most ``timeout`` s; True when they all have."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while not self._closed and not (len(self._children) >= self._size and all(c.ready for c in self._children)):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._lock.wait(left)
+        return not self._closed
 
     def inflight(self) -> int:
         with self._lock:
@@ -188,11 +215,12 @@ class ProbeRunner:
             if self._closed or not live:
                 probe.future.set_result(failed(FailureType.WORKER_LOST, "No probe process was available to run the test"))
                 return
-            child = min(live, key=lambda c: len(c.inflight))
+            # A child still starting (a replacement) gets probes only when no started one is left.
+            child = min([c for c in live if c.ready] or live, key=lambda c: len(c.inflight))
             child.inflight[probe.id] = probe
         try:
             with child.send_lock:
-                child.conn.send((probe.id, probe.definition, probe.token, remaining))
+                child.conn.send((probe.id, probe.definition, probe.token, remaining, probe.context))
         except (OSError, ValueError):
             self._lose(child, "its pipe broke")
 
@@ -200,8 +228,13 @@ class ProbeRunner:
         while True:
             try:
                 probe_id, result = child.conn.recv()
-            except (EOFError, OSError):
+            except (EOFError, OSError, TypeError):  # TypeError: the pipe was closed under us (close())
                 break
+            if probe_id == READY:
+                with self._lock:
+                    child.ready = True
+                    self._lock.notify_all()
+                continue
             with self._lock:
                 probe = child.inflight.pop(probe_id, None)
             if probe is not None and not probe.future.done():

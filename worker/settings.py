@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Literal
 
 from cryptography.fernet import Fernet
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from connectors.egress import EgressPolicy, for_profile, parse_networks
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -46,12 +48,52 @@ class Settings(BaseSettings):
     org_concurrency_limit: int = Field(
         200, ge=1, le=100000, description="Tests one organization may have in flight at once; more get 429."
     )
+    org_tests_per_minute: int = Field(
+        600, ge=0, le=1_000_000,
+        description="Tests one organization may start in any 60 s (sliding window); more get 429 with Retry-After. 0: no limit.",
+    )
+    log_format: Literal["json", "text"] | None = Field(
+        None, description="json: one JSON object a line (the default in production); text: readable lines (the default in development)."
+    )
+    log_level: str = Field(
+        "INFO", pattern=r"(?i)^(debug|info|warning|error|critical)$",
+        description="The least severe level logged by the API, the workers and the probe processes.",
+    )
+    worker_metrics_port: int = Field(
+        9808, ge=0, le=65535,
+        description="Port of a worker's Prometheus /metrics server (0: none). Workers on one machine each need their own.",
+    )
+    worker_metrics_address: str | None = Field(
+        None, description="Address the worker's metrics server listens on; default 127.0.0.1 in development, 0.0.0.0 in production."
+    )
+    egress_allow: str = Field(
+        "",
+        description="Comma-separated networks (CIDR) probes may connect to although the profile denies them, "
+        "e.g. 10.20.0.0/16 for a peered VPC in production. Link-local and cloud metadata addresses stay refused.",
+    )
+    egress_deny: str = Field(
+        "",
+        description="Comma-separated networks (CIDR) probes must never connect to, on top of the profile's. "
+        "The most specific network of both lists decides; on a tie, deny wins.",
+    )
+
+    @field_validator("egress_allow", "egress_deny")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        parse_networks(value)  # a typo fails at start, not as a silently wider policy
+        return value
 
     @model_validator(mode="after")
     def _production_needs_secrets(self) -> Settings:
         if self.profile == "production" and self.secret_keys is None:
             raise ValueError("SOURCECHECK_SECRET_KEYS must be set in production (generate with `sourcecheck keygen`)")
         return self
+
+    def egress_policy(self) -> EgressPolicy:
+        """What probes may connect to: the profile's defaults (production refuses loopback,
+        private, CGNAT, multicast, unspecified and reserved networks; development allows
+        them) with ``egress_allow`` and ``egress_deny`` (see connectors.egress)."""
+        return for_profile(self.profile, allow=self.egress_allow, deny=self.egress_deny)
 
     def fernet_keys(self) -> list[str]:
         """The configured keys, or in development a key generated once into data_dir."""

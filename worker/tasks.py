@@ -8,8 +8,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from celery import Task, states
-from celery.signals import worker_shutdown
+from celery.exceptions import Reject
+from celery.signals import task_postrun, task_prerun, worker_init, worker_ready, worker_shutdown, worker_shutting_down
+from celery.worker import state as worker_state
+from redis.exceptions import RedisError
 
+from worker import logs, metrics
 from worker.app import app
 from worker.jobs import TASK_NAME, release
 from worker.runner import ProbeRunner
@@ -31,16 +35,84 @@ def runner() -> ProbeRunner:
         return _runner
 
 
+_heartbeat: metrics.Heartbeat | None = None
+
+
+def _in_flight() -> int:
+    return _runner.inflight() if _runner is not None else 0
+
+
+@worker_init.connect
+def _serve_metrics(sender: Any = None, **_: Any) -> None:
+    """The worker's Prometheus metrics, served from its main process (see worker.metrics)."""
+    settings = get_settings()
+    metrics.track_in_flight(_in_flight)
+    address = settings.worker_metrics_address or ("0.0.0.0" if settings.profile == "production" else "127.0.0.1")
+    metrics.start_server(settings.worker_metrics_port, address)
+
+
+@worker_ready.connect
+def _start_heartbeat(sender: Any = None, **_: Any) -> None:
+    """Mark this worker alive in Redis for GET /readyz (see worker.metrics.Heartbeat)."""
+    global _heartbeat
+    hostname = str(getattr(sender, "hostname", None) or app.conf.get("worker_name") or "worker")
+    _heartbeat = metrics.Heartbeat(app.backend.client, hostname, _in_flight)
+    _heartbeat.start()
+
+
+@worker_shutting_down.connect
+def _stop_heartbeat(**_: Any) -> None:
+    # A worker shutting down takes no new job: readiness stops counting it now, not when
+    # its last probe has ended. (Sent from a signal handler: only sets an event.)
+    if _heartbeat is not None:
+        _heartbeat.stop(timeout=0)
+
+
+@task_prerun.connect
+def _bind_log_context(task_id: str | None = None, task: Any = None, args: Any = None, **_: Any) -> None:
+    """Every log line of a probe's task carries its job's ids (the payload holds no secret in clear)."""
+    job = args[0] if getattr(task, "name", None) == TASK_NAME and args and isinstance(args[0], dict) else {}
+    logs.replace({"job_id": job.get("job_id"), "organization_id": job.get("organization_id"),
+                  "source_id": job.get("source_id"), "definition": job.get("definition")})
+
+
+@task_postrun.connect
+def _clear_log_context(**_: Any) -> None:
+    logs.replace(None)  # the thread runs other tasks next
+
+
+@worker_init.connect
+def _start_runner(**_: Any) -> None:
+    """Start the probe processes before the worker takes its first job (and says "ready"),
+    so that no probe's deadline pays for their start-up."""
+    if not runner().wait_ready(timeout=60):
+        log.warning("the probe processes did not all start within 60 s; the worker starts anyway")
+
+
+# Celery sends worker_shutdown after its pool has stopped, that is once every task still
+# running at a warm shutdown (SIGTERM) has returned: the probes end before their runner.
 @worker_shutdown.connect
 def _stop_runner(**_: Any) -> None:
+    if _heartbeat is not None:
+        _heartbeat.stop()
     if _runner is not None:
         _runner.close()
+
+
+def _shutting_down() -> bool:
+    """A warm shutdown began: Celery sets ``should_stop`` to the exit code (0 included)."""
+    flag = worker_state.should_stop
+    return flag is not None and flag is not False
 
 
 @app.task(name=TASK_NAME, bind=True)
 def run_probe(self: Task, job: dict[str, Any]) -> dict[str, Any] | None:
     """Run one probe. Returns ``{"started_at", "ended_at", "worker", "check"}``; a failed
     probe is a normal return, so Celery's FAILURE state means the task itself broke."""
+    if _shutting_down():
+        # A warm shutdown began (SIGTERM) as this message arrived: give it back, untouched,
+        # for another worker; the probes already running here finish first.
+        raise Reject("the worker is shutting down", requeue=True)
     client = app.backend.client
     existing = client.get(app.backend.get_key_for_task(self.request.id))
     if existing and app.backend.decode_result(existing).get("status") in states.READY_STATES:
@@ -51,8 +123,12 @@ def run_probe(self: Task, job: dict[str, Any]) -> dict[str, Any] | None:
     self.update_state(state="STARTED", meta={"started_at": started.isoformat(), "worker": worker})
     check = runner().run(job["definition"], job["config"], float(job["timeout"]))
     ended = datetime.now(UTC)
+    metrics.observe_probe(job["definition"], check)
     log.info("job %s %s in %.0f ms", job.get("job_id"), check["status"], check.get("duration_ms", 0))
-    release(client, job["organization_id"], job["job_id"], job.get("fingerprint"), recent_ttl=get_settings().result_ttl_seconds)
+    try:  # best effort: the in-flight entry and the coalescing key expire by themselves
+        release(client, job["organization_id"], job["job_id"], job.get("fingerprint"), recent_ttl=get_settings().result_ttl_seconds)
+    except RedisError as exc:
+        log.warning("job %s: could not release its in-flight slot (%s); it expires at its deadline", job.get("job_id"), type(exc).__name__)
     return {"started_at": started.isoformat(), "ended_at": ended.isoformat(), "worker": worker, "check": check}
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import CurrentOrg
+from api.deps import CurrentOrg, DefinitionIdParam
 from api.errors import NotFound
-from api.models import ErrorResponse, Page, SourceDefinitionPublic
+from api.models import ORGANIZATION_ERRORS, Page, SourceDefinitionPublic, error_responses
 from connectors.base import Connector
 from connectors.errors import UnknownConnector
 from connectors.registry import all_connectors, get_connector
 
-router = APIRouter(tags=["Source definitions"], responses={401: {"model": ErrorResponse}, 404: {"model": ErrorResponse}})
+router = APIRouter(tags=["Source definitions"], responses=error_responses(*ORGANIZATION_ERRORS))
 
 
 def to_public(connector: Connector) -> SourceDefinitionPublic:
@@ -32,7 +32,7 @@ def list_definitions(org: CurrentOrg) -> Page[SourceDefinitionPublic]:
 
 
 @router.get("/source-definitions/{definition_id}", response_model=SourceDefinitionPublic, summary="Get a source definition")
-def get_definition(org: CurrentOrg, definition_id: str) -> SourceDefinitionPublic:
+def get_definition(org: CurrentOrg, definition_id: DefinitionIdParam) -> SourceDefinitionPublic:
     try:
         return to_public(get_connector(definition_id))
     except UnknownConnector as exc:

@@ -13,16 +13,27 @@ from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import RedisError
 from sqlmodel import Session
 
+from api import metrics
 from api.accounts import find_workspace
 from api.db import get_engine
-from api.deps import CipherDep, CurrentOrg, JobStoreDep
+from api.deps import CipherDep, CurrentOrg, JobId, JobStoreDep
 from api.errors import ApiError, InvalidRequest, NotFound, ServiceUnavailable, TooManyRequests
-from api.models import ErrorResponse, JobInfo, StepInfo, TestResult, TestSourceRequest
+from api.models import ORGANIZATION_ERRORS, JobInfo, StepInfo, TestResult, TestSourceRequest, error_responses
 from api.settings import get_api_settings
 from api.sources import find_source, merge_configuration, stored_configuration, validate_configuration
+from worker import logs
 from worker.app import app as celery_app
 from worker.crypto import Cipher
-from worker.jobs import Job, JobStore, JobView, OrganizationBusy, fingerprint, new_job, send_job
+from worker.jobs import (
+    Job,
+    JobStore,
+    JobView,
+    OrganizationBusy,
+    OrganizationRateLimited,
+    fingerprint,
+    new_job,
+    send_job,
+)
 
 log = logging.getLogger("sourcecheck.api")
 # Requests being started in this process, by what they ask: identical ones join.
@@ -58,13 +69,7 @@ MaxAgeParam = Annotated[
     ),
 ]
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorResponse, "description": "Missing, malformed, unknown or revoked API key."},
-    404: {"model": ErrorResponse, "description": "Unknown organization (or the key's organization is another one), source, workspace or job."},
-    422: {"model": ErrorResponse, "description": "Malformed request, unknown definition, or a configuration that fails the definition's schema."},
-    429: {"model": ErrorResponse, "description": "The organization has too many tests in flight; retry after `Retry-After` seconds."},
-    503: {"model": ErrorResponse, "description": "The queue or the database is unavailable; retry after `Retry-After` seconds."},
-}
+ERRORS: dict[int | str, dict[str, Any]] = error_responses(*ORGANIZATION_ERRORS)
 
 
 def cipher_key() -> str:
@@ -138,6 +143,11 @@ def job_info(view: JobView) -> JobInfo:
 
 
 def _answer(view: JobView, request: Request, response: Response) -> TestResult:
+    job = view.job
+    logs.bind(job_id=job.id, organization_id=job.organization_id, source_id=job.source_id, definition=job.source_definition_id)
+    if metrics.count_test(view):  # the first time this process answers the job final
+        failure = view.result.failure if view.result else None
+        log.info("job %s %s%s", job.id, view.status.value, f" ({failure.type.value})" if failure else "")
     if not view.status.final:
         response.status_code = 202
         response.headers["Location"] = str(request.url_for("get_test_result", organization_id=view.job.organization_id, job_id=view.job.id))
@@ -167,6 +177,7 @@ async def _wait(store: JobStore, job_id: str, seconds: float) -> JobView | None:
         }}}},
         202: {"model": TestResult, "description": "Still pending or running; poll the `Location` header."},
         **ERRORS,
+        **error_responses(429),
     },
 )
 async def test_source(
@@ -212,6 +223,7 @@ async def test_source(
         if isinstance(started, JobView):  # a recent result, reused on request (max_age)
             return _answer(started, request, response)
         job = started
+        logs.bind(job_id=job.id, source_id=job.source_id, definition=job.source_definition_id)
         view = await _wait(store, job.id, settings.default_wait_seconds if wait is None else wait)
         if view is None:  # the record vanished: Redis lost its data between send and read
             raise ApiError("The job was lost by the result store")
@@ -233,9 +245,16 @@ async def _start(organization_id: str, body: TestSourceRequest, cipher: Cipher, 
         if recent is not None:
             return recent
     try:
-        return await run_in_threadpool(
-            send_job, celery_app, cipher, job, configuration, settings.result_ttl_seconds, settings.org_concurrency_limit
+        sent = await run_in_threadpool(
+            send_job, celery_app, cipher, job, configuration, settings.result_ttl_seconds, settings.org_concurrency_limit,
+            settings.org_tests_per_minute,
         )
+    except OrganizationRateLimited as exc:
+        raise TooManyRequests(
+            f"Organization {organization_id} started {exc.limit} tests in the last minute, its limit; "
+            f"retry in {exc.retry_after} s",
+            retry_after=exc.retry_after,
+        ) from None
     except OrganizationBusy:
         raise TooManyRequests(
             f"Organization {organization_id} has {settings.org_concurrency_limit} tests in flight, its limit; retry shortly"
@@ -243,6 +262,9 @@ async def _start(organization_id: str, body: TestSourceRequest, cipher: Cipher, 
     except (BrokerError, RedisError, OSError) as exc:
         log.warning("test queue unavailable: %r", exc)
         raise ServiceUnavailable("The test queue (Redis) is unavailable; nothing was enqueued, retry shortly") from None
+    with logs.bound(job_id=sent.id, organization_id=organization_id, source_id=sent.source_id, definition=sent.source_definition_id):
+        log.info("job %s %s", sent.id, "queued" if sent.id == job.id else "joined an identical job in flight")
+    return sent
 
 
 @router.get(
@@ -254,7 +276,7 @@ async def _start(organization_id: str, body: TestSourceRequest, cipher: Cipher, 
     "pending or running (optionally waiting up to `wait` seconds) and 404 once its result has expired.",
     responses={202: {"model": TestResult, "description": "Still pending or running."}, **ERRORS},
 )
-async def get_test_result(org: CurrentOrg, job_id: str, store: JobStoreDep, request: Request, response: Response, wait: WaitParam = None) -> TestResult:
+async def get_test_result(org: CurrentOrg, job_id: JobId, store: JobStoreDep, request: Request, response: Response, wait: WaitParam = None) -> TestResult:
     view = await _wait(store, job_id, 0)
     if view is None or view.job.organization_id != org.id:
         raise NotFound(f"Test job {job_id} not found: the id is unknown or its result has expired")

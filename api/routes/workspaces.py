@@ -8,14 +8,14 @@ from sqlmodel import select
 
 from api.accounts import create_workspace as create_workspace_record
 from api.deps import CurrentOrg, SessionDep
-from api.models import ErrorResponse, Page, Workspace, WorkspacePublic
+from api.models import NAME_PATTERN, ORGANIZATION_ERRORS, Page, Workspace, WorkspacePublic, error_responses
 
-router = APIRouter(tags=["Workspaces"], responses={401: {"model": ErrorResponse}, 404: {"model": ErrorResponse}})
+router = APIRouter(tags=["Workspaces"], responses=error_responses(*ORGANIZATION_ERRORS))
 
 
 class WorkspaceCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN)
 
 
 def _public(w: Workspace) -> WorkspacePublic:

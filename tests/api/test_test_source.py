@@ -88,8 +88,9 @@ def test_closed_port_fails_with_connection_refused(stack: Stack, closed_port: in
     assert r.json()["status"] == "failed"
     assert info["type"] == "connection_refused"
     assert "Connection refused" in info["message"]
-    # resolve, tcp, then ssh, ssh_auth, tunnel (no SSH tunnel here), tls, authenticate, access
-    assert [s["status"] for s in info["steps"]] == ["succeeded", "failed"] + ["skipped"] * 6
+    # resolve, tcp, tls, authenticate, access: no ssh, ssh_auth, tunnel without an SSH tunnel
+    assert [s["name"] for s in info["steps"]] == ["resolve", "tcp", "tls", "authenticate", "access"]
+    assert [s["status"] for s in info["steps"]] == ["succeeded", "failed"] + ["skipped"] * 3
 
 
 def test_server_that_never_answers_fails_at_the_deadline_with_timeout(stack: Stack, hung_server: tuple[str, int]) -> None:

@@ -15,8 +15,10 @@ What is checked, for each connector:
 - ``example_config(host, port)`` gives a valid configuration (a connector without it FAILS
   here: implement it), which round-trips (masked dump without the secrets, revealed dump
   parses back equal) and never shows a secret in its repr;
+- ``planned_steps(config)`` (the steps a check of that configuration runs) is a part of
+  the declared ``steps``, in their order, each once;
 - pointed at a closed port, the check fails cleanly (a typed failure, not internal_error)
-  within its deadline, with every declared step reported once and in order;
+  within its deadline, with every planned step reported once and in order;
 - pointed at a server that accepts TCP connections and never answers, it ends in
   ``timeout`` / ``connection_timeout`` within its deadline;
 - no secret of the configuration appears in a message, a step, a hint or a repr.
@@ -38,8 +40,8 @@ import pytest
 from jsonschema import Draft202012Validator
 from pydantic import BaseModel, SecretStr
 
-from connectors.base import MASK, CheckResult, CheckStatus, Connector, ConnectorConfig, StepStatus, run_check
-from connectors.errors import FailureType, InvalidConfiguration
+from connectors.base import MASK, CheckResult, CheckStatus, Connector, ConnectorConfig, Probe, StepStatus, run_check
+from connectors.errors import FailureType, InvalidConfiguration, ProbeFailure
 from connectors.registry import GROUP, all_connectors
 from tests.servers.tcp import HostPort
 
@@ -178,7 +180,7 @@ def result_texts(result: CheckResult, config: ConnectorConfig) -> tuple[str, ...
 
 
 def assert_failed_cleanly(connector: Connector, config: ConnectorConfig, result: CheckResult) -> None:
-    """A failed result with a typed failure, every declared step once and in order, one step blamed."""
+    """A failed result with a typed failure, every planned step once and in order, one step blamed."""
     name = connector.name
     assert result.status == CheckStatus.FAILED, f"{name}: expected a failed check, got {result}"
     assert result.failure is not None, f"{name}: a failed result must carry its failure"
@@ -187,9 +189,10 @@ def assert_failed_cleanly(connector: Connector, config: ConnectorConfig, result:
         f"with a failure type; steps: {[(s.name, s.status.value, s.message) for s in result.steps]}"
     )
     assert result.failure.message.strip() and result.failure.hint.strip(), f"{name}: empty message or hint"
-    assert [s.name for s in result.steps] == list(connector.steps), (
-        f"{name}: the steps must be the declared ones, each once, in the declared order "
-        f"{list(connector.steps)}; got {[s.name for s in result.steps]}"
+    planned = list(connector.planned_steps(config))
+    assert [s.name for s in result.steps] == planned, (
+        f"{name}: the steps must be the planned ones (planned_steps(config)), each once, in their order "
+        f"{planned}; got {[s.name for s in result.steps]}"
     )
     statuses = [s.status for s in result.steps]
     assert statuses.count(StepStatus.FAILED) == 1, f"{name}: exactly one step must be blamed, got {statuses}"
@@ -306,6 +309,143 @@ def test_the_example_config_round_trips_without_showing_a_secret(connector: Conn
         assert MASK in json.dumps(masked)
     revealed = config.revealed()
     assert connector.parse_config(json.loads(json.dumps(revealed))) == config
+
+
+# --- the step plan ------------------------------------------------------------------------
+
+
+def assert_valid_plan(connector: Connector, config: ConnectorConfig) -> None:
+    """``planned_steps(config)``: a tuple of declared steps, each once, in the declared order."""
+    name = connector.name
+    planned = connector.planned_steps(config)
+    assert isinstance(planned, tuple) and planned, f"{name}: planned_steps must return a non-empty tuple, got {planned!r}"
+    unknown = [s for s in planned if s not in connector.steps]
+    assert not unknown, f"{name}: planned_steps names steps that are not declared in steps: {unknown}"
+    assert len(set(planned)) == len(planned), f"{name}: planned_steps names a step twice: {list(planned)}"
+    declared_order = [s for s in connector.steps if s in planned]
+    assert list(planned) == declared_order, (
+        f"{name}: planned_steps must keep the declared order {declared_order}, got {list(planned)}"
+    )
+
+
+class _PlanConfig(ConnectorConfig):
+    optional: bool = False
+
+
+class _PlannedConnector(Connector):
+    """Declares a, b (only with ``optional``), c, d; fails in c, or ends after a without ``optional``."""
+
+    name = "planned"
+    title = "Planned"
+    config_model = _PlanConfig
+    steps = ("a", "b", "c", "d")
+
+    def planned_steps(self, config: _PlanConfig) -> tuple[str, ...]:
+        return self.steps if config.optional else ("a", "c", "d")
+
+    async def check(self, config: _PlanConfig, probe: Probe) -> None:
+        async with probe.step("a"):
+            pass
+        if config.optional:
+            async with probe.step("b"):
+                pass
+        async with probe.step("c"):
+            raise ProbeFailure(FailureType.NOT_FOUND, "no c")
+
+
+async def test_run_check_reports_the_planned_steps_only() -> None:
+    connector = _PlannedConnector()
+    without = await run_check(connector, _PlanConfig(), timeout=2)
+    assert [(s.name, s.status) for s in without.steps] == [
+        ("a", StepStatus.SUCCEEDED),
+        ("c", StepStatus.FAILED),
+        ("d", StepStatus.SKIPPED),
+    ]
+    with_option = await run_check(connector, _PlanConfig(optional=True), timeout=2)
+    assert [s.name for s in with_option.steps] == ["a", "b", "c", "d"]
+
+
+async def test_a_broken_plan_falls_back_to_the_declared_steps() -> None:
+    class Broken(_PlannedConnector):
+        def planned_steps(self, config: _PlanConfig) -> tuple[str, ...]:
+            raise KeyError("oops")
+
+    result = await run_check(Broken(), _PlanConfig(), timeout=2)
+    assert result.failure is not None and result.failure.type == FailureType.NOT_FOUND  # the check still ran
+    assert [(s.name, s.status) for s in result.steps] == [
+        ("a", StepStatus.SUCCEEDED),
+        ("b", StepStatus.SKIPPED),
+        ("c", StepStatus.FAILED),
+        ("d", StepStatus.SKIPPED),
+    ]
+
+
+@each_connector
+def test_the_steps_are_declared_once_each(connector: Connector) -> None:
+    steps = connector.steps
+    assert isinstance(steps, tuple) and steps, f"{connector.name}: steps must be a non-empty tuple of step names"
+    assert all(isinstance(s, str) and s for s in steps), f"{connector.name}: every step name must be a non-empty str"
+    assert len(set(steps)) == len(steps), f"{connector.name}: a step is declared twice: {list(steps)}"
+
+
+@each_connector
+def test_the_planned_steps_are_declared_steps_in_order(connector: Connector) -> None:
+    assert_valid_plan(connector, parse(connector, example(connector)))
+
+
+# Configurations beyond the examples whose plan differs, as overrides of example_config(host, port)
+# (a tunnel's bastion at the same host and port). Each variant's plan is checked, and so is how
+# a check of it fails at a closed port.
+def _tunnel(host: str, port: int) -> dict[str, Any]:
+    return {"ssh_tunnel": {"host": host, "port": port, "user": "u", "auth": {"type": "password", "password": "p-1"}}}
+
+
+_GOOGLE_OAUTH = {"type": "oauth", "client_id": "c", "client_secret": "s-1", "refresh_token": "r-1"}
+_MS = {"tenant": "contoso.onmicrosoft.com", "client_id": "c", "client_secret": "s-1"}
+_NO_TLS_NO_TUNNEL = ("resolve", "tcp", "authenticate", "access")
+_WITH_TOKEN = ("resolve", "tcp", "tls", "token", "authenticate", "access")
+_WITHOUT_TOKEN = ("resolve", "tcp", "tls", "authenticate", "access")
+
+PLAN_VARIANTS: list[tuple[str, str, typing.Callable[[str, int], dict[str, Any]], tuple[str, ...]]] = [
+    ("postgres", "direct", lambda h, p: {}, ("resolve", "tcp", "tls", "authenticate", "access")),
+    ("postgres", "tunnel", _tunnel, ("resolve", "tcp", "ssh", "ssh_auth", "tunnel", "tls", "authenticate", "access")),
+    ("mysql", "direct", lambda h, p: {}, _NO_TLS_NO_TUNNEL),
+    ("mysql", "tunnel", _tunnel, ("resolve", "tcp", "ssh", "ssh_auth", "tunnel", "authenticate", "access")),
+    ("google_drive", "access_token", lambda h, p: {}, _WITHOUT_TOKEN),
+    ("google_drive", "oauth", lambda h, p: {"credentials": _GOOGLE_OAUTH}, _WITH_TOKEN),
+    ("sharepoint", "access_token", lambda h, p: {}, _WITHOUT_TOKEN),
+    ("sharepoint", "oauth", lambda h, p: {"credentials": {"type": "oauth", **_MS, "refresh_token": "r-1"}}, _WITH_TOKEN),
+    ("sharepoint", "client_credentials", lambda h, p: {"credentials": {"type": "client_credentials", **_MS}}, _WITH_TOKEN),
+]
+each_variant = pytest.mark.parametrize(
+    ("name", "overrides", "expected"),
+    [pytest.param(name, overrides, expected, id=f"{name}-{variant}") for name, variant, overrides, expected in PLAN_VARIANTS],
+)
+
+
+@each_variant
+def test_a_step_of_an_option_left_out_is_not_planned(
+    name: str, overrides: typing.Callable[[str, int], dict[str, Any]], expected: tuple[str, ...]
+) -> None:
+    if name not in CONNECTORS:
+        pytest.skip(f"{name} is not registered")
+    connector = CONNECTORS[name]
+    config = parse(connector, example(connector) | overrides("127.0.0.1", 9))
+    assert_valid_plan(connector, config)
+    assert connector.planned_steps(config) == expected
+
+
+@each_variant
+async def test_each_plan_variant_fails_cleanly_at_a_closed_port(
+    name: str, overrides: typing.Callable[[str, int], dict[str, Any]], expected: tuple[str, ...], closed_port: int
+) -> None:
+    if name not in CONNECTORS:
+        pytest.skip(f"{name} is not registered")
+    connector = CONNECTORS[name]
+    config = parse(connector, example(connector, "127.0.0.1", closed_port) | overrides("127.0.0.1", closed_port))
+    result = await run_check(connector, config, timeout=CLOSED_PORT_TIMEOUT)
+    assert_failed_cleanly(connector, config, result)
+    assert [s.name for s in result.steps] == list(expected)
 
 
 # --- failing cleanly and in time ------------------------------------------------------------

@@ -285,15 +285,20 @@ class _Server(ThreadingHTTPServer):
 
 
 @contextmanager
-def start_http_server(tls: ssl.SSLContext | None = None, ca_pem: str | None = None) -> Iterator[HttpServer]:
-    """Run the app on a free 127.0.0.1 port (over TLS with ``tls``) until the block ends."""
-    httpd = _Server(("127.0.0.1", 0), BaseHTTPRequestHandler)
+def start_http_server(
+    tls: ssl.SSLContext | None = None, ca_pem: str | None = None, host: str = "127.0.0.1"
+) -> Iterator[HttpServer]:
+    """Run the app on a free port of ``host`` (over TLS with ``tls``) until the block ends.
+
+    Any 127.x.y.z works as ``host`` on Linux (the egress tests use 127.0.0.2 as a second,
+    separately allowed, loopback address)."""
+    httpd = _Server((host, 0), BaseHTTPRequestHandler)
     httpd.tls = tls
     port = int(httpd.server_address[1])
     scheme = "https" if tls else "http"
     server = HttpServer(
-        base_url=f"{scheme}://127.0.0.1:{port}",
-        host="127.0.0.1",
+        base_url=f"{scheme}://{host}:{port}",
+        host=host,
         port=port,
         username="alice",
         password=secrets.token_urlsafe(16),  # random: a test can search messages for it

@@ -113,6 +113,7 @@ def launch_stack(redis: RedisServer, data_dir: Path, workers: tuple[str, ...] = 
         SOURCECHECK_SECRET_KEYS=Fernet.generate_key().decode(),
         SOURCECHECK_DATABASE_URL=f"sqlite:///{data_dir / 'sourcecheck.db'}",
         PYTHONUNBUFFERED="1",
+        SOURCECHECK_WORKER_METRICS_PORT="0",  # several workers on one machine: a test that needs it sets a port
         PYTHONPATH=os.pathsep.join([str(FAULTY_PLUGINS), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
     )
     env.update({f"SOURCECHECK_{k.upper()}": v for k, v in settings.items()})

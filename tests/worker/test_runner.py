@@ -5,6 +5,8 @@ Real child processes run real (misbehaving) connectors from tests/plugins/faulty
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -74,3 +76,23 @@ def test_hundreds_of_probes_wait_at_once_in_one_child(runner: ProbeRunner) -> No
         futures = [pool.submit(run, runner, 1.0, mode="sleep", seconds=30, tag=str(i)) for i in range(300)]
         results = [f.result() for f in futures]
     assert {r["failure"]["type"] for r in results} == {"timeout"}
+
+
+def test_wait_ready_returns_once_the_children_have_started(runner: ProbeRunner) -> None:
+    assert runner.wait_ready(timeout=60)
+    started = time.monotonic()
+    assert run(runner, 5, mode="sleep", seconds=0)["status"] == "succeeded"
+    assert time.monotonic() - started < 1.5  # no start-up left to pay
+
+
+def test_a_sigterm_to_the_probe_processes_lets_their_probes_finish(runner: ProbeRunner) -> None:
+    # What a SIGTERM to the worker's whole process group does to them: nothing; the
+    # worker decides when they stop (after its warm shutdown), by closing their pipes.
+    assert runner.wait_ready(timeout=60)
+    pid = runner.pids()[0]
+    with ThreadPoolExecutor(1) as pool:
+        probe = pool.submit(run, runner, 10, mode="sleep", seconds=1)
+        time.sleep(0.3)
+        os.kill(pid, signal.SIGTERM)
+        assert probe.result(timeout=10)["status"] == "succeeded"
+    assert runner.pids() == [pid]

@@ -9,15 +9,18 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import os
+import urllib.parse
 from typing import Literal
 
-from connectors.base import Connector, ConnectorConfig, Probe
+from connectors.base import Connector, ConnectorConfig, Probe, Secret
+from connectors.errors import FailureType, ProbeFailure
 
 
 class FaultyConfig(ConnectorConfig):
-    mode: Literal["sleep", "block_in_c", "exit", "segfault"]
+    mode: Literal["sleep", "block_in_c", "exit", "segfault", "echo_secret", "raise_secret"]
     seconds: float = 0.0
     tag: str = ""  # makes otherwise identical configurations different
+    password: Secret | None = None  # echo_secret/raise_secret put it into their error
 
 
 class FaultyConnector(Connector):
@@ -36,3 +39,12 @@ class FaultyConnector(Connector):
                 os._exit(3)
             elif config.mode == "segfault":
                 ctypes.string_at(0)
+            elif config.mode in ("echo_secret", "raise_secret"):
+                # What careless drivers do: echo the connection string, password included.
+                password = config.password.get_secret_value() if config.password else ""
+                dsn = f"postgresql://reader:{password}@127.0.0.1:5432/app"
+                quoted = f"postgresql://reader:{urllib.parse.quote(password, safe='')}@127.0.0.1:5432/app"
+                if config.mode == "raise_secret":
+                    raise RuntimeError(f"driver crashed on {dsn}")
+                raise ProbeFailure(FailureType.AUTHENTICATION_FAILED, f"password {password} rejected: {dsn} ({quoted})",
+                                   hint=f"check {password}")

@@ -1,0 +1,118 @@
+"""What the API answers, as typed models (mirrors of the service's ``api.models``).
+
+Unknown fields are ignored, so a newer server does not break an older client; statuses
+and failure types are plain strings for the same reason (see the service's
+``docs/failure-types.md`` for the list of types).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+PENDING = "pending"
+RUNNING = "running"
+FINAL_STATUSES = frozenset({SUCCEEDED, FAILED})
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Step(_Model):
+    """One stage of a check (``resolve``, ``tcp``, ``tls``, ``authenticate``, ``access``...)."""
+
+    name: str
+    status: str = Field(description="succeeded, failed or skipped")
+    duration_ms: float = 0.0
+    message: str | None = None
+
+
+class JobInfo(_Model):
+    """The job that ran (or runs) a test: metadata, steps and, on failure, why."""
+
+    job_id: str
+    source_id: str | None = None
+    source_definition_id: str
+    workspace_id: str | None = None
+    name: str | None = None
+    timeout_seconds: float
+    created_at: datetime
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    duration_ms: float | None = None
+    worker: str | None = None
+    steps: list[Step] = []
+    message: str | None = None
+    type: str | None = None
+    retryable: bool | None = None
+    hint: str | None = None
+
+
+class TestResult(_Model):
+    """The answer to a test: ``status`` is succeeded or failed once final, pending or
+    running before. A failed test is a result, not an exception."""
+
+    __test__ = False  # not a pytest class
+
+    status: str
+    job_info: JobInfo | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == SUCCEEDED
+
+    @property
+    def failed(self) -> bool:
+        return self.status == FAILED
+
+    @property
+    def final(self) -> bool:
+        """True once the test has ended (succeeded or failed)."""
+        return self.status in FINAL_STATUSES
+
+    @property
+    def job_id(self) -> str | None:
+        return self.job_info.job_id if self.job_info else None
+
+
+class Source(_Model):
+    """A stored source (the service's ``SourcePublic``); secrets are masked in ``configuration``."""
+
+    id: str
+    organization_id: str
+    workspace_id: str
+    source_definition_id: str
+    name: str
+    configuration: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+class SourceDefinition(_Model):
+    """A kind of source that can be tested; ``connection_specification`` is the JSON Schema
+    of its configuration (secret fields carry ``"secret": true``)."""
+
+    id: str
+    name: str
+    category: str
+    icon: str
+    documentation_url: str | None = None
+    connection_specification: dict[str, Any]
+
+    @property
+    def secret_fields(self) -> list[str]:
+        """The top-level configuration fields marked secret."""
+        properties = self.connection_specification.get("properties", {})
+        return [name for name, schema in properties.items() if isinstance(schema, dict) and schema.get("secret")]
+
+
+class FieldError(_Model):
+    """One bad field of a request (``configuration.port``); never holds the value."""
+
+    field: str
+    message: str
