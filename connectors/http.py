@@ -25,6 +25,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from connectors.base import Connector, ConnectorConfig, Probe, Secret, Step, StepStatus
 from connectors.egress import EgressPolicy, blocked, current_policy
 from connectors.errors import FailureType, ProbeFailure
+from connectors.fields import PemCertificates
 from connectors.network import Address, connect_tcp, resolve
 from connectors.tls import client_context, tls_failure, tls_handshake
 
@@ -82,18 +83,6 @@ def _no_userinfo(url: HttpUrl) -> HttpUrl:
     if url.username is not None or url.password is not None:
         raise ValueError("must not contain a user name or password: put credentials in auth")
     return url
-
-
-def _pem_certificates(value: str | None) -> str | None:
-    if not value:
-        return None  # forms send "" for an empty field
-    if "-----BEGIN CERTIFICATE-----" not in value:
-        raise ValueError("must be one or more PEM certificates (-----BEGIN CERTIFICATE-----)")
-    try:
-        ssl.create_default_context(cadata=value)
-    except (ssl.SSLError, ValueError):
-        raise ValueError("is not a valid PEM certificate") from None
-    return value
 
 
 class _Auth(BaseModel):
@@ -180,7 +169,7 @@ class HttpConfig(ConnectorConfig):
         description="Check that an https server's certificate is trusted, current and for this host. Turn off only for tests.",
         examples=[True],
     )
-    ca_cert: Annotated[str | None, AfterValidator(_pem_certificates)] = Field(
+    ca_cert: PemCertificates = Field(
         None,
         title="CA certificate (PEM)",
         description="A certificate to trust in addition to the system's, e.g. a private CA or a self-signed server certificate. Ignored when verify_tls is off.",
