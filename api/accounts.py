@@ -12,6 +12,7 @@ import hmac
 import re
 import secrets
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, select
 
 from api.models import ORG_ID_PATTERN, ApiKey, Organization, Workspace, utcnow
@@ -67,17 +68,26 @@ def revoke_api_key(session: Session, *, key_id: str) -> None:
     session.commit()
 
 
+# Built once: every authenticated request runs it.
+_TOKEN_LOOKUP = (
+    select(Organization, ApiKey.token_hash, ApiKey.revoked_at)
+    .join(ApiKey, ApiKey.organization_id == Organization.id)  # type: ignore[arg-type]
+    .where(ApiKey.id == bindparam("key_id"))
+)
+
+
 def organization_for_token(session: Session, token: str) -> Organization | None:
     """The organization a valid, unrevoked token belongs to; None for anything else."""
     match = TOKEN_RE.match(token)
     if not match:
         return None
-    key = session.get(ApiKey, match.group(1))
-    if key is None or key.revoked_at is not None:
+    row = session.exec(_TOKEN_LOOKUP, params={"key_id": match.group(1)}).first()
+    if row is None:
         return None
-    if not hmac.compare_digest(key.token_hash, _hash(token)):
+    organization, token_hash, revoked_at = row
+    if revoked_at is not None or not hmac.compare_digest(token_hash, _hash(token)):
         return None
-    return session.get(Organization, key.organization_id)
+    return organization
 
 
 def default_workspace(session: Session, organization_id: str) -> Workspace:

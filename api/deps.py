@@ -9,7 +9,7 @@ from fastapi import Depends, Header, Path, Request
 from sqlmodel import Session
 
 from api.accounts import organization_for_token
-from api.db import get_engine, get_session
+from api.db import get_engine, get_session, run_db
 from api.errors import NotFound, Unauthorized
 from api.models import DEFINITION_ID_PATTERN, ID_PATTERN, ORG_ID_PATTERN, Organization
 from api.settings import ApiSettings, get_api_settings
@@ -25,10 +25,16 @@ def get_cipher() -> Cipher:
     return Cipher(get_api_settings().fernet_keys())
 
 
-CipherDep = Annotated[Cipher, Depends(get_cipher)]
+# Dependencies are coroutines where they can be: FastAPI runs a plain function in the
+# threadpool, a hop that costs more than these functions themselves.
+async def _cipher_dependency() -> Cipher:
+    return get_cipher()
 
 
-def get_job_store(request: Request) -> JobStore:
+CipherDep = Annotated[Cipher, Depends(_cipher_dependency)]
+
+
+async def get_job_store(request: Request) -> JobStore:
     store: JobStore = request.app.state.job_store
     return store
 
@@ -47,7 +53,7 @@ DefinitionIdParam = Annotated[
 ]
 
 
-def current_organization(
+async def current_organization(
     organization_id: OrganizationId,
     authorization: Annotated[str | None, Header(description="`Bearer <API key>`")] = None,
 ) -> Organization:
@@ -59,15 +65,19 @@ def current_organization(
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized()
-    # A session of its own, closed at once: a test request must not hold a database
-    # connection while it awaits its result.
-    with Session(get_engine()) as session:
-        organization = organization_for_token(session, token.strip())
+    organization = await run_db(_organization_for_token, token.strip())
     if organization is None:
         raise Unauthorized("The API key is not valid or has been revoked")
     if organization.id != organization_id:
         raise NotFound(f"Organization {organization_id} not found")
     return organization
+
+
+def _organization_for_token(token: str) -> Organization | None:
+    # A session of its own, closed at once: a test request must not hold a database
+    # connection while it awaits its result.
+    with Session(get_engine()) as session:
+        return organization_for_token(session, token)
 
 
 CurrentOrg = Annotated[Organization, Depends(current_organization)]

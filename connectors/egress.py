@@ -31,6 +31,7 @@ The service sets one per check from its settings (``worker.settings``; see
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -118,6 +119,23 @@ class EgressPolicy:
 
     def refusal(self, ip: str | IPAddress) -> str | None:
         """Why ``ip`` may not be connected to (``"a loopback address"``), or None when it may."""
+        # Remembered per policy: a check asks about the same address at each layer (resolve,
+        # connect_tcp, the HTTP transport), and a policy never changes.
+        cache = self._refusals
+        try:
+            return cache[ip]
+        except KeyError:
+            pass
+        if len(cache) >= _REFUSALS_KEPT:
+            cache.clear()
+        verdict = cache[ip] = self._refusal(ip)
+        return verdict
+
+    @functools.cached_property
+    def _refusals(self) -> dict[str | IPAddress, str | None]:
+        return {}
+
+    def _refusal(self, ip: str | IPAddress) -> str | None:
         address = ipaddress.ip_address(ip) if isinstance(ip, str) else ip
         if isinstance(address, ipaddress.IPv6Address) and address.scope_id:
             address = ipaddress.IPv6Address(str(address).split("%")[0])
@@ -161,6 +179,8 @@ def for_profile(
 
 
 # --- the policy of the running check ---------------------------------------------------
+
+_REFUSALS_KEPT = 1024  # addresses whose verdict a policy remembers
 
 DEFAULT_POLICY = EgressPolicy()
 _current: ContextVar[EgressPolicy] = ContextVar("sourcecheck_egress_policy", default=DEFAULT_POLICY)

@@ -17,7 +17,7 @@ import asyncio
 import errno
 import socket
 from dataclasses import dataclass
-from typing import Literal, overload
+from typing import Any, Literal, overload
 
 from connectors.base import Probe
 from connectors.egress import blocked, current_policy
@@ -40,9 +40,10 @@ async def resolve(probe: Probe, host: str, port: int) -> list[Address]:
     Fails with dns_resolution_failed, or egress_blocked when the policy refuses every address.
     """
     async with probe.step("resolve") as step:
-        loop = asyncio.get_running_loop()
         try:
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            infos = literal_addrinfo(host, port)
+            if infos is None:
+                infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except socket.gaierror as exc:
             raise ProbeFailure(
                 FailureType.DNS_RESOLUTION_FAILED,
@@ -63,6 +64,16 @@ async def resolve(probe: Probe, host: str, port: int) -> list[Address]:
         if refused:
             step.message += f" (not used, the egress policy does not allow: {', '.join(refused)})"
         return addresses
+
+
+def literal_addrinfo(host: str, port: int) -> list[tuple[Any, ...]] | None:
+    """What ``getaddrinfo`` answers for ``host`` when it is an IP address literal, found
+    without a thread: a literal needs no lookup (AI_NUMERICHOST never blocks and gives the
+    same answer as a full lookup of a literal). None for a name, to be looked up."""
+    try:
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    except (OSError, ValueError):  # not a literal (gaierror), or one the full lookup judges
+        return None
 
 
 _UNREACHABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL}

@@ -11,8 +11,10 @@ Redis is broker and result backend. The result backend is Celery's own with two 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from celery import Celery
@@ -28,9 +30,8 @@ log = logging.getLogger(__name__)
 
 QUEUE = "sourcecheck.probes"
 
-# KEYS[1]: the result key; ARGV: value, seconds to live (0: none). Writes and publishes
-# unless the key already holds a final state. Returns 1 when written.
-WRITE_UNLESS_FINAL = """
+# Lua: ends the script with 0 when KEYS[1] (a result key) already holds a final state.
+RETURN_IF_FINAL = """
 local current = redis.call('GET', KEYS[1])
 if current then
   local ok, meta = pcall(cjson.decode, current)
@@ -39,6 +40,11 @@ if current then
     if s == 'SUCCESS' or s == 'FAILURE' or s == 'REVOKED' then return 0 end
   end
 end
+"""
+
+# KEYS[1]: the result key; ARGV: value, seconds to live (0: none). Writes and publishes
+# unless the key already holds a final state. Returns 1 when written.
+WRITE_UNLESS_FINAL = RETURN_IF_FINAL + """
 if tonumber(ARGV[2]) > 0 then
   redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 else
@@ -76,6 +82,17 @@ class RedisChannel(kombu_redis.Channel):
     """
 
     do_restore = False
+
+    @functools.cached_property
+    def _shared_client(self) -> Any:
+        return self._create_client()
+
+    @contextlib.contextmanager
+    def conn_or_acquire(self, client: Any = None) -> Iterator[Any]:
+        # kombu makes a new redis.Redis (over the same connection pool) for every event
+        # it publishes and every message it acknowledges: a fifth of a worker's CPU per
+        # job. A client is thread-safe (each command takes a connection from the pool).
+        yield client or self._shared_client
 
     def basic_ack(self, delivery_tag: Any, multiple: bool = False) -> None:
         # A task that ends after its connection was lost (and replaced) acknowledges on a
@@ -159,6 +176,10 @@ def create_app() -> Celery:
         result_accept_content=["json"],
         result_expires=settings.result_ttl_seconds,
         result_extended=False,  # would copy task arguments into the result
+        # One result backend (one Redis connection pool) per process, not one per thread:
+        # a worker starts up to worker_concurrency threads, and each new backend would
+        # open its own pool and look up redis-py's version in the package metadata.
+        result_backend_thread_safe=True,
         task_default_queue=QUEUE,
         # Celery threads only wait: the probes run in worker.runner's child processes,
         # which enforce every deadline. See docs/execution-model.md.
@@ -168,9 +189,10 @@ def create_app() -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=False,  # a probe that kills its process must not loop
         worker_prefetch_multiplier=1,
-        # Flower sees tasks as soon as they are sent and while they run.
+        # Flower sees tasks from when a worker receives them, and while they run. (Jobs are
+        # queued by a Redis script, not send_task: there is no "sent" event; a job still
+        # waiting in the queue is counted by the queue's length, not shown in Flower.)
         worker_send_task_events=True,
-        task_send_sent_event=True,
         worker_hijack_root_logger=False,
         # A worker whose broker goes away keeps trying, every RECONNECT_INTERVAL, forever
         # (Celery's default gives up after 100 attempts), and resumes by itself.

@@ -1,7 +1,9 @@
 """A job is one test of one source: how it is sent, read back, awaited and described.
 
-The API process calls :func:`send_job` (blocking: run it in a thread) and awaits with a
-:class:`JobStore` (asyncio). Results are Celery's ``celery-task-meta-<id>`` keys; the
+The API process sends and awaits jobs with a :class:`JobStore` (asyncio). Sending is one
+Redis script that checks the organization's limits, joins an identical job in flight or
+records the job and pushes its Celery message (``worker.messages``) onto the queue: all of
+it happens, or nothing does. Results are Celery's ``celery-task-meta-<id>`` keys; the
 store reads them with ``redis.asyncio`` and wakes on the channel Celery publishes them
 on, through one pattern subscription per process. Our own job record
 (``sourcecheck:job:<id>``) tells an unknown or expired id from a job that waits, and
@@ -33,20 +35,21 @@ import logging
 import math
 import uuid
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-import redis
 import redis.asyncio as aioredis
 from celery import Celery
 from redis.exceptions import RedisError
 
 from connectors.base import CheckResult, CheckStatus, Failure
 from connectors.errors import DEFAULT_HINTS, RETRYABLE, FailureType
-from worker.app import API_TIMEOUTS, WRITE_UNLESS_FINAL
+from worker.app import API_TIMEOUTS, RETURN_IF_FINAL, WRITE_UNLESS_FINAL
 from worker.crypto import Cipher
+from worker.messages import task_message
 
 log = logging.getLogger(__name__)
 
@@ -60,27 +63,65 @@ RATE_WINDOW_SECONDS = 60
 # After its own deadline a probe has this long to be reported before it is written off.
 FINISH_GRACE_SECONDS = 5.0
 
-# KEYS[1]: the organization's in-flight set. ARGV: now, cap, job id, deadline score.
-# Forgets jobs past their deadline, then adds this one unless the cap is reached.
-ACQUIRE_SLOT = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
-redis.call('ZADD', KEYS[1], ARGV[4], ARGV[3])
-redis.call('EXPIRE', KEYS[1], 3600)
+# Admits a job and queues its message, atomically: all of it happens, or nothing does.
+# KEYS: the job's record, the organization's in-flight set, its rate window, the queue,
+# the coalescing key ('' without a fingerprint). ARGV: job id, record, record ttl, now,
+# cap, deadline score, tests per minute (0: no limit), window, coalescing ttl, message,
+# the job record key prefix. Returns {'sent'}, {'joined', <record of the job in flight>},
+# {'rate', <start time of the oldest job in the window>} or {'busy'}.
+SUBMIT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return {'sent'} end
+local fp = KEYS[5]
+if fp ~= '' then
+  local other = redis.call('GET', fp)
+  if other then
+    local record = redis.call('GET', ARGV[11] .. other)
+    if record then return {'joined', record} end
+  end
+end
+local now = tonumber(ARGV[4])
+local per_minute = tonumber(ARGV[7])
+local window = tonumber(ARGV[8])
+if per_minute > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - window)
+  if redis.call('ZCARD', KEYS[3]) >= per_minute then
+    return {'rate', redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')[2]}
+  end
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then return {'busy'} end
+if per_minute > 0 then
+  redis.call('ZADD', KEYS[3], now, ARGV[1])
+  redis.call('EXPIRE', KEYS[3], window + 1)
+end
+redis.call('ZADD', KEYS[2], ARGV[6], ARGV[1])
+redis.call('EXPIRE', KEYS[2], 3600)
+if fp ~= '' then redis.call('SET', fp, ARGV[1], 'EX', ARGV[9]) end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+redis.call('LPUSH', KEYS[4], ARGV[10])
+return {'sent'}
+"""
+
+# A worker starts a job: KEYS[1] its result key; ARGV: the STARTED meta, seconds to live.
+# Returns 0 (and writes nothing) when the job already has its final result: a message
+# delivered again must not run again. Not published: only final results wake waiters.
+BEGIN = RETURN_IF_FINAL + """
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return 1
 """
 
-# KEYS[1]: the organization's recently started jobs. ARGV: now, window, limit, job id.
-# A sliding window: forgets jobs older than the window, then adds this one unless the limit
-# is reached. Returns -1 when added, else the score (start time) of the oldest job, as a string.
-ACQUIRE_RATE = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]) - tonumber(ARGV[2]))
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
-  return redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2]
+# A worker ends a job: KEYS: its result key, the organization's in-flight set, the
+# coalescing key and the recent-result key ('' without a fingerprint). ARGV: the final
+# meta, seconds to live, job id. Writes and publishes the result unless one is already
+# final (see worker.app.WRITE_UNLESS_FINAL), then forgets the job as in flight and
+# remembers it as the latest result of its test (max_age).
+FINISH = WRITE_UNLESS_FINAL.replace("return 1\n", "") + """
+redis.call('ZREM', KEYS[2], ARGV[3])
+if KEYS[3] ~= '' then
+  if redis.call('GET', KEYS[3]) == ARGV[3] then redis.call('DEL', KEYS[3]) end
+  redis.call('SET', KEYS[4], ARGV[3], 'EX', ARGV[2])
 end
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4])
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]) + 1)
-return -1
+return 1
 """
 
 # KEYS[1]: a key; ARGV[1]: a value. Deletes the key only if it still holds that value.
@@ -131,7 +172,7 @@ class Job:
     fingerprint: str | None = None
 
     def to_json(self) -> str:
-        data = asdict(self)
+        data = {f.name: getattr(self, f.name) for f in fields(self)}  # flat: no need for asdict's deep copy
         data["created_at"] = self.created_at.isoformat()
         data["deadline_at"] = self.deadline_at.isoformat()
         return json.dumps(data)
@@ -182,86 +223,28 @@ def fingerprint(cipher_key: str, organization_id: str, definition: str, timeout:
     return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
 
 
-def send_job(
-    app: Celery, cipher: Cipher, job: Job, configuration: dict[str, Any], ttl: int, org_limit: int, per_minute: int = 0
-) -> Job:
-    """Enqueue ``job``'s probe, or join an identical job in flight; returns the job that
-    will answer. ``configuration`` (secrets in clear) travels only encrypted; Flower and
-    the logs see the job's ids, never the configuration.
-
-    Blocking. Raises OrganizationRateLimited past ``per_minute`` tests started by the
-    organization in the last 60 s (0: no limit; joining a job in flight costs nothing),
-    OrganizationBusy past the organization's cap, and a kombu/redis error when the broker
-    is unreachable (then nothing is left behind, and nothing counts against the limits).
-    """
-    client: redis.Redis = app.backend.client
-    coalesce_key = COALESCE_KEY.format(job.fingerprint) if job.fingerprint else None
-    if coalesce_key:
-        ttl_left = max(1, int((job.deadline_at - datetime.now(UTC)).total_seconds()))
-        if not client.set(coalesce_key, job.id, nx=True, ex=ttl_left):
-            existing_id = client.get(coalesce_key)
-            raw = client.get(JOB_KEY.format(_text(existing_id))) if existing_id else None
-            if raw is not None:
-                return Job.from_json(raw)
-            client.set(coalesce_key, job.id, ex=ttl_left)  # the other job is gone: take its place
-    inflight_key = INFLIGHT_KEY.format(job.organization_id)
-    rate_key = RATE_KEY.format(job.organization_id)
-    now = datetime.now(UTC).timestamp()
-    if per_minute > 0:
-        oldest = client.eval(ACQUIRE_RATE, 1, rate_key, now, RATE_WINDOW_SECONDS, per_minute, job.id)
-        if oldest != -1:  # the oldest start in the window (bytes): this one may start when it leaves
-            if coalesce_key:
-                client.eval(DELETE_IF, 1, coalesce_key, job.id)
-            retry_after = max(1, math.ceil(float(oldest) + RATE_WINDOW_SECONDS - now))
-            raise OrganizationRateLimited(job.organization_id, per_minute, retry_after)
-    if not client.eval(ACQUIRE_SLOT, 1, inflight_key, now, org_limit, job.id, job.deadline_at.timestamp()):
-        if coalesce_key:
-            client.eval(DELETE_IF, 1, coalesce_key, job.id)
-        client.zrem(rate_key, job.id)  # not started: it does not count against the rate either
-        raise OrganizationBusy(job.organization_id)
-    payload = {
-        "job_id": job.id,
-        "organization_id": job.organization_id,
-        "source_id": job.source_id,
-        "definition": job.source_definition_id,
-        "config": cipher.encrypt_json(configuration),
-        "timeout": job.timeout,
-        "fingerprint": job.fingerprint,
-    }
-    summary = f"job={job.id} org={job.organization_id} definition={job.source_definition_id}"
-    if job.source_id:
-        summary += f" source={job.source_id}"
-    try:
-        # The record lives ``ttl`` s, and never less than until the job's deadline: a job
-        # still queued or running is never taken for an expired one.
-        record_ttl = max(ttl, math.ceil((job.deadline_at - datetime.now(UTC)).total_seconds()) + 1)
-        client.set(JOB_KEY.format(job.id), job.to_json(), ex=record_ttl)
-        app.send_task(
-            TASK_NAME,
-            args=[payload],
-            task_id=job.id,
-            argsrepr=summary,
-            kwargsrepr="{}",
-            expires=job.deadline_at,  # a message still queued then is dropped, not run late
-        )
-    except Exception:
-        with contextlib.suppress(RedisError, OSError):
-            release(client, job.organization_id, job.id, job.fingerprint)
-            client.delete(JOB_KEY.format(job.id))
-            client.zrem(rate_key, job.id)
-        raise
-    return job
+def final_meta(task_id: str, result: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """A task's final result as Celery's result backend stores it (SUCCESS)."""
+    return {"status": "SUCCESS", "result": result, "traceback": None, "children": [], "date_done": now.isoformat(), "task_id": task_id}
 
 
-def release(client: redis.Redis, organization_id: str, job_id: str, fingerprint: str | None, recent_ttl: int | None = None) -> None:
-    """Forget a job as in flight; with ``recent_ttl``, remember it as the latest result."""
-    with client.pipeline() as pipe:
-        pipe.zrem(INFLIGHT_KEY.format(organization_id), job_id)
-        if fingerprint:
-            pipe.eval(DELETE_IF, 1, COALESCE_KEY.format(fingerprint), job_id)
-            if recent_ttl:
-                pipe.set(RECENT_KEY.format(fingerprint), job_id, ex=recent_ttl)
-        pipe.execute()
+def begin(app: Celery, job_id: str, started: dict[str, Any], ttl: int) -> bool:
+    """Mark a job started (with ``started``: when, where); False when it already has its final result."""
+    meta: dict[str, Any] = {"status": "STARTED", "result": started, "traceback": None, "children": [], "date_done": None, "task_id": job_id}
+    backend = app.backend
+    # ensure(): retried while Redis is unreachable, as Celery's own result writes are.
+    return bool(backend.ensure(backend.client.eval, (BEGIN, 1, backend.get_key_for_task(job_id), backend.encode(meta), ttl)))
+
+
+def finish(app: Celery, job: dict[str, Any], result: dict[str, Any], ttl: int) -> None:
+    """Store a job's final result (unless it has one) and forget it as in flight, at once.
+    Retried while Redis is unreachable (as Celery's result writes are), then raises."""
+    backend = app.backend
+    fingerprint = job.get("fingerprint")
+    keys = [backend.get_key_for_task(job["job_id"]), INFLIGHT_KEY.format(job["organization_id"]),
+            COALESCE_KEY.format(fingerprint) if fingerprint else "", RECENT_KEY.format(fingerprint) if fingerprint else ""]
+    meta = backend.encode(final_meta(job["job_id"], result, datetime.now(UTC)))
+    backend.ensure(backend.client.eval, (FINISH, len(keys), *keys, meta, ttl, job["job_id"]))
 
 
 # Celery's exception names for a task that did not return (see worker.tasks).
@@ -346,22 +329,28 @@ class JobStore:
     """
 
     POLL_SECONDS = 1.0
+    POOL_SIZE = 64
 
     def __init__(self, app: Celery, redis_url: str, result_ttl: int) -> None:
         self._app = app
         self._ttl = result_ttl
+        self._queue = str(app.conf.task_default_queue)
         # Requests beyond the pool's size wait for a connection (up to 5 s) instead of failing.
+        # The pool is opened whole at start: a connection opened during a burst of requests
+        # waits for the busy event loop and would miss its connect timeout (a false 503).
         # Bounded reads: with Redis down a read fails at once, with Redis hung within
         # API_TIMEOUTS["read"] s (the API answers 503); the subscription's blocking read waits.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            redis_url, max_connections=256, timeout=5, socket_connect_timeout=API_TIMEOUTS["connect"],
+        self._pool = pool = aioredis.BlockingConnectionPool.from_url(
+            redis_url, max_connections=self.POOL_SIZE, timeout=5, socket_connect_timeout=API_TIMEOUTS["connect"],
             socket_timeout=API_TIMEOUTS["read"], health_check_interval=10,
         )
         self._redis = aioredis.Redis(connection_pool=pool)
         prefix = app.backend.task_keyprefix
         self._prefix: str = prefix.decode() if isinstance(prefix, bytes) else str(prefix)
         self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self._published: dict[str, bytes] = {}  # the last result published for a job awaited here
         self._listener: asyncio.Task[None] | None = None
+        self._submit = self._redis.register_script(SUBMIT)
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -369,6 +358,18 @@ class JobStore:
 
     async def start(self) -> None:
         self._listener = asyncio.create_task(self._listen(), name="sourcecheck-result-listener")
+        opened: list[Any] = []
+        try:  # best effort: with Redis down now, connections open when it is back
+            async with asyncio.timeout(5):
+                for _ in range(self.POOL_SIZE):
+                    connection = await self._pool.get_connection()
+                    opened.append(connection)
+                    await connection.connect()
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("could not open the Redis connection pool at start (%s); it opens as requests come", type(exc).__name__)
+        finally:
+            for connection in opened:
+                await self._pool.release(connection)
 
     async def close(self) -> None:
         if self._listener:
@@ -387,8 +388,11 @@ class JobStore:
                         continue
                     channel = message["channel"]
                     job_id = (channel.decode() if isinstance(channel, bytes) else channel)[len(self._prefix):]
-                    for event in self._waiters.get(job_id, ()):
-                        event.set()
+                    waiters = self._waiters.get(job_id)
+                    if waiters:
+                        self._published[job_id] = message["data"]
+                        for event in waiters:
+                            event.set()
             except asyncio.CancelledError:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
@@ -398,6 +402,50 @@ class JobStore:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
                 await asyncio.sleep(0.5)
+
+    async def submit(
+        self, cipher: Cipher, job: Job, configuration: dict[str, Any], ttl: int, org_limit: int, per_minute: int = 0
+    ) -> Job:
+        """Enqueue ``job``'s probe, or join an identical job in flight; returns the job that
+        will answer. ``configuration`` (secrets in clear) travels only encrypted; Flower and
+        the logs see the job's ids, never the configuration.
+
+        Raises OrganizationRateLimited past ``per_minute`` tests started by the organization
+        in the last 60 s (0: no limit; joining a job in flight costs nothing),
+        OrganizationBusy past the organization's cap, and a Redis error when Redis is
+        unreachable; in every one of these cases nothing was recorded or queued.
+        """
+        payload = {
+            "job_id": job.id,
+            "organization_id": job.organization_id,
+            "source_id": job.source_id,
+            "definition": job.source_definition_id,
+            "config": cipher.encrypt_json(configuration),
+            "timeout": job.timeout,
+            "fingerprint": job.fingerprint,
+        }
+        summary = f"job={job.id} org={job.organization_id} definition={job.source_definition_id}"
+        if job.source_id:
+            summary += f" source={job.source_id}"
+        message = task_message(self._app, self._queue, TASK_NAME, job.id, [payload], expires=job.deadline_at, argsrepr=summary)
+        now = datetime.now(UTC)
+        to_deadline = math.ceil((job.deadline_at - now).total_seconds())
+        # The record lives ``ttl`` s, and never less than until the job's deadline: a job
+        # still queued or running is never taken for an expired one.
+        keys = [JOB_KEY.format(job.id), INFLIGHT_KEY.format(job.organization_id), RATE_KEY.format(job.organization_id),
+                self._queue, COALESCE_KEY.format(job.fingerprint) if job.fingerprint else ""]
+        args: list[str | int | float] = [job.id, job.to_json(), max(ttl, to_deadline + 1), now.timestamp(), org_limit, job.deadline_at.timestamp(),
+                per_minute, RATE_WINDOW_SECONDS, max(1, to_deadline), message, JOB_KEY.format("")]
+        answer = await self._submit(keys=keys, args=args)
+        outcome = _text(answer[0])
+        if outcome == "joined":
+            return Job.from_json(answer[1])
+        if outcome == "rate":
+            retry_after = max(1, math.ceil(float(answer[1]) + RATE_WINDOW_SECONDS - now.timestamp()))
+            raise OrganizationRateLimited(job.organization_id, per_minute, retry_after)
+        if outcome == "busy":
+            raise OrganizationBusy(job.organization_id)
+        return job
 
     async def load(self, job_id: str) -> JobView | None:
         """The job as it stands, or None when the id is unknown or has expired. A job
@@ -410,8 +458,7 @@ class JobStore:
         view = view_from_meta(job, self._app.backend.decode_result(raw_meta) if raw_meta else None)
         now = datetime.now(UTC)
         if not view.status.final and now > job.deadline_at:
-            meta: dict[str, Any] = {"status": "SUCCESS", "result": written_off(view, now), "traceback": None, "children": [],
-                    "date_done": now.isoformat(), "task_id": job_id}
+            meta = final_meta(job_id, written_off(view, now), now)
             await self._redis.eval(WRITE_UNLESS_FINAL, 1, result_key, self._app.backend.encode(meta), self._ttl)
             await self._redis.zrem(INFLIGHT_KEY.format(job.organization_id), job.id)
             if job.fingerprint:
@@ -432,27 +479,43 @@ class JobStore:
             return None
         return view
 
-    async def wait(self, job_id: str, seconds: float) -> JobView | None:
-        """The job once it is final, or as it stands after ``seconds``."""
+    async def wait(self, job_id: str, seconds: float, sent: Job | None = None) -> JobView | None:
+        """The job once it is final, or as it stands after ``seconds``. With ``sent`` (the
+        job, just sent by this process, awaited since before it was sent) the first read
+        is skipped and a published result is used as it comes, without reading it back."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
-        event = asyncio.Event()
-        self._waiters[job_id].add(event)  # before the first read: no result slips between
-        try:
+        with self.awaiting(job_id) as event:
+            view = None if sent is None else JobView(job=sent, status=JobStatus.PENDING)
             while True:
-                view = await self.load(job_id)
+                if view is None:
+                    view = await self.load(job_id)
                 remaining = deadline - loop.time()
                 if view is None or view.status.final or remaining <= 0:
                     return view
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(event.wait(), min(remaining, self.POLL_SECONDS))
                 event.clear()
+                published = self._published.get(job_id)
+                view = None
+                if published is not None and sent is not None:
+                    candidate = view_from_meta(sent, self._app.backend.decode_result(published))
+                    view = candidate if candidate.status.final else None
+
+    @contextlib.contextmanager
+    def awaiting(self, job_id: str) -> Iterator[asyncio.Event]:
+        """Wake the event when a result of ``job_id`` is published (enter before it can be)."""
+        event = asyncio.Event()
+        self._waiters[job_id].add(event)
+        try:
+            yield event
         finally:
             waiters = self._waiters.get(job_id)
             if waiters is not None:
                 waiters.discard(event)
                 if not waiters:
                     del self._waiters[job_id]
+                    self._published.pop(job_id, None)
 
     def waiting(self) -> int:
         """How many jobs have somebody awaiting them in this process."""

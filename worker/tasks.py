@@ -7,15 +7,14 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
-from celery import Task, states
+from celery import Task
 from celery.exceptions import Reject
 from celery.signals import task_postrun, task_prerun, worker_init, worker_ready, worker_shutdown, worker_shutting_down
 from celery.worker import state as worker_state
-from redis.exceptions import RedisError
 
 from worker import logs, metrics
 from worker.app import app
-from worker.jobs import TASK_NAME, release
+from worker.jobs import TASK_NAME, begin, finish
 from worker.runner import ProbeRunner
 from worker.settings import get_settings
 
@@ -105,7 +104,9 @@ def _shutting_down() -> bool:
     return flag is not None and flag is not False
 
 
-@app.task(name=TASK_NAME, bind=True)
+# The task stores its own result (worker.jobs.finish: with the job's release, in one call),
+# so Celery stores none; an exception of the task itself is still stored (FAILURE).
+@app.task(name=TASK_NAME, bind=True, ignore_result=True, store_errors_even_if_ignored=True)
 def run_probe(self: Task, job: dict[str, Any]) -> dict[str, Any] | None:
     """Run one probe. Returns ``{"started_at", "ended_at", "worker", "check"}``; a failed
     probe is a normal return, so Celery's FAILURE state means the task itself broke."""
@@ -113,23 +114,19 @@ def run_probe(self: Task, job: dict[str, Any]) -> dict[str, Any] | None:
         # A warm shutdown began (SIGTERM) as this message arrived: give it back, untouched,
         # for another worker; the probes already running here finish first.
         raise Reject("the worker is shutting down", requeue=True)
-    client = app.backend.client
-    existing = client.get(app.backend.get_key_for_task(self.request.id))
-    if existing and app.backend.decode_result(existing).get("status") in states.READY_STATES:
-        log.info("job %s already has its final result; not run again", job.get("job_id"))
-        return None  # a redelivered message: the stored result stands (it is written once)
+    ttl = get_settings().result_ttl_seconds
     started = datetime.now(UTC)
     worker = self.request.hostname
-    self.update_state(state="STARTED", meta={"started_at": started.isoformat(), "worker": worker})
+    if not begin(app, job["job_id"], {"started_at": started.isoformat(), "worker": worker}, ttl):
+        log.info("job %s already has its final result; not run again", job.get("job_id"))
+        return None  # a redelivered message: the stored result stands (it is written once)
     check = runner().run(job["definition"], job["config"], float(job["timeout"]))
     ended = datetime.now(UTC)
     metrics.observe_probe(job["definition"], check)
     log.info("job %s %s in %.0f ms", job.get("job_id"), check["status"], check.get("duration_ms", 0))
-    try:  # best effort: the in-flight entry and the coalescing key expire by themselves
-        release(client, job["organization_id"], job["job_id"], job.get("fingerprint"), recent_ttl=get_settings().result_ttl_seconds)
-    except RedisError as exc:
-        log.warning("job %s: could not release its in-flight slot (%s); it expires at its deadline", job.get("job_id"), type(exc).__name__)
-    return {"started_at": started.isoformat(), "ended_at": ended.isoformat(), "worker": worker, "check": check}
+    result = {"started_at": started.isoformat(), "ended_at": ended.isoformat(), "worker": worker, "check": check}
+    finish(app, job, result, ttl)
+    return result
 
 
 @app.task(name="sourcecheck.noop")

@@ -5,24 +5,22 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
-from fastapi.concurrency import run_in_threadpool
-from kombu.exceptions import OperationalError as BrokerError
+from fastapi import APIRouter, Depends, Query, Request, Response
 from redis.exceptions import RedisError
 from sqlmodel import Session
 
 from api import metrics
 from api.accounts import find_workspace
-from api.db import get_engine
+from api.db import get_engine, run_db
 from api.deps import CipherDep, CurrentOrg, JobId, JobStoreDep
 from api.errors import ApiError, InvalidRequest, NotFound, ServiceUnavailable, TooManyRequests
 from api.models import ORGANIZATION_ERRORS, JobInfo, StepInfo, TestResult, TestSourceRequest, error_responses
 from api.settings import get_api_settings
 from api.sources import find_source, merge_configuration, stored_configuration, validate_configuration
 from worker import logs
-from worker.app import app as celery_app
 from worker.crypto import Cipher
 from worker.jobs import (
     Job,
@@ -32,12 +30,42 @@ from worker.jobs import (
     OrganizationRateLimited,
     fingerprint,
     new_job,
-    send_job,
 )
 
 log = logging.getLogger("sourcecheck.api")
 # Requests being started in this process, by what they ask: identical ones join.
 _leaders: dict[str, asyncio.Future[Job | JobView]] = {}
+# Requests between their arrival and the queue at once, per process. A burst of requests
+# would otherwise all be validated before any of them is sent (each runs until its first
+# wait for Redis, and their replies are read only after that): the queue would stay empty,
+# and the workers idle, until the whole burst had been read. Admitted a few at a time,
+# tests reach the workers while the rest of the burst is still being read.
+_admitting = asyncio.Semaphore(32)
+
+
+class Admission:
+    """A place among the requests being admitted: taken before the request is authenticated
+    (a dependency, see ``admitted``), given back once its job is queued (or it failed)."""
+
+    def __init__(self) -> None:
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            _admitting.release()
+
+
+async def admitted() -> AsyncIterator[Admission]:
+    await _admitting.acquire()
+    admission = Admission()
+    try:
+        yield admission
+    finally:
+        admission.release()
+
+
+AdmissionDep = Annotated[Admission, Depends(admitted)]
 router = APIRouter(tags=["Source tests"])
 settings = get_api_settings()
 
@@ -76,17 +104,17 @@ def cipher_key() -> str:
     return settings.fernet_keys()[0]
 
 
-def _prepare(cipher: Cipher, organization_id: str, body: TestSourceRequest, timeout: float) -> tuple[Job, dict[str, Any]]:
-    """Resolve the request into a job and the configuration (secrets in clear) to send.
-    Uses a database session only for this, not while the result is awaited."""
+def _resolve_in_session(cipher: Cipher, organization_id: str, body: TestSourceRequest, timeout: float) -> tuple[Job, dict[str, Any]]:
+    """:func:`_resolve` with a database session of its own, closed before the result is awaited."""
     with Session(get_engine()) as session:
         return _resolve(session, cipher, organization_id, body, timeout)
 
 
-def _resolve(session: Session, cipher: Cipher, organization_id: str, body: TestSourceRequest, timeout: float) -> tuple[Job, dict[str, Any]]:
+def _resolve(session: Session | None, cipher: Cipher, organization_id: str, body: TestSourceRequest, timeout: float) -> tuple[Job, dict[str, Any]]:
     workspace_id: str | None
     name: str | None
     if body.source_id is not None:
+        assert session is not None
         source = find_source(session, organization_id, body.source_id)
         if body.source_definition_id is not None and body.source_definition_id != source.source_definition_id:
             raise InvalidRequest(f"source_definition_id {body.source_definition_id!r} does not match source {source.id} ({source.source_definition_id})")
@@ -98,7 +126,7 @@ def _resolve(session: Session, cipher: Cipher, organization_id: str, body: TestS
     elif body.source_definition_id is not None:
         if body.configuration is None:
             raise InvalidRequest("configuration is required when testing inline with source_definition_id")
-        if body.workspace_id is not None and find_workspace(session, organization_id, body.workspace_id) is None:
+        if body.workspace_id is not None and (session is None or find_workspace(session, organization_id, body.workspace_id) is None):
             raise NotFound(f"Workspace {body.workspace_id} not found")
         config = validate_configuration(body.source_definition_id, body.configuration)
         definition_id, workspace_id, name = body.source_definition_id, body.workspace_id, body.name
@@ -155,9 +183,9 @@ def _answer(view: JobView, request: Request, response: Response) -> TestResult:
     return TestResult(status=view.status.value, job_info=job_info(view))
 
 
-async def _wait(store: JobStore, job_id: str, seconds: float) -> JobView | None:
+async def _wait(store: JobStore, job_id: str, seconds: float, sent: Job | None = None) -> JobView | None:
     try:
-        return await (store.wait(job_id, seconds) if seconds > 0 else store.load(job_id))
+        return await (store.wait(job_id, seconds, sent) if seconds > 0 else store.load(job_id))
     except (RedisError, OSError) as exc:
         log.warning("result store unavailable: %r", exc)
         raise ServiceUnavailable("The result store (Redis) is unavailable; retry shortly") from None
@@ -181,6 +209,7 @@ async def _wait(store: JobStore, job_id: str, seconds: float) -> JobView | None:
     },
 )
 async def test_source(
+    admission: AdmissionDep,  # first: before the organization is authenticated
     org: CurrentOrg,
     body: TestSourceRequest,
     cipher: CipherDep,
@@ -192,51 +221,66 @@ async def test_source(
     max_age: MaxAgeParam = None,
 ) -> TestResult:
     deadline = timeout if timeout is not None else settings.default_timeout_seconds
+    seconds = settings.default_wait_seconds if wait is None else wait
     # Identical requests that arrive together join the first one's job before any of them
-    # touches the database or the queue (send_job also joins jobs across API processes).
+    # touches the database or the queue (the store also joins jobs across API processes).
     key = hashlib.sha256(f"{org.id}|{deadline}|{max_age}|{body.model_dump_json()}".encode()).hexdigest()
     leader = _leaders.get(key)
-    leading = leader is None
     if leader is not None:
+        admission.release()  # a joiner sends nothing
         try:
             started = await asyncio.shield(leader)
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if not leader.cancelled() or (task is not None and task.cancelling()):
                 raise
-            started = await _start(org.id, body, cipher, store, deadline, max_age)  # its caller went away
-    else:
-        leader = _leaders[key] = asyncio.get_running_loop().create_future()
-        try:
-            started = await _start(org.id, body, cipher, store, deadline, max_age)
+            job, configuration = await _prepare(cipher, org.id, body, deadline)  # its caller went away
+            started = await _start(job, configuration, cipher, store, max_age)
+        return await _answer_when_done(started, store, seconds, request, response)
+    leader = _leaders[key] = asyncio.get_running_loop().create_future()
+    try:
+        job, configuration = await _prepare(cipher, org.id, body, deadline)
+        # Awaited before it is sent: its result cannot be published unseen.
+        with store.awaiting(job.id):
+            started = await _start(job, configuration, cipher, store, max_age)
+            admission.release()
             leader.set_result(started)
-        except asyncio.CancelledError:
+            return await _answer_when_done(started, store, seconds, request, response, sent=job)
+    except asyncio.CancelledError:
+        if not leader.done():
             leader.cancel()
-            _leaders.pop(key, None)
-            raise
-        except Exception as exc:
+        raise
+    except Exception as exc:
+        if not leader.done():
             leader.set_exception(exc)
             leader.exception()  # retrieved: joiners re-raise it, nobody logs it as lost
-            _leaders.pop(key, None)
-            raise
-    try:
-        if isinstance(started, JobView):  # a recent result, reused on request (max_age)
-            return _answer(started, request, response)
-        job = started
-        logs.bind(job_id=job.id, source_id=job.source_id, definition=job.source_definition_id)
-        view = await _wait(store, job.id, settings.default_wait_seconds if wait is None else wait)
-        if view is None:  # the record vanished: Redis lost its data between send and read
-            raise ApiError("The job was lost by the result store")
-        return _answer(view, request, response)
+        raise
     finally:
-        if leading and _leaders.get(key) is leader:
+        if _leaders.get(key) is leader:
             del _leaders[key]
 
 
-async def _start(organization_id: str, body: TestSourceRequest, cipher: Cipher, store: JobStore, deadline: float,
-                 max_age: float | None) -> Job | JobView:
-    """Validate, then reuse a recent result (if asked) or send the job (or join one)."""
-    job, configuration = await run_in_threadpool(_prepare, cipher, organization_id, body, deadline)
+async def _answer_when_done(started: Job | JobView, store: JobStore, seconds: float, request: Request, response: Response,
+                            sent: Job | None = None) -> TestResult:
+    if isinstance(started, JobView):  # a recent result, reused on request (max_age)
+        return _answer(started, request, response)
+    logs.bind(job_id=started.id, source_id=started.source_id, definition=started.source_definition_id)
+    view = await _wait(store, started.id, seconds, sent=started if started is sent else None)
+    if view is None:  # the record vanished: Redis lost its data between send and read
+        raise ApiError("The job was lost by the result store")
+    return _answer(view, request, response)
+
+
+async def _prepare(cipher: Cipher, organization_id: str, body: TestSourceRequest, timeout: float) -> tuple[Job, dict[str, Any]]:
+    """Resolve the request into a job and the configuration (secrets in clear) to send; a
+    request that names nothing stored is resolved without the database."""
+    if body.source_id is None and body.workspace_id is None:
+        return _resolve(None, cipher, organization_id, body, timeout)
+    return await run_db(_resolve_in_session, cipher, organization_id, body, timeout)
+
+
+async def _start(job: Job, configuration: dict[str, Any], cipher: Cipher, store: JobStore, max_age: float | None) -> Job | JobView:
+    """Reuse a recent result (if asked) or send the job (or join one)."""
     if max_age is not None and job.fingerprint:
         try:
             recent = await store.recent(job.fingerprint, max_age)
@@ -244,10 +288,10 @@ async def _start(organization_id: str, body: TestSourceRequest, cipher: Cipher, 
             raise ServiceUnavailable("The result store (Redis) is unavailable; retry shortly") from None
         if recent is not None:
             return recent
+    organization_id = job.organization_id
     try:
-        sent = await run_in_threadpool(
-            send_job, celery_app, cipher, job, configuration, settings.result_ttl_seconds, settings.org_concurrency_limit,
-            settings.org_tests_per_minute,
+        sent = await store.submit(
+            cipher, job, configuration, settings.result_ttl_seconds, settings.org_concurrency_limit, settings.org_tests_per_minute,
         )
     except OrganizationRateLimited as exc:
         raise TooManyRequests(
@@ -259,11 +303,12 @@ async def _start(organization_id: str, body: TestSourceRequest, cipher: Cipher, 
         raise TooManyRequests(
             f"Organization {organization_id} has {settings.org_concurrency_limit} tests in flight, its limit; retry shortly"
         ) from None
-    except (BrokerError, RedisError, OSError) as exc:
+    except (RedisError, OSError) as exc:
         log.warning("test queue unavailable: %r", exc)
         raise ServiceUnavailable("The test queue (Redis) is unavailable; nothing was enqueued, retry shortly") from None
-    with logs.bound(job_id=sent.id, organization_id=organization_id, source_id=sent.source_id, definition=sent.source_definition_id):
-        log.info("job %s %s", sent.id, "queued" if sent.id == job.id else "joined an identical job in flight")
+    if sent.id != job.id:
+        with logs.bound(job_id=sent.id, organization_id=organization_id, source_id=sent.source_id, definition=sent.source_definition_id):
+            log.info("job %s joined an identical job in flight", sent.id)
     return sent
 
 
