@@ -104,9 +104,11 @@ return {'sent'}
 
 # A worker starts a job: KEYS[1] its result key; ARGV: the STARTED meta, seconds to live.
 # Returns 0 (and writes nothing) when the job already has its final result: a message
-# delivered again must not run again. Not published: only final results wake waiters.
+# delivered again must not run again. Published: the API that sent the job learns that a
+# worker took it (see api.routes.tests.Admission).
 BEGIN = RETURN_IF_FINAL + """
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('PUBLISH', KEYS[1], ARGV[1])
 return 1
 """
 
@@ -486,21 +488,27 @@ class JobStore:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
         with self.awaiting(job_id) as event:
-            view = None if sent is None else JobView(job=sent, status=JobStatus.PENDING)
+            view = self._published_view(sent) if sent is not None else None
             while True:
                 if view is None:
                     view = await self.load(job_id)
                 remaining = deadline - loop.time()
-                if view is None or view.status.final or remaining <= 0:
+                if view.status.final if view is not None else True:
+                    return view
+                if remaining <= 0:
                     return view
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(event.wait(), min(remaining, self.POLL_SECONDS))
+                published = event.is_set()
                 event.clear()
-                published = self._published.get(job_id)
-                view = None
-                if published is not None and sent is not None:
-                    candidate = view_from_meta(sent, self._app.backend.decode_result(published))
-                    view = candidate if candidate.status.final else None
+                view = self._published_view(sent) if sent is not None and published else None
+
+    def _published_view(self, sent: Job) -> JobView:
+        """The job as its last published result shows it (pending when none was)."""
+        published = self._published.get(sent.id)
+        if published is None:
+            return JobView(job=sent, status=JobStatus.PENDING)
+        return view_from_meta(sent, self._app.backend.decode_result(published))
 
     @contextlib.contextmanager
     def awaiting(self, job_id: str) -> Iterator[asyncio.Event]:

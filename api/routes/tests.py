@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 from collections.abc import AsyncIterator
@@ -35,15 +36,57 @@ from worker.jobs import (
 log = logging.getLogger("sourcecheck.api")
 # Requests being started in this process, by what they ask: identical ones join.
 _leaders: dict[str, asyncio.Future[Job | JobView]] = {}
-# Requests between their arrival and the queue at once, per process. A burst of requests
-# would otherwise all be validated before any of them is sent (each runs until its first
-# wait for Redis, and their replies are read only after that): the queue would stay empty,
-# and the workers idle, until the whole burst had been read. Admitted a few at a time,
-# tests reach the workers while the rest of the burst is still being read.
-_admitting = asyncio.Semaphore(32)
-
-
 class Admission:
+    """How many requests of this process are between their arrival and a worker at once.
+
+    A request holds its place from before it is authenticated until a worker has started
+    its job (or at most ``HOLD_SECONDS``), so this process never queues more than
+    ``slots`` jobs ahead of the workers: a burst waits here, not in the queue. Without
+    it, a burst would be read whole before any of it was sent (each request runs until
+    its first wait for Redis), then queued whole, and a test sent behind it would wait
+    for the workers to start the entire burst first.
+
+    Waiting requests are admitted newest first: with no backlog that changes nothing; in
+    a burst, a request that just arrived goes next, so a quick test stays quick while a
+    thousand slow ones are being started. One that waits ``WAIT_SECONDS`` gets 503.
+    """
+
+    HOLD_SECONDS = 1.0
+    WAIT_SECONDS = 30.0
+
+    def __init__(self, slots: int) -> None:
+        self._free = slots
+        self._waiting: list[asyncio.Future[None]] = []  # a stack: the newest at the end
+
+    async def acquire(self) -> None:
+        if self._free > 0 and not self._waiting:
+            self._free -= 1
+            return
+        turn = asyncio.get_running_loop().create_future()
+        self._waiting.append(turn)
+        try:
+            async with asyncio.timeout(self.WAIT_SECONDS):
+                await turn
+        except (asyncio.CancelledError, TimeoutError):
+            if turn.done() and not turn.cancelled():
+                self.release()  # admitted as it gave up: pass the place on
+            else:
+                self._waiting.remove(turn)
+            raise
+
+    def release(self) -> None:
+        while self._waiting:
+            turn = self._waiting.pop()
+            if not turn.done():
+                turn.set_result(None)
+                return
+        self._free += 1
+
+
+_admission = Admission(8)
+
+
+class AdmissionSlot:
     """A place among the requests being admitted: taken before the request is authenticated
     (a dependency, see ``admitted``), given back once its job is queued (or it failed)."""
 
@@ -53,19 +96,22 @@ class Admission:
     def release(self) -> None:
         if self._held:
             self._held = False
-            _admitting.release()
+            _admission.release()
 
 
-async def admitted() -> AsyncIterator[Admission]:
-    await _admitting.acquire()
-    admission = Admission()
+async def admitted() -> AsyncIterator[AdmissionSlot]:
     try:
-        yield admission
+        await _admission.acquire()
+    except TimeoutError:
+        raise ServiceUnavailable("Too many tests are being started; retry shortly", retry_after=1) from None
+    slot = AdmissionSlot()
+    try:
+        yield slot
     finally:
-        admission.release()
+        slot.release()
 
 
-AdmissionDep = Annotated[Admission, Depends(admitted)]
+AdmissionDep = Annotated[AdmissionSlot, Depends(admitted)]
 router = APIRouter(tags=["Source tests"])
 settings = get_api_settings()
 
@@ -241,10 +287,13 @@ async def test_source(
     try:
         job, configuration = await _prepare(cipher, org.id, body, deadline)
         # Awaited before it is sent: its result cannot be published unseen.
-        with store.awaiting(job.id):
+        with store.awaiting(job.id) as published:
             started = await _start(job, configuration, cipher, store, max_age)
-            admission.release()
             leader.set_result(started)
+            if started is job:  # sent: keep the place until a worker takes it (see Admission)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(published.wait(), Admission.HOLD_SECONDS)
+            admission.release()
             return await _answer_when_done(started, store, seconds, request, response, sent=job)
     except asyncio.CancelledError:
         if not leader.done():
