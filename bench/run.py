@@ -12,7 +12,9 @@ HTTP server and a server that accepts TCP and never answers; then measures, in o
   different) of the silent server with a 2 s deadline, first request to last answer;
 - fast_p99_during_hung_ms: tests of the fast source while those 1,000 hang;
 - coalesced_probe_runs: probes run for 100 identical concurrent requests;
-- worker_rss_mb: the worker's process tree at 1,000 in flight (peak).
+- worker_rss_mb: the worker's process tree at 1,000 in flight (peak);
+- cpu_ms_per_test_api / _worker / _redis: CPU time per test during the e2e_tps run, for the
+  API, the worker with its probe processes, and Redis (where a test's cost goes).
 
 Not a test: nothing here passes or fails. Quote its figures as ratios of one run.
 """
@@ -152,15 +154,17 @@ class Stack:
 
     def start(self) -> None:
         log = (self.work / "stack.log").open("ab")
-        self.processes.append(subprocess.Popen([REDIS_SERVER_PATH, "--port", str(self.redis_port), "--save", "", "--appendonly", "no",
-                                                "--maxclients", "20000"], stdout=log, stderr=log))
+        self.redis = subprocess.Popen([REDIS_SERVER_PATH, "--port", str(self.redis_port), "--save", "", "--appendonly", "no",
+                                       "--maxclients", "20000"], stdout=log, stderr=log)
+        self.processes.append(self.redis)
         wait_port(self.redis_port)
         self.worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-n", "bench@%h",
                                         "--loglevel", "WARNING", "-E"], env=self.env, stdout=log, stderr=log, cwd=ROOT)
         self.processes.append(self.worker)
-        self.processes.append(subprocess.Popen([sys.executable, "-m", "uvicorn", "api.main:app", "--port", str(self.api_port),
-                                                "--log-level", "warning", "--no-access-log", "--backlog", "4096"],
-                                               env=self.env, stdout=log, stderr=log, cwd=ROOT))
+        self.api = subprocess.Popen([sys.executable, "-m", "uvicorn", "api.main:app", "--port", str(self.api_port),
+                                     "--log-level", "warning", "--no-access-log", "--backlog", "4096"],
+                                    env=self.env, stdout=log, stderr=log, cwd=ROOT)
+        self.processes.append(self.api)
         wait_port(self.api_port)
         os.environ.update({k: v for k, v in self.env.items() if k.startswith("SOURCECHECK_")})
         from worker.app import app  # configured by the environment above
@@ -177,18 +181,40 @@ class Stack:
         return subprocess.run([str(BIN / "sourcecheck"), *args], env=self.env, capture_output=True, text=True, check=True,
                               cwd=self.work).stdout.strip()
 
-    def worker_rss_mb(self) -> float:
-        pids = [str(self.worker.pid)]
+    def _tree(self, root: int) -> tuple[list[str], list[list[str]]]:
+        """The pids of ``root``'s process tree, and ps rows (pid, ppid, rss)."""
+        pids = [str(root)]
         out = subprocess.run(["ps", "-eo", "pid=,ppid=,rss="], capture_output=True, text=True).stdout.split("\n")
         rows = [line.split() for line in out if line.strip()]
         changed = True
-        while changed:  # the worker's whole process tree
+        while changed:
             changed = False
             for pid, ppid, _ in rows:
                 if ppid in pids and pid not in pids:
                     pids.append(pid)
                     changed = True
+        return pids, rows
+
+    def worker_rss_mb(self) -> float:
+        pids, rows = self._tree(self.worker.pid)  # the worker's whole process tree
         return sum(int(rss) for pid, _, rss in rows if pid in pids) / 1024
+
+    def cpu_ms(self) -> dict[str, float]:
+        """CPU time used so far (user + system, ms) by the API, the worker with its probe
+        processes, and Redis (Linux: /proc/<pid>/stat)."""
+        groups = {"api": [str(self.api.pid)], "worker": self._tree(self.worker.pid)[0], "redis": [str(self.redis.pid)]}
+        ticks = os.sysconf("SC_CLK_TCK")
+        used = {}
+        for name, pids in groups.items():
+            total = 0
+            for pid in pids:
+                try:
+                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue  # a process that just ended
+                total += int(fields[11]) + int(fields[12])
+            used[name] = total * 1000 / ticks
+        return used
 
     def stop(self) -> None:
         for p in reversed(self.processes):
@@ -280,7 +306,11 @@ def main() -> None:
                 await asyncio.gather(*(one_client() for _ in range(clients)))
                 return clients * per_client / (time.perf_counter() - t)
 
+            before = stack.cpu_ms()
             results["e2e_tps"] = asyncio.run(e2e_load(32, 25))
+            after = stack.cpu_ms()
+            for name in after:  # where a test's CPU goes (800 tests, 32 clients)
+                results[f"cpu_ms_per_test_{name}"] = (after[name] - before[name]) / 800
 
             # 100 identical concurrent requests
             same_path = f"/ok?coalesce={uuid.uuid4().hex}"
