@@ -40,8 +40,9 @@ class Admission:
     """How many requests of this process are between their arrival and a worker at once.
 
     A request holds its place from before it is authenticated until a worker has started
-    its job (or at most ``HOLD_SECONDS``), so this process never queues more than
-    ``slots`` jobs ahead of the workers: a burst waits here, not in the queue. Without
+    its job (at most ``HOLD_SECONDS``, and within the request's ``wait``: ``wait=0`` still
+    answers at once), so this process queues at most ``slots`` jobs ahead of the workers
+    (``wait=0`` requests aside): a burst waits here, not in the queue. Without
     it, a burst would be read whole before any of it was sent (each request runs until
     its first wait for Redis), then queued whole, and a test sent behind it would wait
     for the workers to start the entire burst first.
@@ -290,9 +291,12 @@ async def test_source(
         with store.awaiting(job.id) as published:
             started = await _start(job, configuration, cipher, store, max_age)
             leader.set_result(started)
-            if started is job:  # sent: keep the place until a worker takes it (see Admission)
+            hold = min(Admission.HOLD_SECONDS, seconds) if started is job else 0
+            if hold > 0:  # sent: keep the place until a worker takes it (see Admission), within `wait`
+                held_since = asyncio.get_running_loop().time()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(published.wait(), Admission.HOLD_SECONDS)
+                    await asyncio.wait_for(published.wait(), hold)
+                seconds = max(0.0, seconds - (asyncio.get_running_loop().time() - held_since))
             admission.release()
             return await _answer_when_done(started, store, seconds, request, response, sent=job)
     except asyncio.CancelledError:
