@@ -6,15 +6,15 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from redis.exceptions import RedisError
 from sqlmodel import Session
 
 from api import metrics
 from api.accounts import find_workspace
+from api.admission import Admission, AdmissionDep
 from api.db import get_engine, run_db
 from api.deps import CipherDep, CurrentOrg, JobId, JobStoreDep
 from api.errors import ApiError, InvalidRequest, NotFound, ServiceUnavailable, TooManyRequests
@@ -36,83 +36,6 @@ from worker.jobs import (
 log = logging.getLogger("sourcecheck.api")
 # Requests being started in this process, by what they ask: identical ones join.
 _leaders: dict[str, asyncio.Future[Job | JobView]] = {}
-class Admission:
-    """How many requests of this process are between their arrival and a worker at once.
-
-    A request holds its place from before it is authenticated until a worker has started
-    its job (at most ``HOLD_SECONDS``, and within the request's ``wait``: ``wait=0`` still
-    answers at once), so this process queues at most ``slots`` jobs ahead of the workers
-    (``wait=0`` requests aside): a burst waits here, not in the queue. Without
-    it, a burst would be read whole before any of it was sent (each request runs until
-    its first wait for Redis), then queued whole, and a test sent behind it would wait
-    for the workers to start the entire burst first.
-
-    Waiting requests are admitted newest first: with no backlog that changes nothing; in
-    a burst, a request that just arrived goes next, so a quick test stays quick while a
-    thousand slow ones are being started. One that waits ``WAIT_SECONDS`` gets 503.
-    """
-
-    HOLD_SECONDS = 1.0
-    WAIT_SECONDS = 30.0
-
-    def __init__(self, slots: int) -> None:
-        self._free = slots
-        self._waiting: list[asyncio.Future[None]] = []  # a stack: the newest at the end
-
-    async def acquire(self) -> None:
-        if self._free > 0 and not self._waiting:
-            self._free -= 1
-            return
-        turn = asyncio.get_running_loop().create_future()
-        self._waiting.append(turn)
-        try:
-            async with asyncio.timeout(self.WAIT_SECONDS):
-                await turn
-        except (asyncio.CancelledError, TimeoutError):
-            if turn.done() and not turn.cancelled():
-                self.release()  # admitted as it gave up: pass the place on
-            else:
-                self._waiting.remove(turn)
-            raise
-
-    def release(self) -> None:
-        while self._waiting:
-            turn = self._waiting.pop()
-            if not turn.done():
-                turn.set_result(None)
-                return
-        self._free += 1
-
-
-_admission = Admission(8)
-
-
-class AdmissionSlot:
-    """A place among the requests being admitted: taken before the request is authenticated
-    (a dependency, see ``admitted``), given back once its job is queued (or it failed)."""
-
-    def __init__(self) -> None:
-        self._held = True
-
-    def release(self) -> None:
-        if self._held:
-            self._held = False
-            _admission.release()
-
-
-async def admitted() -> AsyncIterator[AdmissionSlot]:
-    try:
-        await _admission.acquire()
-    except TimeoutError:
-        raise ServiceUnavailable("Too many tests are being started; retry shortly", retry_after=1) from None
-    slot = AdmissionSlot()
-    try:
-        yield slot
-    finally:
-        slot.release()
-
-
-AdmissionDep = Annotated[AdmissionSlot, Depends(admitted)]
 router = APIRouter(tags=["Source tests"])
 settings = get_api_settings()
 

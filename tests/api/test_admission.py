@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from api.routes.tests import Admission
+from api.admission import Admission
 
 
 async def _queue_up(admission: Admission, names: list[str], admitted: list[str]) -> list[asyncio.Task[None]]:
