@@ -12,8 +12,9 @@ import hmac
 import re
 import secrets
 
-from sqlalchemy import bindparam
-from sqlmodel import Session, select
+import sqlalchemy as sql
+from sqlalchemy import Connection, bindparam
+from sqlmodel import Session, col, select
 
 from api.models import ORG_ID_PATTERN, ApiKey, Organization, Workspace, utcnow
 
@@ -68,26 +69,27 @@ def revoke_api_key(session: Session, *, key_id: str) -> None:
     session.commit()
 
 
-# Built once: every authenticated request runs it.
+# Built once: every authenticated request runs it, as a plain SQL query (Core, not the
+# ORM's session and identity map: a third of the cost of a test request's lookup).
 _TOKEN_LOOKUP = (
-    select(Organization, ApiKey.token_hash, ApiKey.revoked_at)
-    .join(ApiKey, ApiKey.organization_id == Organization.id)  # type: ignore[arg-type]
-    .where(ApiKey.id == bindparam("key_id"))
+    sql.select(col(Organization.id), col(Organization.name), col(Organization.created_at), col(ApiKey.token_hash), col(ApiKey.revoked_at))
+    .join(ApiKey, col(ApiKey.organization_id) == col(Organization.id))
+    .where(col(ApiKey.id) == bindparam("key_id"))
 )
 
 
-def organization_for_token(session: Session, token: str) -> Organization | None:
+def organization_for_token(connection: Connection, token: str) -> Organization | None:
     """The organization a valid, unrevoked token belongs to; None for anything else."""
     match = TOKEN_RE.match(token)
     if not match:
         return None
-    row = session.exec(_TOKEN_LOOKUP, params={"key_id": match.group(1)}).first()
+    row = connection.execute(_TOKEN_LOOKUP, {"key_id": match.group(1)}).first()
     if row is None:
         return None
-    organization, token_hash, revoked_at = row
+    organization_id, name, created_at, token_hash, revoked_at = row
     if revoked_at is not None or not hmac.compare_digest(token_hash, _hash(token)):
         return None
-    return organization
+    return Organization(id=organization_id, name=name, created_at=created_at)
 
 
 def default_workspace(session: Session, organization_id: str) -> Workspace:

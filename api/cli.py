@@ -333,8 +333,8 @@ def _organization_of_token(token: str) -> str | None:
         from api.accounts import organization_for_token
         from api.db import get_engine
 
-        with Session(get_engine()) as session:
-            organization = organization_for_token(session, token)
+        with get_engine().connect() as connection:
+            organization = organization_for_token(connection, token)
         return organization.id if organization else None
     except Exception:
         return None

@@ -34,12 +34,10 @@ async def _cipher_dependency() -> Cipher:
 CipherDep = Annotated[Cipher, Depends(_cipher_dependency)]
 
 
-async def get_job_store(request: Request) -> JobStore:
+def job_store(request: Request) -> JobStore:
+    """The API process's JobStore (opened by the app's lifespan)."""
     store: JobStore = request.app.state.job_store
     return store
-
-
-JobStoreDep = Annotated[JobStore, Depends(get_job_store)]
 
 OrganizationId = Annotated[
     str,
@@ -74,10 +72,10 @@ async def current_organization(
 
 
 def _organization_for_token(token: str) -> Organization | None:
-    # A session of its own, closed at once: a test request must not hold a database
+    # A connection of its own, given back at once: a test request must not hold a database
     # connection while it awaits its result.
-    with Session(get_engine()) as session:
-        return organization_for_token(session, token)
+    with get_engine().connect() as connection:
+        return organization_for_token(connection, token)
 
 
 CurrentOrg = Annotated[Organization, Depends(current_organization)]

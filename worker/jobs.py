@@ -325,12 +325,14 @@ class JobStore:
     """Reads and awaits jobs without blocking the event loop (one per API process).
 
     ``start()`` opens one pattern subscription to Celery's result channels; a waiter is
-    woken by a message on its job's channel and then reads the result key. A missed
-    message (for example while the subscription reconnects) costs at most
-    ``POLL_SECONDS``, after which the key is read again anyway.
+    woken by a message on its job's channel (every result is published: the worker's, and
+    a write-off's). Messages published while the subscription was down are lost, so every
+    waiter reads its job again when it is lost and once it is back. A waiter also reads its job at the job's
+    deadline (an unfinished job is written off by whoever reads it then) and, as a last
+    guard, every ``POLL_SECONDS``: no waiter polls Redis while its probe runs.
     """
 
-    POLL_SECONDS = 1.0
+    POLL_SECONDS = 2.0
     POOL_SIZE = 64
 
     def __init__(self, app: Celery, redis_url: str, result_ttl: int) -> None:
@@ -385,6 +387,7 @@ class JobStore:
             pubsub = self._redis.pubsub()
             try:
                 await pubsub.psubscribe(f"{self._prefix}*")
+                self._wake_all()  # what was published before (re)subscribing is lost: read again
                 async for message in pubsub.listen():
                     if message["type"] != "pmessage":
                         continue
@@ -399,11 +402,22 @@ class JobStore:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
                 raise
-            except (RedisError, OSError) as exc:
-                log.warning("result subscription lost (%s); reconnecting", type(exc).__name__)
+            except Exception as exc:
+                if isinstance(exc, (RedisError, OSError)):
+                    log.warning("result subscription lost (%s); reconnecting", type(exc).__name__)
+                else:  # a bug (ours or redis-py's) must not end the subscription for good
+                    log.exception("result subscription failed; reconnecting")
+                self._wake_all()  # each waiter reads its job now: with Redis gone, its request answers 503
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
                 await asyncio.sleep(0.5)
+
+    def _wake_all(self) -> None:
+        """Have every waiter read its job again (none uses a published result it may have missed)."""
+        self._published.clear()
+        for waiters in self._waiters.values():
+            for event in waiters:
+                event.set()
 
     async def submit(
         self, cipher: Cipher, job: Job, configuration: dict[str, Any], ttl: int, org_limit: int, per_minute: int = 0
@@ -497,9 +511,12 @@ class JobStore:
                     return view
                 if remaining <= 0:
                     return view
+                # Until the job's deadline (when it may be written off) or the next guard read.
+                to_deadline = (view.job.deadline_at - datetime.now(UTC)).total_seconds() if view is not None else 0.0
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(event.wait(), min(remaining, self.POLL_SECONDS))
-                published = event.is_set()
+                    async with asyncio.timeout(min(remaining, self.POLL_SECONDS, max(to_deadline, 0.05))):
+                        await event.wait()
+                published = event.is_set() and job_id in self._published
                 event.clear()
                 view = self._published_view(sent) if sent is not None and published else None
 

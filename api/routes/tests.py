@@ -16,7 +16,7 @@ from api import metrics
 from api.accounts import find_workspace
 from api.admission import Admission, AdmissionDep
 from api.db import get_engine, run_db
-from api.deps import CipherDep, CurrentOrg, JobId, JobStoreDep
+from api.deps import CurrentOrg, JobId, get_cipher, job_store
 from api.errors import ApiError, InvalidRequest, NotFound, ServiceUnavailable, TooManyRequests
 from api.models import ORGANIZATION_ERRORS, JobInfo, StepInfo, TestResult, TestSourceRequest, error_responses
 from api.settings import get_api_settings
@@ -182,14 +182,14 @@ async def test_source(
     admission: AdmissionDep,  # first: before the organization is authenticated
     org: CurrentOrg,
     body: TestSourceRequest,
-    cipher: CipherDep,
-    store: JobStoreDep,
     request: Request,
     response: Response,
     wait: WaitParam = None,
     timeout: TimeoutParam = None,
     max_age: MaxAgeParam = None,
 ) -> TestResult:
+    # Plain calls, not dependencies: FastAPI's resolution of a dependency costs more than these.
+    cipher, store = get_cipher(), job_store(request)
     deadline = timeout if timeout is not None else settings.default_timeout_seconds
     seconds = settings.default_wait_seconds if wait is None else wait
     # Identical requests that arrive together join the first one's job before any of them
@@ -218,7 +218,8 @@ async def test_source(
             if hold > 0:  # sent: keep the place until a worker takes it (see Admission), within `wait`
                 held_since = asyncio.get_running_loop().time()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(published.wait(), hold)
+                    async with asyncio.timeout(hold):
+                        await published.wait()
                 seconds = max(0.0, seconds - (asyncio.get_running_loop().time() - held_since))
             admission.release()
             return await _answer_when_done(started, store, seconds, request, response, sent=job)
@@ -297,7 +298,8 @@ async def _start(job: Job, configuration: dict[str, Any], cipher: Cipher, store:
     "pending or running (optionally waiting up to `wait` seconds) and 404 once its result has expired.",
     responses={202: {"model": TestResult, "description": "Still pending or running."}, **ERRORS},
 )
-async def get_test_result(org: CurrentOrg, job_id: JobId, store: JobStoreDep, request: Request, response: Response, wait: WaitParam = None) -> TestResult:
+async def get_test_result(org: CurrentOrg, job_id: JobId, request: Request, response: Response, wait: WaitParam = None) -> TestResult:
+    store = job_store(request)
     view = await _wait(store, job_id, 0)
     if view is None or view.job.organization_id != org.id:
         raise NotFound(f"Test job {job_id} not found: the id is unknown or its result has expired")
