@@ -45,29 +45,16 @@ PROBES = Counter("sourcecheck_probes", "Probes run by this worker, by outcome.",
 IN_FLIGHT = Gauge("sourcecheck_probes_in_flight", "Probes running in this worker's probe processes.")
 
 
-# The labelled children, by label values: labels() validates and locks on every call, and
-# the worker's main process observes several per probe. (A few connectors, statuses,
-# failure types and step names: the caches stay small.)
-_probes: dict[tuple[str, str, str], Any] = {}
-_probe_seconds: dict[str, Any] = {}
-_step_seconds: dict[tuple[str, str], Any] = {}
-
-
 def observe_probe(connector: str, check: dict[str, Any]) -> None:
     """Record one probe's result (a CheckResult dict)."""
     status = str(check.get("status") or "unknown")
     failure = check.get("failure") or {}
-    key = (connector, status, str(failure.get("type") or "none"))
-    counter = _probes.get(key) or _probes.setdefault(key, PROBES.labels(*key))
-    counter.inc()
-    histogram = _probe_seconds.get(connector) or _probe_seconds.setdefault(connector, PROBE_SECONDS.labels(connector))
-    histogram.observe(float(check.get("duration_ms") or 0.0) / 1000)
+    PROBES.labels(connector, status, str(failure.get("type") or "none")).inc()
+    PROBE_SECONDS.labels(connector).observe(float(check.get("duration_ms") or 0.0) / 1000)
     for step in check.get("steps") or ():
         if step.get("status") == "skipped":
             continue
-        step_key = (connector, str(step.get("name")))
-        step_histogram = _step_seconds.get(step_key) or _step_seconds.setdefault(step_key, PROBE_STEP_SECONDS.labels(*step_key))
-        step_histogram.observe(float(step.get("duration_ms") or 0.0) / 1000)
+        PROBE_STEP_SECONDS.labels(connector, str(step.get("name"))).observe(float(step.get("duration_ms") or 0.0) / 1000)
 
 
 def track_in_flight(count: Callable[[], int]) -> None:
