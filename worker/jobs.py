@@ -105,7 +105,7 @@ return {'sent'}
 # A worker starts a job: KEYS[1] its result key; ARGV: the STARTED meta, seconds to live.
 # Returns 0 (and writes nothing) when the job already has its final result: a message
 # delivered again must not run again. Published: the API that sent the job learns that a
-# worker took it (see api.routes.tests.Admission).
+# worker took it (see api.admission.Admission).
 BEGIN = RETURN_IF_FINAL + """
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 redis.call('PUBLISH', KEYS[1], ARGV[1])
@@ -327,9 +327,9 @@ class JobStore:
     ``start()`` opens one pattern subscription to Celery's result channels; a waiter is
     woken by a message on its job's channel (every result is published: the worker's, and
     a write-off's). Messages published while the subscription was down are lost, so every
-    waiter reads its job again when it is lost and once it is back. A waiter also reads its job at the job's
-    deadline (an unfinished job is written off by whoever reads it then) and, as a last
-    guard, every ``POLL_SECONDS``: no waiter polls Redis while its probe runs.
+    waiter reads its job again when the subscription is lost and once it is back. A waiter
+    also reads its job at the job's deadline (an unfinished job is written off by whoever
+    reads it then) and, as a last guard, every ``POLL_SECONDS``.
     """
 
     POLL_SECONDS = 2.0
@@ -507,12 +507,10 @@ class JobStore:
                 if view is None:
                     view = await self.load(job_id)
                 remaining = deadline - loop.time()
-                if view.status.final if view is not None else True:
-                    return view
-                if remaining <= 0:
+                if view is None or view.status.final or remaining <= 0:
                     return view
                 # Until the job's deadline (when it may be written off) or the next guard read.
-                to_deadline = (view.job.deadline_at - datetime.now(UTC)).total_seconds() if view is not None else 0.0
+                to_deadline = (view.job.deadline_at - datetime.now(UTC)).total_seconds()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(min(remaining, self.POLL_SECONDS, max(to_deadline, 0.05))):
                         await event.wait()

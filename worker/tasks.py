@@ -116,8 +116,8 @@ def summary(check: dict[str, Any]) -> str:
 # The task stores its own result (worker.jobs.finish: with the job's release, in one call),
 # so Celery stores none; an exception of the task itself is still stored (FAILURE).
 # It returns a one-line summary, not the result: Celery puts the repr of the return value
-# into its task-succeeded event (what Flower shows); a whole result's cost 43 µs a task,
-# measured, the summary's 2 µs, and it reads better.
+# into its task-succeeded event (what Flower shows): the repr of a whole result cost
+# 43 µs a task (measured), the summary's 2 µs, and the summary reads better.
 @app.task(name=TASK_NAME, bind=True, ignore_result=True, store_errors_even_if_ignored=True)
 def run_probe(self: Task, job: dict[str, Any]) -> str:
     """Run one probe and store its result (``{"started_at", "ended_at", "worker", "check"}``,

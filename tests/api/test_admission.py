@@ -1,4 +1,4 @@
-"""Admission (api.routes.tests.Admission): a few requests at a time, the newest first."""
+"""Admission (api.admission.Admission): a few requests at a time, the newest first."""
 
 from __future__ import annotations
 
