@@ -4,12 +4,10 @@ worker at once, and in which order (see :class:`Admission`)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import Annotated
 
-from fastapi import Depends
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.errors import ServiceUnavailable
+from api.errors import ServiceUnavailable, send_error
 
 
 class Admission:
@@ -60,32 +58,45 @@ class Admission:
         self._free += 1
 
 
-_admission = Admission(8)
-
-
 class AdmissionSlot:
-    """A place among the requests being admitted: taken before the request is authenticated
-    (a dependency, see ``admitted``), given back once its job is queued (or it failed)."""
+    """A request's place in :class:`Admission`, given back once its job is queued (or it
+    failed), at the latest when its answer has been sent."""
 
-    def __init__(self) -> None:
-        self._held = True
+    def __init__(self, admission: Admission) -> None:
+        self._admission: Admission | None = admission
 
     def release(self) -> None:
-        if self._held:
-            self._held = False
-            _admission.release()
+        if self._admission is not None:
+            self._admission.release()
+            self._admission = None
 
 
-async def admitted() -> AsyncIterator[AdmissionSlot]:
-    try:
-        await _admission.acquire()
-    except TimeoutError:
-        raise ServiceUnavailable("Too many tests are being started; retry shortly", retry_after=1) from None
-    slot = AdmissionSlot()
-    try:
-        yield slot
-    finally:
-        slot.release()
+TEST_PATH_SUFFIX = "/knowledge/connectors/sources/test"
 
 
-AdmissionDep = Annotated[AdmissionSlot, Depends(admitted)]
+class AdmissionGate:
+    """ASGI middleware: a test request (``POST .../sources/test``) takes its place in
+    :class:`Admission` before anything else is done for it (routing, parsing,
+    authentication), so a burst that waits here costs almost nothing until its turn. The
+    route finds the place in ``request.state.admission`` and gives it back as soon as its
+    job has been started; the gate gives it back otherwise, when the answer is sent."""
+
+    def __init__(self, app: ASGIApp, slots: int = 16) -> None:
+        self.app = app
+        self.admission = Admission(slots)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].endswith(TEST_PATH_SUFFIX):
+            await self.app(scope, receive, send)
+            return
+        try:
+            await self.admission.acquire()
+        except TimeoutError:
+            await send_error(ServiceUnavailable("Too many tests are being started; retry shortly", retry_after=1), send)
+            return
+        slot = AdmissionSlot(self.admission)
+        scope.setdefault("state", {})["admission"] = slot
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            slot.release()

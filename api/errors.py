@@ -11,6 +11,9 @@
 
 from __future__ import annotations
 
+from starlette.responses import JSONResponse
+from starlette.types import Send
+
 from connectors.errors import FieldError, InvalidConfiguration
 
 
@@ -78,3 +81,14 @@ class ServiceUnavailable(ApiError):
 
     def __init__(self, message: str, retry_after: int = 5) -> None:
         super().__init__(message, headers={"Retry-After": str(retry_after)})
+
+
+def error_response(error: ApiError) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status_code, headers=error.headers)
+
+
+async def send_error(error: ApiError, send: Send) -> None:
+    """Answer ``error`` from ASGI middleware (before or outside the app's routes)."""
+    response = error_response(error)
+    await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,8 +16,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import health, metrics
+from api.admission import AdmissionGate
 from api.db import get_engine, init_db
-from api.errors import ApiError, InvalidRequest, PayloadTooLarge, ServiceUnavailable
+from api.errors import ApiError, InvalidRequest, PayloadTooLarge, ServiceUnavailable, error_response, send_error
 from api.routes import definitions, sources, tests, workspaces
 from api.settings import get_api_settings
 from connectors.errors import FieldError
@@ -41,6 +43,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     store = JobStore(celery_app, settings.redis_url, settings.result_ttl_seconds)
     await store.start()
     app.state.job_store = store
+    # What start-up made lives as long as the process: the collector need not scan it again
+    # (its full collections took ~100 ms each under load; docs/execution-model.md).
+    gc.freeze()
     try:
         yield
     finally:
@@ -65,7 +70,7 @@ class BodySizeLimit:
             return
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await _send_error(PayloadTooLarge(f"The request body is larger than {self.limit} bytes"), send)
+            await send_error(PayloadTooLarge(f"The request body is larger than {self.limit} bytes"), send)
             return
         chunks: list[bytes] = []
         received = 0
@@ -76,7 +81,7 @@ class BodySizeLimit:
             chunk = message.get("body", b"")
             received += len(chunk)
             if received > self.limit:
-                await _send_error(PayloadTooLarge(f"The request body is larger than {self.limit} bytes"), send)
+                await send_error(PayloadTooLarge(f"The request body is larger than {self.limit} bytes"), send)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -92,16 +97,6 @@ class BodySizeLimit:
             return await receive()  # after the body: http.disconnect when the client goes
 
         await self.app(scope, replay, send)
-
-
-async def _send_error(error: ApiError, send: Send) -> None:
-    response = error_response(error)
-    await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
-    await send({"type": "http.response.body", "body": response.body})
-
-
-def error_response(error: ApiError) -> JSONResponse:
-    return JSONResponse(error.body(), status_code=error.status_code, headers=error.headers)
 
 
 def _field(loc: tuple[int | str, ...]) -> str:
@@ -120,6 +115,7 @@ def create_app() -> FastAPI:
         summary="Tells you in seconds whether a data source will work, and if not, what to fix.",
         lifespan=lifespan,
     )
+    app.add_middleware(AdmissionGate)  # inside the size limit: a refused body takes no place
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     metrics.install(app)  # request latency (outermost: sees the 413s too) and GET /metrics
     for router in (tests.router, definitions.router, sources.router):

@@ -23,6 +23,7 @@ Not a test: nothing here passes or fails. Quote its figures as ratios of one run
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -201,28 +202,30 @@ class Stack:
         return subprocess.run([str(BIN / "sourcecheck"), *args], env=self.env, capture_output=True, text=True, check=True,
                               cwd=self.work).stdout.strip()
 
-    def _tree(self, root: int) -> tuple[list[str], list[list[str]]]:
-        """The pids of ``root``'s process tree, and ps rows (pid, ppid, rss)."""
-        pids = [str(root)]
-        out = subprocess.run(["ps", "-eo", "pid=,ppid=,rss="], capture_output=True, text=True).stdout.split("\n")
-        rows = [line.split() for line in out if line.strip()]
-        changed = True
-        while changed:
-            changed = False
-            for pid, ppid, _ in rows:
-                if ppid in pids and pid not in pids:
-                    pids.append(pid)
-                    changed = True
-        return pids, rows
+    def _tree(self, root: int) -> list[int]:
+        """``root`` and its descendants (Linux: /proc/<pid>/task/<tid>/children)."""
+        pids, i = [root], 0
+        while i < len(pids):
+            for children in Path(f"/proc/{pids[i]}/task").glob("*/children"):
+                with contextlib.suppress(OSError):
+                    pids.extend(int(p) for p in children.read_text().split())
+            i += 1
+        return pids
 
     def worker_rss_mb(self) -> float:
-        pids, rows = self._tree(self.worker.pid)  # the worker's whole process tree
-        return sum(int(rss) for pid, _, rss in rows if pid in pids) / 1024
+        """The resident memory of the worker's whole process tree (read from /proc: sampling
+        it with ps would cost the machine CPU the burst being measured needs)."""
+        total_kb = 0
+        for pid in self._tree(self.worker.pid):
+            with contextlib.suppress(OSError):
+                status = Path(f"/proc/{pid}/status").read_text()
+                total_kb += int(status.split("VmRSS:", 1)[1].split()[0])
+        return total_kb / 1024
 
     def cpu_ms(self) -> dict[str, float]:
         """CPU time used so far (user + system, ms) by the API, the worker with its probe
         processes, and Redis (Linux: /proc/<pid>/stat)."""
-        groups = {"api": [str(self.api.pid)], "worker": self._tree(self.worker.pid)[0], "redis": [str(self.redis.pid)]}
+        groups = {"api": [self.api.pid], "worker": self._tree(self.worker.pid), "redis": [self.redis.pid]}
         ticks = os.sysconf("SC_CLK_TCK")
         used = {}
         for name, pids in groups.items():
@@ -373,7 +376,7 @@ def main() -> None:
                 async def sample_rss() -> None:
                     nonlocal peak
                     while True:
-                        peak = max(peak, await asyncio.to_thread(stack.worker_rss_mb))
+                        peak = max(peak, stack.worker_rss_mb())
                         await asyncio.sleep(0.25)
 
                 sampler = asyncio.create_task(sample_rss())

@@ -361,7 +361,6 @@ class JobStore:
         return self._redis
 
     async def start(self) -> None:
-        self._listener = asyncio.create_task(self._listen(), name="sourcecheck-result-listener")
         opened: list[Any] = []
         try:  # best effort: with Redis down now, connections open when it is back
             async with asyncio.timeout(5):
@@ -374,6 +373,9 @@ class JobStore:
         finally:
             for connection in opened:
                 await self._pool.release(connection)
+        # Started after the pool is open: the subscription takes one of its connections (begun
+        # before, it held one while the loop above waited 5 s for the last of POOL_SIZE).
+        self._listener = asyncio.create_task(self._listen(), name="sourcecheck-result-listener")
 
     async def close(self) -> None:
         if self._listener:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import itertools
 import logging
 import multiprocessing
@@ -62,6 +63,7 @@ def _child_main(conn: Connection, keys: list[str]) -> None:
     all_connectors()  # import every connector before the first probe, not during it
     egress = get_settings().egress_policy()  # from the environment, which the child shares with its worker
     cipher = Cipher(keys)
+    gc.freeze()  # start-up's objects stay: the collector need not scan them again
     conn.send((READY, None))  # started: the parent may send probes without charging them our start-up
     loop = asyncio.new_event_loop()
     tasks: set[asyncio.Task[None]] = set()

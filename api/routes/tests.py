@@ -14,7 +14,7 @@ from sqlmodel import Session
 
 from api import metrics
 from api.accounts import find_workspace
-from api.admission import Admission, AdmissionDep
+from api.admission import Admission, AdmissionSlot
 from api.db import get_engine, run_db
 from api.deps import CurrentOrg, JobId, get_cipher, job_store
 from api.errors import ApiError, InvalidRequest, NotFound, ServiceUnavailable, TooManyRequests
@@ -179,7 +179,6 @@ async def _wait(store: JobStore, job_id: str, seconds: float, sent: Job | None =
     },
 )
 async def test_source(
-    admission: AdmissionDep,  # first: before the organization is authenticated
     org: CurrentOrg,
     body: TestSourceRequest,
     request: Request,
@@ -190,6 +189,7 @@ async def test_source(
 ) -> TestResult:
     # Plain calls, not dependencies: FastAPI's resolution of a dependency costs more than these.
     cipher, store = get_cipher(), job_store(request)
+    admission: AdmissionSlot = request.state.admission  # taken on arrival (api.admission.AdmissionGate)
     deadline = timeout if timeout is not None else settings.default_timeout_seconds
     seconds = settings.default_wait_seconds if wait is None else wait
     # Identical requests that arrive together join the first one's job before any of them

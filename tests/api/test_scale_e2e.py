@@ -14,6 +14,7 @@ from tests.servers import free_port
 from tests.servers.http import HttpServer
 from tests.servers.redis import RedisServer
 from tests.servers.stack import Stack, launch_stack
+from tests.servers.tcp import HungListener
 
 pytestmark = pytest.mark.e2e
 
@@ -27,6 +28,18 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     try:
         with launch_stack(redis, tmp_path_factory.mktemp("fleet"), workers=("w1", "w2", "w3"),
                           org_concurrency_limit=str(CAP), queue_timeout_seconds="3") as running:
+            yield running
+    finally:
+        redis.stop()
+
+
+@pytest.fixture(scope="module")
+def one_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One worker process, the default per-organization cap, no rate limit."""
+    redis = RedisServer(port=free_port(), directory=tmp_path_factory.mktemp("one-worker-redis"))
+    redis.start()
+    try:
+        with launch_stack(redis, tmp_path_factory.mktemp("one-worker"), org_tests_per_minute="0") as running:
             yield running
     finally:
         redis.stop()
@@ -118,3 +131,41 @@ def test_killing_a_worker_mid_batch_leaves_every_job_final_with_one_outcome(flee
     outcomes = {o for o in seen.values()}
     assert outcomes <= {("succeeded", None), ("failed", "worker_lost"), ("failed", "timeout")}
     assert ("succeeded", None) in outcomes  # the surviving workers ran their share
+
+
+def test_tests_of_a_healthy_source_pass_hung_ones_in_one_worker(one_worker: Stack, http_server: HttpServer,
+                                                               hung_listener: HungListener) -> None:
+    """No head-of-line blocking: while one worker holds 300 tests whose server accepts and
+    never answers (150 from each of two organizations), tests of a healthy source, from
+    both organizations, pass them: each answers `succeeded` while every hung one is still
+    in flight, and the hung ones then end `timeout` at their deadline."""
+    hung_count, deadline = 300, 10
+
+    def hung(i: int) -> dict:  # type: ignore[type-arg]
+        return {"source_definition_id": "http", "configuration": {"url": f"http://127.0.0.1:{hung_listener.address.port}/{i}"}}
+
+    async def scenario() -> tuple[list[str], int, list[tuple[int, str | None]]]:
+        params = {"timeout": deadline, "wait": 30}
+        async with one_worker.async_client() as ours, one_worker.async_client(one_worker.other_token) as theirs:
+            calls = [(ours, one_worker.org_id), (theirs, one_worker.other_org_id)]
+            pending = [asyncio.create_task(client.post(one_worker.url("/sources/test", org_id=org), json=hung(i), params=params))
+                       for i in range(hung_count // 2) for client, org in calls]
+            try:
+                async with asyncio.timeout(deadline - 2):  # every hung test is connected to the silent server
+                    while len(hung_listener.held) < hung_count:
+                        await asyncio.sleep(0.05)
+                fast = []
+                for client, org in calls * 3:
+                    body = {"source_definition_id": "http", "configuration": {"url": http_server.url(f"/ok?n={uuid.uuid4().hex}")}}
+                    fast.append((await client.post(one_worker.url("/sources/test", org_id=org), json=body)).json()["status"])
+                in_flight = sum(not task.done() for task in pending)
+                answers = await asyncio.gather(*pending)
+            finally:
+                for task in pending:
+                    task.cancel()
+        return fast, in_flight, [(r.status_code, (r.json().get("job_info") or {}).get("type")) for r in answers]
+
+    fast, in_flight, hung_outcomes = asyncio.run(scenario())
+    assert fast == ["succeeded"] * 6
+    assert in_flight == hung_count
+    assert set(hung_outcomes) == {(200, "timeout")}

@@ -3,6 +3,8 @@
 ``closed_port``  an ``int`` port on 127.0.0.1 that refuses connections for the whole test.
 ``hung_server``  a :class:`HostPort` ``(host, port)`` whose listener accepts TCP connections
                  and then neither reads nor writes; it holds them until the session ends.
+``hung_listener`` the same, of the test's own: a :class:`HungListener` whose ``held``
+                 connections the test can count.
 ``TcpProxy``     a forwarder to a server that a test can cut off and restore (an outage).
 
 :class:`CountingListener` (a helper, not a fixture): accepts and counts every connection,
@@ -36,14 +38,14 @@ def closed_port() -> Iterator[int]:
         yield int(sock.getsockname()[1])
 
 
-class _HungListener(threading.Thread):
+class HungListener(threading.Thread):
     """Accepts every connection and keeps it open, silent, until :meth:`stop`."""
 
     def __init__(self) -> None:
         super().__init__(name="hung-server", daemon=True)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(128)
+        self.sock.listen(1024)
         self.address = HostPort("127.0.0.1", int(self.sock.getsockname()[1]))
         self.held: list[socket.socket] = []
         self.stopping = threading.Event()
@@ -66,10 +68,20 @@ class _HungListener(threading.Thread):
 
 @pytest.fixture(scope="session")
 def hung_server() -> Iterator[HostPort]:
-    listener = _HungListener()
+    listener = HungListener()
     listener.start()
     try:
         yield listener.address
+    finally:
+        listener.stop()
+
+
+@pytest.fixture
+def hung_listener() -> Iterator[HungListener]:
+    listener = HungListener()
+    listener.start()
+    try:
+        yield listener
     finally:
         listener.stop()
 
