@@ -37,7 +37,6 @@ CONNECTORS = f"{ORG}/knowledge/connectors"
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_api_settings()
-    logs.configure_from_settings()  # JSON or text lines, the request's job ids, credentials masked (worker.logs)
     all_connectors()  # import every connector now, not in the first requests (imports serialize threads)
     init_db()
     store = JobStore(celery_app, settings.redis_url, settings.result_ttl_seconds)
@@ -108,6 +107,9 @@ def _field(loc: tuple[int | str, ...]) -> str:
 
 def create_app() -> FastAPI:
     settings = get_api_settings()
+    # JSON or text lines, the request's job ids, credentials masked (worker.logs). Here, not
+    # in the lifespan: uvicorn imports the app before its first lines ("Started server process").
+    logs.configure_from_settings()
     configure_for_api(celery_app)  # Redis down or hung: a request fails in about a second (503), never hangs
     app = FastAPI(
         title="sourcecheck",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -140,6 +141,27 @@ def _json_lines(path: Path) -> list[dict[str, Any]]:
         assert isinstance(entry, dict) and {"time", "level", "logger", "message"} <= entry.keys(), line[:300]
         entries.append(entry)
     return entries
+
+
+def test_the_api_process_logs_json_from_its_first_line(redis_server: RedisServer, tmp_path: Path) -> None:
+    """uvicorn's own lines before the app starts ("Started server process") are JSON too."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCECHECK_")}
+    env.update(SOURCECHECK_LOG_FORMAT="json", SOURCECHECK_REDIS_URL=redis_server.url, SOURCECHECK_DATA_DIR=str(tmp_path),
+               SOURCECHECK_DATABASE_URL=f"sqlite:///{tmp_path / 'api.db'}")
+    log = tmp_path / "api.log"
+    with log.open("wb") as out:
+        api = subprocess.Popen([sys.executable, "-m", "uvicorn", "api.main:app", "--port", str(free_port()), "--log-level", "info"],
+                               env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while b"Application startup complete" not in log.read_bytes() and api.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        api.terminate()
+        api.wait(timeout=20)
+    messages = [e["message"] for e in _json_lines(log)]
+    assert messages[0].startswith("Started server process"), messages[:3]
+    assert "Application startup complete." in messages and messages[-1].startswith("Finished server process")
 
 
 def test_logs_are_json_lines_carrying_the_job_and_no_secret(observed: Observed, http_server: HttpServer) -> None:
