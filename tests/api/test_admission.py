@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from starlette.types import Message, Receive, Scope, Send
 
-from api.admission import Admission
+from api.admission import Admission, AdmissionGate
 
 
 async def _queue_up(admission: Admission, names: list[str], admitted: list[str]) -> list[asyncio.Task[None]]:
@@ -55,3 +56,57 @@ async def test_a_request_waits_at_most_wait_seconds(monkeypatch: pytest.MonkeyPa
         await admission.acquire()
     admission.release()
     await admission.acquire()  # the one that timed out took nothing with it
+
+
+# --- the gate: api.admission.AdmissionGate, the ASGI middleware that applies it ----------
+
+TEST_PATH = "/v1/organizations/org_a/knowledge/connectors/sources/test"
+
+
+class _Route:
+    """An ASGI app standing in for the API: records what it saw, answers once released."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+        self.hold = asyncio.Event()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.calls.append((scope["path"], scope.get("state", {}).get("admission")))
+        await self.hold.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+
+async def _request(gate: AdmissionGate, method: str, path: str) -> list[Message]:
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await gate({"type": "http", "method": method, "path": path}, receive, send)
+    return sent
+
+
+async def test_the_gate_admits_test_requests_only_and_takes_the_place_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Admission, "WAIT_SECONDS", 0.1)
+    route = _Route()
+    gate = AdmissionGate(route, slots=1)
+    first = asyncio.create_task(_request(gate, "POST", TEST_PATH))
+    await asyncio.sleep(0.01)
+    assert route.calls and route.calls[0][0] == TEST_PATH and route.calls[0][1] is not None  # the route gets the place
+
+    refused = await _request(gate, "POST", TEST_PATH)  # the only place is taken: 503 once the wait is over
+    assert refused[0]["status"] == 503 and (b"retry-after", b"1") in refused[0]["headers"]
+    assert len(route.calls) == 1  # the refused request never reached the route
+
+    polling = asyncio.create_task(_request(gate, "GET", TEST_PATH + "/job_1"))  # not a test request: no place needed
+    await asyncio.sleep(0.01)
+    assert len(route.calls) == 2 and route.calls[1][1] is None
+
+    route.hold.set()
+    await asyncio.gather(first, polling)
+    again = await _request(gate, "POST", TEST_PATH)  # the route never gave the place back: the gate did
+    assert again[0]["status"] == 200
