@@ -65,25 +65,24 @@ class HungListener(threading.Thread):
             conn.close()
         self.sock.close()
 
+    def __enter__(self) -> HungListener:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
 
 @pytest.fixture(scope="session")
 def hung_server() -> Iterator[HostPort]:
-    listener = HungListener()
-    listener.start()
-    try:
+    with HungListener() as listener:
         yield listener.address
-    finally:
-        listener.stop()
 
 
 @pytest.fixture
 def hung_listener() -> Iterator[HungListener]:
-    listener = HungListener()
-    listener.start()
-    try:
+    with HungListener() as listener:
         yield listener
-    finally:
-        listener.stop()
 
 
 class CountingListener:
