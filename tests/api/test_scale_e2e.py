@@ -55,7 +55,9 @@ async def _post_many(stack: Stack, bodies: list[dict], token: str | None = None,
 
 
 def test_identical_concurrent_tests_run_the_probe_once(fleet: Stack, http_server: HttpServer) -> None:
-    path = f"/ok?probe={uuid.uuid4().hex}"
+    # The probe stays in flight for 1.5 s, so all 100 requests arrive while it runs, however
+    # slowly this client sends them (a fast probe may end before the last one is sent).
+    path = f"/ok?probe={uuid.uuid4().hex}&delay=1.5"
     body = {"source_definition_id": "http", "configuration": {"url": http_server.url(path)}}
     responses = asyncio.run(_post_many(fleet, [body] * 100))
     assert {r.status_code for r in responses} == {200}

@@ -21,6 +21,9 @@ Paths served (GET and HEAD)::
     /redirect   302 to /ok;  /redirect?to=<absolute URL>  302 to that URL
     /headers    200, the request's headers as a JSON object
 
+Any path takes ``?delay=<seconds>`` (at most 10): the server waits that long before it
+answers, so a probe can be kept in flight while a test does something else.
+
 Every request is appended to ``server.requests`` (method, path, headers) so a test can
 assert what was sent. ``server.password`` and ``server.token`` are random per server, so a
 test can search any output for them.
@@ -41,6 +44,7 @@ import secrets
 import ssl
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -221,6 +225,7 @@ def _handler(server: HttpServer) -> type[BaseHTTPRequestHandler]:
             headers = {k.lower(): v for k, v in self.headers.items()}
             server.requests.append(RecordedRequest(self.command, self.path, headers))
             parts = urlsplit(self.path)
+            time.sleep(min(float(parse_qs(parts.query).get("delay", ["0"])[0]), 10.0))
             auth = headers.get("authorization", "")
             basic = "Basic " + base64.b64encode(f"{server.username}:{server.password}".encode()).decode()
             match parts.path:
