@@ -81,7 +81,7 @@ class AdmissionGate:
     route finds the place in ``request.state.admission`` and gives it back as soon as its
     job has been started; the gate gives it back otherwise, when the answer is sent."""
 
-    def __init__(self, app: ASGIApp, slots: int = 16) -> None:
+    def __init__(self, app: ASGIApp, slots: int) -> None:
         self.app = app
         self.admission = Admission(slots)
 

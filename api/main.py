@@ -117,7 +117,7 @@ def create_app() -> FastAPI:
         summary="Tells you in seconds whether a data source will work, and if not, what to fix.",
         lifespan=lifespan,
     )
-    app.add_middleware(AdmissionGate)  # inside the size limit: a refused body takes no place
+    app.add_middleware(AdmissionGate, slots=settings.admission_slots)  # inside the size limit: a refused body takes no place
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     metrics.install(app)  # request latency (outermost: sees the 413s too) and GET /metrics
     for router in (tests.router, definitions.router, sources.router):

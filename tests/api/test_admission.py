@@ -8,6 +8,7 @@ import pytest
 from starlette.types import Message, Receive, Scope, Send
 
 from api.admission import Admission, AdmissionGate
+from api.settings import ApiSettings
 
 
 async def _queue_up(admission: Admission, names: list[str], admitted: list[str]) -> list[asyncio.Task[None]]:
@@ -110,3 +111,11 @@ async def test_the_gate_admits_test_requests_only_and_takes_the_place_back(monke
     await asyncio.gather(first, polling)
     again = await _request(gate, "POST", TEST_PATH)  # the route never gave the place back: the gate did
     assert again[0]["status"] == 200
+
+
+def test_the_app_takes_its_number_of_places_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from api import main
+
+    monkeypatch.setattr(main, "get_api_settings", lambda: ApiSettings(admission_slots=3))
+    gates = [m for m in main.create_app().user_middleware if m.cls is AdmissionGate]
+    assert [g.kwargs for g in gates] == [{"slots": 3}]
