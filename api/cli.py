@@ -162,7 +162,7 @@ def flower(ctx: typer.Context) -> None:
     has_auth = any(a.startswith(auth_options) for a in ctx.args) or any(os.environ.get(v) for v in ("FLOWER_BASIC_AUTH", "FLOWER_AUTH"))
     if get_api_settings().profile != "development" and not has_auth:
         _fail("Flower needs authentication outside development: pass --basic-auth=user:password or set FLOWER_BASIC_AUTH")
-    os.execv(sys.executable, [sys.executable, "-m", "celery", "-A", "worker.app", "flower", *ctx.args])
+    os.execv(sys.executable, [sys.executable, "-m", "worker.flower", *ctx.args])  # celery flower, logging as we do
 
 
 # --- check and test: is this source going to work? ------------------------------------------

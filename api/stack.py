@@ -87,7 +87,7 @@ def run_stack(api_port: int = API_PORT, flower_port: int = FLOWER_PORT) -> int:
             env["SOURCECHECK_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
         start("api", [python, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(api_port), "--no-server-header"])
         start("worker", [python, "-m", "celery", "-A", "worker.app", "worker", "-E", "-n", "worker1@%h", "--loglevel", "INFO"])
-        start("flower", [python, "-m", "celery", "-A", "worker.app", "flower", "--address=127.0.0.1", f"--port={flower_port}"])
+        start("flower", [python, "-m", "worker.flower", "--address=127.0.0.1", f"--port={flower_port}"])
         _wait_for_port(api_port)
         _wait_for_port(flower_port)
         cli = Path(python).with_name("sourcecheck")

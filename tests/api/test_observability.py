@@ -302,7 +302,7 @@ def flower(stack: Stack, tmp_path: Path) -> Iterator[str]:
     env = {**stack.env, "FLOWER_UNAUTHENTICATED_API": "true"}
     with (tmp_path / "flower.log").open("ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker.app", "flower", "--address=127.0.0.1", f"--port={port}"],
+            [sys.executable, "-m", "worker.flower", "--address=127.0.0.1", f"--port={port}"],
             env=env, stdout=out, stderr=subprocess.STDOUT,
         )
     try:
@@ -315,6 +315,23 @@ def flower(stack: Stack, tmp_path: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def test_flower_logs_json_lines_from_its_first_one(observed: Observed, tmp_path: Path) -> None:
+    """`sourcecheck flower` (python -m worker.flower) logs like the other processes, not in tornado's format."""
+    port = free_port()
+    log = tmp_path / "flower.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "worker.flower", "--address=127.0.0.1", f"--port={port}"],
+                                   env=observed.stack.env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, timeout=60)
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    entries = _json_lines(log)  # fails on the first line that is not JSON
+    assert any(e["logger"] == "flower.command" and e["message"].startswith("Visit me at") for e in entries), entries[:3]
+    assert any(e["message"].endswith("shutting down") for e in entries), entries[-3:]
 
 
 def test_flower_shows_a_readable_summary_and_the_worker_but_no_secret(stack: Stack, flower: str, http_server: HttpServer) -> None:

@@ -54,7 +54,7 @@ def flower(stack: Stack) -> Iterator[str]:
     log = stack.data_dir / "flower.log"
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker.app", "flower", "--address=127.0.0.1", f"--port={port}"],
+            [sys.executable, "-m", "worker.flower", "--address=127.0.0.1", f"--port={port}"],
             env={**stack.env, "FLOWER_UNAUTHENTICATED_API": "true"}, stdout=out, stderr=subprocess.STDOUT,
         )
     stack.logs["flower"] = log
