@@ -21,7 +21,12 @@ HTTP server and a server that accepts TCP and never answers; then measures, in o
 - coalesced_probe_runs: probes run for 100 identical concurrent requests;
 - worker_rss_mb: the worker's process tree at 1,000 in flight (peak);
 - cpu_ms_per_test_api / _worker / _redis: CPU time per test during the e2e_tps run, for the
-  API, the worker with its probe processes, and Redis (where a test's cost goes).
+  API, the worker with its probe processes, and Redis (where a test's cost goes);
+- slow_tps_1_worker / _2_workers / _3_workers: tests per second of 60 slow tests (each
+  probe waits out a 2 s deadline on the silent server) with 1, 2 and 3 worker processes of
+  SLOW_CONCURRENCY threads each, the bench's first worker stopped. A worker's capacity for
+  slow probes is its threads (not CPU: 60 tests cost the machine well under a second), so
+  it should grow with the workers: slow_tps_3_over_1 = 3 is linear.
 
 Not a test: nothing here passes or fails. Quote its figures as ratios of one run.
 """
@@ -54,6 +59,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ROUNDS = 5  # raw and end-to-end figures are measured in this many turns each
 SEQUENTIAL = 250  # sequential round trips of each kind (after 50 of warm-up)
 LOAD = 25  # tests per client of the 32 concurrent ones, of each kind
+SLOW_CONCURRENCY = 10  # threads of each worker in the slow_tps figures
 BIN = Path(sys.executable).parent
 
 
@@ -190,9 +196,7 @@ class Stack:
                                        "--maxclients", "20000"], stdout=log, stderr=log)
         self.processes.append(self.redis)
         wait_port(self.redis_port)
-        self.worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-n", "bench@%h",
-                                        "--loglevel", "WARNING", "-E"], env=self.env, stdout=log, stderr=log, cwd=ROOT)
-        self.processes.append(self.worker)
+        self.worker = self.start_worker("bench")
         self.api = subprocess.Popen([sys.executable, "-m", "uvicorn", "api.main:app", "--port", str(self.api_port),
                                      "--log-level", "warning", "--no-access-log", "--backlog", "4096"],
                                     env=self.env, stdout=log, stderr=log, cwd=ROOT)
@@ -208,6 +212,23 @@ class Stack:
                 break
             except Exception:  # noqa: S112 - still starting
                 continue
+
+    def start_worker(self, name: str, concurrency: int | None = None) -> subprocess.Popen[bytes]:
+        with (self.work / "stack.log").open("ab") as log:
+            worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-n", f"{name}@%h",
+                                       "--loglevel", "WARNING", "-E",
+                                       *(["--concurrency", str(concurrency)] if concurrency else [])],
+                                      env=self.env, stdout=log, stderr=log, cwd=ROOT)
+        self.processes.append(worker)
+        return worker
+
+    def wait_for_workers(self, *names: str) -> None:
+        """Until each named worker answers a ping (it takes jobs)."""
+        wanted = {f"{name}@{socket.gethostname()}" for name in names}
+        for _ in range(120):
+            if wanted <= {host for reply in self.app.control.ping(timeout=1) for host in reply}:
+                return
+        raise RuntimeError(f"workers {sorted(wanted)} did not start")
 
     def cli(self, *args: str) -> str:
         return subprocess.run([str(BIN / "sourcecheck"), *args], env=self.env, capture_output=True, text=True, check=True,
@@ -429,6 +450,25 @@ def main() -> None:
             results["fast_p99_during_hung_ms"] = pct(fast_times, 99)
             results["worker_rss_mb"] = peak
             hung_outcomes = dict(outcomes)
+
+            # Horizontal scale for slow probes: the same 60 slow tests on 1, 2, then 3 workers
+            async def slow_batch() -> float:
+                async def one(org: str, token: str) -> None:
+                    body = {"source_definition_id": "http",
+                            "configuration": {"url": f"http://127.0.0.1:{servers.hung_port}/slow?n={uuid.uuid4().hex}"}}
+                    r = await post(stack.api_port, path(org, "?timeout=2&wait=60"), body, token)
+                    assert (r.json().get("job_info") or {}).get("type") == "timeout", r.body
+
+                t = time.perf_counter()
+                await asyncio.gather(*(one(o, k) for o, k in orgs for _ in range(6)))
+                return 60 / (time.perf_counter() - t)
+
+            stack.worker.terminate()
+            stack.worker.wait(timeout=60)
+            for count in (1, 2, 3):
+                stack.start_worker(f"slow{count}", SLOW_CONCURRENCY)
+                stack.wait_for_workers(*(f"slow{i}" for i in range(1, count + 1)))
+                results[f"slow_tps_{count}_worker{'s' if count > 1 else ''}"] = asyncio.run(slow_batch())
         finally:
             stack.stop()
 
@@ -436,6 +476,7 @@ def main() -> None:
     ratios = {
         "e2e_p50_over_raw_rtt": round(results["e2e_p50_ms"] / results["raw_celery_rtt_p50_ms"], 2),
         "e2e_tps_over_raw_tps": round(results["e2e_tps"] / results["raw_celery_tps"], 2),
+        "slow_tps_3_over_1": round(results["slow_tps_3_workers"] / results["slow_tps_1_worker"], 2),
     }
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     print(f"\nsourcecheck benchmark ({machine})\n")

@@ -7,6 +7,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 
 import pytest
 
@@ -171,3 +172,35 @@ def test_tests_of_a_healthy_source_pass_hung_ones_in_one_worker(one_worker: Stac
     assert fast == ["succeeded"] * 6
     assert in_flight == hung_count
     assert set(hung_outcomes) == {(200, "timeout")}
+
+
+def test_each_worker_added_adds_its_threads_to_the_capacity_for_slow_probes(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Horizontal scale: with one worker of 5 threads, 10 slow tests run in two waves; with
+    a second worker of 5, all 10 run at once, shared between the two."""
+    redis = RedisServer(port=free_port(), directory=tmp_path_factory.mktemp("scale-redis"))
+    redis.start()
+    try:
+        with launch_stack(redis, tmp_path_factory.mktemp("scale"), workers=(), org_tests_per_minute="0") as stack:
+
+            def run_batch() -> list[dict]:  # type: ignore[type-arg]
+                sent = asyncio.run(_post_many(stack, [faulty("sleep", 1.5) for _ in range(10)], wait=0, timeout=10))
+                with stack.client() as client:
+                    done = [client.get(r.headers["location"], params={"wait": 30}).json() for r in sent]
+                assert {d["status"] for d in done} == {"succeeded"}, done
+                return [d["job_info"] for d in done]
+
+            def waves(infos: list[dict]) -> int:  # type: ignore[type-arg]
+                """How many tests started only after another had ended (a thread had to come free)."""
+                first_end = min(datetime.fromisoformat(i["ended_at"]) for i in infos)
+                return sum(datetime.fromisoformat(i["started_at"]) >= first_end for i in infos)
+
+            stack.start_worker("s1", concurrency=5)
+            one = run_batch()
+            assert waves(one) == 5 and all(i["worker"].startswith("s1@") for i in one)
+
+            stack.start_worker("s2", concurrency=5)
+            two = run_batch()
+            assert waves(two) == 0
+            assert {i["worker"].split("@")[0] for i in two} == {"s1", "s2"}
+    finally:
+        redis.stop()
