@@ -114,16 +114,19 @@ def rekey() -> None:
 
 
 @app.command()
-def run() -> None:
+def run(
+    api_port: Annotated[int, typer.Option(help="Port of the API on 127.0.0.1.")] = 8000,
+    flower_port: Annotated[int, typer.Option(help="Port of Flower on 127.0.0.1.")] = 5555,
+) -> None:
     """Start the whole development system in the foreground: Redis (unless
     SOURCECHECK_REDIS_URL is set), the API on 127.0.0.1:8000, one worker and Flower on
     127.0.0.1:5555. Ctrl-C stops all of it.
 
-    Example: sourcecheck run
+    Example: sourcecheck run --api-port 8000 --flower-port 5555
     """
     from api.stack import run_stack
 
-    raise typer.Exit(run_stack())
+    raise typer.Exit(run_stack(api_port=api_port, flower_port=flower_port))
 
 
 @app.command()
