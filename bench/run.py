@@ -22,6 +22,8 @@ HTTP server and a server that accepts TCP and never answers; then measures, in o
 - worker_rss_mb: the worker's process tree at 1,000 in flight (peak);
 - cpu_ms_per_test_api / _worker / _redis: CPU time per test during the e2e_tps run, for the
   API, the worker with its probe processes, and Redis (where a test's cost goes);
+  cpu_ms_per_noop_worker / _redis: the same for a no-op task during raw_celery_tps (the
+  part of a test's cost that is Celery's own);
 - slow_tps_1_worker / _2_workers / _3_workers: tests per second of 60 slow tests (each
   probe waits out a 2 s deadline on the silent server) with 1, 2 and 3 worker processes of
   SLOW_CONCURRENCY threads each, the bench's first worker stopped. A worker's capacity for
@@ -363,9 +365,14 @@ def main() -> None:
             # 32 concurrent clients, LOAD tests each in all, in turns
             raw_seconds = e2e_seconds = 0.0
             cpu: dict[str, float] = {}
+            raw_cpu: dict[str, float] = {}
             per_round = LOAD // ROUNDS
             for _ in range(ROUNDS):
+                before = stack.cpu_ms()
                 raw_seconds += raw_load(32, per_round)
+                after = stack.cpu_ms()
+                for name in after:
+                    raw_cpu[name] = raw_cpu.get(name, 0.0) + after[name] - before[name]
                 before = stack.cpu_ms()
                 e2e_seconds += asyncio.run(e2e_load(32, per_round))
                 after = stack.cpu_ms()
@@ -375,6 +382,8 @@ def main() -> None:
             results["e2e_tps"] = 32 * LOAD / e2e_seconds
             for name, used in cpu.items():  # where a test's CPU goes
                 results[f"cpu_ms_per_test_{name}"] = used / (32 * LOAD)
+            for name in ("worker", "redis"):  # Celery's own floor: what a no-op costs the same processes
+                results[f"cpu_ms_per_noop_{name}"] = raw_cpu[name] / (32 * LOAD)
 
             # the same check in-process, no queue
             from connectors import get_connector, run_check
