@@ -17,7 +17,7 @@ class ApiSettings(Settings):
     max_wait_seconds: float = Field(60.0, ge=0, le=300, description="The largest `wait` a caller may ask for.")
     max_body_bytes: int = Field(64 * 1024, ge=1024, description="Largest request body accepted.")
     admission_slots: int = Field(
-        16, ge=1, le=1024,
+        8, ge=1, le=1024,
         description="Test requests one API process takes at a time from arrival until a worker starts their job; "
         "the rest wait their turn, newest first (see api.admission).",
     )
