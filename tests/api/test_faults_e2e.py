@@ -23,10 +23,8 @@ import httpx
 import pytest
 from celery import Celery
 
-from tests.servers import free_port
 from tests.servers.http import HttpServer
-from tests.servers.redis import RedisServer
-from tests.servers.stack import Stack, launch_stack
+from tests.servers.stack import Stack, own_stack
 from worker.app import QUEUE
 from worker.crypto import Cipher
 from worker.jobs import FINISH_GRACE_SECONDS, TASK_NAME
@@ -39,15 +37,9 @@ FINAL = ("succeeded", "failed")
 
 @pytest.fixture(scope="module")
 def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    redis = RedisServer(port=free_port(), directory=tmp_path_factory.mktemp("faults-redis"))
-    redis.start()
-    try:
-        with launch_stack(redis, tmp_path_factory.mktemp("faults"), workers=("f1", "f2"),
-                          org_concurrency_limit="1000", org_tests_per_minute="0",
-                          queue_timeout_seconds=str(QUEUE_TIMEOUT)) as running:
-            yield running
-    finally:
-        redis.stop()
+    with own_stack(tmp_path_factory, "faults", workers=("f1", "f2"), org_concurrency_limit="1000", org_tests_per_minute="0",
+                   queue_timeout_seconds=str(QUEUE_TIMEOUT)) as running:
+        yield running
 
 
 def faulty(mode: str, seconds: float = 0, tag: str = "") -> dict[str, Any]:

@@ -28,7 +28,7 @@ from tests.api.test_secrets_e2e import assert_absent
 from tests.servers import free_port, wait_for_port
 from tests.servers.http import HttpServer
 from tests.servers.redis import RedisServer
-from tests.servers.stack import Stack, launch_stack
+from tests.servers.stack import Stack, own_stack
 from worker import logs
 from worker.metrics import Heartbeat
 
@@ -45,15 +45,9 @@ class Observed:
 def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
     """A stack of its own: JSON logs at DEBUG (the probe processes' lines too) and the
     worker's metrics on a free port."""
-    redis = RedisServer(port=free_port(), directory=tmp_path_factory.mktemp("observed-redis"))
-    redis.start()
     port = free_port()
-    try:
-        with launch_stack(redis, tmp_path_factory.mktemp("observed"), log_format="json", log_level="DEBUG",
-                          worker_metrics_port=str(port)) as stack:
-            yield Observed(stack, f"http://127.0.0.1:{port}/metrics")
-    finally:
-        redis.stop()
+    with own_stack(tmp_path_factory, "observed", log_format="json", log_level="DEBUG", worker_metrics_port=str(port)) as stack:
+        yield Observed(stack, f"http://127.0.0.1:{port}/metrics")
 
 
 def samples(text: str) -> list[tuple[str, dict[str, str], float]]:

@@ -25,10 +25,8 @@ import httpx
 import psycopg
 import pytest
 
-from tests.servers import free_port
 from tests.servers.postgres import PostgresServer
-from tests.servers.redis import RedisServer
-from tests.servers.stack import Stack, launch_stack
+from tests.servers.stack import Stack, own_stack
 from tests.servers.tcp import HostPort, TcpProxy
 from worker.app import API_TIMEOUTS
 
@@ -65,14 +63,8 @@ def metadata_db(postgres_server: PostgresServer) -> Iterator[MetadataDatabase]:
 
 @pytest.fixture(scope="module")
 def outage(tmp_path_factory: pytest.TempPathFactory, metadata_db: MetadataDatabase) -> Iterator[Stack]:
-    redis = RedisServer(port=free_port(), directory=tmp_path_factory.mktemp("outage-redis"))
-    redis.start()
-    try:
-        with launch_stack(redis, tmp_path_factory.mktemp("outage"), workers=("o1",), database_url=metadata_db.url,
-                          org_tests_per_minute="0") as running:
-            yield running
-    finally:
-        redis.stop()
+    with own_stack(tmp_path_factory, "outage", workers=("o1",), database_url=metadata_db.url, org_tests_per_minute="0") as running:
+        yield running
 
 
 def faulty(seconds: float = 0) -> dict[str, Any]:

@@ -11,10 +11,8 @@ from datetime import datetime
 
 import pytest
 
-from tests.servers import free_port
 from tests.servers.http import HttpServer
-from tests.servers.redis import RedisServer
-from tests.servers.stack import Stack, launch_stack
+from tests.servers.stack import Stack, own_stack
 from tests.servers.tcp import HungListener
 
 pytestmark = pytest.mark.e2e
@@ -24,26 +22,16 @@ CAP = 40
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    redis = RedisServer(port=free_port(), directory=tmp_path_factory.mktemp("fleet-redis"))
-    redis.start()
-    try:
-        with launch_stack(redis, tmp_path_factory.mktemp("fleet"), workers=("w1", "w2", "w3"),
-                          org_concurrency_limit=str(CAP), queue_timeout_seconds="3") as running:
-            yield running
-    finally:
-        redis.stop()
+    with own_stack(tmp_path_factory, "fleet", workers=("w1", "w2", "w3"), org_concurrency_limit=str(CAP),
+                   queue_timeout_seconds="3") as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
 def one_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """One worker process, the default per-organization cap, no rate limit."""
-    redis = RedisServer(port=free_port(), directory=tmp_path_factory.mktemp("one-worker-redis"))
-    redis.start()
-    try:
-        with launch_stack(redis, tmp_path_factory.mktemp("one-worker"), org_tests_per_minute="0") as running:
-            yield running
-    finally:
-        redis.stop()
+    with own_stack(tmp_path_factory, "one-worker", org_tests_per_minute="0") as running:
+        yield running
 
 
 def faulty(mode: str, seconds: float = 0, tag: str = "") -> dict:  # type: ignore[type-arg]
@@ -177,30 +165,25 @@ def test_tests_of_a_healthy_source_pass_hung_ones_in_one_worker(one_worker: Stac
 def test_each_worker_added_adds_its_threads_to_the_capacity_for_slow_probes(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Horizontal scale: with one worker of 5 threads, 10 slow tests run in two waves; with
     a second worker of 5, all 10 run at once, shared between the two."""
-    redis = RedisServer(port=free_port(), directory=tmp_path_factory.mktemp("scale-redis"))
-    redis.start()
-    try:
-        with launch_stack(redis, tmp_path_factory.mktemp("scale"), workers=(), org_tests_per_minute="0") as stack:
+    with own_stack(tmp_path_factory, "scale", workers=(), org_tests_per_minute="0") as stack:
 
-            def run_batch() -> list[dict]:  # type: ignore[type-arg]
-                sent = asyncio.run(_post_many(stack, [faulty("sleep", 1.5) for _ in range(10)], wait=0, timeout=10))
-                with stack.client() as client:
-                    done = [client.get(r.headers["location"], params={"wait": 30}).json() for r in sent]
-                assert {d["status"] for d in done} == {"succeeded"}, done
-                return [d["job_info"] for d in done]
+        def run_batch() -> list[dict]:  # type: ignore[type-arg]
+            sent = asyncio.run(_post_many(stack, [faulty("sleep", 1.5) for _ in range(10)], wait=0, timeout=10))
+            with stack.client() as client:
+                done = [client.get(r.headers["location"], params={"wait": 30}).json() for r in sent]
+            assert {d["status"] for d in done} == {"succeeded"}, done
+            return [d["job_info"] for d in done]
 
-            def waves(infos: list[dict]) -> int:  # type: ignore[type-arg]
-                """How many tests started only after another had ended (a thread had to come free)."""
-                first_end = min(datetime.fromisoformat(i["ended_at"]) for i in infos)
-                return sum(datetime.fromisoformat(i["started_at"]) >= first_end for i in infos)
+        def waited(infos: list[dict]) -> int:  # type: ignore[type-arg]
+            """How many tests started only after another had ended (a thread had to come free)."""
+            first_end = min(datetime.fromisoformat(i["ended_at"]) for i in infos)
+            return sum(datetime.fromisoformat(i["started_at"]) >= first_end for i in infos)
 
-            stack.start_worker("s1", concurrency=5)
-            one = run_batch()
-            assert waves(one) == 5 and all(i["worker"].startswith("s1@") for i in one)
+        stack.start_worker("s1", concurrency=5)
+        one = run_batch()
+        assert waited(one) == 5 and all(i["worker"].startswith("s1@") for i in one)
 
-            stack.start_worker("s2", concurrency=5)
-            two = run_batch()
-            assert waves(two) == 0
-            assert {i["worker"].split("@")[0] for i in two} == {"s1", "s2"}
-    finally:
-        redis.stop()
+        stack.start_worker("s2", concurrency=5)
+        two = run_batch()
+        assert waited(two) == 0
+        assert {i["worker"].split("@")[0] for i in two} == {"s1", "s2"}

@@ -159,6 +159,20 @@ def launch_stack(redis: RedisServer, data_dir: Path, workers: tuple[str, ...] = 
                 pass
 
 
+@contextmanager
+def own_stack(tmp_path_factory: pytest.TempPathFactory, name: str, workers: tuple[str, ...] = ("e2e",),
+              **settings: str) -> Iterator[Stack]:
+    """A stack with a Redis server of its own (for a module that stops Redis, fills it, or
+    needs settings of its own): :func:`launch_stack` on a new :class:`RedisServer`."""
+    redis = RedisServer(port=free_port(), directory=tmp_path_factory.mktemp(f"{name}-redis"))
+    redis.start()
+    try:
+        with launch_stack(redis, tmp_path_factory.mktemp(name), workers=workers, **settings) as running:
+            yield running
+    finally:
+        redis.stop()
+
+
 @pytest.fixture(scope="session")
 def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with launch_stack(redis_server, tmp_path_factory.mktemp("sourcecheck")) as running:
