@@ -18,8 +18,9 @@ HTTP server and a server that accepts TCP and never answers; then measures, in o
   1,000th, from the first request (the rest of hung_1000_wall_s is the 2 s deadline and
   the answers);
 - raw_celery_1000_burst_s: the floor under that burst, measured just before it: 1,000 no-op
-  tasks sent at once with the project's Celery app, until the last result is back (a
-  design that sends each test as one Celery task cannot start 1,000 faster than this);
+  tasks sent at once with the project's Celery app, until the last result is back (one
+  worker that takes each test as one Celery task cannot start 1,000 much faster: its own
+  part, cpu_ms_per_noop_worker x 1,000, is most of this);
 - cpu_ms_per_hung_test_api / _worker / _redis: CPU time per test during that burst;
 - fast_p99_during_hung_ms: tests of the fast source while those 1,000 hang;
 - coalesced_probe_runs: probes run for 100 identical concurrent requests;
