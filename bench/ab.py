@@ -96,11 +96,8 @@ def measure(tree: Tree, servers: Servers, sequential: int, per_client: int) -> N
     tree.rtts += raw_sequential(stack.app, sequential)
     tree.e2e += asyncio.run(e2e_sequential(stack.api_port, tree.path, servers.fast_body, tree.token, sequential))
     tree.raw_seconds += raw_load(stack.app, CLIENTS, per_client)
-    before = stack.cpu_ms()
-    tree.e2e_seconds += asyncio.run(e2e_load(stack.api_port, tree.path, servers.fast_body, tree.token, CLIENTS, per_client))
-    after = stack.cpu_ms()
-    for name, used in after.items():
-        tree.cpu_ms[name] = tree.cpu_ms.get(name, 0.0) + used - before[name]
+    with stack.cpu_into(tree.cpu_ms):
+        tree.e2e_seconds += asyncio.run(e2e_load(stack.api_port, tree.path, servers.fast_body, tree.token, CLIENTS, per_client))
 
 
 def report(trees: list[Tree], load_tests: int) -> None:
