@@ -2,9 +2,12 @@
 
 Steps: ``resolve`` the host, open ``tcp``, for https complete a ``tls`` handshake with the
 configured trust (so certificate problems are named as such), then send one ``request``.
-The request goes to the address the ``tcp`` step reached, so what was checked is what is
-used; for an http:// URL it is sent on the very connection that step opened. The response
-body is never read: a URL to a large file costs one round trip.
+The request is sent on the very connection the ``tcp`` step opened (and the ``tls`` step
+secured), so what was checked is what is used and the server sees one connection. The
+response body is never read: a URL to a large file costs one round trip.
+
+:func:`open_pinned` runs those first steps for every connector that speaks HTTP (s3, the
+SaaS APIs, website) and gives them the :class:`PinnedTransport` their client uses.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from connectors.egress import EgressPolicy, blocked, current_policy
 from connectors.errors import FailureType, ProbeFailure
 from connectors.fields import PemCertificates
 from connectors.network import Address, connect_tcp, literal_addrinfo, resolve
-from connectors.tls import client_context, tls_failure, tls_handshake
+from connectors.tls import TRUST_FIX, TlsConnection, client_context, tls_failure, tls_handshake
 
 USER_AGENT = "sourcecheck/0.1 (connectivity check)"
 
@@ -206,27 +209,12 @@ class HttpConnector(Connector):
 
     async def check(self, config: HttpConfig, probe: Probe) -> None:
         host = (config.url.host or "").strip("[]")  # pydantic keeps IPv6 brackets; sockets want none
-        port = config.url.port or (443 if config.url.scheme == "https" else 80)
-        addresses = await resolve(probe, host, port)
-        sock: socket.socket | None = None
-        if config.url.scheme == "https":
-            address = await connect_tcp(probe, addresses)
-        else:
-            # The request is sent on the connection the tcp step opened: one connection per
-            # check, not a probe and then the real one (and no second connect's cost).
-            address, sock = await connect_tcp(probe, addresses, keep=True)
-        try:
-            context = client_context(verify=config.verify_tls, ca_pem=config.ca_cert)
-            if config.url.scheme == "https":
-                await tls_handshake(probe, address, host, context)
-            else:
-                # Shown in place, not appended after the request step as an unreached step would be.
-                probe.steps.append(Step(name="tls", status=StepStatus.SKIPPED, message="http:// URL: no TLS"))
-            async with probe.step("request") as step:
-                step.message = await _request(config, probe, PinnedTransport(context, address, sock=sock))
-        finally:
-            if sock is not None:
-                sock.close()  # unused when the request failed before connecting; else closed already
+        https = config.url.scheme == "https"
+        port = config.url.port or (443 if https else 80)
+        context = client_context(verify=config.verify_tls, ca_pem=config.ca_cert)
+        transport = await open_pinned(probe, host, port, context, https=https, plain="http:// URL: no TLS")
+        async with probe.step("request") as step:
+            step.message = await _request(config, probe, transport)
 
 
 _USER_AGENT_HEADERS = httpx.Headers({"User-Agent": USER_AGENT})
@@ -427,15 +415,22 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
     """
 
     def __init__(
-        self, address: Address, egress: EgressPolicy | None = None, *, sock: socket.socket | None = None
+        self, address: Address, egress: EgressPolicy | None = None, *, kept: socket.socket | TlsConnection | None = None
     ) -> None:
         self.address = address
         self.egress = egress or current_policy()
         self.backend = httpcore.AnyIOBackend()
-        self.sock = sock
-        """A socket connected to ``address`` (``connect_tcp(keep=True)``), used for the first
-        connection to it instead of a new one. The stream made of it closes it; so does its
-        giver once the client is closed, in case none was."""
+        self.kept = kept
+        """A connection to ``address`` (the ``tcp`` step's socket, or the ``tls`` step's
+        connection), used for the first connection to it instead of a new one. The stream
+        made of it closes it; :meth:`close_unused` closes it when none was made."""
+
+    def close_unused(self) -> None:
+        kept, self.kept = self.kept, None
+        if isinstance(kept, TlsConnection):
+            kept.abort()
+        elif kept is not None:
+            kept.close()
 
     # httpcore's interface (timeout parameter included); no unix sockets are used.
     async def connect_tcp(
@@ -446,16 +441,14 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: typing.Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        if host.lower() == self.address.host.lower() and port == self.address.port:
-            ips = [self.address.ip]
-        else:
-            ips = await self._resolve(host, port, timeout)
+        pinned = host.lower() == self.address.host.lower() and port == self.address.port
+        ips = [self.address.ip] if pinned else await self._resolve(host, port, timeout)
         refused = {ip: reason for ip in ips if (reason := self.egress.refusal(ip)) is not None}
         allowed = [ip for ip in ips if ip not in refused]
         if not allowed:
             raise blocked(host, refused, what=" (a redirect or another endpoint of the source led there)")
-        if self.sock is not None and ips == [self.address.ip]:
-            stream = self._adopt(self.sock, socket_options)
+        if self.kept is not None and pinned:
+            stream = self._adopt(self.kept, socket_options)
             if stream is not None:
                 return stream
         last: httpcore.ConnectError | None = None
@@ -470,21 +463,26 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
         raise last
 
     def _adopt(
-        self, sock: socket.socket, socket_options: typing.Iterable[Any] | None
+        self, kept: socket.socket | TlsConnection, socket_options: typing.Iterable[Any] | None
     ) -> httpcore.AsyncNetworkStream | None:
-        """The kept socket as an httpcore stream (used once), or None when it is no longer
-        connected (the caller then opens a new connection, as without one)."""
-        self.sock = None
+        """The kept connection as an httpcore stream (used once), or None when it is no
+        longer connected (the caller then opens a new connection, as without one)."""
+        self.kept = None
+        if isinstance(kept, TlsConnection):
+            if kept.writer.transport.is_closing() or kept.reader.at_eof():
+                kept.abort()
+                return None
+            return AdoptedTlsStream(kept)
         try:
-            sock.getpeername()  # still connected (a refused or reset connection is not)
+            kept.getpeername()  # still connected (a refused or reset connection is not)
             # As on a connection asyncio (so httpcore's backend) opens.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            kept.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             for option in socket_options or ():
-                sock.setsockopt(*option)
+                kept.setsockopt(*option)
         except OSError:
-            sock.close()
+            kept.close()
             return None
-        return AdoptedSocketStream(sock)
+        return AdoptedSocketStream(kept)
 
     async def _resolve(self, host: str, port: int, timeout: float | None) -> list[str]:
         """``host``'s addresses, IPv4 first; the errors httpcore itself would raise."""
@@ -508,22 +506,20 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
         await self.backend.sleep(seconds)
 
 
-class AdoptedSocketStream(httpcore.AsyncNetworkStream):
-    """A connected non-blocking socket as an httpcore stream, on the running asyncio loop.
+class _AdoptedStream(httpcore.AsyncNetworkStream):
+    """An httpcore stream over a connection made beforehand, with the errors httpcore's own
+    streams raise (ReadTimeout, ReadError, WriteTimeout, WriteError, caused by the OSError)."""
 
-    What ``httpcore.AnyIOBackend.connect_tcp`` returns, with the same errors (ReadTimeout,
-    ReadError, WriteTimeout, WriteError, caused by the OSError), for a socket connected
-    beforehand (the ``tcp`` step's), without anyio's transport, protocol and cancel
-    scopes around every read and write: a fraction of the cost of a local request.
-    """
+    async def _recv(self, max_bytes: int) -> bytes:
+        raise NotImplementedError
 
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
+    async def _send(self, buffer: bytes) -> None:
+        raise NotImplementedError
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
         try:
             async with asyncio.timeout(timeout):
-                return await asyncio.get_running_loop().sock_recv(self._sock, max_bytes)
+                return await self._recv(max_bytes)
         except TimeoutError as exc:  # before OSError, of which it is one
             raise httpcore.ReadTimeout(str(exc)) from exc
         except OSError as exc:
@@ -534,11 +530,29 @@ class AdoptedSocketStream(httpcore.AsyncNetworkStream):
             return
         try:
             async with asyncio.timeout(timeout):
-                await asyncio.get_running_loop().sock_sendall(self._sock, buffer)
+                await self._send(buffer)
         except TimeoutError as exc:
             raise httpcore.WriteTimeout(str(exc)) from exc
         except OSError as exc:
             raise httpcore.WriteError(str(exc)) from exc
+
+
+class AdoptedSocketStream(_AdoptedStream):
+    """A connected non-blocking socket as an httpcore stream, on the running asyncio loop.
+
+    What ``httpcore.AnyIOBackend.connect_tcp`` returns for a socket connected beforehand
+    (the ``tcp`` step's), without anyio's transport, protocol and cancel scopes around
+    every read and write: a fraction of the cost of a local request.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    async def _recv(self, max_bytes: int) -> bytes:
+        return await asyncio.get_running_loop().sock_recv(self._sock, max_bytes)
+
+    async def _send(self, buffer: bytes) -> None:
+        await asyncio.get_running_loop().sock_sendall(self._sock, buffer)
 
     async def aclose(self) -> None:
         self._sock.close()  # as anyio's stream does (abort): unsent data is dropped
@@ -549,8 +563,8 @@ class AdoptedSocketStream(httpcore.AsyncNetworkStream):
         server_hostname: str | None = None,
         timeout: float | None = None,  # noqa: ASYNC109
     ) -> httpcore.AsyncNetworkStream:
-        # Not used by the http connector (TLS goes over a connection of its own); what
-        # httpcore's own stream does, should a caller need it.
+        # Not used (an https connection is kept after the tls step, as an AdoptedTlsStream);
+        # what httpcore's own stream does, should a caller need it.
         try:
             stream = AnyIOStream(await anyio.abc.SocketStream.from_socket(self._sock))
         except (OSError, ValueError) as exc:
@@ -573,10 +587,46 @@ class AdoptedSocketStream(httpcore.AsyncNetworkStream):
         return None  # ssl_object: none on a plain connection
 
 
+class AdoptedTlsStream(_AdoptedStream):
+    """The ``tls`` step's connection (its handshake done) as an httpcore stream. httpcore
+    asks every new https connection to start TLS; this one already has, with the same
+    context and host name, so it answers itself."""
+
+    def __init__(self, connection: TlsConnection) -> None:
+        self._connection = connection
+
+    async def _recv(self, max_bytes: int) -> bytes:
+        return await self._connection.reader.read(max_bytes)
+
+    async def _send(self, buffer: bytes) -> None:
+        self._connection.writer.write(buffer)
+        await self._connection.writer.drain()
+
+    async def aclose(self) -> None:
+        self._connection.abort()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> httpcore.AsyncNetworkStream:
+        if server_hostname != self._connection.server_hostname:  # not this connection's handshake
+            self._connection.abort()
+            raise httpcore.ConnectError(f"TLS was started for {self._connection.server_hostname}, not {server_hostname}")
+        return self
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable":  # for an idle connection: closed by the server
+            return self._connection.reader.at_eof() or self._connection.writer.transport.is_closing()
+        extra = {"client_addr": "sockname", "server_addr": "peername", "socket": "socket", "ssl_object": "ssl_object"}
+        return self._connection.writer.get_extra_info(extra[info]) if info in extra else None
+
+
 class PinnedTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport with a :class:`PinnedBackend`. ``sock``, a connection to ``address``
-    (the caller's to close after the transport, see :class:`PinnedBackend`), carries the first
-    request to it, instead of a new connection."""
+    """httpx's transport with a :class:`PinnedBackend`. ``kept``, a connection to ``address``
+    (the ``tcp`` step's socket or the ``tls`` step's connection), carries the first request
+    to it instead of a new connection; closing the transport closes it if it was not used."""
 
     def __init__(
         self,
@@ -584,11 +634,45 @@ class PinnedTransport(httpx.AsyncHTTPTransport):
         address: Address,
         egress: EgressPolicy | None = None,
         *,
-        sock: socket.socket | None = None,
+        kept: socket.socket | TlsConnection | None = None,
     ) -> None:
         super().__init__(verify=context, trust_env=False)
         # httpx takes no network backend, so its pool is replaced by an identical one that
         # has ours (httpx is pinned in pyproject.toml; tests cover this path).
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=context, network_backend=PinnedBackend(address, egress, sock=sock)
-        )
+        self._backend = PinnedBackend(address, egress, kept=kept)
+        self._pool = httpcore.AsyncConnectionPool(ssl_context=context, network_backend=self._backend)
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        try:
+            await super().__aexit__(*exc_info)
+        finally:
+            self._backend.close_unused()
+
+    async def aclose(self) -> None:
+        try:
+            await super().aclose()
+        finally:
+            self._backend.close_unused()
+
+
+async def open_pinned(
+    probe: Probe,
+    host: str,
+    port: int,
+    context: ssl.SSLContext,
+    *,
+    https: bool,
+    plain: str,
+    trust_fix: str = TRUST_FIX,
+) -> PinnedTransport:
+    """Steps ``resolve``, ``tcp`` and ``tls`` to ``host``:``port`` (``tls`` skipped, saying
+    ``plain``, when not ``https``), and a transport pinned to the address that answered
+    whose first request goes on the connection those steps opened: the server sees one
+    connection and one handshake per check, and a remote https check saves the round
+    trips of two more. The transport (a client closes it) closes that connection."""
+    address, sock = await connect_tcp(probe, await resolve(probe, host, port), keep=True)
+    if not https:
+        probe.steps.append(Step(name="tls", status=StepStatus.SKIPPED, message=plain))
+        return PinnedTransport(context, address, kept=sock)
+    connection = await tls_handshake(probe, sock, address, host, context, trust_fix=trust_fix)
+    return PinnedTransport(context, address, kept=connection)

@@ -23,7 +23,6 @@ a message; the server's own error text is never shown, only its error code.
 from __future__ import annotations
 
 import re
-import ssl
 import time
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar
@@ -36,12 +35,19 @@ from botocore.credentials import Credentials
 from defusedxml import DefusedXmlException, ElementTree
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, HttpUrl, model_validator
 
-from connectors.base import Connector, ConnectorConfig, Probe, Secret, Step, StepStatus
+from connectors.base import Connector, ConnectorConfig, Probe, Secret
 from connectors.errors import FailureType, ProbeFailure
 from connectors.fields import PemCertificates
-from connectors.http import USER_AGENT, PinnedTransport, _no_userinfo, _no_whitespace, _transport_failure, status_text
-from connectors.network import Address, connect_tcp, resolve
-from connectors.tls import client_context, tls_handshake
+from connectors.http import (
+    USER_AGENT,
+    PinnedTransport,
+    _no_userinfo,
+    _no_whitespace,
+    _transport_failure,
+    open_pinned,
+    status_text,
+)
+from connectors.tls import client_context
 
 # --- configuration -------------------------------------------------------------------
 
@@ -332,13 +338,11 @@ class S3Connector(Connector):
 
     async def check(self, config: S3Config, probe: Probe) -> None:
         target = _target(config)
-        address = await connect_tcp(probe, await resolve(probe, target.host, target.port))
         context = client_context(verify=config.verify_tls, ca_pem=config.ca_cert)
-        if target.https:
-            await tls_handshake(probe, address, target.host, context)
-        else:
-            probe.steps.append(Step(name="tls", status=StepStatus.SKIPPED, message="http:// endpoint: no TLS"))
-        async with _client(context, address) as client:
+        transport = await open_pinned(
+            probe, target.host, target.port, context, https=target.https, plain="http:// endpoint: no TLS"
+        )
+        async with _client(transport) as client:
             session = _Session(client, probe, config)
             async with probe.step("authenticate") as step:
                 step.message = await _authenticate(session, config, target)
@@ -346,9 +350,9 @@ class S3Connector(Connector):
                 step.message = await _access(session, config, target)
 
 
-def _client(context: ssl.SSLContext, address: Address) -> httpx.AsyncClient:
+def _client(transport: PinnedTransport) -> httpx.AsyncClient:
     return httpx.AsyncClient(
-        transport=PinnedTransport(context, address),
+        transport=transport,
         headers={"User-Agent": USER_AGENT},
         follow_redirects=False,  # a redirect must be signed anew; S3's mean "wrong region"
         trust_env=False,  # no proxy from the environment: requests go where tcp/tls went

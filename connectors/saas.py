@@ -30,11 +30,10 @@ from typing import Annotated, Any, Protocol
 import httpx
 from pydantic import AfterValidator, BeforeValidator, Field
 
-from connectors.base import MASK, Probe, Step, StepStatus
+from connectors.base import MASK, Probe
 from connectors.errors import FailureType, ProbeFailure
-from connectors.http import USER_AGENT, PinnedTransport, find_cause, status_text
-from connectors.network import connect_tcp, resolve
-from connectors.tls import client_context, tls_failure, tls_handshake
+from connectors.http import USER_AGENT, find_cause, open_pinned, status_text
+from connectors.tls import client_context, tls_failure
 
 TRUST_FIX = "set ca_cert to the certificate of the authority that signed it"
 """How a user of a SaaS connector makes a private CA trusted (there is no verify_tls switch:
@@ -127,11 +126,6 @@ class ApiEndpoint(Protocol):
 
     @property
     def ca_cert(self) -> str | None: ...
-
-
-def skip_step(probe: Probe, name: str, message: str) -> None:
-    """Record ``name`` as skipped, in its place (run_check would append it after later steps)."""
-    probe.steps.append(Step(name=name, status=StepStatus.SKIPPED, message=message))
 
 
 def example_base_url(host: str, port: int, path: str = "") -> str:
@@ -447,15 +441,18 @@ async def open_api(
     url = httpx.URL(endpoint.base_url)
     host = url.raw_host.decode("ascii")  # IDNA-encoded; an IPv6 literal without brackets
     port = url.port or (443 if url.scheme == "https" else 80)
-    address = await connect_tcp(probe, await resolve(probe, host, port))
-    context = client_context(ca_pem=endpoint.ca_cert)
-    if url.scheme == "https":
-        await tls_handshake(probe, address, host, context, trust_fix=TRUST_FIX)
-    else:
-        skip_step(probe, "tls", "http:// base URL: no TLS, the credentials travel unencrypted")
+    transport = await open_pinned(
+        probe,
+        host,
+        port,
+        client_context(ca_pem=endpoint.ca_cert),
+        https=url.scheme == "https",
+        plain="http:// base URL: no TLS, the credentials travel unencrypted",
+        trust_fix=TRUST_FIX,
+    )
     sent = {"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})}
     async with httpx.AsyncClient(
-        transport=PinnedTransport(context, address),
+        transport=transport,
         headers=sent,
         follow_redirects=True,
         max_redirects=5,

@@ -1,9 +1,11 @@
 """The ``tls`` step, and plain words for what goes wrong in a TLS handshake.
 
 A connector that reaches its server over TLS runs :func:`tls_handshake` right after
-``connect_tcp``, on the same address, so a certificate problem is reported as one (expired,
-wrong host, unknown issuer) before any driver gets involved. :func:`tls_failure` turns an
-``ssl`` error met later, inside a driver, into the same :class:`ProbeFailure`.
+``connect_tcp(keep=True)``, on the connection that step opened, so a certificate problem is
+reported as one (expired, wrong host, unknown issuer) before any driver gets involved, and
+the driver can then use that very connection (:class:`TlsConnection`): one TCP connection
+and one handshake per check, not three and two. :func:`tls_failure` turns an ``ssl`` error
+met later, inside a driver, into the same :class:`ProbeFailure`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
+import socket
 import ssl
 from dataclasses import dataclass
 
@@ -96,26 +99,70 @@ class PeerCertificate:
         return f"{self.version.replace('v', ' ')}, {certificate}"
 
 
-async def handshake(address: Address, server_hostname: str, context: ssl.SSLContext) -> PeerCertificate:
-    """Connect to ``address``, complete a TLS handshake, describe the peer, disconnect."""
-    _, writer = await asyncio.open_connection(address.ip, address.port, ssl=context, server_hostname=server_hostname)
-    try:
-        ssl_object = writer.get_extra_info("ssl_object")
-        der = ssl_object.getpeercert(binary_form=True)
-        version = ssl_object.version() or "TLS"
-    finally:
+@dataclass(frozen=True)
+class TlsConnection:
+    """A connection whose TLS handshake is complete, as asyncio streams; its holder's to
+    close (:meth:`abort`)."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    server_hostname: str
+
+    @property
+    def peer(self) -> PeerCertificate:
+        ssl_object = self.writer.get_extra_info("ssl_object")
+        return PeerCertificate.from_der(ssl_object.version() or "TLS", ssl_object.getpeercert(binary_form=True))
+
+    def abort(self) -> None:
         # abort, not close: a graceful close waits for the peer's close_notify, up to 30 s.
-        writer.transport.abort()
-    return PeerCertificate.from_der(version, der)
+        self.writer.transport.abort()
+
+
+async def handshake(
+    address: Address, server_hostname: str, context: ssl.SSLContext, *, sock: socket.socket | None = None
+) -> TlsConnection:
+    """A TLS handshake over ``sock`` (a connected socket, which the connection then owns,
+    closed if the handshake fails) or over a new connection to ``address``."""
+    if sock is None:
+        reader, writer = await asyncio.open_connection(
+            address.ip, address.port, ssl=context, server_hostname=server_hostname
+        )
+    else:
+        try:
+            # As on a connection asyncio opens itself: without it, the request that follows
+            # the handshake waits for the server's ACK of the client's Finished (Nagle), a
+            # round trip (measured: bench/probe_micro.py --https --delay).
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            reader, writer = await asyncio.open_connection(sock=sock, ssl=context, server_hostname=server_hostname)
+        except BaseException:
+            sock.close()  # asyncio closes it only once it made a transport of it
+            raise
+    return TlsConnection(reader, writer, server_hostname)
+
+
+async def _peer_of_new_connection(address: Address, server_hostname: str, context: ssl.SSLContext) -> PeerCertificate:
+    connection = await handshake(address, server_hostname, context)
+    try:
+        return connection.peer
+    finally:
+        connection.abort()
 
 
 async def tls_handshake(
-    probe: Probe, address: Address, server_hostname: str, context: ssl.SSLContext, *, trust_fix: str = TRUST_FIX
-) -> PeerCertificate:
-    """Step ``tls``: a handshake with ``context``'s verification; fails with tls_error."""
+    probe: Probe,
+    sock: socket.socket,
+    address: Address,
+    server_hostname: str,
+    context: ssl.SSLContext,
+    *,
+    trust_fix: str = TRUST_FIX,
+) -> TlsConnection:
+    """Step ``tls``: a handshake with ``context``'s verification over ``sock``, the ``tcp``
+    step's connection to ``address`` (``connect_tcp(keep=True)``); the connection, ready
+    for the driver and the caller's to close. Fails with tls_error (``sock`` closed)."""
     async with probe.step("tls") as step:
         try:
-            peer = await handshake(address, server_hostname, context)
+            connection = await handshake(address, server_hostname, context, sock=sock)
         except ssl.SSLCertVerificationError as exc:
             # A failed handshake shows no certificate; fetch it unverified so the message
             # can say when it expired, whom it is for, who issued it.
@@ -123,14 +170,18 @@ async def tls_handshake(
             shown: PeerCertificate | None = None
             try:
                 async with asyncio.timeout(min(2.0, probe.remaining() / 2)):
-                    shown = await handshake(address, server_hostname, client_context(verify=False))
+                    shown = await _peer_of_new_connection(address, server_hostname, client_context(verify=False))
             except (OSError, ValueError):  # TimeoutError is an OSError
                 pass
             raise tls_failure(exc, server_hostname, shown, trust_fix=trust_fix) from None
         except OSError as exc:  # ssl.SSLError is an OSError too
             raise tls_failure(exc, server_hostname, trust_fix=trust_fix) from None
-        step.message = peer.describe(verified=context.verify_mode != ssl.CERT_NONE)
-        return peer
+        try:
+            step.message = connection.peer.describe(verified=context.verify_mode != ssl.CERT_NONE)
+        except BaseException:
+            connection.abort()
+            raise
+        return connection
 
 
 def tls_failure(

@@ -29,12 +29,11 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import DefusedXMLParser
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, HttpUrl, model_validator
 
-from connectors.base import Connector, ConnectorConfig, Probe, Step, StepStatus
+from connectors.base import Connector, ConnectorConfig, Probe
 from connectors.errors import FailureType, ProbeFailure
 from connectors.fields import PemCertificates
-from connectors.http import PinnedTransport, _no_userinfo, _no_whitespace, _transport_failure, status_text
-from connectors.network import connect_tcp, resolve
-from connectors.tls import client_context, tls_handshake
+from connectors.http import _no_userinfo, _no_whitespace, _transport_failure, open_pinned, status_text
+from connectors.tls import client_context
 
 # --- configuration -------------------------------------------------------------------
 
@@ -130,14 +129,10 @@ class WebsiteConnector(Connector):
     async def check(self, config: WebsiteConfig, probe: Probe) -> None:
         scheme, host, port = _origin(config.url)
         host = host.strip("[]")  # pydantic keeps IPv6 brackets; sockets want none
-        address = await connect_tcp(probe, await resolve(probe, host, port))
         context = client_context(verify=config.verify_tls, ca_pem=config.ca_cert)
-        if scheme == "https":
-            await tls_handshake(probe, address, host, context)
-        else:
-            probe.steps.append(Step(name="tls", status=StepStatus.SKIPPED, message="http:// URL: no TLS"))
+        transport = await open_pinned(probe, host, port, context, https=scheme == "https", plain="http:// URL: no TLS")
         async with httpx.AsyncClient(
-            transport=PinnedTransport(context, address),
+            transport=transport,
             headers={"User-Agent": config.user_agent},
             follow_redirects=True,
             max_redirects=10,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import socket
 import time
 from typing import Any
 
@@ -14,7 +15,8 @@ from connectors import get_connector, run_check
 from connectors.base import MASK, CheckResult, CheckStatus, Probe, StepStatus
 from connectors.errors import FailureType, InvalidConfiguration
 from connectors.http import HttpConfig, HttpConnector
-from connectors.network import Address
+from connectors.network import Address, connect_tcp, resolve
+from connectors.tls import client_context, tls_handshake
 from tests.servers.http import HttpServer, TestCA, self_signed, server_context, start_http_server
 from tests.servers.tcp import HostPort
 
@@ -261,6 +263,58 @@ async def test_https_by_host_name_verifies_the_name(https_server: HttpServer) ->
         {"url": f"https://localhost:{https_server.port}/bearer", "ca_cert": https_server.ca_pem, "auth": auth}
     )
     assert result.status == CheckStatus.SUCCEEDED, result.failure
+
+
+async def test_a_plain_http_check_opens_one_connection(http_server: HttpServer) -> None:
+    result = await check({"url": http_server.url("/ok")})
+    assert result.status == CheckStatus.SUCCEEDED, result.failure
+    assert len(http_server.connections) == 1  # the tcp step's, which carried the request
+
+
+async def test_an_https_check_opens_one_connection_and_does_one_handshake(https_server: HttpServer) -> None:
+    # The tcp step's connection carries the tls step's handshake and then the request
+    # (not a connection per step: three connections and two handshakes).
+    auth = {"type": "bearer", "token": https_server.token}
+    result = await check({"url": https_server.url("/bearer"), "ca_cert": https_server.ca_pem, "auth": auth})
+    assert result.status == CheckStatus.SUCCEEDED, result.failure
+    assert len(https_server.connections) == 1
+    assert len(https_server.handshakes) == 1
+    assert [r.path for r in https_server.requests] == ["/bearer"]
+
+
+async def test_an_https_redirect_to_the_same_host_goes_on_the_same_connection(https_server: HttpServer) -> None:
+    result = await check({"url": https_server.url("/redirect"), "ca_cert": https_server.ca_pem})
+    assert result.status == CheckStatus.SUCCEEDED, result.failure
+    assert [r.path for r in https_server.requests] == ["/redirect", "/ok"]
+    assert len(https_server.connections) == len(https_server.handshakes) == 1  # kept alive
+
+
+async def test_an_https_redirect_to_another_host_opens_a_connection_of_its_own(https_server: HttpServer) -> None:
+    # The kept connection is the checked host's; "localhost" (same server, a name its
+    # certificate holds) gets a new connection and handshake, made as httpx makes them.
+    to = f"https://localhost:{https_server.port}/ok"
+    result = await check({"url": https_server.url(f"/redirect?to={to}"), "ca_cert": https_server.ca_pem})
+    assert result.status == CheckStatus.SUCCEEDED, result.failure
+    assert [r.path for r in https_server.requests] == [f"/redirect?to={to}", "/ok"]
+    assert len(https_server.connections) == len(https_server.handshakes) == 2
+
+
+async def test_the_tls_step_secures_the_tcp_steps_socket_and_sends_without_delay(https_server: HttpServer) -> None:
+    # Nagle on the kept socket would hold the request until the server ACKs the
+    # client's Finished: a round trip more on a remote server (asyncio sets TCP_NODELAY
+    # only on connections it opens itself).
+    probe = Probe(("resolve", "tcp", "tls"), deadline=time.monotonic() + 5)
+    address, sock = await connect_tcp(probe, await resolve(probe, https_server.host, https_server.port), keep=True)
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
+    connection = await tls_handshake(probe, sock, address, https_server.host, client_context(ca_pem=https_server.ca_pem))
+    try:
+        assert connection.writer.get_extra_info("socket").fileno() == sock.fileno()
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        connection.writer.write(f"GET /ok HTTP/1.1\r\nHost: {https_server.host}\r\n\r\n".encode())
+        assert (await connection.reader.readline()).startswith(b"HTTP/1.1 200")
+    finally:
+        connection.abort()
+    assert len(https_server.connections) == len(https_server.handshakes) == 1
 
 
 async def test_https_without_the_ca_is_a_tls_error_that_says_how_to_fix_it(https_server: HttpServer) -> None:

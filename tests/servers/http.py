@@ -25,7 +25,8 @@ Any path takes ``?delay=<seconds>`` (at most 10): the server waits that long bef
 answers, so a probe can be kept in flight while a test does something else.
 
 Every request is appended to ``server.requests`` (method, path, headers) so a test can
-assert what was sent. ``server.password`` and ``server.token`` are random per server, so a
+assert what was sent; every connection accepted to ``server.connections`` and every TLS
+handshake completed to ``server.handshakes`` (the client's address), so it can count them. ``server.password`` and ``server.token`` are random per server, so a
 test can search any output for them.
 
 For a server of another scope or with another certificate, use the helpers directly::
@@ -79,6 +80,8 @@ class HttpServer:
     token: str
     ca_pem: str | None = None  # https only: the CA that signed the server's certificate
     requests: list[RecordedRequest] = field(default_factory=list)
+    connections: list[tuple[str, int]] = field(default_factory=list)
+    handshakes: list[tuple[str, int]] = field(default_factory=list)
 
     def url(self, path: str = "/") -> str:
         return self.base_url + path
@@ -273,8 +276,11 @@ def _handler(server: HttpServer) -> type[BaseHTTPRequestHandler]:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True  # server_close() must not wait for a client that keeps its connection
     tls: ssl.SSLContext | None = None
+    record: HttpServer | None = None  # counts connections and handshakes (start_http_server's)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
+        if self.record is not None:
+            self.record.connections.append(client_address)
         # The TLS handshake runs here, in the connection's own thread, so a client that
         # stalls or rejects the certificate cannot block the accept loop.
         if self.tls is None:
@@ -283,6 +289,8 @@ class _Server(ThreadingHTTPServer):
         # wrap_socket takes over the socket's fd: the TLS socket is the one to close.
         with self.tls.wrap_socket(request, server_side=True, do_handshake_on_connect=False) as tls_socket:
             tls_socket.do_handshake()
+            if self.record is not None:
+                self.record.handshakes.append(client_address)
             super().finish_request(tls_socket, client_address)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -311,6 +319,7 @@ def start_http_server(
         ca_pem=ca_pem,
     )
     httpd.RequestHandlerClass = _handler(server)
+    httpd.record = server
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
