@@ -17,7 +17,7 @@ from connectors.errors import FailureType, InvalidConfiguration
 from connectors.http import HttpConfig, HttpConnector
 from connectors.network import Address, connect_tcp, resolve
 from connectors.tls import client_context, tls_handshake
-from tests.servers.http import HttpServer, TestCA, self_signed, server_context, start_http_server
+from tests.servers.http import HttpServer, TestCA, make_ca, self_signed, server_context, start_http_server
 from tests.servers.tcp import HostPort
 
 
@@ -315,6 +315,22 @@ async def test_the_tls_step_secures_the_tcp_steps_socket_and_sends_without_delay
     finally:
         connection.abort()
     assert len(https_server.connections) == len(https_server.handshakes) == 1
+
+
+async def test_the_tls_step_offers_http_1_1_by_alpn_as_httpx_would() -> None:
+    # The tls step's connection carries the request, so its handshake must offer what
+    # httpx's would: the same from a process's first check on, whatever ran before.
+    ca = make_ca()  # a CA no other test used: a context no earlier check touched
+    server = server_context(*ca.issue())
+    server.set_alpn_protocols(["h2", "http/1.1"])
+    with start_http_server(server, ca_pem=ca.pem) as https_server:
+        probe = Probe(("resolve", "tcp", "tls"), deadline=time.monotonic() + 5)
+        address, sock = await connect_tcp(probe, await resolve(probe, https_server.host, https_server.port), keep=True)
+        connection = await tls_handshake(probe, sock, address, https_server.host, client_context(ca_pem=ca.pem))
+        try:
+            assert connection.writer.get_extra_info("ssl_object").selected_alpn_protocol() == "http/1.1"
+        finally:
+            connection.abort()
 
 
 async def test_https_without_the_ca_is_a_tls_error_that_says_how_to_fix_it(https_server: HttpServer) -> None:
