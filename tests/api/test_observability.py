@@ -321,8 +321,14 @@ def test_flower_logs_json_lines_from_its_first_one(observed: Observed, tmp_path:
     try:
         wait_for_port(port, timeout=60)
     finally:
-        process.terminate()
-        process.wait(timeout=20)
+        process.terminate()  # right after the port opens: Flower is still starting (see worker/flower.py)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            pytest.fail("Flower did not stop within 20 s of SIGTERM")
+    assert process.returncode == 0
     entries = _json_lines(log)  # fails on the first line that is not JSON
     assert any(e["logger"] == "flower.command" and e["message"].startswith("Visit me at") for e in entries), entries[:3]
     assert any(e["message"].endswith("shutting down") for e in entries), entries[-3:]
