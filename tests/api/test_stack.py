@@ -1,7 +1,7 @@
 """`sourcecheck run` (what `make run` starts, api/stack.py): the whole development system
 from an empty folder, a test through it, Ctrl-C stopping all of it and a start again at
-once; a worker SIGKILLed under it is restarted while the API answers on, and a worker that
-keeps dying stops the stack with a message naming it."""
+once; a worker, Redis and Flower SIGKILLed under it are restarted while the API answers on,
+and a worker that keeps dying stops the stack with a message naming it."""
 
 from __future__ import annotations
 
@@ -183,6 +183,31 @@ def _worker(run: Run, other_than: int = 0, timeout: float = 60) -> int:
     return pids[0]
 
 
+def _child(run: Run, command: bytes) -> int:
+    (pid,) = _children(run.process.pid, command)
+    return pid
+
+
+def _wait_succeeds(run: Run, client: httpx.Client, org: str, token: str, configuration: dict[str, Any]) -> None:
+    """A test succeeds within a minute (the API and the worker reconnect to Redis by themselves)."""
+    deadline = time.monotonic() + 60
+    while (answer := _test(run, client, org, token, configuration)).json().get("status") != "succeeded":
+        assert time.monotonic() < deadline, answer.text
+        time.sleep(0.2)
+
+
+def _wait_answers(url: str) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"{url} does not answer"
+        time.sleep(0.1)
+
+
 def _job(run: Run, client: httpx.Client, org: str, token: str, job_id: str, **params: Any) -> dict[str, Any]:
     answer = client.get(f"{run.api}/v1/organizations/{org}/knowledge/connectors/sources/test/{job_id}", timeout=60,
                         params=params, headers={"Authorization": f"Bearer {token}"})
@@ -190,7 +215,7 @@ def _job(run: Run, client: httpx.Client, org: str, token: str, job_id: str, **pa
     return dict(answer.json())
 
 
-def test_a_worker_killed_under_run_is_restarted_and_one_that_keeps_dying_stops_the_stack(
+def test_parts_killed_under_run_are_restarted_and_a_worker_that_keeps_dying_stops_the_stack(
     tmp_path: Path, http_server: HttpServer
 ) -> None:
     # A job's deadline is short (2 s of queueing allowed): the one in flight is written off soon.
@@ -224,6 +249,15 @@ def test_a_worker_killed_under_run_is_restarted_and_one_that_keeps_dying_stops_t
         run.wait_log(r"worker1@\S+ ready\.", count=2)
         answer = _test(run, client, "org_kill", token, {"url": http_server.url("/ok")})
         assert answer.status_code == 200 and answer.json()["status"] == "succeeded", answer.text
+
+        # Redis and Flower killed: both come back, Redis on its port with its data (the job above).
+        for command in (b"redis-server", b"worker.flower"):
+            os.kill(_child(run, command), signal.SIGKILL)
+        run.wait_log(r"redis restarted \(pid \d+\)")
+        run.wait_log(r"flower restarted \(pid \d+\)")
+        assert _job(run, client, "org_kill", token, job_id)["job_info"]["type"] == "worker_lost"
+        _wait_succeeds(run, client, "org_kill", token, {"url": http_server.url("/ok")})
+        _wait_answers(f"http://127.0.0.1:{flower_port}/healthcheck")
 
         # A worker that keeps dying is broken: the stack gives up, naming it.
         kills = 0
