@@ -120,7 +120,8 @@ def run(
 ) -> None:
     """Start the whole development system in the foreground: Redis (unless
     SOURCECHECK_REDIS_URL is set), the API on 127.0.0.1:8000, one worker and Flower on
-    127.0.0.1:5555. Ctrl-C stops all of it.
+    127.0.0.1:5555. A part that dies is started again (with a growing pause); one that dies 5
+    times within 60 s stops everything. Ctrl-C stops all of it.
 
     Example: sourcecheck run --api-port 8000 --flower-port 5555
     """

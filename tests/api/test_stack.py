@@ -272,3 +272,15 @@ def test_parts_killed_under_run_are_restarted_and_a_worker_that_keeps_dying_stop
         assert re.search(rf"error: worker crashed {CRASH_LIMIT} times within {CRASH_WINDOW_SECONDS:g} s \(last exit code -9\); "
                          r"giving up and stopping everything", run.text()), run.text()[-3000:]
         assert not any(_listening(port) for port in (api_port, flower_port))
+
+
+def test_run_refuses_a_port_another_server_listens_on(tmp_path: Path) -> None:
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: the check must still see it
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        run = subprocess.run([str(BIN / "sourcecheck"), "run", "--api-port", str(port), "--flower-port", str(free_port())],
+                             cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1
+    assert f"port {port} for the API is in use" in run.stderr
