@@ -1,7 +1,7 @@
 """`sourcecheck run` (what `make run` starts, api/stack.py): the whole development system
 from an empty folder, a test through it, Ctrl-C stopping all of it and a start again at
-once; a worker, Redis and Flower SIGKILLed under it are restarted while the API answers on,
-and a worker that keeps dying stops the stack with a message naming it."""
+once; a worker SIGKILLed under it is restarted while the API answers on, so are Redis,
+Flower and the API, and a worker that keeps dying stops the stack with a message naming it."""
 
 from __future__ import annotations
 
@@ -209,8 +209,12 @@ def _wait_answers(url: str) -> None:
 
 
 def _job(run: Run, client: httpx.Client, org: str, token: str, job_id: str, **params: Any) -> dict[str, Any]:
-    answer = client.get(f"{run.api}/v1/organizations/{org}/knowledge/connectors/sources/test/{job_id}", timeout=60,
-                        params=params, headers={"Authorization": f"Bearer {token}"})
+    """The job's answer; a 503 (a connection the API held to a Redis that has restarted fails once) is asked again."""
+    deadline = time.monotonic() + 30
+    while (answer := client.get(f"{run.api}/v1/organizations/{org}/knowledge/connectors/sources/test/{job_id}", timeout=60,
+                                params=params, headers={"Authorization": f"Bearer {token}"})).status_code == 503:
+        assert time.monotonic() < deadline, answer.text
+        time.sleep(0.1)
     assert answer.status_code in (200, 202), answer.text
     return dict(answer.json())
 
@@ -242,22 +246,22 @@ def test_parts_killed_under_run_are_restarted_and_a_worker_that_keeps_dying_stop
             time.sleep(0.05)
         assert re.search(r"worker exited with code -9; restarting it in [\d.]+ s", run.text()), run.text()[-3000:]
         assert not set(_group(worker)) & set(probes), "the dead worker's probe processes live on"
-        # The test it was running ends worker_lost (at its deadline: its message died with the worker).
-        lost = _job(run, client, "org_kill", token, job_id, wait=30)
-        assert (lost["status"], lost["job_info"]["type"]) == ("failed", "worker_lost"), lost
         # A new test succeeds once the new worker is up.
         run.wait_log(r"worker1@\S+ ready\.", count=2)
         answer = _test(run, client, "org_kill", token, {"url": http_server.url("/ok")})
         assert answer.status_code == 200 and answer.json()["status"] == "succeeded", answer.text
 
-        # Redis and Flower killed: both come back, Redis on its port with its data (the job above).
-        for command in (b"redis-server", b"worker.flower"):
+        # Redis, Flower and the API killed: all come back, Redis on its port with its data (the job in flight).
+        for command in (b"redis-server", b"worker.flower", b"uvicorn"):
             os.kill(_child(run, command), signal.SIGKILL)
-        run.wait_log(r"redis restarted \(pid \d+\)")
-        run.wait_log(r"flower restarted \(pid \d+\)")
-        assert _job(run, client, "org_kill", token, job_id)["job_info"]["type"] == "worker_lost"
+        for part in ("redis", "flower", "api"):
+            run.wait_log(rf"{part} restarted \(pid \d+\)")
+        _wait_answers(f"{run.api}/healthz")
         _wait_succeeds(run, client, "org_kill", token, {"url": http_server.url("/ok")})
         _wait_answers(f"http://127.0.0.1:{flower_port}/healthcheck")
+        # The test it was running ends worker_lost (at its deadline: its message died with the worker).
+        lost = _job(run, client, "org_kill", token, job_id, wait=30)
+        assert (lost["status"], lost["job_info"]["type"]) == ("failed", "worker_lost"), lost
 
         # A worker that keeps dying is broken: the stack gives up, naming it.
         kills = 0
