@@ -48,7 +48,7 @@ def probe_processes(worker_pid: int) -> set[int]:
 
 def wait_for_processes(worker_pid: int, count: int, timeout: float = 60) -> set[int]:
     deadline = time.monotonic() + timeout
-    while (found := probe_processes(worker_pid)) and len(found) != count and time.monotonic() < deadline:
+    while len(found := probe_processes(worker_pid)) != count and time.monotonic() < deadline:
         time.sleep(0.2)
     return found
 
