@@ -10,7 +10,14 @@ parent (the Celery worker) watches:
 - a child whose probe passes it is killed: that probe ends ``timeout``, the others on
   the same child are sent again to another child with the time they have left;
 - a child that dies (segfault, ``os._exit``) is replaced; its probes are sent again
-  once, and a probe that was on two children that died ends ``worker_lost``.
+  once, and a probe that was on two children that died ends ``worker_lost``;
+- a child may use ``memory_mb`` of memory (``RLIMIT_DATA``: its heap, anonymous mappings
+  and thread stacks). The probe whose check meets the bound (a MemoryError) ends
+  ``worker_lost`` saying so and is not sent again; the child then exits at once (a
+  MemoryError may have struck any of its probes or the loop itself) and its other probes
+  are sent again once, as for any child that died. If the MemoryError struck a bystander
+  instead of the probe taking the memory, that probe is the one sent again once, so a
+  hostile probe costs at most two children.
 
 The parent side is thread-safe: Celery's threads call :meth:`ProbeRunner.run`.
 """
@@ -24,15 +31,16 @@ import itertools
 import logging
 import multiprocessing
 import os
+import resource
 import signal
 import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, NoReturn, cast
 
-from connectors.base import CheckResult, CheckStatus, Failure, run_check
+from connectors.base import CheckResult, CheckStatus, Connector, ConnectorConfig, Failure, Probe, run_check
 from connectors.errors import DEFAULT_HINTS, RETRYABLE, ConnectorError, FailureType
 from connectors.registry import all_connectors, get_connector
 from worker import logs
@@ -51,9 +59,57 @@ def failed(kind: FailureType, message: str) -> dict[str, Any]:
 # --- the child: one asyncio loop running many probes ----------------------------------
 
 READY = 0  # the id of the message a child sends once it has started (probe ids start at 1)
+EXIT_OUT_OF_MEMORY = 12  # ENOMEM: a child's exit code when it stops on a MemoryError
+RESERVE_BYTES = 4 << 20  # held by a child, freed to report that it ran out of memory
 
 
-def _child_main(conn: Connection, keys: list[str]) -> None:
+def out_of_memory(megabytes: int) -> dict[str, Any]:
+    """The result of the probe whose check ran out of its process's memory."""
+    failure = Failure(
+        type=FailureType.WORKER_LOST,
+        message=f"The probe process ran out of memory during this test (a probe process may use {megabytes} MB): "
+        "the test was stopped and the process replaced",
+        hint="The test needed more memory than a probe process may use: check what the source sends (a very large "
+        "or compressed response), or ask the service's operator about SOURCECHECK_PROBE_MEMORY_MB.",
+        retryable=False,
+    )
+    return CheckResult(status=CheckStatus.FAILED, failure=failure).to_dict()
+
+
+def limit_memory(megabytes: int) -> None:
+    """Bound this process's data (heap, anonymous mappings, thread stacks) to ``megabytes``;
+    0 leaves it unbounded. The data limit, not the address space: the address space also
+    counts what the C allocator reserves per thread and shared libraries, which grow with
+    the machine's cores rather than with what the probes hold."""
+    if megabytes <= 0:
+        return
+    limit = megabytes << 20
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+
+
+class _MemoryGuard:
+    """``connector`` for :func:`run_check`, noting a MemoryError that its check raises:
+    run_check reports any exception as the connector's bug, and the process would go on."""
+
+    def __init__(self, connector: Connector) -> None:
+        self._connector = connector
+        self.ran_out = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connector, name)
+
+    async def check(self, config: ConnectorConfig, probe: Probe) -> None:
+        try:
+            await self._connector.check(config, probe)
+        except MemoryError:
+            self.ran_out = True
+            raise
+
+
+def _child_main(conn: Connection, keys: list[str], memory_mb: int = 0) -> None:
     # The parent decides when children stop: a Ctrl-C or a SIGTERM sent to the whole
     # process group (systemd, a terminal) lets the worker finish its probes first; the
     # child ends when the parent closes its pipe (or dies).
@@ -63,17 +119,46 @@ def _child_main(conn: Connection, keys: list[str]) -> None:
     all_connectors()  # import every connector before the first probe, not during it
     egress = get_settings().egress_policy()  # from the environment, which the child shares with its worker
     cipher = Cipher(keys)
+    limit_memory(memory_mb)
+    reserve = [bytearray(RESERVE_BYTES)]  # never touched: costs no physical memory
+
+    def exit_out_of_memory(probe_id: int | None) -> NoReturn:
+        reserve.clear()  # room to say so
+        with contextlib.suppress(Exception):
+            log.error("probe process %s ran out of memory (%s MB); exiting", os.getpid(), memory_mb)
+            if probe_id is not None:
+                conn.send((probe_id, out_of_memory(memory_mb)))
+        os._exit(EXIT_OUT_OF_MEMORY)
+
     gc.freeze()  # start-up's objects stay: the collector need not scan them again
     conn.send((READY, None))  # started: the parent may send probes without charging them our start-up
     loop = asyncio.new_event_loop()
     tasks: set[asyncio.Task[None]] = set()
+
+    def on_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if isinstance(context.get("exception"), MemoryError):  # in a callback or another task: no probe to blame
+            exit_out_of_memory(None)
+        loop.default_exception_handler(context)
+
+    def on_thread_error(args: threading.ExceptHookArgs) -> None:
+        if issubclass(args.exc_type, MemoryError):
+            exit_out_of_memory(None)  # not from the loop's thread: leave the pipe to it
+        threading.__excepthook__(args)
+
+    loop.set_exception_handler(on_loop_error)
+    threading.excepthook = on_thread_error
 
     async def probe(probe_id: int, definition: str, token: str, timeout: float, context: dict[str, str] | None = None) -> None:
         logs.replace(context)  # this task's own copy of the context
         try:
             connector = get_connector(definition)
             config = connector.parse_config(cipher.decrypt_json(token))
-            result = (await run_check(connector, config, timeout=timeout, egress=egress)).to_dict()
+            guard = _MemoryGuard(connector)
+            result = (await run_check(cast(Connector, guard), config, timeout=timeout, egress=egress)).to_dict()
+            if guard.ran_out:
+                exit_out_of_memory(probe_id)
+        except MemoryError:
+            exit_out_of_memory(probe_id)
         except InvalidToken:
             result = failed(FailureType.INTERNAL_ERROR, "The worker could not decrypt this test's configuration (key mismatch)")
         except ConnectorError as exc:
@@ -82,7 +167,10 @@ def _child_main(conn: Connection, keys: list[str]) -> None:
             log.exception("probe %s failed outside its check", probe_id)
             result = failed(FailureType.INTERNAL_ERROR, f"The check stopped on an unexpected {type(exc).__name__}")
         log.debug("probe %s of %s ended %s", probe_id, definition, result.get("status"))
-        conn.send((probe_id, result))
+        try:
+            conn.send((probe_id, result))
+        except MemoryError:
+            exit_out_of_memory(None)
 
     def readable() -> None:
         try:
@@ -125,12 +213,15 @@ class _Child:
 
 
 class ProbeRunner:
-    """A pool of ``processes`` probe children. :meth:`run` blocks until the probe's result."""
+    """A pool of ``processes`` probe children. :meth:`run` blocks until the probe's result.
 
-    def __init__(self, keys: list[str], processes: int = 2, grace: float = 1.0) -> None:
+    ``memory_mb`` bounds each child's memory (0: no bound; None: SOURCECHECK_PROBE_MEMORY_MB)."""
+
+    def __init__(self, keys: list[str], processes: int = 2, grace: float = 1.0, memory_mb: int | None = None) -> None:
         self._keys = keys
         self._size = processes
         self._grace = grace
+        self._memory_mb = get_settings().probe_memory_mb if memory_mb is None else memory_mb
         self._context = multiprocessing.get_context("spawn")  # no forking a threaded process
         self._lock = threading.Condition()
         self._children: list[_Child] = []
@@ -195,7 +286,7 @@ class ProbeRunner:
 
     def _start_child(self) -> None:
         parent_end, child_end = self._context.Pipe()
-        process = self._context.Process(target=_child_main, args=(child_end, self._keys), name="sourcecheck-probes", daemon=True)
+        process = self._context.Process(target=_child_main, args=(child_end, self._keys, self._memory_mb), name="sourcecheck-probes", daemon=True)
         process.start()
         child_end.close()
         child = _Child(process=process, conn=parent_end)
@@ -269,6 +360,8 @@ class ProbeRunner:
         child.process.join(timeout=5)
         with contextlib.suppress(OSError):
             child.conn.close()
+        if child.process.exitcode == EXIT_OUT_OF_MEMORY:
+            reason = f"it ran out of memory ({self._memory_mb} MB)"
         if not closed:
             log.warning("probe process %s lost (%s, exit code %s); %d probes to place again",
                         child.process.pid, reason, child.process.exitcode, len(orphans))

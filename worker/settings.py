@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from connectors.egress import EgressPolicy, for_profile, parse_networks
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+MIN_PROBE_MEMORY_MB = 256  # less leaves a probe process no room beyond its start-up
 
 
 class Settings(BaseSettings):
@@ -42,6 +43,12 @@ class Settings(BaseSettings):
         2000, ge=1, le=10000, description="Probes one worker process holds in flight at once (Celery threads that wait)."
     )
     probe_processes: int = Field(2, ge=1, le=64, description="Child processes of a worker that run its probes (each an event loop).")
+    probe_memory_mb: int = Field(
+        1024, ge=0, le=1_048_576,
+        description="Memory one probe process may use, in MB (its data: heap, anonymous mappings and thread stacks; "
+        "RLIMIT_DATA, Linux). A process that reaches it is replaced; the test that ran out ends failed (worker_lost). "
+        "The default leaves ample room for a thousand probes in flight. 0: no bound.",
+    )
     queue_timeout_seconds: float = Field(
         30.0, ge=1, le=600, description="How long a job may wait for a worker before it is given up as failed."
     )
@@ -76,6 +83,13 @@ class Settings(BaseSettings):
         description="Comma-separated networks (CIDR) probes must never connect to, on top of the profile's. "
         "The most specific network of both lists decides; on a tie, deny wins.",
     )
+
+    @field_validator("probe_memory_mb")
+    @classmethod
+    def _room_to_start(cls, value: int) -> int:
+        if 0 < value < MIN_PROBE_MEMORY_MB:  # a process that cannot even start would be replaced forever
+            raise ValueError(f"must be 0 (no bound) or at least {MIN_PROBE_MEMORY_MB} MB")
+        return value
 
     @field_validator("egress_allow", "egress_deny")
     @classmethod

@@ -96,3 +96,68 @@ def test_a_sigterm_to_the_probe_processes_lets_their_probes_finish(runner: Probe
         os.kill(pid, signal.SIGTERM)
         assert probe.result(timeout=10)["status"] == "succeeded"
     assert runner.pids() == [pid]
+
+
+# --- the memory bound of a probe process ------------------------------------------------------
+
+LIMIT_MB = 256
+
+
+@pytest.fixture
+def bounded() -> Iterator[ProbeRunner]:
+    sys.path.insert(0, FAULTY)
+    probe_runner = ProbeRunner([KEY], processes=1, grace=0.5, memory_mb=LIMIT_MB)
+    try:
+        assert probe_runner.wait_ready(timeout=60)
+        yield probe_runner
+    finally:
+        probe_runner.close()
+        sys.path.remove(FAULTY)
+
+
+def hog(runner: ProbeRunner, timeout: float = 30) -> dict:  # type: ignore[type-arg]
+    # Twice the bound, then success: without the bound this probe succeeds.
+    return run(runner, timeout, mode="memory_hog", megabytes=2 * LIMIT_MB, seconds=1)
+
+
+def replaced(runner: ProbeRunner, pid: int, timeout: float = 60) -> list[int]:
+    """The runner's children once ``pid`` has been replaced and the replacement has started."""
+    deadline = time.monotonic() + timeout
+    while pid in runner.pids() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert runner.wait_ready(timeout=max(0.0, deadline - time.monotonic()))
+    assert pid not in runner.pids()
+    return runner.pids()
+
+
+def test_a_probe_taking_more_memory_than_its_process_may_ends_worker_lost_and_its_process_is_replaced(
+    bounded: ProbeRunner,
+) -> None:
+    pid = bounded.pids()[0]
+    started = time.monotonic()
+    result = hog(bounded)
+    assert time.monotonic() - started < 10  # at the bound, not at the deadline
+    assert result["status"] == "failed", result
+    assert result["failure"]["type"] == "worker_lost"
+    assert "ran out of memory" in result["failure"]["message"]
+    assert f"{LIMIT_MB} MB" in result["failure"]["message"]
+    replacement = replaced(bounded, pid)
+    # The hog is not sent again: its replacement lives on and serves.
+    assert run(bounded, 10, mode="sleep", seconds=0.5)["status"] == "succeeded"
+    assert bounded.pids() == replacement
+
+
+def test_probes_sharing_a_process_with_a_memory_hog_are_run_again_and_succeed(bounded: ProbeRunner) -> None:
+    with ThreadPoolExecutor(4) as pool:
+        innocent = [pool.submit(run, bounded, 30, mode="sleep", seconds=1.5, tag=str(i)) for i in range(3)]
+        time.sleep(0.3)  # they are on the only process when the hog arrives
+        hostile = pool.submit(hog, bounded)
+        assert hostile.result()["failure"]["type"] == "worker_lost"
+        assert [f.result()["status"] for f in innocent] == ["succeeded"] * 3
+
+
+def test_a_probe_within_the_bound_is_not_disturbed(bounded: ProbeRunner) -> None:
+    pid = bounded.pids()[0]
+    result = run(bounded, 30, mode="memory_hog", megabytes=LIMIT_MB // 2, seconds=0.5)
+    assert result["status"] == "succeeded", result
+    assert bounded.pids() == [pid]

@@ -17,10 +17,27 @@ from connectors.errors import FailureType, ProbeFailure
 
 
 class FaultyConfig(ConnectorConfig):
-    mode: Literal["sleep", "block_in_c", "exit", "segfault", "echo_secret", "raise_secret"]
+    mode: Literal["sleep", "block_in_c", "exit", "segfault", "echo_secret", "raise_secret", "memory_hog"]
     seconds: float = 0.0
+    megabytes: int = 0  # memory_hog: how much it takes (in chunks, over ``seconds``) before it succeeds
     tag: str = ""  # makes otherwise identical configurations different
     password: Secret | None = None  # echo_secret/raise_secret put it into their error
+
+
+CHUNK_MB = 16
+PAGE = 4096
+
+
+async def hog(megabytes: int, seconds: float) -> None:
+    """Take ``megabytes`` of memory, a chunk at a time over ``seconds``, and hold it to the end.
+    A cap, not "without bound": should the process have no bound, the test sees success."""
+    held: list[bytearray] = []
+    chunks = max(1, megabytes // CHUNK_MB)
+    for _ in range(chunks):
+        chunk = bytearray(CHUNK_MB << 20)
+        chunk[::PAGE] = b"\x01" * len(range(0, len(chunk), PAGE))  # touch every page: resident, as a decoded bomb is
+        held.append(chunk)
+        await asyncio.sleep(seconds / chunks)
 
 
 class FaultyConnector(Connector):
@@ -39,6 +56,8 @@ class FaultyConnector(Connector):
                 os._exit(3)
             elif config.mode == "segfault":
                 ctypes.string_at(0)
+            elif config.mode == "memory_hog":
+                await hog(config.megabytes, config.seconds)
             elif config.mode in ("echo_secret", "raise_secret"):
                 # What careless drivers do: echo the connection string, password included.
                 password = config.password.get_secret_value() if config.password else ""
