@@ -7,7 +7,12 @@ secured), so what was checked is what is used and the server sees one connection
 response body is never read: a URL to a large file costs one round trip.
 
 :func:`open_pinned` runs those first steps for every connector that speaks HTTP (s3, the
-SaaS APIs, website) and gives them the :class:`PinnedTransport` their client uses.
+SaaS APIs and their OAuth token endpoints, website) and gives them the :class:`PinnedTransport`
+their client uses. It bounds what any response can cost, whatever the connector reads: it
+decodes bodies itself (gzip or deflate, one coding; stacked codings are refused), in pieces,
+and ends the check as ``unexpected_response`` past :data:`MAX_RESPONSE_BYTES` of one body,
+:data:`MAX_PROBE_BYTES` of all bodies of the check, or :data:`MAX_REDIRECT_BODY_BYTES` of a
+redirect's body (which httpx reads whole when it follows one).
 """
 
 from __future__ import annotations
@@ -644,7 +649,10 @@ class AdoptedTlsStream(_AdoptedStream):
 class PinnedTransport(httpx.AsyncHTTPTransport):
     """httpx's transport with a :class:`PinnedBackend`. ``kept``, a connection to ``address``
     (the ``tcp`` step's socket or the ``tls`` step's connection), carries the first request
-    to it instead of a new connection; closing the transport closes it if it was not used."""
+    to it instead of a new connection; closing the transport closes it if it was not used.
+
+    Response bodies are bounded and decoded here (see :meth:`handle_async_request`); a check
+    uses one transport, so :data:`MAX_PROBE_BYTES` holds for all of its requests together."""
 
     def __init__(
         self,

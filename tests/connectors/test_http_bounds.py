@@ -131,6 +131,19 @@ async def test_website_bombs_are_refused(mode: str, bomb_server: BombServer, htt
         assert "is not a usable sitemap" in result.failure.message
 
 
+# --- what is within the bounds ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["gzip-small", "deflate-small", "raw-deflate"])
+async def test_an_encoded_answer_within_the_bounds_is_decoded(mode: str, bomb_server: BombServer) -> None:
+    bomb_server.mode = mode
+    address = Address(host="127.0.0.1", ip="127.0.0.1", port=bomb_server.port, family=2)
+    async with httpx.AsyncClient(transport=PinnedTransport(client_context(), address)) as client:
+        response = await client.get(bomb_server.url("/"))
+    assert response.content == b" " * MiB
+    assert "content-encoding" not in response.headers  # decoded by the transport, not again by httpx
+
+
 # --- the bound of a whole check ----------------------------------------------------------------
 
 

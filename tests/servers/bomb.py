@@ -5,6 +5,9 @@ Every path answers the same, chosen by the test with ``server.mode``::
     double-gzip    200, Content-Encoding: gzip, gzip: 64 MiB of spaces gzipped twice (a few hundred bytes)
     gzip           200, Content-Encoding: gzip: 50 MiB of spaces gzipped once (about 50 KB)
     redirect       302 to /elsewhere with a 1 GiB body of spaces, written lazily as it is read
+    gzip-small     200, Content-Encoding: gzip: 1 MiB of spaces (within every bound)
+    deflate-small  200, Content-Encoding: deflate: 1 MiB of spaces, zlib-wrapped
+    raw-deflate    200, Content-Encoding: deflate: 1 MiB of spaces, raw deflate (as some servers send it)
     big            200: ``server.big`` spaces (3 MiB by default), no encoding
 
 Every 200 is application/xml: white space before a root element is XML, so a parser reads on.
@@ -85,6 +88,11 @@ def _handler(server: BombServer) -> type[BaseHTTPRequestHandler]:
                 body, headers["Content-Encoding"] = gzipped_spaces(64 * MiB, times=2), "gzip, gzip"
             elif server.mode == "gzip":
                 body, headers["Content-Encoding"] = gzipped_spaces(50 * MiB), "gzip"
+            elif server.mode == "gzip-small":
+                body, headers["Content-Encoding"] = gzipped_spaces(MiB), "gzip"
+            elif server.mode in ("deflate-small", "raw-deflate"):
+                packer = zlib.compressobj(wbits=zlib.MAX_WBITS if server.mode == "deflate-small" else -zlib.MAX_WBITS)
+                body, headers["Content-Encoding"] = packer.compress(b" " * MiB) + packer.flush(), "deflate"
             else:
                 body = b" " * server.big
             self.send_response(200)
