@@ -23,6 +23,7 @@ from connectors.network import Address
 from connectors.tls import client_context
 from tests.servers.bomb import BombServer, MiB
 from tests.servers.http import HttpServer
+from tests.servers.saas import SaasServer
 
 MEMORY_BOUND = 24 * MiB  # the bombs decode to 50 MiB and more; the bounds keep a check to a few MiB
 
@@ -129,6 +130,43 @@ async def test_website_bombs_are_refused(mode: str, bomb_server: BombServer, htt
         assert result.failure is not None
         assert result.failure.type == FailureType.UNEXPECTED_RESPONSE
         assert "is not a usable sitemap" in result.failure.message
+
+
+@pytest.mark.parametrize("mode", ["double-gzip", "gzip", "redirect"])
+async def test_an_oauth_token_endpoint_bomb_fails_the_token_step(
+    mode: str, bomb_server: BombServer, saas_server: SaasServer, http_server: HttpServer
+) -> None:
+    bomb_server.mode = mode
+    credentials = {
+        "type": "oauth",
+        "client_id": saas_server.client_id,
+        "client_secret": saas_server.client_secret,
+        "refresh_token": saas_server.refresh_token,
+        "token_url": bomb_server.url("/token"),
+    }
+    config = {
+        "credentials": credentials,
+        "folder_id": "folder",
+        "base_url": saas_server.url("/google"),
+        "ca_cert": saas_server.ca_pem,
+    }
+    result = await attack("google_drive", config, http_server)
+    assert next(s for s in result.steps if s.name == "token").status == "failed"
+    if mode == "double-gzip":
+        assert_stacked_refused(result)
+    else:
+        assert_too_large(result, "64 KiB" if mode == "redirect" else "4 MiB")
+
+
+async def test_a_coding_that_was_not_asked_for_is_refused_when_read(
+    bomb_server: BombServer, http_server: HttpServer
+) -> None:
+    bomb_server.mode = "brotli"
+    config = {"token": "ghp_example", "repository": "octo/repo", "base_url": bomb_server.url("/api")}
+    result = await attack("github", config, http_server)
+    assert result.failure is not None
+    assert result.failure.type == FailureType.UNEXPECTED_RESPONSE
+    assert "content encoding br, which was not asked for" in result.failure.message
 
 
 # --- what is within the bounds ---------------------------------------------------------------

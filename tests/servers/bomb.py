@@ -8,6 +8,7 @@ Every path answers the same, chosen by the test with ``server.mode``::
     gzip-small     200, Content-Encoding: gzip: 1 MiB of spaces (within every bound)
     deflate-small  200, Content-Encoding: deflate: 1 MiB of spaces, zlib-wrapped
     raw-deflate    200, Content-Encoding: deflate: 1 MiB of spaces, raw deflate (as some servers send it)
+    brotli         200, Content-Encoding: br (never asked for): bytes that are not brotli
     big            200: ``server.big`` spaces (3 MiB by default), no encoding
 
 Every 200 is application/xml: white space before a root element is XML, so a parser reads on.
@@ -88,6 +89,8 @@ def _handler(server: BombServer) -> type[BaseHTTPRequestHandler]:
                 body, headers["Content-Encoding"] = gzipped_spaces(64 * MiB, times=2), "gzip, gzip"
             elif server.mode == "gzip":
                 body, headers["Content-Encoding"] = gzipped_spaces(50 * MiB), "gzip"
+            elif server.mode == "brotli":
+                body, headers["Content-Encoding"] = b"\x8b" * 1024, "br"
             elif server.mode == "gzip-small":
                 body, headers["Content-Encoding"] = gzipped_spaces(MiB), "gzip"
             elif server.mode in ("deflate-small", "raw-deflate"):
