@@ -7,7 +7,12 @@ secured), so what was checked is what is used and the server sees one connection
 response body is never read: a URL to a large file costs one round trip.
 
 :func:`open_pinned` runs those first steps for every connector that speaks HTTP (s3, the
-SaaS APIs, website) and gives them the :class:`PinnedTransport` their client uses.
+SaaS APIs and their OAuth token endpoints, website) and gives them the :class:`PinnedTransport`
+their client uses. It bounds what any response can cost, whatever the connector reads: it
+decodes bodies itself (gzip or deflate, one coding; stacked codings are refused), in pieces,
+and ends the check as ``unexpected_response`` past :data:`MAX_RESPONSE_BYTES` of one body,
+:data:`MAX_PROBE_BYTES` of all bodies of the check, or :data:`MAX_REDIRECT_BODY_BYTES` of a
+redirect's body (which httpx reads whole when it follows one).
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import socket
 import ssl
 import time
 import typing
+import zlib
+from collections.abc import AsyncIterator, Iterator
 from http import HTTPStatus
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -38,6 +45,20 @@ from connectors.network import Address, connect_tcp, literal_addrinfo, resolve
 from connectors.tls import TRUST_FIX, TlsConnection, client_context, tls_failure, tls_handshake
 
 USER_AGENT = "sourcecheck/0.1 (connectivity check)"
+
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+"""Bytes of one response body a connector may read, counted after decoding (and before:
+no more wire bytes either). The largest legitimate read is a sitemap up to its first URL."""
+
+MAX_PROBE_BYTES = 16 * 1024 * 1024
+"""Bytes of response bodies, after decoding, all requests of one check may read together
+(one :class:`PinnedTransport` per check): robots.txt plus two sitemaps fit."""
+
+MAX_REDIRECT_BODY_BYTES = 64 * 1024
+"""Bytes of a redirect's body read (httpx reads it to reuse the connection); nobody uses it."""
+
+ACCEPT_ENCODING = "gzip, deflate"
+"""The content codings asked for: those :class:`PinnedTransport` decodes, within the bounds."""
 
 # --- configuration -------------------------------------------------------------------
 
@@ -626,7 +647,10 @@ class AdoptedTlsStream(_AdoptedStream):
 class PinnedTransport(httpx.AsyncHTTPTransport):
     """httpx's transport with a :class:`PinnedBackend`. ``kept``, a connection to ``address``
     (the ``tcp`` step's socket or the ``tls`` step's connection), carries the first request
-    to it instead of a new connection; closing the transport closes it if it was not used."""
+    to it instead of a new connection; closing the transport closes it if it was not used.
+
+    Response bodies are bounded and decoded here (see :meth:`handle_async_request`); a check
+    uses one transport, so :data:`MAX_PROBE_BYTES` holds for all of its requests together."""
 
     def __init__(
         self,
@@ -641,6 +665,32 @@ class PinnedTransport(httpx.AsyncHTTPTransport):
         # has ours (httpx is pinned in pyproject.toml; tests cover this path).
         self._backend = PinnedBackend(address, egress, kept=kept)
         self._pool = httpcore.AsyncConnectionPool(ssl_context=context, network_backend=self._backend)
+        self._budget = _Budget(MAX_PROBE_BYTES)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """The response with its body decoded here, within the bounds, never by httpx:
+        stacked codings are refused before any byte is read."""
+        request.headers["Accept-Encoding"] = ACCEPT_ENCODING
+        response = await super().handle_async_request(request)
+        codings = [c.lower() for c in response.headers.get_list("content-encoding", split_commas=True)]
+        codings = [c for c in codings if c not in ("", "identity")]
+        if len(codings) > 1:
+            await response.aclose()
+            raise ProbeFailure(
+                FailureType.UNEXPECTED_RESPONSE,
+                f"{request.url.host} answered with stacked content encodings ({', '.join(codings)}), "
+                "which are refused: one coding at most",
+            )
+        redirect = response.status_code in (301, 302, 303, 307, 308) and "location" in response.headers
+        limit = MAX_REDIRECT_BODY_BYTES if redirect else MAX_RESPONSE_BYTES
+        headers = response.headers.copy()
+        for name in ("content-encoding", "content-length"):  # the body is handed on decoded
+            headers.pop(name, None)
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        stream = _BoundedStream(
+            response.stream, codings[0] if codings else None, limit, self._budget, request.url.host, redirect
+        )
+        return httpx.Response(response.status_code, headers=headers, stream=stream, extensions=response.extensions)
 
     async def __aexit__(self, *exc_info: Any) -> None:
         try:
@@ -653,6 +703,105 @@ class PinnedTransport(httpx.AsyncHTTPTransport):
             await super().aclose()
         finally:
             self._backend.close_unused()
+
+
+def _size(n: int) -> str:
+    return f"{n // (1024 * 1024)} MiB" if n >= 1024 * 1024 else f"{n // 1024} KiB"
+
+
+def too_large(what: str, limit: int, scope: str) -> ProbeFailure:
+    """The failure of bodies over their bound: ``what`` was larger than ``limit``, the limit for ``scope``."""
+    return ProbeFailure(
+        FailureType.UNEXPECTED_RESPONSE,
+        f"{what} was too large: more than {_size(limit)}, the limit for {scope}",
+        hint="Point the check at an endpoint that answers briefly (an API root, a page, a listing).",
+    )
+
+
+class _Budget:
+    """Decoded bytes left for all responses of one check."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+
+_PIECE = 64 * 1024  # the most a decoder makes at once: memory stays near the bound
+
+
+class _Decoder:
+    """gzip or deflate (zlib-wrapped or raw, as servers send both), in bounded pieces."""
+
+    def __init__(self, coding: str) -> None:
+        self.coding = coding
+        wbits = 16 + zlib.MAX_WBITS if coding in ("gzip", "x-gzip") else zlib.MAX_WBITS
+        self.inflate = zlib.decompressobj(wbits)
+        self.started = False
+
+    def decode(self, data: bytes) -> Iterator[bytes]:
+        while data and not self.inflate.eof:  # after the end of the stream: ignored
+            try:
+                piece = self.inflate.decompress(data, _PIECE)
+            except zlib.error:
+                if self.started or self.coding != "deflate":
+                    raise
+                self.inflate = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate
+                self.started = True
+                continue
+            self.started = True
+            data = self.inflate.unconsumed_tail
+            if piece:
+                yield piece
+
+
+class _BoundedStream(httpx.AsyncByteStream):
+    """A response body, decoded here, that ends the check as too large past its bound."""
+
+    def __init__(
+        self,
+        raw: httpx.AsyncByteStream,
+        coding: str | None,
+        limit: int,
+        budget: _Budget,
+        host: str,
+        redirect: bool,
+    ) -> None:
+        self.raw, self.coding, self.limit, self.budget, self.host = raw, coding, limit, budget, host
+        self.what = f"The body of a redirect from {host}" if redirect else f"The response from {host}"
+        self.scope = "a redirect's body" if redirect else "one response"
+        self.read = self.decoded = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        if self.coding not in (None, "gzip", "x-gzip", "deflate"):
+            raise ProbeFailure(
+                FailureType.UNEXPECTED_RESPONSE,
+                f"{self.host} answered with content encoding {self.coding}, which was not asked for "
+                f"(only {ACCEPT_ENCODING})",
+            )
+        decoder = _Decoder(self.coding) if self.coding else None
+        async for data in self.raw:
+            self.read += len(data)
+            if self.read > self.limit:
+                raise too_large(self.what, self.limit, self.scope)
+            try:
+                for piece in decoder.decode(data) if decoder else (data,):
+                    self._count(len(piece))
+                    yield piece
+            except zlib.error:
+                raise ProbeFailure(
+                    FailureType.UNEXPECTED_RESPONSE, f"{self.host} answered with a body that is not valid {self.coding}"
+                ) from None
+
+    def _count(self, size: int) -> None:
+        self.decoded += size
+        self.budget.used += size
+        if self.decoded > self.limit:
+            raise too_large(self.what, self.limit, self.scope)
+        if self.budget.used > self.budget.limit:
+            raise too_large("What the responses of this check held together", self.budget.limit, "one check")
+
+    async def aclose(self) -> None:
+        await self.raw.aclose()
 
 
 async def open_pinned(

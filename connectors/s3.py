@@ -230,7 +230,6 @@ def _bucket_arn(config: S3Config) -> str:
 
 # --- signed requests ---------------------------------------------------------------------
 
-_MAX_BODY = 256 * 1024  # S3 and STS answers to these calls are a few KiB
 _CODE = re.compile(r"^[A-Za-z0-9.]{1,64}$")
 
 
@@ -275,12 +274,7 @@ class _Session:
                 method, url, headers=dict(request.headers.items()), content=body, timeout=timeout
             ) as response:
                 elapsed_ms = (time.perf_counter() - started) * 1000
-                data = b""
-                if method != "HEAD":
-                    async for chunk in response.aiter_bytes():
-                        data += chunk
-                        if len(data) >= _MAX_BODY:
-                            break
+                data = await response.aread() if method != "HEAD" else b""  # bounded by the transport
         except httpx.HTTPError as exc:
             raise _transport_failure(exc, timeout) from None
         code = _error_code(data) if response.status_code >= 300 else None

@@ -39,9 +39,6 @@ TRUST_FIX = "set ca_cert to the certificate of the authority that signed it"
 """How a user of a SaaS connector makes a private CA trusted (there is no verify_tls switch:
 these checks send credentials, so they never go to an unverified server)."""
 
-MAX_BODY = 1024 * 1024
-"""Bytes of an answer that are read; the calls made here return a few kilobytes."""
-
 MAX_REASON = 300
 """Characters of a provider's error text kept in a message."""
 
@@ -140,7 +137,7 @@ def example_base_url(host: str, port: int, path: str = "") -> str:
 @dataclass(frozen=True)
 class ApiResponse:
     """One answer of the API: its status, headers and JSON body (``data`` is None when the
-    body is not JSON, or larger than :data:`MAX_BODY`)."""
+    body is not JSON). The transport bounds the body (:data:`connectors.http.MAX_RESPONSE_BYTES`)."""
 
     status: int
     headers: httpx.Headers
@@ -230,7 +227,7 @@ class ApiClient:
         headers: Mapping[str, str] | None = None,
         credentials: bool = True,
     ) -> ApiResponse:
-        """Send one request and read its answer (up to :data:`MAX_BODY`).
+        """Send one request and read its answer (bounded by the transport).
 
         ``path_or_url``: a path under the base URL, or an absolute URL (a token endpoint).
         ``credentials``: send the Authorization header (only ever to the base URL's origin).
@@ -245,14 +242,10 @@ class ApiClient:
             async with self.http.stream(
                 method, url, params=params, data=data, headers=sent, timeout=timeout
             ) as response:
-                body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > MAX_BODY:
-                        break
+                body = await response.aread()
         except httpx.HTTPError as exc:
             raise self.transport_failure(exc, timeout) from None
-        return _parse(response, bytes(body))
+        return _parse(response, body)
 
     # texts and failures
 
@@ -420,7 +413,7 @@ def _request_host(exc: httpx.HTTPError) -> str | None:
 
 def _parse(response: httpx.Response, body: bytes) -> ApiResponse:
     data: Any = None
-    if len(body) <= MAX_BODY and body:
+    if body:
         try:
             data = json.loads(body)
         except ValueError:

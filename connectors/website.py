@@ -7,7 +7,7 @@ a page must be HTML, a sitemap XML, gzip or plain text with at least one URL).
 
 Every request goes through :class:`~connectors.http.PinnedTransport`, so the site is
 reached at the address the ``tcp`` step checked. A page's body is never read; a sitemap's
-is read only until its first ``<loc>`` (at most a few MB), parsed with defusedxml.
+is read only until its first ``<loc>`` (at most :data:`~connectors.http.MAX_RESPONSE_BYTES`), parsed with defusedxml.
 
 Known limits: :mod:`urllib.robotparser` matches rules by plain prefix, in file order, so
 the ``*`` and ``$`` wildcards of RFC 9309 are not understood and the first matching rule
@@ -32,7 +32,14 @@ from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, HttpUrl
 from connectors.base import Connector, ConnectorConfig, Probe
 from connectors.errors import FailureType, ProbeFailure
 from connectors.fields import PemCertificates
-from connectors.http import _no_userinfo, _no_whitespace, _transport_failure, open_pinned, status_text
+from connectors.http import (
+    MAX_RESPONSE_BYTES,
+    _no_userinfo,
+    _no_whitespace,
+    _transport_failure,
+    open_pinned,
+    status_text,
+)
 from connectors.tls import client_context
 
 # --- configuration -------------------------------------------------------------------
@@ -109,7 +116,7 @@ _HTML = {"text/html", "application/xhtml+xml"}
 _XML = {"application/xml", "text/xml"}
 _GZIP = {"application/gzip", "application/x-gzip", "application/octet-stream"}
 _MAX_ROBOTS = 512 * 1024  # RFC 9309: crawlers must parse at least 500 KiB
-_MAX_SITEMAP = 8 * 1024 * 1024  # read (after gunzip) until the first <loc>, but never more than this
+_MAX_SITEMAP = MAX_RESPONSE_BYTES  # read (after gunzip) until the first <loc>, but never more than this
 
 
 class WebsiteConnector(Connector):

@@ -11,4 +11,5 @@ pytest_plugins = [
     "tests.servers.stack",
     "tests.servers.s3",
     "tests.servers.website",
+    "tests.servers.bomb",
 ]
