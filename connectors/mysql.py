@@ -34,6 +34,7 @@ from connectors.errors import FailureType, ProbeFailure
 from connectors.fields import Host, Name, PemCertificates, Port
 from connectors.network import connect_tcp, resolve
 from connectors.ssh import SSH_TUNNEL_DESCRIPTION, TUNNEL_STEPS, SshTunnel, open_tunnel
+from connectors.text import server_text
 from connectors.tls import tls_failure
 
 SslMode = Literal["disabled", "preferred", "required", "verify_ca", "verify_identity"]
@@ -368,7 +369,7 @@ class _Errors:
                 hint="Check that this is a MySQL or MariaDB port, and that the server (or a proxy in front) accepts the workers' address.",
                 retryable=True,
             )
-        text = str(exc.args[1]) if len(exc.args) > 1 else str(exc)  # the server's own words
+        text = server_text(str(exc.args[1]) if len(exc.args) > 1 else str(exc))  # the server's own words
         if code not in _BY_CODE:
             return ProbeFailure(FailureType.UNEXPECTED_RESPONSE, f"MySQL error {code}: {text}")
         kind, hint = _BY_CODE[code]

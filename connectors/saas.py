@@ -30,9 +30,10 @@ from typing import Annotated, Any, Protocol
 import httpx
 from pydantic import AfterValidator, BeforeValidator, Field
 
-from connectors.base import MASK, Probe
+from connectors.base import Probe
 from connectors.errors import FailureType, ProbeFailure
 from connectors.http import USER_AGENT, find_cause, open_pinned, status_text
+from connectors.text import mask_secrets, server_text
 from connectors.tls import client_context, tls_failure
 
 TRUST_FIX = "set ca_cert to the certificate of the authority that signed it"
@@ -260,9 +261,7 @@ class ApiClient:
         """``text`` on one line, at most ``limit`` characters, every known secret masked."""
         if not text:
             return ""
-        text = " ".join(_CONTROL.sub(" ", text).split())
-        for secret in sorted(self.secrets, key=len, reverse=True):
-            text = text.replace(secret, MASK)
+        text = mask_secrets(" ".join(_CONTROL.sub(" ", server_text(text)).split()), self.secrets)
         if len(text) > limit:
             text = text[: limit - 1].rstrip() + "…"
         return text
