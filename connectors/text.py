@@ -11,6 +11,7 @@ reader where they were: see :data:`MIN_DISTINCT_SECRET`.
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from collections.abc import Iterable
 
@@ -49,26 +50,12 @@ def secret_forms(secret: str) -> set[str]:
     return {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret), urllib.parse.quote(secret)}
 
 
-def _is_word(char: str) -> bool:
-    return char.isalnum() or char == "_"
-
-
-def _mask_tokens(text: str, form: str) -> str:
-    """``text`` with each occurrence of ``form`` that no letter, digit or ``_`` touches masked."""
-    parts: list[str] = []
-    start = 0
-    found = text.find(form)
-    while found != -1:
-        end = found + len(form)
-        before = text[found - 1] if found else ""
-        after = text[end] if end < len(text) else ""
-        if not (before and _is_word(before)) and not (after and _is_word(after)):
-            parts += [text[start:found], MASK]
-            start = end
-            found = text.find(form, end)
-        else:
-            found = text.find(form, found + 1)
-    return "".join(parts) + text[start:]
+def _mask_tokens(text: str, forms: list[str]) -> str:
+    """``text`` with each occurrence of one of ``forms`` (longest first) that no letter, digit
+    or ``_`` touches masked, masks already in place left alone. Literals between fixed-width
+    lookarounds: linear."""
+    alternatives = "|".join(re.escape(form) for form in forms)
+    return re.sub(rf"{re.escape(MASK)}|(?<!\w)(?:{alternatives})(?!\w)", MASK, text)
 
 
 def mask_secrets(text: str, secrets: Iterable[str]) -> str:
@@ -77,13 +64,12 @@ def mask_secrets(text: str, secrets: Iterable[str]) -> str:
     forms = sorted({form for secret in secrets if secret for form in secret_forms(secret)}, key=len, reverse=True)
     if not text or not forms:
         return text
-    short = [form for form in forms if len(form) < MIN_DISTINCT_SECRET]
     for form in forms:
         if len(form) >= MIN_DISTINCT_SECRET:
             text = text.replace(form, MASK)
-        else:  # not inside a mask already put in
-            text = MASK.join(_mask_tokens(part, form) for part in text.split(MASK))
+    short = [form for form in forms if len(form) < MIN_DISTINCT_SECRET]
     if short:
+        text = _mask_tokens(text, short)
         rest = text.replace(MASK, "\0")  # what is not a mask: a short secret must not remain in it
         if any(form in rest for form in short):
             return WITHHELD
