@@ -32,7 +32,7 @@ from pymysql.constants import CLIENT
 from connectors.base import Connector, ConnectorConfig, Probe, Secret
 from connectors.errors import FailureType, ProbeFailure
 from connectors.fields import Host, Name, PemCertificates, Port
-from connectors.network import connect_tcp, resolve
+from connectors.network import connect_tcp, resolve, shown
 from connectors.ssh import SSH_TUNNEL_DESCRIPTION, TUNNEL_STEPS, SshTunnel, open_tunnel
 from connectors.text import server_text
 from connectors.tls import tls_failure
@@ -204,7 +204,7 @@ class MySQLConnector(Connector):
         if config.ssh_tunnel is None:
             addresses = await resolve(probe, config.host, config.port)
             address, sock = await connect_tcp(probe, addresses, keep=True)
-            await _check_database(config, probe, sock, address.ip, _hostport(address.ip, address.port))
+            await _check_database(config, probe, sock, address.ip, _hostport(shown(address), address.port))
             return
         async with open_tunnel(probe, config.ssh_tunnel) as tunnel:
             await tunnel.reach(probe, config.host, config.port)

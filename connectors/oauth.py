@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.base import Probe, Secret
 from connectors.errors import FailureType, ProbeFailure
-from connectors.saas import ApiClient, ApiResponse
+from connectors.saas import ApiClient, ApiResponse, may_quote
 from connectors.text import server_text
 
 # --- configuration ---------------------------------------------------------------------
@@ -169,7 +169,7 @@ def token_from_response(api: ApiClient, issuer: str, response: ApiResponse, *, w
     """The access token of a token endpoint's answer, or the failure its error means."""
     data = response.data
     if isinstance(data, dict) and isinstance(data.get("error"), str) and data["error"]:
-        raise token_error(api, issuer, data, response.status, what=what)
+        raise token_error(api, issuer, data, response.status, what=what, quote=may_quote(response))
     if not response.ok:
         raise api.status_failure(response, unauthorized_hint=_CLIENT_HINT)
     if not isinstance(data, dict):
@@ -191,10 +191,13 @@ def token_from_response(api: ApiClient, issuer: str, response: ApiResponse, *, w
     )
 
 
-def token_error(api: ApiClient, issuer: str, data: dict[str, Any], status: int, *, what: str) -> ProbeFailure:
-    """The failure an RFC 6749 error answer (``{"error", "error_description"}``) means."""
+def token_error(
+    api: ApiClient, issuer: str, data: dict[str, Any], status: int, *, what: str, quote: bool = True
+) -> ProbeFailure:
+    """The failure an RFC 6749 error answer (``{"error", "error_description"}``) means;
+    ``quote``: whether its description may be quoted (see :func:`connectors.saas.may_quote`)."""
     code = server_text(str(data["error"]), 200)
-    description = data.get("error_description")
+    description = data.get("error_description") if quote else None
     reason = api.clean(_without_trace(description)) if isinstance(description, str) else ""
     aadsts = {int(n) for n in _AADSTS.findall(reason)}
     if isinstance(data.get("error_codes"), list):

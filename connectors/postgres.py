@@ -35,7 +35,7 @@ from pydantic import Field
 from connectors.base import Connector, ConnectorConfig, Probe, Secret, Step, StepStatus
 from connectors.errors import FailureType, ProbeFailure
 from connectors.fields import Host, Name, PemCertificates, Port
-from connectors.network import Address, connect_tcp, resolve
+from connectors.network import Address, connect_tcp, resolve, shown
 from connectors.ssh import SSH_TUNNEL_DESCRIPTION, TUNNEL_STEPS, SshTunnel, open_tunnel
 from connectors.text import mask_secrets, server_text
 
@@ -190,7 +190,7 @@ def _verify_failure(exc: ssl.SSLCertVerificationError, host: str) -> ProbeFailur
 
 async def _check_tls(probe: Probe, config: PostgresConfig, address: Address) -> None:
     """Step ``tls``: ask for TLS as libpq does and run the handshake with libpq's checks for the mode."""
-    where = f"{address.ip} port {address.port}"
+    where = f"{shown(address)} port {address.port}"
     async with probe.step("tls") as step:
         try:
             reader, writer = await asyncio.open_connection(address.ip, address.port)

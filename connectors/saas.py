@@ -31,6 +31,7 @@ import httpx
 from pydantic import AfterValidator, BeforeValidator, Field
 
 from connectors.base import Probe
+from connectors.egress import current_policy
 from connectors.errors import FailureType, ProbeFailure
 from connectors.http import USER_AGENT, find_cause, open_pinned, status_text
 from connectors.text import mask_secrets, server_text
@@ -148,6 +149,8 @@ class ApiResponse:
     data: Any
     text: str
     url: httpx.URL
+    peer: str | None = None
+    """The IP address that sent the answer, when known."""
 
     @property
     def ok(self) -> bool:
@@ -246,6 +249,7 @@ class ApiClient:
             async with self.http.stream(
                 method, url, params=params, data=data, headers=sent, timeout=timeout
             ) as response:
+                peer = _peer(response)
                 body = bytearray()
                 async for chunk in response.aiter_bytes():
                     body += chunk
@@ -253,7 +257,7 @@ class ApiClient:
                         break
         except httpx.HTTPError as exc:
             raise self.transport_failure(exc, timeout) from None
-        return _parse(response, bytes(body))
+        return _parse(response, bytes(body), peer)
 
     # texts and failures
 
@@ -267,7 +271,10 @@ class ApiClient:
         return text
 
     def reason(self, response: ApiResponse) -> str:
-        """The provider's own words for an answer, cleaned; "" when it gave none."""
+        """The provider's own words for an answer, cleaned; "" when it gave none or
+        :func:`may_quote` forbids quoting its body."""
+        if not may_quote(response):
+            return ""
         message = provider_message(response.data)
         if message is None and response.data is None:
             message = response.text  # a plain-text or HTML error page: its first words
@@ -417,7 +424,20 @@ def _request_host(exc: httpx.HTTPError) -> str | None:
         return None
 
 
-def _parse(response: httpx.Response, body: bytes) -> ApiResponse:
+def _peer(response: httpx.Response) -> str | None:
+    """The IP address the response came from (httpcore's ``network_stream`` extension)."""
+    stream = response.extensions.get("network_stream")
+    address = stream.get_extra_info("server_addr") if stream is not None else None
+    return str(address[0]) if isinstance(address, tuple) and address else None
+
+
+def may_quote(response: ApiResponse) -> bool:
+    """Whether a message may quote ``response``'s body: not, in production, when it came
+    from a non-public address (an internal service a tenant pointed the check at)."""
+    return current_policy().may_name(response.peer)
+
+
+def _parse(response: httpx.Response, body: bytes, peer: str | None = None) -> ApiResponse:
     data: Any = None
     if len(body) <= MAX_BODY and body:
         try:
@@ -427,7 +447,9 @@ def _parse(response: httpx.Response, body: bytes) -> ApiResponse:
     text = body[:2000].decode("utf-8", errors="replace")
     if "<html" in text[:500].lower():
         text = ""  # an HTML error page says nothing useful in one line
-    return ApiResponse(status=response.status_code, headers=response.headers, data=data, text=text, url=response.url)
+    return ApiResponse(
+        status=response.status_code, headers=response.headers, data=data, text=text, url=response.url, peer=peer
+    )
 
 
 @asynccontextmanager
