@@ -249,7 +249,7 @@ class ApiClient:
             async with self.http.stream(
                 method, url, params=params, data=data, headers=sent, timeout=timeout
             ) as response:
-                peer = _peer(response)
+                peer = response_peer(response)
                 body = bytearray()
                 async for chunk in response.aiter_bytes():
                     body += chunk
@@ -424,11 +424,16 @@ def _request_host(exc: httpx.HTTPError) -> str | None:
         return None
 
 
-def _peer(response: httpx.Response) -> str | None:
+def response_peer(response: httpx.Response) -> str | None:
     """The IP address the response came from (httpcore's ``network_stream`` extension)."""
     stream = response.extensions.get("network_stream")
     address = stream.get_extra_info("server_addr") if stream is not None else None
     return str(address[0]) if isinstance(address, tuple) and address else None
+
+
+def may_quote_response(response: httpx.Response) -> bool:
+    """:func:`may_quote` for an httpx response that is still open."""
+    return current_policy().may_name(response_peer(response))
 
 
 def may_quote(response: ApiResponse) -> bool:

@@ -17,6 +17,7 @@ from connectors.errors import FailureType, ProbeFailure
 from connectors.network import connect_tcp, resolve
 from tests.servers.saas import SaasServer
 from tests.servers.tcp import CountingListener
+from tests.servers.website import Site
 
 LOOPBACK = "127.0.0.0/8,::1/128"
 PRODUCTION_ALLOWING_LOOPBACK = for_profile("production", allow=LOOPBACK)  # an operator-opened internal network
@@ -111,3 +112,16 @@ async def test_an_internal_token_endpoints_description_is_quoted_only_in_develop
     result = await _drive(saas_server, credentials, policy)
     assert result.failure is not None and result.failure.type == FailureType.AUTHENTICATION_FAILED
     assert ("Token has been expired or revoked" in result.failure.message) is quoted, result.failure.message
+
+
+@pytest.mark.parametrize(("policy", "quoted"), [(PRODUCTION_ALLOWING_LOOPBACK, False), (DEVELOPMENT, True)])
+@pytest.mark.parametrize("path", ["/sitemap.xml", "/sitemap.txt"])
+async def test_a_sitemap_on_an_internal_address_is_quoted_only_in_development(
+    site: Site, policy: EgressPolicy, quoted: bool, path: str
+) -> None:
+    connector = get_connector("website")
+    result = await run_check(connector, connector.parse_config({"url": site.url(path)}), timeout=5, egress=policy)
+    assert result.status == CheckStatus.SUCCEEDED, result
+    fetched = next(s for s in result.steps if s.name == "fetch").message or ""
+    assert "lists pages" in fetched
+    assert (f"(first: {site.base_url}/)" in fetched) is quoted, fetched
