@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import urllib.parse
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -34,10 +33,10 @@ from pydantic import (
 from connectors.egress import EgressPolicy
 from connectors.egress import using as using_egress
 from connectors.errors import DEFAULT_HINTS, FailureType, FieldError, InvalidConfiguration, ProbeFailure
+from connectors.text import MASK, mask_secrets
 
 log = logging.getLogger(__name__)
 
-MASK = "**********"
 DEFAULT_TIMEOUT = 10.0
 MIN_TIMEOUT = 0.5
 MAX_TIMEOUT = 60.0
@@ -328,23 +327,14 @@ async def run_check(
     return scrub(result, config.secret_values())
 
 
-def secret_forms(secret: str) -> set[str]:
-    """``secret`` as a driver may echo it: as is, and percent-encoded as in a connection
-    URL (``postgresql://user:p%40ss@host``)."""
-    return {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret), urllib.parse.quote(secret)}
-
-
 def scrub(result: CheckResult, secrets: list[str]) -> CheckResult:
-    """Replace every secret value (in every form of :func:`secret_forms`) in every
-    message of ``result`` by the mask."""
-    forms = sorted({form for secret in secrets if secret for form in secret_forms(secret)}, key=len, reverse=True)
+    """Mask every secret value in every message of ``result`` (see
+    :func:`connectors.text.mask_secrets`: a message a short secret cannot be masked in is
+    withheld)."""
+    secrets = [secret for secret in secrets if secret]
 
     def clean(text: str | None) -> str | None:
-        if text is None:
-            return None
-        for form in forms:
-            text = text.replace(form, MASK)
-        return text
+        return mask_secrets(text, secrets) if text else text
 
     for step in result.steps:
         step.message = clean(step.message)

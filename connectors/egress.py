@@ -116,6 +116,10 @@ class EgressPolicy:
     """The operator's denied networks (SOURCECHECK_EGRESS_DENY)."""
     default_deny: tuple[Network, ...] = ()
     """The profile's denied networks (production: :data:`PRODUCTION_DENY`)."""
+    reveal_internal: bool = True
+    """Whether failure and step messages may name the non-public addresses a host resolved
+    to, and quote bodies of responses from such addresses (development: yes, they help;
+    production: no, they would map the service's internal network for any tenant)."""
 
     def refusal(self, ip: str | IPAddress) -> str | None:
         """Why ``ip`` may not be connected to (``"a loopback address"``), or None when it may."""
@@ -164,6 +168,23 @@ class EgressPolicy:
     def allows(self, ip: str | IPAddress) -> bool:
         return self.refusal(ip) is None
 
+    def may_name(self, ip: str | None, host: str | None = None) -> bool:
+        """Whether a message may show ``ip``: always in development; in production only a
+        public address, or the one the user typed as ``host``. An unknown address (None) is
+        treated as non-public."""
+        return self.reveal_internal or (ip is not None and (ip == host or is_public(ip)))
+
+
+def is_public(ip: str | IPAddress) -> bool:
+    """Whether ``ip`` is a globally reachable unicast address (an IPv4 one written as IPv6 is
+    judged as the IPv4 address it carries)."""
+    try:
+        address = ipaddress.ip_address(ip.split("%")[0]) if isinstance(ip, str) else ip
+    except ValueError:
+        return False
+    judged = _embedded_ipv4(address)
+    return judged.is_global and not judged.is_multicast
+
 
 def for_profile(
     profile: Literal["development", "production"] | str,
@@ -174,8 +195,11 @@ def for_profile(
     """The policy of a service profile: production refuses :data:`PRODUCTION_DENY` (loopback,
     private, CGNAT, multicast, unspecified, reserved) unless allowed; development refuses
     only what is always refused, so a database on localhost can be tested."""
-    default = PRODUCTION_DENY if profile == "production" else ()
-    return EgressPolicy(allow=parse_networks(allow), deny=parse_networks(deny), default_deny=default)
+    production = profile == "production"
+    default = PRODUCTION_DENY if production else ()
+    return EgressPolicy(
+        allow=parse_networks(allow), deny=parse_networks(deny), default_deny=default, reveal_internal=not production
+    )
 
 
 # --- the policy of the running check ---------------------------------------------------
@@ -210,7 +234,8 @@ def blocked(host: str, refusals: dict[str, str], *, what: str = "") -> ProbeFail
     ``refusals`` maps each address to why (:meth:`EgressPolicy.refusal`); ``what`` says how
     the host was reached (``" (a redirect led there)"``).
     """
-    listed = ", ".join(f"{ip} ({reason})" for ip, reason in refusals.items())
+    policy = current_policy()
+    listed = ", ".join(f"{ip} ({reason})" if policy.may_name(ip, host) else reason for ip, reason in refusals.items())
     if list(refusals) == [host]:
         message = f"Connecting to {listed} is not allowed by the egress policy{what}"
     else:

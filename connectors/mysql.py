@@ -32,8 +32,9 @@ from pymysql.constants import CLIENT
 from connectors.base import Connector, ConnectorConfig, Probe, Secret
 from connectors.errors import FailureType, ProbeFailure
 from connectors.fields import Host, Name, PemCertificates, Port
-from connectors.network import connect_tcp, resolve
+from connectors.network import connect_tcp, resolve, shown
 from connectors.ssh import SSH_TUNNEL_DESCRIPTION, TUNNEL_STEPS, SshTunnel, open_tunnel
+from connectors.text import server_text
 from connectors.tls import tls_failure
 
 SslMode = Literal["disabled", "preferred", "required", "verify_ca", "verify_identity"]
@@ -203,7 +204,7 @@ class MySQLConnector(Connector):
         if config.ssh_tunnel is None:
             addresses = await resolve(probe, config.host, config.port)
             address, sock = await connect_tcp(probe, addresses, keep=True)
-            await _check_database(config, probe, sock, address.ip, _hostport(address.ip, address.port))
+            await _check_database(config, probe, sock, address.ip, _hostport(shown(address), address.port))
             return
         async with open_tunnel(probe, config.ssh_tunnel) as tunnel:
             await tunnel.reach(probe, config.host, config.port)
@@ -368,7 +369,7 @@ class _Errors:
                 hint="Check that this is a MySQL or MariaDB port, and that the server (or a proxy in front) accepts the workers' address.",
                 retryable=True,
             )
-        text = str(exc.args[1]) if len(exc.args) > 1 else str(exc)  # the server's own words
+        text = server_text(str(exc.args[1]) if len(exc.args) > 1 else str(exc))  # the server's own words
         if code not in _BY_CODE:
             return ProbeFailure(FailureType.UNEXPECTED_RESPONSE, f"MySQL error {code}: {text}")
         kind, hint = _BY_CODE[code]

@@ -60,10 +60,20 @@ async def resolve(probe: Probe, host: str, port: int) -> list[Address]:
         addresses = [a for ip, a in seen.items() if ip not in refused]
         if not addresses:
             raise blocked(host, refused)
-        step.message = f"{host} resolved to {', '.join(a.ip for a in addresses)}"
+        step.message = f"{host} resolved to {_listed([a.ip for a in addresses], host)}"
         if refused:
-            step.message += f" (not used, the egress policy does not allow: {', '.join(refused)})"
+            step.message += f" (not used, the egress policy does not allow: {_listed(list(refused), host)})"
         return addresses
+
+
+def _listed(ips: list[str], host: str) -> str:
+    """``ips`` for a message: those the egress policy may name, and a count of the others."""
+    policy = current_policy()
+    shown = [ip for ip in ips if policy.may_name(ip, host)]
+    hidden = len(ips) - len(shown)
+    if hidden:
+        shown.append(f"{hidden} non-public address{'es' if hidden > 1 else ''} (not shown in production)")
+    return ", ".join(shown)
 
 
 def literal_addrinfo(host: str, port: int) -> list[tuple[Any, ...]] | None:
@@ -152,6 +162,12 @@ async def _open(address: Address) -> socket.socket:
     return sock
 
 
+def shown(address: Address) -> str:
+    """How a message names ``address``: its IP, or its host name when the egress policy may
+    not name the IP (a non-public address in production)."""
+    return address.ip if current_policy().may_name(address.ip, address.host) else address.host
+
+
 def _hostport(address: Address) -> str:
-    ip = f"[{address.ip}]" if ":" in address.ip else address.ip
-    return f"{ip}:{address.port}"
+    name = shown(address)
+    return f"[{name}]:{address.port}" if ":" in name else f"{name}:{address.port}"

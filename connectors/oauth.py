@@ -27,7 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.base import Probe, Secret
 from connectors.errors import FailureType, ProbeFailure
-from connectors.saas import ApiClient, ApiResponse
+from connectors.saas import ApiClient, ApiResponse, may_quote
+from connectors.text import server_text
 
 # --- configuration ---------------------------------------------------------------------
 
@@ -87,8 +88,16 @@ _BAD_GRANT = {"invalid_grant", "invalid_refresh_token", "bad_refresh_token", "to
 _BAD_CLIENT = {"invalid_client", "invalid_client_id", "bad_client_secret", "incorrect_client_credentials"}
 
 # Microsoft's descriptions end with trace lines; the first sentence is the reason.
-_TRACE = re.compile(r"\s*(Trace ID|Correlation ID|Timestamp):.*", re.DOTALL)
-_AADSTS = re.compile(r"\bAADSTS(\d+)\b")
+_TRACE_MARKERS = ("Trace ID:", "Correlation ID:", "Timestamp:")
+_AADSTS = re.compile(r"\bAADSTS(\d+)\b")  # starts only at the literal: linear
+
+
+def _without_trace(description: str) -> str:
+    """``description`` up to its first trace line (string search: linear in any text)."""
+    text = server_text(description)
+    cut = min((i for marker in _TRACE_MARKERS if (i := text.find(marker)) != -1), default=len(text))
+    return text[:cut].rstrip()
+
 
 _NEW_GRANT_HINT = (
     "Sign in again through the app to get a new refresh token: refresh tokens stop working when the user revokes "
@@ -160,7 +169,7 @@ def token_from_response(api: ApiClient, issuer: str, response: ApiResponse, *, w
     """The access token of a token endpoint's answer, or the failure its error means."""
     data = response.data
     if isinstance(data, dict) and isinstance(data.get("error"), str) and data["error"]:
-        raise token_error(api, issuer, data, response.status, what=what)
+        raise token_error(api, issuer, data, response.status, what=what, quote=may_quote(response))
     if not response.ok:
         raise api.status_failure(response, unauthorized_hint=_CLIENT_HINT)
     if not isinstance(data, dict):
@@ -182,11 +191,14 @@ def token_from_response(api: ApiClient, issuer: str, response: ApiResponse, *, w
     )
 
 
-def token_error(api: ApiClient, issuer: str, data: dict[str, Any], status: int, *, what: str) -> ProbeFailure:
-    """The failure an RFC 6749 error answer (``{"error", "error_description"}``) means."""
-    code = str(data["error"])
-    description = data.get("error_description")
-    reason = api.clean(_TRACE.sub("", description)) if isinstance(description, str) else ""
+def token_error(
+    api: ApiClient, issuer: str, data: dict[str, Any], status: int, *, what: str, quote: bool = True
+) -> ProbeFailure:
+    """The failure an RFC 6749 error answer (``{"error", "error_description"}``) means;
+    ``quote``: whether its description may be quoted (see :func:`connectors.saas.may_quote`)."""
+    code = server_text(str(data["error"]), 200)
+    description = data.get("error_description") if quote else None
+    reason = api.clean(_without_trace(description)) if isinstance(description, str) else ""
     aadsts = {int(n) for n in _AADSTS.findall(reason)}
     if isinstance(data.get("error_codes"), list):
         aadsts |= {n for n in data["error_codes"] if isinstance(n, int)}

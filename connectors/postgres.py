@@ -25,17 +25,19 @@ import re
 import ssl
 import struct
 import tempfile
+from collections.abc import Callable
 from typing import Any, Literal
 
 import psycopg
 from psycopg.rows import TupleRow
 from pydantic import Field
 
-from connectors.base import MASK, Connector, ConnectorConfig, Probe, Secret, Step, StepStatus
+from connectors.base import Connector, ConnectorConfig, Probe, Secret, Step, StepStatus
 from connectors.errors import FailureType, ProbeFailure
 from connectors.fields import Host, Name, PemCertificates, Port
-from connectors.network import Address, connect_tcp, resolve
+from connectors.network import Address, connect_tcp, resolve, shown
 from connectors.ssh import SSH_TUNNEL_DESCRIPTION, TUNNEL_STEPS, SshTunnel, open_tunnel
+from connectors.text import mask_secrets, server_text
 
 SslMode = Literal["disable", "prefer", "require", "verify-ca", "verify-full"]
 
@@ -188,7 +190,7 @@ def _verify_failure(exc: ssl.SSLCertVerificationError, host: str) -> ProbeFailur
 
 async def _check_tls(probe: Probe, config: PostgresConfig, address: Address) -> None:
     """Step ``tls``: ask for TLS as libpq does and run the handshake with libpq's checks for the mode."""
-    where = f"{address.ip} port {address.port}"
+    where = f"{shown(address)} port {address.port}"
     async with probe.step("tls") as step:
         try:
             reader, writer = await asyncio.open_connection(address.ip, address.port)
@@ -320,21 +322,51 @@ def _ident(name: str) -> str:
     return name if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) else '"' + name.replace('"', '""') + '"'
 
 
+def _named_missing(what: str) -> Callable[[str], bool]:
+    """Whether a line of a text says ``<what> <name> does not exist`` (string search: linear)."""
+
+    def says(text: str) -> bool:
+        for line in text.splitlines():
+            start = line.find(what + " ")
+            if start != -1 and line.find(" does not exist", start + len(what)) != -1:
+                return True
+        return False
+
+    return says
+
+
+def _any_of(*tests: Callable[[str], object]) -> Callable[[str], bool]:
+    return lambda text: any(test(text) for test in tests)
+
+
 # SQLSTATE guessed from the server's English text when psycopg has none (all login failures).
-_STATE_BY_TEXT = [
-    (re.compile(r"password authentication failed|no password supplied"), "28P01"),
-    (re.compile(r"pg_hba\.conf|role .* does not exist|not permitted to log in|authentication failed"), "28000"),
-    (re.compile(r"database .* does not exist"), "3D000"),
-    (re.compile(r"permission denied"), "42501"),
-    (re.compile(r"too many (clients|connections)|connection slots are reserved"), "53300"),
-    (re.compile(r"database system is (starting up|shutting down|in recovery)|not yet accepting connections"), "57P03"),
+# Alternations of literals and string searches only: linear in any text.
+_STATE_BY_TEXT: list[tuple[Callable[[str], object], str]] = [
+    (re.compile(r"password authentication failed|no password supplied").search, "28P01"),
+    (
+        _any_of(
+            re.compile(r"pg_hba\.conf|not permitted to log in|authentication failed").search, _named_missing("role")
+        ),
+        "28000",
+    ),
+    (_named_missing("database"), "3D000"),
+    (re.compile(r"permission denied").search, "42501"),
+    (re.compile(r"too many (clients|connections)|connection slots are reserved").search, "53300"),
+    (
+        re.compile(r"database system is (starting up|shutting down|in recovery)|not yet accepting connections").search,
+        "57P03",
+    ),
 ]
+
+
+def _state_by_text(text: str) -> str | None:
+    return next((state for says, state in _STATE_BY_TEXT if says(text)), None)
 
 
 def _server_text(exc: psycopg.Error) -> str:
     """The useful part of a psycopg message: the server's FATAL/ERROR text, else libpq's own."""
-    text = str(exc)
-    found = re.search(r"(?:FATAL|ERROR):\s+(.*)", text)
+    text = server_text(str(exc))
+    found = re.search(r"(?:FATAL|ERROR):\s+(.*)", text)  # starts only at the literals: linear
     if found:
         return found.group(1).strip()
     last = text.strip().splitlines()[-1] if text.strip() else type(exc).__name__
@@ -346,11 +378,10 @@ def _server_text(exc: psycopg.Error) -> str:
 
 def _driver_failure(exc: psycopg.Error, config: PostgresConfig) -> ProbeFailure:
     """A psycopg error as a failure type, a message and a hint someone can act on."""
-    secret = config.password.get_secret_value()
-    text = _server_text(exc)
-    if secret:  # the driver may echo connection parameters; never pass the password on
-        text = text.replace(secret, MASK)
-    state = exc.sqlstate or next((s for pattern, s in _STATE_BY_TEXT if pattern.search(text)), None)
+    # The driver may echo connection parameters; never pass the password on.
+    said = _server_text(exc)
+    text = mask_secrets(said, [config.password.get_secret_value()])
+    state = exc.sqlstate or _state_by_text(said)
     user, db = config.user, config.database
     if state == "28P01":
         return ProbeFailure(
@@ -358,7 +389,7 @@ def _driver_failure(exc: psycopg.Error, config: PostgresConfig) -> ProbeFailure:
             f'password authentication failed for user "{user}"',
             hint=f"Check the password for user '{user}' (and that the role exists and may log in).",
         )
-    if state == "28000" and "pg_hba" in text:
+    if state == "28000" and "pg_hba" in said:
         return ProbeFailure(
             FailureType.AUTHORIZATION_FAILED,
             text,
@@ -391,10 +422,10 @@ def _driver_failure(exc: psycopg.Error, config: PostgresConfig) -> ProbeFailure:
             "or raise max_connections (or the role's CONNECTION LIMIT).",
             retryable=True,
         )
-    if re.search(r"SSL|certificate|TLS", text):
+    if re.search(r"SSL|certificate|TLS", said):
         return ProbeFailure(FailureType.TLS_ERROR, text)
-    if "timeout expired" in text:
+    if "timeout expired" in said:
         return ProbeFailure(FailureType.TIMEOUT, "The server did not complete the login in time")
-    if "Connection refused" in text:
+    if "Connection refused" in said:
         return ProbeFailure(FailureType.CONNECTION_REFUSED, f"Connection refused ({text})")
-    return ProbeFailure(FailureType.UNEXPECTED_RESPONSE, text, retryable="closed the connection" in text)
+    return ProbeFailure(FailureType.UNEXPECTED_RESPONSE, text, retryable="closed the connection" in said)

@@ -30,9 +30,11 @@ from typing import Annotated, Any, Protocol
 import httpx
 from pydantic import AfterValidator, BeforeValidator, Field
 
-from connectors.base import MASK, Probe
+from connectors.base import Probe
+from connectors.egress import current_policy
 from connectors.errors import FailureType, ProbeFailure
 from connectors.http import USER_AGENT, find_cause, open_pinned, status_text
+from connectors.text import mask_secrets, server_text
 from connectors.tls import client_context, tls_failure
 
 TRUST_FIX = "set ca_cert to the certificate of the authority that signed it"
@@ -144,6 +146,8 @@ class ApiResponse:
     data: Any
     text: str
     url: httpx.URL
+    peer: str | None = None
+    """The IP address that sent the answer, when known."""
 
     @property
     def ok(self) -> bool:
@@ -242,10 +246,11 @@ class ApiClient:
             async with self.http.stream(
                 method, url, params=params, data=data, headers=sent, timeout=timeout
             ) as response:
+                peer = response_peer(response)
                 body = await response.aread()
         except httpx.HTTPError as exc:
             raise self.transport_failure(exc, timeout) from None
-        return _parse(response, body)
+        return _parse(response, body, peer)
 
     # texts and failures
 
@@ -253,15 +258,16 @@ class ApiClient:
         """``text`` on one line, at most ``limit`` characters, every known secret masked."""
         if not text:
             return ""
-        text = " ".join(_CONTROL.sub(" ", text).split())
-        for secret in sorted(self.secrets, key=len, reverse=True):
-            text = text.replace(secret, MASK)
+        text = mask_secrets(" ".join(_CONTROL.sub(" ", server_text(text)).split()), self.secrets)
         if len(text) > limit:
             text = text[: limit - 1].rstrip() + "…"
         return text
 
     def reason(self, response: ApiResponse) -> str:
-        """The provider's own words for an answer, cleaned; "" when it gave none."""
+        """The provider's own words for an answer, cleaned; "" when it gave none or
+        :func:`may_quote` forbids quoting its body."""
+        if not may_quote(response):
+            return ""
         message = provider_message(response.data)
         if message is None and response.data is None:
             message = response.text  # a plain-text or HTML error page: its first words
@@ -411,7 +417,25 @@ def _request_host(exc: httpx.HTTPError) -> str | None:
         return None
 
 
-def _parse(response: httpx.Response, body: bytes) -> ApiResponse:
+def response_peer(response: httpx.Response) -> str | None:
+    """The IP address the response came from (httpcore's ``network_stream`` extension)."""
+    stream = response.extensions.get("network_stream")
+    address = stream.get_extra_info("server_addr") if stream is not None else None
+    return str(address[0]) if isinstance(address, tuple) and address else None
+
+
+def may_quote_response(response: httpx.Response) -> bool:
+    """:func:`may_quote` for an httpx response that is still open."""
+    return current_policy().may_name(response_peer(response))
+
+
+def may_quote(response: ApiResponse) -> bool:
+    """Whether a message may quote ``response``'s body: not, in production, when it came
+    from a non-public address (an internal service a tenant pointed the check at)."""
+    return current_policy().may_name(response.peer)
+
+
+def _parse(response: httpx.Response, body: bytes, peer: str | None = None) -> ApiResponse:
     data: Any = None
     if body:
         try:
@@ -421,7 +445,9 @@ def _parse(response: httpx.Response, body: bytes) -> ApiResponse:
     text = body[:2000].decode("utf-8", errors="replace")
     if "<html" in text[:500].lower():
         text = ""  # an HTML error page says nothing useful in one line
-    return ApiResponse(status=response.status_code, headers=response.headers, data=data, text=text, url=response.url)
+    return ApiResponse(
+        status=response.status_code, headers=response.headers, data=data, text=text, url=response.url, peer=peer
+    )
 
 
 @asynccontextmanager

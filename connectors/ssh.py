@@ -38,6 +38,7 @@ from connectors.base import ConnectorConfig, Probe, Secret
 from connectors.errors import FailureType, ProbeFailure
 from connectors.fields import Host, Port
 from connectors.network import Address, connect_tcp, resolve
+from connectors.text import server_text
 
 CLIENT_VERSION = "sourcecheck"
 """Sent in the SSH version line (``SSH-2.0-sourcecheck``), so bastion logs say who knocked."""
@@ -303,7 +304,7 @@ class _Client(asyncssh.SSHClient):
 
     def server_version(self) -> str | None:
         version = self.conn.get_extra_info("server_version") if self.conn else None
-        return str(version).removeprefix("SSH-2.0-") if version else None
+        return server_text(str(version), 255).removeprefix("SSH-2.0-") if version else None
 
 
 def _options(endpoint: SshEndpoint, client: _Client, probe: Probe) -> dict[str, Any]:
@@ -451,7 +452,7 @@ def _describe_login(client: _Client, endpoint: SshEndpoint, where: _Where) -> st
 
 
 def _reason(exc: BaseException | None) -> str:
-    text = (getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc or "")).strip()
+    text = server_text(getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc or "")).strip()
     return text[:200] or type(exc).__name__
 
 

@@ -40,6 +40,8 @@ from connectors.http import (
     open_pinned,
     status_text,
 )
+from connectors.saas import may_quote_response
+from connectors.text import server_text
 from connectors.tls import client_context
 
 # --- configuration -------------------------------------------------------------------
@@ -337,6 +339,7 @@ def _not_a_sitemap(url: str, why: str) -> ProbeFailure:
 
 
 async def _sitemap(response: httpx.Response, url: str, *, gzipped: bool) -> str:
+    quote = may_quote_response(response)  # what the body says is shown only where it may be
     target = _SitemapTarget()
     parser = DefusedXMLParser(target=target)
     inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzipped else None
@@ -359,12 +362,13 @@ async def _sitemap(response: httpx.Response, url: str, *, gzipped: bool) -> str:
             where = f" (line {position[0]})" if position else ""
             raise _not_a_sitemap(url, f"it is not well-formed XML{where}") from None
     if target.root not in ("urlset", "sitemapindex"):
-        raise _not_a_sitemap(url, f"its root element is <{target.root}>, not <urlset> or <sitemapindex>")
+        root = f"<{server_text(target.root, 100)}>" if quote else "another element"
+        raise _not_a_sitemap(url, f"its root element is {root}, not <urlset> or <sitemapindex>")
     if target.first_loc is None:
         limit = f" in its first {_MAX_SITEMAP // (1024 * 1024)} MB" if fed >= _MAX_SITEMAP else ""
         raise _not_a_sitemap(url, f"it lists no URL (no <loc>{limit})")
     kind, lists = ("sitemap index", "sitemaps") if target.root == "sitemapindex" else ("sitemap", "pages")
-    return f"XML {kind} {_path(url)} lists {lists} (first: {_shorten(target.first_loc)})"
+    return f"XML {kind} {_path(url)} lists {lists}" + (f" (first: {_shorten(target.first_loc)})" if quote else "")
 
 
 def _url_line(line: bytes) -> str | None:
@@ -374,6 +378,7 @@ def _url_line(line: bytes) -> str | None:
 
 async def _text_sitemap(response: httpx.Response, url: str) -> str:
     """A plain-text sitemap: one URL per line."""
+    quote = may_quote_response(response)
     read = 0
     pending = b""
     async for chunk in response.aiter_bytes():
@@ -381,12 +386,12 @@ async def _text_sitemap(response: httpx.Response, url: str) -> str:
         *lines, pending = (pending + chunk).split(b"\n")
         for line in lines:
             if first := _url_line(line):
-                return f"Text sitemap {_path(url)} lists pages (first: {_shorten(first)})"
+                return f"Text sitemap {_path(url)} lists pages" + (f" (first: {_shorten(first)})" if quote else "")
         if read >= _MAX_SITEMAP:
             break
     else:
         if first := _url_line(pending):
-            return f"Text sitemap {_path(url)} lists pages (first: {_shorten(first)})"
+            return f"Text sitemap {_path(url)} lists pages" + (f" (first: {_shorten(first)})" if quote else "")
     raise _not_a_sitemap(url, "it is plain text without a single http(s) URL")
 
 

@@ -10,6 +10,7 @@ provider lives under its own prefix, so a connector's ``base_url`` is ``server.u
     /slack/api            Slack Web API           (slack)
     /google               www.googleapis.com      (google_drive)
     /google-oauth/token   Google's OAuth 2.0 token endpoint
+    /hostile-oauth/token  a token endpoint answering a megabyte-long error_description
     /graph                Microsoft Graph         (sharepoint)
     /login/<tenant>/oauth2/v2.0/token   Microsoft Entra ID's token endpoint
     /hang/...             accepts the request and never answers (until the server stops)
@@ -165,6 +166,7 @@ class _App:
             ("/confluence/wiki", self.confluence),
             ("/github", self.github),
             ("/slack/api", self.slack),
+            ("/hostile-oauth/token", self.hostile_token),
             ("/google-oauth/token", self.google_token),
             ("/google", self.google),
             ("/graph", self.graph),
@@ -569,6 +571,13 @@ class _App:
                 "token_type": "Bearer",
             },
         )
+
+    def hostile_token(
+        self, method: str, path: str, query: dict[str, str], form: dict[str, str], headers: dict[str, str], token: str
+    ) -> Reply:
+        """A token endpoint refusing the grant with a megabyte-long ``error_description``: a
+        million spaces between two words, the worst case of a backtracking pattern."""
+        return Reply(400, {"error": "invalid_grant", "error_description": "Token has been revoked" + " " * 1_000_000 + "."})
 
     # --- Microsoft ---------------------------------------------------------------------
 
