@@ -7,7 +7,8 @@ import asyncio
 import pytest
 from starlette.types import Message, Receive, Scope, Send
 
-from api.admission import Admission, AdmissionGate
+from api.admission import Admission, AdmissionGate, AdmissionSlot
+from api.errors import ServiceUnavailable
 from api.settings import ApiSettings
 
 
@@ -91,26 +92,28 @@ async def _request(gate: AdmissionGate, method: str, path: str) -> list[Message]
     return sent
 
 
-async def test_the_gate_admits_test_requests_only_and_takes_the_place_back(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_gate_hands_test_requests_a_place_the_route_takes_and_takes_it_back(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Admission, "WAIT_SECONDS", 0.1)
     route = _Route()
-    gate = AdmissionGate(route, slots=1)
+    admission = Admission(1)
+    gate = AdmissionGate(route, admission)
     first = asyncio.create_task(_request(gate, "POST", TEST_PATH))
     await asyncio.sleep(0.01)
-    assert route.calls and route.calls[0][0] == TEST_PATH and route.calls[0][1] is not None  # the route gets the place
+    slot = route.calls[0][1]
+    assert isinstance(slot, AdmissionSlot) and admission.admitted == 0  # handed over, not taken: the route takes it
+    await slot.acquire()
+    assert admission.admitted == 1
 
-    refused = await _request(gate, "POST", TEST_PATH)  # the only place is taken: 503 once the wait is over
-    assert refused[0]["status"] == 503 and (b"retry-after", b"1") in refused[0]["headers"]
-    assert len(route.calls) == 1  # the refused request never reached the route
+    with pytest.raises(ServiceUnavailable):  # the only place is taken: 503 once the wait is over
+        await AdmissionSlot(admission).acquire()
 
-    polling = asyncio.create_task(_request(gate, "GET", TEST_PATH + "/job_1"))  # not a test request: no place needed
+    polling = asyncio.create_task(_request(gate, "GET", TEST_PATH + "/job_1"))  # not a test request: no place
     await asyncio.sleep(0.01)
     assert len(route.calls) == 2 and route.calls[1][1] is None
 
     route.hold.set()
     await asyncio.gather(first, polling)
-    again = await _request(gate, "POST", TEST_PATH)  # the route never gave the place back: the gate did
-    assert again[0]["status"] == 200
+    await asyncio.wait_for(admission.acquire(), 1)  # the route never gave the place back: the gate did
 
 
 def test_the_app_takes_its_number_of_places_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -118,4 +121,4 @@ def test_the_app_takes_its_number_of_places_from_the_settings(monkeypatch: pytes
 
     monkeypatch.setattr(main, "get_api_settings", lambda: ApiSettings(admission_slots=3))
     gates = [m for m in main.create_app().user_middleware if m.cls is AdmissionGate]
-    assert [g.kwargs for g in gates] == [{"slots": 3}]
+    assert len(gates) == 1 and gates[0].kwargs["admission"]._free == 3
