@@ -13,7 +13,7 @@ does the HTTP.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
@@ -74,10 +74,9 @@ class HeadBoundProtocol(asyncio.Protocol):
         self._head_bytes: int | None = 0  # bytes of the first head so far; None once it ended
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio's classes
         self._arm()
-        self._inner.connection_made(_Transport(transport, self._rearm))  # type: ignore[arg-type]
+        self._inner.connection_made(cast(asyncio.Transport, _Transport(self._transport, self._rearm)))
 
     def data_received(self, data: bytes) -> None:
         if self._timer is not None:
