@@ -20,6 +20,10 @@ from uvicorn.protocols.http.auto import AutoHTTPProtocol
 from api.settings import ApiSettings, get_api_settings
 
 HEAD_END = b"\r\n\r\n"
+# After refusing a head, what the client still sends is read and dropped this long before the
+# connection is closed: closed with unread bytes, it would be reset and the client might never
+# read the answer.
+LINGER_SECONDS = 1.0
 REQUEST_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 HEAD_TOO_LARGE = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 
@@ -72,6 +76,7 @@ class HeadBoundProtocol(asyncio.Protocol):
         self._tail = b""  # the last bytes seen, for a blank line split across reads
         self._started = False  # a byte of the awaited head arrived
         self._head_bytes: int | None = 0  # bytes of the first head so far; None once it ended
+        self._refused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio's classes
@@ -79,6 +84,8 @@ class HeadBoundProtocol(asyncio.Protocol):
         self._inner.connection_made(cast(asyncio.Transport, _Transport(self._transport, self._rearm)))
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
         if self._timer is not None:
             seen, self._started = self._tail + data, True
             ended = HEAD_END in seen
@@ -126,7 +133,14 @@ class HeadBoundProtocol(asyncio.Protocol):
 
     def _refuse(self, answer: bytes) -> None:
         self._disarm()
-        if self._transport is not None and not self._transport.is_closing():
-            if answer:
-                self._transport.write(answer)
-            self._transport.close()
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if not answer:
+            transport.close()
+            return
+        self._refused = True
+        transport.write(answer)
+        if transport.can_write_eof():
+            transport.write_eof()
+        asyncio.get_running_loop().call_later(LINGER_SECONDS, transport.close)
