@@ -35,7 +35,7 @@ def uvicorn_argv(python: str, host: str, port: int, settings: ApiSettings | None
         python, "-m", "uvicorn", "api.main:app", "--host", host, "--port", str(port), "--no-server-header",
         "--http", "api.server:HeadBoundProtocol",
         "--limit-concurrency", str(settings.api_limit_concurrency),
-        "--timeout-keep-alive", f"{settings.api_keep_alive_seconds:g}",
+        "--timeout-keep-alive", str(settings.api_keep_alive_seconds),
         *extra,
     ]
 

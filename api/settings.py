@@ -26,8 +26,8 @@ class ApiSettings(Settings):
         description="Connections plus requests in flight one API process serves at once (uvicorn's --limit-concurrency); "
         "beyond it uvicorn answers 503 at once.",
     )
-    api_keep_alive_seconds: float = Field(
-        5.0, gt=0, le=300, description="How long an idle kept-alive connection stays open (uvicorn's --timeout-keep-alive)."
+    api_keep_alive_seconds: int = Field(
+        5, ge=1, le=300, description="How long an idle kept-alive connection stays open (uvicorn's --timeout-keep-alive)."
     )
     api_head_timeout_seconds: float = Field(
         10.0, gt=0, le=300,

@@ -111,7 +111,7 @@ def test_a_kept_alive_connection_that_starts_a_head_and_stalls_is_cut_off(redis_
 
 
 def test_an_idle_kept_alive_connection_is_closed_after_the_keep_alive_timeout(redis_server: RedisServer, tmp_path: Path) -> None:
-    with api(redis_server, tmp_path, api_keep_alive_seconds="0.5") as port:
+    with api(redis_server, tmp_path, api_keep_alive_seconds="1") as port:
         with socket.create_connection(("127.0.0.1", port), timeout=GENEROUS) as sock:
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             started = time.monotonic()
