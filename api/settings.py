@@ -42,7 +42,8 @@ class ApiSettings(Settings):
     metrics_port: int = Field(
         9100, ge=1, le=65535,
         description="In production, the port of the API's Prometheus /metrics (its own listener, not the API's port, "
-        "where /metrics is 404). Development serves /metrics on the API's port too.",
+        "where /metrics is 404). Development serves /metrics on the API's port instead. Each API process listens on it: "
+        "several API processes on one machine each need their own.",
     )
     metrics_address: str = Field("0.0.0.0", description="Address the API's metrics listener binds in production.")
 
