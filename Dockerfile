@@ -26,5 +26,6 @@ RUN pip install . \
 
 USER 10001:10001
 WORKDIR /home/sourcecheck
-EXPOSE 8000 5555
+# 8000: the API; 9100: the API's /metrics in production (SOURCECHECK_METRICS_PORT); 5555: Flower.
+EXPOSE 8000 9100 5555
 CMD ["sourcecheck", "api", "--host", "0.0.0.0", "--port", "8000"]

@@ -7,15 +7,16 @@ import asyncio
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.errors import ServiceUnavailable, send_error
+from api.errors import ServiceUnavailable
 
 
 class Admission:
     """How many requests of this process are between their arrival and a worker at once.
 
-    A request holds its place from before it is authenticated until a worker has started
-    its job (at most ``HOLD_SECONDS``, and within the request's ``wait``: ``wait=0`` still
-    answers at once), so this process queues at most ``slots`` jobs ahead of the workers
+    A request takes its place once it is authenticated (one without a valid API key never
+    takes one, so a flood of them keeps nobody waiting) and holds it until a worker has
+    started its job (at most ``HOLD_SECONDS``, and within the request's ``wait``: ``wait=0``
+    still answers at once), so this process queues at most ``slots`` jobs ahead of the workers
     (``wait=0`` requests aside): a burst waits here, not in the queue. Without
     it, a burst would be read whole before any of it was sent (each request runs until
     its first wait for Redis), then queued whole, and a test sent behind it would wait
@@ -32,16 +33,22 @@ class Admission:
     def __init__(self, slots: int) -> None:
         self._free = slots
         self._waiting: list[asyncio.Future[None]] = []  # a stack: the newest at the end
+        self.admitted = 0  # places taken since start (api.metrics shows it)
+
+    def waiting(self) -> int:
+        return len(self._waiting)
 
     async def acquire(self) -> None:
         if self._free > 0 and not self._waiting:
             self._free -= 1
+            self.admitted += 1
             return
         turn = asyncio.get_running_loop().create_future()
         self._waiting.append(turn)
         try:
             async with asyncio.timeout(self.WAIT_SECONDS):
                 await turn
+            self.admitted += 1
         except (asyncio.CancelledError, TimeoutError):
             if turn.done() and not turn.cancelled():
                 self.release()  # admitted as it gave up: pass the place on
@@ -59,40 +66,44 @@ class Admission:
 
 
 class AdmissionSlot:
-    """A request's place in :class:`Admission`, given back once its job is queued (or it
-    failed), at the latest when its answer has been sent."""
+    """A request's place in :class:`Admission`: taken by the route once the request is
+    authenticated (:meth:`acquire`), given back once its job is queued (or it failed), at
+    the latest when its answer has been sent."""
 
     def __init__(self, admission: Admission) -> None:
-        self._admission: Admission | None = admission
+        self._admission = admission
+        self._held = False
+
+    async def acquire(self) -> None:
+        """Wait for a place; 503 after ``Admission.WAIT_SECONDS``."""
+        try:
+            await self._admission.acquire()
+        except TimeoutError:
+            raise ServiceUnavailable("Too many tests are being started; retry shortly", retry_after=1) from None
+        self._held = True
 
     def release(self) -> None:
-        if self._admission is not None:
+        if self._held:
             self._admission.release()
-            self._admission = None
+            self._held = False
 
 
 TEST_PATH_SUFFIX = "/knowledge/connectors/sources/test"
 
 
 class AdmissionGate:
-    """ASGI middleware: a test request (``POST .../sources/test``) takes its place in
-    :class:`Admission` before anything else is done for it (routing, parsing,
-    authentication), so a burst that waits here costs almost nothing until its turn. The
-    route finds the place in ``request.state.admission`` and gives it back as soon as its
-    job has been started; the gate gives it back otherwise, when the answer is sent."""
+    """ASGI middleware: gives a test request (``POST .../sources/test``) its
+    :class:`AdmissionSlot` in ``request.state.admission``, not yet taken. The route takes
+    it after its dependencies (authentication first) and gives it back as soon as its job
+    has been started; the gate gives it back otherwise, when the answer is sent."""
 
-    def __init__(self, app: ASGIApp, slots: int) -> None:
+    def __init__(self, app: ASGIApp, admission: Admission) -> None:
         self.app = app
-        self.admission = Admission(slots)
+        self.admission = admission
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].endswith(TEST_PATH_SUFFIX):
             await self.app(scope, receive, send)
-            return
-        try:
-            await self.admission.acquire()
-        except TimeoutError:
-            await send_error(ServiceUnavailable("Too many tests are being started; retry shortly", retry_after=1), send)
             return
         slot = AdmissionSlot(self.admission)
         scope.setdefault("state", {})["admission"] = slot

@@ -135,11 +135,13 @@ def api(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
 ) -> None:
-    """Start the HTTP API.
+    """Start the HTTP API (uvicorn, with the bounds of api.server.uvicorn_argv).
 
     Example: sourcecheck api --host 0.0.0.0 --port 8000
     """
-    os.execv(sys.executable, [sys.executable, "-m", "uvicorn", "api.main:app", "--host", host, "--port", str(port), "--no-server-header"])
+    from api.server import uvicorn_argv
+
+    os.execv(sys.executable, uvicorn_argv(sys.executable, host, port))
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import health, metrics
-from api.admission import AdmissionGate
+from api.admission import Admission, AdmissionGate
 from api.db import get_engine, init_db
 from api.errors import ApiError, InvalidRequest, PayloadTooLarge, ServiceUnavailable, error_response, send_error
 from api.routes import definitions, sources, tests, workspaces
@@ -42,13 +42,21 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     store = JobStore(celery_app, settings.redis_url, settings.result_ttl_seconds)
     await store.start()
     app.state.job_store = store
+    listener = await metrics.serve(settings.metrics_address, settings.metrics_port, store) if not _metrics_on_api_port() else None
     # What start-up made lives as long as the process: the collector need not scan it again
     # (its full collections took ~100 ms each under load; docs/execution-model.md).
     gc.freeze()
     try:
         yield
     finally:
+        if listener is not None:
+            listener.close()
         await store.close()
+
+
+def _metrics_on_api_port() -> bool:
+    """Development serves /metrics on the API's port; production on its own (metrics_port)."""
+    return get_api_settings().profile == "development"
 
 
 class BodySizeLimit:
@@ -117,9 +125,11 @@ def create_app() -> FastAPI:
         summary="Tells you in seconds whether a data source will work, and if not, what to fix.",
         lifespan=lifespan,
     )
-    app.add_middleware(AdmissionGate, slots=settings.admission_slots)  # inside the size limit: a refused body takes no place
+    admission = Admission(settings.admission_slots)
+    metrics.watch_admission(admission)
+    app.add_middleware(AdmissionGate, admission=admission)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
-    metrics.install(app)  # request latency (outermost: sees the 413s too) and GET /metrics
+    metrics.install(app, on_api_port=_metrics_on_api_port())  # request latency (outermost: sees the 413s too)
     for router in (tests.router, definitions.router, sources.router):
         app.include_router(router, prefix=CONNECTORS)
     app.include_router(workspaces.router, prefix=ORG)

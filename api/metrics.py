@@ -1,4 +1,6 @@
-"""The API's Prometheus metrics, served at ``GET /metrics`` (no authentication, text format).
+"""The API's Prometheus metrics, served at ``GET /metrics`` (no authentication, text format):
+in development on the API's port, in production only on a listener of its own
+(``SOURCECHECK_METRICS_PORT``, :func:`serve`), so the public port does not show them.
 
 - ``sourcecheck_http_request_duration_seconds{method,route,status}``: histogram of request
   latency; ``route`` is the route's template (``/v1/organizations/{organization_id}/...``),
@@ -10,9 +12,13 @@
   at scrape time within 0.5 s; absent from a scrape when Redis did not answer in time,
   and ``sourcecheck_queue_depth_errors_total`` counts those);
 - ``sourcecheck_jobs_awaiting_result``: jobs that requests of this process are waiting on;
+- ``sourcecheck_admission_admitted_total`` and ``sourcecheck_admission_waiting``: test
+  requests that took a place in the admission gate (only authenticated ones do), and those
+  waiting for one now (api.admission);
 - plus prometheus_client's ``process_*`` and ``python_*``.
 
-Each API process has its own numbers: scrape every process (not one behind a load balancer).
+Each API process has its own numbers: scrape every process (not one behind a load balancer);
+in production each API process on a machine needs its own metrics port.
 """
 
 from __future__ import annotations
@@ -27,16 +33,20 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI, Request, Response
 from kombu.transport.redis import PRIORITY_STEPS, Channel
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.admission import Admission
 from worker import logs
 from worker.app import QUEUE
 from worker.jobs import JobStore, JobView
 
 SCRAPE_TIMEOUT_SECONDS = 0.5
+# The metrics listener reads a request head of at most this many bytes, within this time.
+SCRAPE_HEAD_BYTES = 8192
+SCRAPE_HEAD_SECONDS = 5.0
 _METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
 _ORG_IN_PATH = re.compile(r"^/v1/organizations/(org_[A-Za-z0-9_-]{1,64})(?:/|$)")
 # The Redis lists of the queue: kombu keeps one per priority step (the default one is the plain name).
@@ -59,6 +69,7 @@ class _ScrapeTime(Collector):
     def __init__(self) -> None:
         self.depth: int | None = None
         self.store: JobStore | None = None
+        self.admission: Admission | None = None
 
     def collect(self) -> Iterator[Metric]:
         if self.depth is not None:
@@ -68,6 +79,11 @@ class _ScrapeTime(Collector):
         if self.store is not None:
             yield GaugeMetricFamily("sourcecheck_jobs_awaiting_result", "Jobs that requests of this API process are waiting on.",
                                     value=self.store.waiting())
+        if self.admission is not None:
+            yield CounterMetricFamily("sourcecheck_admission_admitted", "Test requests that took a place in the admission gate.",
+                                      value=self.admission.admitted)
+            yield GaugeMetricFamily("sourcecheck_admission_waiting", "Test requests waiting for a place in the admission gate.",
+                                    value=self.admission.waiting())
 
 
 _scrape_time = _ScrapeTime()
@@ -151,11 +167,44 @@ def route_template(scope: Scope) -> str:
     return template if isinstance(template, str) and template else "(unmatched)"
 
 
-def install(app: FastAPI) -> None:
-    """Add the request observer (outermost, so it sees every answer) and ``GET /metrics``."""
+def install(app: FastAPI, on_api_port: bool) -> None:
+    """Add the request observer (outermost, so it sees every answer) and, if ``on_api_port``,
+    ``GET /metrics``."""
     app.add_middleware(RequestObserver)
+    if not on_api_port:
+        return
 
     async def metrics(request: Request) -> Response:
         return await render(getattr(request.app.state, "job_store", None))
 
     app.add_api_route("/metrics", metrics, methods=["GET"], include_in_schema=False)
+
+
+def watch_admission(admission: Admission) -> None:
+    _scrape_time.admission = admission
+
+
+async def serve(address: str, port: int, store: JobStore) -> asyncio.Server:
+    """The metrics listener of production: ``GET /metrics`` on ``address:port``, 404 for
+    anything else, one request per connection. It runs on the API's event loop, so it
+    reads the queue depth like the route does."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            async with asyncio.timeout(SCRAPE_HEAD_SECONDS):
+                head = await reader.readuntil(b"\r\n\r\n")
+            method, path = (head.split(b" ", 2) + [b"", b""])[:2]
+            if method == b"GET" and path.split(b"?", 1)[0] == b"/metrics":
+                response = await render(store)
+                status, body, media = "200 OK", bytes(response.body), CONTENT_TYPE_LATEST
+            else:
+                status, body, media = "404 Not Found", b"Not Found\n", "text/plain"
+            writer.write(f"HTTP/1.1 {status}\r\ncontent-type: {media}\r\ncontent-length: {len(body)}\r\n"
+                         "connection: close\r\n\r\n".encode() + body)
+            await writer.drain()
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            pass  # a scraper that does not send a head in time, or too large a one, gets nothing
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(answer, address, port, limit=SCRAPE_HEAD_BYTES, reuse_address=True)

@@ -21,6 +21,31 @@ class ApiSettings(Settings):
         description="Test requests one API process takes at a time from arrival until a worker starts their job; "
         "the rest wait their turn, newest first (see api.admission).",
     )
+    api_limit_concurrency: int = Field(
+        4096, ge=16, le=100_000,
+        description="Connections plus requests in flight one API process serves at once (uvicorn's --limit-concurrency); "
+        "beyond it uvicorn answers 503 at once.",
+    )
+    api_keep_alive_seconds: int = Field(
+        5, ge=1, le=300, description="How long an idle kept-alive connection stays open (uvicorn's --timeout-keep-alive)."
+    )
+    api_head_timeout_seconds: float = Field(
+        10.0, gt=0, le=300,
+        description="How long a request's head (request line and headers) may take to arrive, from the connection's "
+        "opening or the previous response; then 408 and the connection is closed (api.server.HeadBoundProtocol).",
+    )
+    api_max_head_bytes: int = Field(
+        32 * 1024, ge=4096, le=1024 * 1024,
+        description="Largest head (request line and headers) of a connection's first request; larger: 431 and the "
+        "connection is closed (api.server.HeadBoundProtocol).",
+    )
+    metrics_port: int = Field(
+        9100, ge=1, le=65535,
+        description="In production, the port of the API's Prometheus /metrics (its own listener, not the API's port, "
+        "where /metrics is 404). Development serves /metrics on the API's port instead. Each API process listens on it: "
+        "several API processes on one machine each need their own.",
+    )
+    metrics_address: str = Field("0.0.0.0", description="Address the API's metrics listener binds in production.")
 
     def sqlalchemy_url(self) -> str:
         if self.database_url:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from api.db import init_db
+from api.server import uvicorn_argv
 from api.settings import get_api_settings
 
 API_PORT = 8000
@@ -165,7 +166,7 @@ def run_stack(api_port: int = API_PORT, flower_port: int = FLOWER_PORT) -> int:
                 print("error: Redis did not start", file=sys.stderr)
                 return 1
             env["SOURCECHECK_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
-        start("api", [python, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(api_port), "--no-server-header"])
+        start("api", uvicorn_argv(python, "127.0.0.1", api_port, settings))
         start("worker", [python, "-m", "celery", "-A", "worker.app", "worker", "-E", "-n", "worker1@%h", "--loglevel", "INFO"])
         start("flower", [python, "-m", "worker.flower", "--address=127.0.0.1", f"--port={flower_port}"])
         _wait_for_port(api_port)

@@ -78,6 +78,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def api_argv(root: Path, port: int, *extra: str) -> list[str]:
+    """The API's command line as the tree at ``root`` builds it (bench/ab.py also runs trees
+    from before api.server existed: those get the plain uvicorn command)."""
+    if (root / "api" / "server.py").exists():
+        from api.server import uvicorn_argv
+        from api.settings import ApiSettings
+
+        return uvicorn_argv(sys.executable, "127.0.0.1", port, ApiSettings(), *extra)
+    return [sys.executable, "-m", "uvicorn", "api.main:app", "--port", str(port), *extra]
+
+
 def wait_port(port: int, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -268,8 +279,7 @@ class Stack:
         self.processes.append(self.redis)
         wait_port(self.redis_port)
         self.worker = self.start_worker("bench")
-        self.api = subprocess.Popen([sys.executable, "-m", "uvicorn", "api.main:app", "--port", str(self.api_port),
-                                     "--log-level", "warning", "--no-access-log", "--backlog", "4096"],
+        self.api = subprocess.Popen(api_argv(self.root, self.api_port, "--log-level", "warning", "--no-access-log", "--backlog", "4096"),
                                     env=self.env, stdout=log, stderr=log, cwd=self.root)
         self.processes.append(self.api)
         wait_port(self.api_port)

@@ -515,3 +515,42 @@ def test_readme_links_the_kubernetes_notes() -> None:
     notes = (K8S / "README.md").read_text()
     for topic in ("visibility timeout", "Graceful termination", "Growing past one machine", "Sentinel"):
         assert topic in notes
+
+
+# --- what is published ----------------------------------------------------------------------
+
+
+def published(service: dict[str, Any]) -> list[tuple[str | None, int, int]]:
+    """(host address or None for every address, host port, container port) of each published port."""
+    found = []
+    for port in service.get("ports", []):
+        parts = str(port).split(":")
+        address = parts[0] if len(parts) == 3 else None
+        found.append((address, int(parts[-2]), int(parts[-1])))
+    return found
+
+
+def test_compose_publishes_only_the_api_port_to_the_world(compose: dict[str, Any]) -> None:
+    svc = services(compose)
+    api_settings = check_settings(compose_env(svc["api"]), "compose api")
+    api_port = int(argvs(svc["api"]["command"])[0][argvs(svc["api"]["command"])[0].index("--port") + 1])
+    for name, service in svc.items():
+        for address, _, container in published(service):
+            if name == "api" and container == api_port:
+                continue
+            assert address == "127.0.0.1", f"compose {name}: port {container} is published beyond this machine"
+    assert (("127.0.0.1", api_settings.metrics_port, api_settings.metrics_port) in published(svc["api"])), \
+        "compose api: the metrics port is published on 127.0.0.1"
+    assert published(svc["flower"]) == [("127.0.0.1", 5555, 5555)]
+
+
+def test_kubernetes_metrics_are_on_the_pod_not_behind_the_service(manifests: list[dict[str, Any]]) -> None:
+    pod = of_kind(manifests, "Deployment")["sourcecheck-api"]["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    settings = check_settings(container_env(container, manifests, "api"), "api")
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["metrics"] == settings.metrics_port
+    assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(settings.metrics_port)
+    service = of_kind(manifests, "Service")["sourcecheck-api"]
+    targets = {p["targetPort"] for p in service["spec"]["ports"]}
+    assert targets == {"http"}, f"the public Service reaches only the API's port, not {targets - {'http'}}"

@@ -189,7 +189,8 @@ async def test_source(
 ) -> TestResult:
     # Plain calls, not dependencies: FastAPI's resolution of a dependency costs more than these.
     cipher, store = get_cipher(), job_store(request)
-    admission: AdmissionSlot = request.state.admission  # taken on arrival (api.admission.AdmissionGate)
+    admission: AdmissionSlot = request.state.admission  # given by api.admission.AdmissionGate
+    await admission.acquire()  # after the dependencies: only an authenticated request takes a place
     deadline = timeout if timeout is not None else settings.default_timeout_seconds
     seconds = settings.default_wait_seconds if wait is None else wait
     # Identical requests that arrive together join the first one's job before any of them

@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -20,11 +21,13 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from cryptography.fernet import Fernet
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine
 
 from api.health import readiness
 from tests.api.test_secrets_e2e import assert_absent
+from tests.api.test_server import api
 from tests.servers import free_port, wait_for_port
 from tests.servers.http import HttpServer
 from tests.servers.redis import RedisServer
@@ -369,3 +372,33 @@ def test_flower_shows_a_readable_summary_and_the_worker_but_no_secret(stack: Sta
     assert_absent(password, httpx.get(f"{flower}/api/workers", timeout=20).content, "Flower's workers")
     flower_metrics = httpx.get(f"{flower}/metrics", timeout=10).text
     assert "flower_events_total" in flower_metrics
+
+
+# --- the metrics port of production ---------------------------------------------------------
+
+
+def test_production_serves_metrics_on_their_own_port_not_on_the_api_port(redis_server: RedisServer, tmp_path: Path) -> None:
+    metrics_port = free_port()
+    settings = {"profile": "production", "secret_keys": Fernet.generate_key().decode(), "metrics_port": str(metrics_port),
+                "metrics_address": "127.0.0.1"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCECHECK_")}
+    env.update(SOURCECHECK_DATABASE_URL=f"sqlite:///{tmp_path / 'api.db'}", SOURCECHECK_DATA_DIR=str(tmp_path))
+    env.update({f"SOURCECHECK_{k.upper()}": v for k, v in settings.items()})
+    upgraded = subprocess.run([str(Path(sys.executable).with_name("sourcecheck")), "db", "upgrade"], env=env, capture_output=True, text=True, timeout=120)
+    assert upgraded.returncode == 0, upgraded.stderr  # production refuses a schema behind head
+    with api(redis_server, tmp_path, **settings) as port:
+        assert httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).status_code == 404  # not on the public port
+        scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10)
+        assert scraped.status_code == 200 and scraped.headers["content-type"].startswith("text/plain")
+        assert value(scraped.text, "sourcecheck_http_request_duration_seconds_count", route="(unmatched)", status="404")
+        assert value(scraped.text, "sourcecheck_queue_depth", queue="sourcecheck.probes") is not None  # read from Redis at scrape time
+        assert value(scraped.text, "sourcecheck_admission_waiting") == 0
+        assert httpx.get(f"http://127.0.0.1:{metrics_port}/docs", timeout=10).status_code == 404  # only /metrics there
+        with socket.create_connection(("127.0.0.1", metrics_port), timeout=30) as stalled:
+            stalled.sendall(b"GET /metr")  # a scraper that never finishes its head is let go
+            assert stalled.recv(100) == b""
+        assert httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).status_code == 200
+
+
+def test_development_serves_metrics_on_the_api_port(stack: Stack) -> None:
+    assert httpx.get(f"{stack.base_url}/metrics", timeout=10).status_code == 200

@@ -22,6 +22,8 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet
 
+from api.server import uvicorn_argv
+from api.settings import ApiSettings
 from tests.servers import free_port
 from tests.servers.redis import RedisServer
 
@@ -136,7 +138,7 @@ def launch_stack(redis: RedisServer, data_dir: Path, workers: tuple[str, ...] = 
             stack.start_worker(name)
         with stack.logs["api"].open("ab") as out:
             api = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+                uvicorn_argv(sys.executable, "127.0.0.1", port, ApiSettings(**settings), "--log-level", "warning"),
                 env=env, stdout=out, stderr=subprocess.STDOUT,
             )
         _wait_for(lambda: _healthy(f"{stack.base_url}/healthz") or api.poll() is not None, "API")
