@@ -32,6 +32,7 @@ from pydantic import AfterValidator, BeforeValidator, Field
 
 from connectors.base import MASK, Probe
 from connectors.errors import FailureType, ProbeFailure
+from connectors.fields import DESTINATION_KEY
 from connectors.http import USER_AGENT, find_cause, open_pinned, status_text
 from connectors.tls import client_context, tls_failure
 
@@ -92,6 +93,10 @@ BaseUrl = Annotated[str, BeforeValidator(_no_whitespace), Field(max_length=2048)
 """An http(s) URL without credentials, query or fragment; stored without a trailing slash."""
 
 
+# A destination (see connectors.fields.Destination): credentials are sent there.
+_BASE_URL_SCHEMA = {"format": "uri", DESTINATION_KEY: True}
+
+
 def base_url_field(default: str | None, *, provider: str, examples: list[str], description: str = "") -> Any:
     """The ``base_url`` field of a SaaS configuration (required when ``default`` is None)."""
     text = description or (
@@ -99,10 +104,8 @@ def base_url_field(default: str | None, *, provider: str, examples: list[str], d
         "endpoint, or a test server."
     )
     if default is None:
-        return Field(title="API base URL", description=text, examples=examples, json_schema_extra={"format": "uri"})
-    return Field(
-        default, title="API base URL", description=text, examples=examples, json_schema_extra={"format": "uri"}
-    )
+        return Field(title="API base URL", description=text, examples=examples, json_schema_extra=_BASE_URL_SCHEMA)
+    return Field(default, title="API base URL", description=text, examples=examples, json_schema_extra=_BASE_URL_SCHEMA)
 
 
 def ca_cert_field() -> Any:
