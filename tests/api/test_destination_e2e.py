@@ -6,6 +6,7 @@ points a stored postgres source at their own listener, which asks for the passwo
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Iterator
 
@@ -13,6 +14,7 @@ import httpx
 import pytest
 
 from connectors.base import MASK
+from tests.servers.http import HttpServer, start_http_server
 from tests.servers.postgres import CleartextPasswordListener, PostgresServer
 from tests.servers.stack import Stack
 
@@ -121,3 +123,27 @@ def test_adding_a_tunnel_is_a_new_destination(stack: Stack, listener: CleartextP
         assert_refused(answer, "password")
         assert "ssh_tunnel.host" in answer.json()["error"]["message"]
     assert listener.connections == 0
+
+
+def test_an_http_source_is_not_pointed_at_another_server_with_its_basic_auth_password(stack: Stack, http_server: HttpServer) -> None:
+    auth = {"type": "basic", "username": http_server.username, "password": http_server.password}
+    with stack.client() as client, start_http_server() as attacker:
+        created = client.post(stack.url("/sources"), json={"source_definition_id": "http", "name": "api",
+                                                           "configuration": {"url": http_server.url("/protected"), "auth": auth}})
+        assert created.status_code == 201, created.text
+        source_id = created.json()["id"]
+        moved = {"url": attacker.url("/protected"), "auth": {"type": "basic", "password": MASK}}
+        answers = [
+            client.post(stack.url("/sources/test"), params={"wait": 10}, json={"source_id": source_id, "configuration": moved}),
+            client.patch(stack.url(f"/sources/{source_id}"), json={"configuration": moved}),
+        ]
+        time.sleep(0.5)
+        sent = [r.headers.get("authorization", "").removeprefix("Basic ") for r in attacker.requests]
+        leaked = any(http_server.password.encode() in base64.b64decode(value + "==") for value in sent if value)
+        assert not leaked, "the other server received the stored password"
+        assert not attacker.connections
+        for answer in answers:
+            assert_refused(answer, "auth.password")
+        tested = client.post(stack.url("/sources/test"), params={"wait": 20}, json={"source_id": source_id})
+        assert tested.json()["status"] == "succeeded", tested.text
+        client.delete(stack.url(f"/sources/{source_id}"))
