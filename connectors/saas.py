@@ -29,6 +29,7 @@ from typing import Annotated, Any, Protocol
 
 import httpx
 from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic.json_schema import JsonDict
 
 from connectors.base import MASK, Probe
 from connectors.errors import FailureType, ProbeFailure
@@ -94,7 +95,7 @@ BaseUrl = Annotated[str, BeforeValidator(_no_whitespace), Field(max_length=2048)
 
 
 # A destination (see connectors.fields.Destination): credentials are sent there.
-_BASE_URL_SCHEMA = {"format": "uri", DESTINATION_KEY: True}
+_BASE_URL_SCHEMA: JsonDict = {"format": "uri", DESTINATION_KEY: True}
 
 
 def base_url_field(default: str | None, *, provider: str, examples: list[str], description: str = "") -> Any:
