@@ -42,9 +42,10 @@ def check_destination(definition_id: str, stored: dict[str, Any], override: dict
     must have been sent in ``override``, or SecretsRequired names those that were not."""
     schema = _specification(get_connector(definition_id).config_model)
     before, after = destination_of(schema, stored), destination_of(schema, merged)
-    if before == after:
-        return
+    # A field left out (stored before the connector had it) is the same as null.
     changed = sorted(".".join(path) for path in before.keys() | after.keys() if before.get(path) != after.get(path))
+    if not changed:
+        return
     reused = [".".join(path) for path in secret_paths(schema, merged) if not _sent(override, path)]
     if reused:
         raise SecretsRequired.naming(changed, reused)
