@@ -4,6 +4,7 @@
     ├── Unauthorized       401   no token, a malformed, unknown or revoked token
     ├── NotFound           404   unknown id, or one of another organization (never told apart)
     ├── InvalidRequest     422   the request is malformed or the configuration fails its schema
+    │   └── SecretsRequired  422   a change of destination without the stored secrets sent again
     ├── PayloadTooLarge    413
     ├── TooManyRequests    429   the organization has too many tests in flight; retry after Retry-After
     └── ServiceUnavailable 503   Redis or the database cannot be reached; retry later
@@ -60,6 +61,18 @@ class InvalidConfigurationError(InvalidRequest):
         errors = [FieldError(field=f"{prefix}.{e.field}", message=e.message) for e in exc.errors]
         fields = ", ".join(e.field for e in errors)
         return cls(f"The configuration is not valid: {fields}", errors=errors)
+
+
+class SecretsRequired(InvalidRequest):
+    """A change of where a stored source connects that would send it a stored secret."""
+
+    code = "secrets_required"
+
+    @classmethod
+    def naming(cls, changed: list[str], secrets: list[str], prefix: str = "configuration") -> SecretsRequired:
+        why = f"{', '.join(changed)} changed: a stored secret is only sent where it was stored for"
+        errors = [FieldError(field=f"{prefix}.{path}", message=f"send this secret again ({why})") for path in secrets]
+        return cls(f"Send the secrets again with the new destination ({', '.join(changed)}): {', '.join(secrets)}", errors=errors)
 
 
 class PayloadTooLarge(ApiError):

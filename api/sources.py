@@ -3,14 +3,15 @@ encrypted at rest, and only ever shown masked."""
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from sqlmodel import Session, col, select
 
 from api.accounts import default_workspace, find_workspace, new_id
-from api.errors import InvalidConfigurationError, InvalidRequest, NotFound
+from api.errors import InvalidConfigurationError, InvalidRequest, NotFound, SecretsRequired
 from api.models import Source, SourceCreate, SourcePublic, SourceUpdate, utcnow
-from connectors.base import MASK, ConnectorConfig
+from connectors.base import MASK, ConnectorConfig, destination_of, secret_paths
 from connectors.errors import InvalidConfiguration, UnknownConnector
 from connectors.registry import get_connector
 from worker.crypto import Cipher
@@ -18,7 +19,8 @@ from worker.crypto import Cipher
 
 def merge_configuration(stored: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """``stored`` with the fields of ``override``: a masked secret keeps its stored value;
-    nested objects merge field by field unless their ``type`` changes (then replaced)."""
+    nested objects merge field by field unless their ``type`` changes (then replaced).
+    Use :func:`merged_configuration`, which also binds stored secrets to their destination."""
     merged = dict(stored)
     for key, value in override.items():
         old = stored.get(key)
@@ -29,6 +31,47 @@ def merge_configuration(stored: dict[str, Any], override: dict[str, Any]) -> dic
         else:
             merged[key] = value
     return merged
+
+
+def check_destination(definition_id: str, stored: dict[str, Any], override: dict[str, Any], merged: dict[str, Any]) -> None:
+    """Refuse to send a stored secret anywhere but where it was stored for.
+
+    ``merged`` (the revealed dump of the validated merge of ``override`` into ``stored``) may
+    connect elsewhere than ``stored`` (a field its connector's schema marks
+    ``x-destination`` changed, or a nested object's ``type``): then every secret it holds
+    must have been sent in ``override``, or SecretsRequired names those that were not."""
+    schema = _specification(get_connector(definition_id).config_model)
+    before, after = destination_of(schema, stored), destination_of(schema, merged)
+    # A field left out (stored before the connector had it) is the same as null.
+    changed = sorted(".".join(path) for path in before.keys() | after.keys() if before.get(path) != after.get(path))
+    if not changed:
+        return
+    reused = [".".join(path) for path in secret_paths(schema, merged) if not _sent(override, path)]
+    if reused:
+        raise SecretsRequired.naming(changed, reused)
+
+
+@cache
+def _specification(model: type[ConnectorConfig]) -> dict[str, Any]:
+    return model.model_json_schema()
+
+
+def _sent(override: dict[str, Any], path: tuple[str, ...]) -> bool:
+    """Whether ``override`` gives the value at ``path`` itself (not the mask, not left out)."""
+    value: Any = override
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return False
+        value = value[key]
+    return value is not None and value != MASK
+
+
+def merged_configuration(definition_id: str, stored: dict[str, Any], override: dict[str, Any]) -> ConnectorConfig:
+    """``override`` merged into ``stored``, validated, and refused if it would take a stored
+    secret to a new destination (see :func:`check_destination`)."""
+    config = validate_configuration(definition_id, merge_configuration(stored, override))
+    check_destination(definition_id, stored, override, config.revealed())
+    return config
 
 
 def validate_configuration(definition_id: str, configuration: dict[str, Any], *, field: str = "source_definition_id") -> ConnectorConfig:
@@ -96,8 +139,7 @@ def update_source(session: Session, cipher: Cipher, *, source: Source, body: Sou
     if body.name is not None:
         source.name = body.name
     if body.configuration is not None:
-        merged = merge_configuration(stored_configuration(cipher, source), body.configuration)
-        config = validate_configuration(source.source_definition_id, merged)
+        config = merged_configuration(source.source_definition_id, stored_configuration(cipher, source), body.configuration)
         source.configuration_encrypted = cipher.encrypt_json(config.revealed())
     source.updated_at = utcnow()
     session.add(source)

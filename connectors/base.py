@@ -33,6 +33,7 @@ from pydantic import (
 from connectors.egress import EgressPolicy
 from connectors.egress import using as using_egress
 from connectors.errors import DEFAULT_HINTS, FailureType, FieldError, InvalidConfiguration, ProbeFailure
+from connectors.fields import DESTINATION_KEY
 from connectors.text import MASK, mask_secrets
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,65 @@ def _iter_secrets(value: Any) -> Iterator[str]:
     elif isinstance(value, (list, tuple)):
         for item in value:
             yield from _iter_secrets(item)
+
+
+Path = tuple[str, ...]
+"""Where a value sits in a configuration: ``("ssh_tunnel", "auth", "password")``."""
+
+
+def _branches(schema: dict[str, Any], root: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """``schema`` and every schema it refers to or combines (``$ref``, ``anyOf``, ``oneOf``, ``allOf``)."""
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        schema = root.get("$defs", {}).get(ref.removeprefix("#/$defs/"), {})
+    yield schema
+    for key in ("anyOf", "oneOf", "allOf"):
+        for branch in schema.get(key, ()):
+            yield from _branches(branch, root)
+
+
+def _marked(schema: dict[str, Any], root: dict[str, Any], keyword: str) -> bool:
+    return any(branch.get(keyword) is True for branch in _branches(schema, root))
+
+
+def _object_schema(schema: dict[str, Any], root: dict[str, Any], value: dict[str, Any]) -> dict[str, Any] | None:
+    """The object schema ``value`` follows: the branch whose ``type`` constant it has, or the only one."""
+    objects = [b for b in _branches(schema, root) if "properties" in b]
+    for branch in objects:
+        kind = branch["properties"].get("type", {})
+        if "const" in kind and kind["const"] == value.get("type"):
+            return branch
+    return objects[0] if len(objects) == 1 else None
+
+
+def _walk(schema: dict[str, Any], root: dict[str, Any], data: dict[str, Any], prefix: Path = ()) -> Iterator[tuple[Path, dict[str, Any], Any]]:
+    """Every ``(path, property schema, value)`` of ``data``, nested objects included."""
+    for name, prop in schema.get("properties", {}).items():
+        if name not in data:
+            continue
+        value, path = data[name], (*prefix, name)
+        yield path, prop, value
+        nested = _object_schema(prop, root, value) if isinstance(value, dict) else None
+        if nested is not None:
+            yield from _walk(nested, root, value, path)
+
+
+def destination_of(schema: dict[str, Any], data: dict[str, Any]) -> dict[Path, Any]:
+    """Where a configuration (JSON, as :meth:`ConnectorConfig.revealed` dumps it) connects to:
+    the value of every field its JSON Schema marks ``"x-destination": true`` (see
+    :data:`connectors.fields.Destination`), and the ``type`` of every nested object (another
+    kind of tunnel or credentials is another way out). Two configurations with equal
+    destinations connect to the same places."""
+    return {
+        path: value
+        for path, prop, value in _walk(schema, schema, data)
+        if path[-1] == "type" and len(path) > 1 or _marked(prop, schema, DESTINATION_KEY)
+    }
+
+
+def secret_paths(schema: dict[str, Any], data: dict[str, Any]) -> list[Path]:
+    """The path of every secret field (``"secret": true`` in the schema) ``data`` fills in."""
+    return [path for path, prop, value in _walk(schema, schema, data) if value not in (None, "") and _marked(prop, schema, "secret")]
 
 
 class StepStatus(StrEnum):

@@ -10,7 +10,9 @@ import re
 import ssl
 from typing import Annotated
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 # Whitespace, C0/C1 controls and URL/DSN punctuation: a value holding any of them is a URL,
 # a user@host, a libpq multi-host list ("a,b") or an injection, not the bare name asked for.
@@ -62,3 +64,25 @@ Name = Annotated[str, AfterValidator(_check_name)]
 
 PemCertificates = Annotated[str | None, AfterValidator(_check_pem)]
 """One or more PEM certificates to trust (a private CA or a self-signed server); "" is None."""
+
+
+DESTINATION_KEY = "x-destination"
+"""JSON Schema keyword of a field that decides where a connection goes (see :data:`Destination`)."""
+
+
+class _DestinationMarker:
+    """Marks a field ``"x-destination": true`` in the JSON Schema (pydantic's public hook)."""
+
+    def __get_pydantic_json_schema__(self, core_schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema[DESTINATION_KEY] = True
+        return schema
+
+
+Destination = _DestinationMarker()
+"""Annotate a field that decides where the connection goes (host, port, URL, token endpoint,
+region...): ``host: Annotated[Host, Destination]``. When a change to the stored source moves
+any of them, the API reuses no stored secret (see ``api.sources.check_destination``)."""
+
+DestinationHost = Annotated[Host, Destination]
+DestinationPort = Annotated[Port, Destination]

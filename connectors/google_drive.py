@@ -22,7 +22,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from connectors.base import Connector, ConnectorConfig, Probe, Secret
 from connectors.errors import FailureType, ProbeFailure
-from connectors.fields import PemCertificates
+from connectors.fields import Destination, PemCertificates
 from connectors.oauth import OAuthCredentials, refresh_step
 from connectors.saas import (
     ApiClient,
@@ -67,7 +67,7 @@ class GoogleAccessToken(_Credentials):
 
 
 class GoogleOAuth(OAuthCredentials):
-    token_url: BaseUrl = Field(
+    token_url: Annotated[BaseUrl, Destination] = Field(
         "https://oauth2.googleapis.com/token",
         title="Token URL",
         description="Google's OAuth 2.0 token endpoint. Keep the default unless you test against another server.",

@@ -40,7 +40,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from connectors.base import Connector, ConnectorConfig, Probe, Secret, Step, StepStatus
 from connectors.egress import EgressPolicy, blocked, current_policy
 from connectors.errors import FailureType, ProbeFailure
-from connectors.fields import PemCertificates
+from connectors.fields import Destination, PemCertificates
 from connectors.network import Address, connect_tcp, literal_addrinfo, resolve
 from connectors.tls import TRUST_FIX, TlsConnection, client_context, tls_failure, tls_handshake
 
@@ -163,7 +163,7 @@ class HttpConfig(ConnectorConfig):
 
     model_config = ConfigDict(title="HTTP(S) endpoint")
 
-    url: Annotated[HttpUrl, BeforeValidator(_no_whitespace), AfterValidator(_no_userinfo)] = Field(
+    url: Annotated[HttpUrl, BeforeValidator(_no_whitespace), AfterValidator(_no_userinfo), Destination] = Field(
         title="URL",
         description="The http:// or https:// URL to request. No user name or password in it: use auth.",
         examples=["https://api.example.com/health"],

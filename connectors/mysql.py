@@ -31,7 +31,7 @@ from pymysql.constants import CLIENT
 
 from connectors.base import Connector, ConnectorConfig, Probe, Secret
 from connectors.errors import FailureType, ProbeFailure
-from connectors.fields import Host, Name, PemCertificates, Port
+from connectors.fields import DestinationHost, DestinationPort, Name, PemCertificates
 from connectors.network import connect_tcp, resolve, shown
 from connectors.ssh import SSH_TUNNEL_DESCRIPTION, TUNNEL_STEPS, SshTunnel, open_tunnel
 from connectors.text import server_text
@@ -44,13 +44,13 @@ _VERIFYING: set[str] = {"verify_ca", "verify_identity"}
 class MySQLConfig(ConnectorConfig):
     """How to reach a MySQL or MariaDB database."""
 
-    host: Host = Field(
+    host: DestinationHost = Field(
         title="Host",
         description="Host name or IP address of the server (no scheme, no port); as seen from the bastion when "
         "ssh_tunnel is set.",
         examples=["db.example.com", "10.0.0.12"],
     )
-    port: Port = Field(3306, title="Port", description="TCP port of the server.", examples=[3306])
+    port: DestinationPort = Field(3306, title="Port", description="TCP port of the server.", examples=[3306])
     database: Name = Field(
         title="Database", description="The database (schema) to read.", examples=["app"], min_length=1, max_length=64
     )

@@ -34,7 +34,7 @@ from pydantic import Field
 
 from connectors.base import Connector, ConnectorConfig, Probe, Secret, Step, StepStatus
 from connectors.errors import FailureType, ProbeFailure
-from connectors.fields import Host, Name, PemCertificates, Port
+from connectors.fields import DestinationHost, DestinationPort, Name, PemCertificates
 from connectors.network import Address, connect_tcp, resolve, shown
 from connectors.ssh import SSH_TUNNEL_DESCRIPTION, TUNNEL_STEPS, SshTunnel, open_tunnel
 from connectors.text import mask_secrets, server_text
@@ -45,13 +45,13 @@ SslMode = Literal["disable", "prefer", "require", "verify-ca", "verify-full"]
 class PostgresConfig(ConnectorConfig):
     """Where the database is and who logs in to it."""
 
-    host: Host = Field(
+    host: DestinationHost = Field(
         title="Host",
         description="Host name or IP address of the PostgreSQL server (no scheme, no port); as seen from the "
         "bastion when ssh_tunnel is set.",
         examples=["db.example.com", "10.0.0.12"],
     )
-    port: Port = Field(5432, title="Port", description="TCP port of the server.", examples=[5432])
+    port: DestinationPort = Field(5432, title="Port", description="TCP port of the server.", examples=[5432])
     database: Name = Field(
         min_length=1,
         max_length=63,

@@ -37,7 +37,7 @@ from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, HttpUrl
 
 from connectors.base import Connector, ConnectorConfig, Probe, Secret
 from connectors.errors import FailureType, ProbeFailure
-from connectors.fields import PemCertificates
+from connectors.fields import Destination, PemCertificates
 from connectors.http import (
     USER_AGENT,
     PinnedTransport,
@@ -92,14 +92,14 @@ class S3Config(ConnectorConfig):
         description="Only objects whose key starts with this are read, e.g. a folder: exports/. Empty: the whole bucket.",
         examples=["exports/2024/"],
     )
-    region: str = Field(
+    region: Annotated[str, Destination] = Field(
         "us-east-1",
         pattern=r"^[A-Za-z0-9_-]{1,64}$",
         title="Region",
         description="The bucket's region (AWS), or the region an S3-compatible store expects in signatures (often us-east-1).",
         examples=["us-east-1", "eu-west-1"],
     )
-    endpoint_url: EndpointUrl | None = Field(
+    endpoint_url: Annotated[EndpointUrl | None, Destination] = Field(
         None,
         title="Endpoint URL",
         description="For an S3-compatible store (MinIO, Ceph, SeaweedFS, R2...): its http:// or https:// URL. Empty: AWS S3. "
@@ -139,7 +139,7 @@ class S3Config(ConnectorConfig):
         description="The external ID the role's trust policy requires (only with a role ARN).",
         examples=["acme-7f3c"],
     )
-    sts_endpoint_url: EndpointUrl | None = Field(
+    sts_endpoint_url: Annotated[EndpointUrl | None, Destination] = Field(
         None,
         title="STS endpoint URL",
         description="Where to call STS (AssumeRole, GetCallerIdentity), e.g. a VPC endpoint. Empty: endpoint_url if set, "

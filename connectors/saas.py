@@ -29,10 +29,12 @@ from typing import Annotated, Any, Protocol
 
 import httpx
 from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic.json_schema import JsonDict
 
 from connectors.base import Probe
 from connectors.egress import current_policy
 from connectors.errors import FailureType, ProbeFailure
+from connectors.fields import DESTINATION_KEY
 from connectors.http import USER_AGENT, find_cause, open_pinned, status_text
 from connectors.text import mask_secrets, server_text
 from connectors.tls import client_context, tls_failure
@@ -91,6 +93,10 @@ BaseUrl = Annotated[str, BeforeValidator(_no_whitespace), Field(max_length=2048)
 """An http(s) URL without credentials, query or fragment; stored without a trailing slash."""
 
 
+# A destination (see connectors.fields.Destination): credentials are sent there.
+_BASE_URL_SCHEMA: JsonDict = {"format": "uri", DESTINATION_KEY: True}
+
+
 def base_url_field(default: str | None, *, provider: str, examples: list[str], description: str = "") -> Any:
     """The ``base_url`` field of a SaaS configuration (required when ``default`` is None)."""
     text = description or (
@@ -98,10 +104,8 @@ def base_url_field(default: str | None, *, provider: str, examples: list[str], d
         "endpoint, or a test server."
     )
     if default is None:
-        return Field(title="API base URL", description=text, examples=examples, json_schema_extra={"format": "uri"})
-    return Field(
-        default, title="API base URL", description=text, examples=examples, json_schema_extra={"format": "uri"}
-    )
+        return Field(title="API base URL", description=text, examples=examples, json_schema_extra=_BASE_URL_SCHEMA)
+    return Field(default, title="API base URL", description=text, examples=examples, json_schema_extra=_BASE_URL_SCHEMA)
 
 
 def ca_cert_field() -> Any:

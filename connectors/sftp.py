@@ -18,7 +18,7 @@ from pydantic import Field
 
 from connectors.base import Connector, ConnectorConfig, Probe
 from connectors.errors import FailureType, ProbeFailure
-from connectors.fields import Host, Port
+from connectors.fields import DestinationHost, DestinationPort
 from connectors.ssh import HOST_KEY_DESCRIPTION, HOST_KEY_EXAMPLES, HostKey, SshAuth, close_quietly, ssh_login
 
 _LISTED = 1000  # entries counted at most: a huge folder must not use up the deadline
@@ -27,12 +27,12 @@ _LISTED = 1000  # entries counted at most: a huge folder must not use up the dea
 class SftpConfig(ConnectorConfig):
     """Where the SFTP server is, who logs in, and which folder must be readable."""
 
-    host: Host = Field(
+    host: DestinationHost = Field(
         title="Host",
         description="Host name or IP address of the SFTP (SSH) server (no scheme, no user, no port).",
         examples=["sftp.example.com", "10.0.0.20"],
     )
-    port: Port = Field(22, title="Port", description="TCP port of the SSH server.", examples=[22])
+    port: DestinationPort = Field(22, title="Port", description="TCP port of the SSH server.", examples=[22])
     user: str = Field(
         min_length=1,
         max_length=255,

@@ -23,7 +23,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from connectors.base import Connector, ConnectorConfig, Probe, Secret
 from connectors.errors import FailureType, ProbeFailure
-from connectors.fields import PemCertificates
+from connectors.fields import Destination, PemCertificates
 from connectors.oauth import OAuthCredentials, client_credentials_step, refresh_step
 from connectors.saas import (
     ApiClient,
@@ -132,8 +132,8 @@ class MicrosoftOAuth(OAuthCredentials):
         description="The application (client) id of the app registration the refresh token was issued to.",
         examples=["00000000-0000-0000-0000-000000000000"],
     )
-    tenant: str = _tenant_field()
-    token_url: Annotated[BaseUrl | None, EmptyIsNone] = _token_url_field()
+    tenant: Annotated[str, Destination] = _tenant_field()
+    token_url: Annotated[BaseUrl | None, EmptyIsNone, Destination] = _token_url_field()
 
 
 class MicrosoftClientCredentials(_Credentials):
@@ -142,7 +142,7 @@ class MicrosoftClientCredentials(_Credentials):
         title="Type",
         description="The app signs in as itself with its client secret (application permissions, no user).",
     )
-    tenant: str = _tenant_field()
+    tenant: Annotated[str, Destination] = _tenant_field()
     client_id: str = Field(
         min_length=1,
         max_length=100,
@@ -155,7 +155,7 @@ class MicrosoftClientCredentials(_Credentials):
         description="A client secret of the app registration (Certificates & secrets); never shown.",
         examples=["example-client-secret"],
     )
-    token_url: Annotated[BaseUrl | None, EmptyIsNone] = _token_url_field()
+    token_url: Annotated[BaseUrl | None, EmptyIsNone, Destination] = _token_url_field()
 
 
 Credentials = Annotated[GraphAccessToken | MicrosoftOAuth | MicrosoftClientCredentials, Field(discriminator="type")]
@@ -178,7 +178,7 @@ class SharePointConfig(ConnectorConfig):
             }
         ],
     )
-    site: Annotated[str, Field(max_length=2000), AfterValidator(_site)] = Field(
+    site: Annotated[str, Field(max_length=2000), AfterValidator(_site), Destination] = Field(
         title="Site",
         description="The site's URL, hostname:/sites/name, or its Graph site id (hostname,guid,guid).",
         examples=["https://contoso.sharepoint.com/sites/Marketing", "contoso.sharepoint.com:/sites/Marketing"],

@@ -36,7 +36,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, field_validator, mo
 
 from connectors.base import ConnectorConfig, Probe, Secret
 from connectors.errors import FailureType, ProbeFailure
-from connectors.fields import Host, Port
+from connectors.fields import DestinationHost, DestinationPort
 from connectors.network import Address, connect_tcp, resolve
 from connectors.text import server_text
 
@@ -199,12 +199,12 @@ HOST_KEY_EXAMPLES = [
 class SshTunnel(ConnectorConfig):
     """An SSH bastion (jump host) the database is reached through."""
 
-    host: Host = Field(
+    host: DestinationHost = Field(
         title="Bastion host",
         description="Host name or IP address of the SSH server to tunnel through (no user, no port).",
         examples=["bastion.example.com", "203.0.113.10"],
     )
-    port: Port = Field(22, title="Bastion port", description="TCP port of the SSH server.", examples=[22])
+    port: DestinationPort = Field(22, title="Bastion port", description="TCP port of the SSH server.", examples=[22])
     user: str = Field(
         min_length=1,
         max_length=255,

@@ -31,7 +31,7 @@ from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, HttpUrl
 
 from connectors.base import Connector, ConnectorConfig, Probe
 from connectors.errors import FailureType, ProbeFailure
-from connectors.fields import PemCertificates
+from connectors.fields import Destination, PemCertificates
 from connectors.http import (
     MAX_RESPONSE_BYTES,
     _no_userinfo,
@@ -67,12 +67,12 @@ class WebsiteConfig(ConnectorConfig):
 
     model_config = ConfigDict(title="Website")
 
-    url: SiteUrl = Field(
+    url: Annotated[SiteUrl, Destination] = Field(
         title="Start URL",
         description="The http:// or https:// page the crawl starts from, or a sitemap URL (ending in .xml, .xml.gz or .txt).",
         examples=["https://docs.example.com/", "https://www.example.com/sitemap.xml"],
     )
-    sitemap_url: SiteUrl | None = Field(
+    sitemap_url: Annotated[SiteUrl | None, Destination] = Field(
         None,
         title="Sitemap URL",
         description="A sitemap of the same site to crawl from as well (XML, gzip or plain text). Empty: only the start URL.",

@@ -20,7 +20,7 @@ from api.deps import CurrentOrg, JobId, get_cipher, job_store
 from api.errors import ApiError, InvalidRequest, NotFound, ServiceUnavailable, TooManyRequests
 from api.models import ORGANIZATION_ERRORS, JobInfo, StepInfo, TestResult, TestSourceRequest, error_responses
 from api.settings import get_api_settings
-from api.sources import find_source, merge_configuration, stored_configuration, validate_configuration
+from api.sources import find_source, merged_configuration, stored_configuration, validate_configuration
 from worker import logs
 from worker.crypto import Cipher
 from worker.jobs import (
@@ -90,8 +90,9 @@ def _resolve(session: Session | None, cipher: Cipher, organization_id: str, body
             raise InvalidRequest(f"source_definition_id {body.source_definition_id!r} does not match source {source.id} ({source.source_definition_id})")
         configuration = stored_configuration(cipher, source)
         if body.configuration is not None:
-            configuration = merge_configuration(configuration, body.configuration)
-        config = validate_configuration(source.source_definition_id, configuration)
+            config = merged_configuration(source.source_definition_id, configuration, body.configuration)
+        else:
+            config = validate_configuration(source.source_definition_id, configuration)
         definition_id, workspace_id, name = source.source_definition_id, source.workspace_id, body.name or source.name
     elif body.source_definition_id is not None:
         if body.configuration is None:

@@ -21,7 +21,10 @@ What is checked, for each connector:
   within its deadline, with every planned step reported once and in order;
 - pointed at a server that accepts TCP connections and never answers, it ends in
   ``timeout`` / ``connection_timeout`` within its deadline;
-- no secret of the configuration appears in a message, a step, a hint or a repr.
+- no secret of the configuration appears in a message, a step, a hint or a repr;
+- it declares where it connects: at least one field marked ``"x-destination": true`` in its
+  schema (``connectors.fields.Destination``), and every field named like a host, port, URL
+  or endpoint is marked, so a change of it never takes a stored secret along.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from __future__ import annotations
 import base64
 import importlib.util
 import json
+import re
 import time
 import typing
 import urllib.parse
@@ -42,6 +46,7 @@ from pydantic import BaseModel, SecretStr
 
 from connectors.base import MASK, CheckResult, CheckStatus, Connector, ConnectorConfig, Probe, StepStatus, run_check
 from connectors.errors import FailureType, InvalidConfiguration, ProbeFailure
+from connectors.fields import DESTINATION_KEY
 from connectors.registry import GROUP, all_connectors
 from tests.servers.tcp import HostPort
 
@@ -158,6 +163,25 @@ def _all_properties(schema: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any
     for model, definition in schema.get("$defs", {}).items():
         for name, prop in definition.get("properties", {}).items():
             yield f"$defs.{model}.{name}", prop
+
+
+# host, port, url, endpoint, and every *_host, *_port, *_url, *_endpoint (base_url, token_url...).
+_DESTINATION_NAME = re.compile(r"(^|_)(host|port|url|endpoint)$")
+
+
+def _is_destination(prop: dict[str, Any]) -> bool:
+    return prop.get(DESTINATION_KEY) is True or any(_is_destination(b) for b in prop.get("anyOf", ()))
+
+
+@each_connector
+def test_the_destination_fields_are_declared(connector: Connector) -> None:
+    properties = list(_all_properties(connector.connection_specification()))
+    assert any(_is_destination(prop) for _, prop in properties), (
+        f"{connector.name} marks no field as a destination: annotate its host/port/URL fields with "
+        "connectors.fields.Destination (or DestinationHost, DestinationPort)"
+    )
+    unmarked = [path for path, prop in properties if _DESTINATION_NAME.search(path.rsplit(".", 1)[-1]) and not _is_destination(prop)]
+    assert not unmarked, f"{connector.name}: fields that decide where it connects are not marked x-destination: {unmarked}"
 
 
 def _forms(secret: str) -> set[str]:

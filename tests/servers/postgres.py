@@ -29,14 +29,18 @@ Use it like::
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import glob
 import ipaddress
 import os
 import secrets
 import shutil
+import socket
+import struct
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -250,3 +254,66 @@ def postgres_tls_server() -> Iterator[PostgresServer]:
     """Like ``postgres_server`` with TLS on; ``ca_cert`` is the PEM that verifies it (localhost, 127.0.0.1)."""
     with _cluster(tls=True) as server:
         yield server
+
+
+class CleartextPasswordListener:
+    """A PostgreSQL-speaking listener on 127.0.0.1 that asks every client for its password in
+    clear (AuthenticationCleartextPassword, ``R`` code 3) and records what it receives:
+    the attacker's server a stored source must never be pointed at with its password."""
+
+    _SSL_REQUEST = 80877103
+
+    def __init__(self) -> None:
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._sock.getsockname()[1]
+        self.received = bytearray()
+        self.connections = 0
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            with self._lock:
+                self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _read(self, conn: socket.socket, size: int) -> bytes:
+        data = b""
+        while len(data) < size:
+            chunk = conn.recv(size - len(data))
+            if not chunk:
+                raise ConnectionError("closed")
+            with self._lock:
+                self.received += chunk
+            data += chunk
+        return data
+
+    def _startup(self, conn: socket.socket) -> None:
+        (length,) = struct.unpack("!I", self._read(conn, 4))
+        body = self._read(conn, length - 4)
+        if struct.unpack("!I", body[:4])[0] == self._SSL_REQUEST:
+            conn.sendall(b"N")  # no TLS here: the client goes on in clear (sslmode prefer)
+            self._startup(conn)
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError, ConnectionError, struct.error):
+            conn.settimeout(10)
+            self._startup(conn)
+            conn.sendall(b"R" + struct.pack("!II", 8, 3))
+            kind, length = struct.unpack("!cI", self._read(conn, 5))
+            self._read(conn, length - 4)  # the PasswordMessage, recorded
+            error = b"SFATAL\0C28P01\0Mpassword authentication failed\0\0"
+            conn.sendall(b"E" + struct.pack("!I", len(error) + 4) + error)
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __enter__(self) -> CleartextPasswordListener:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

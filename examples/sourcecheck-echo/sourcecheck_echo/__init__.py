@@ -17,7 +17,7 @@ from pydantic import ConfigDict, Field
 
 from connectors.base import Connector, ConnectorConfig, Probe, Secret
 from connectors.errors import FailureType, ProbeFailure
-from connectors.fields import Host, Port
+from connectors.fields import DestinationHost, DestinationPort
 from connectors.network import connect_tcp, resolve
 
 
@@ -26,12 +26,12 @@ class EchoConfig(ConnectorConfig):
 
     model_config = ConfigDict(title="Echo service")
 
-    host: Host = Field(
+    host: DestinationHost = Field(
         title="Host",
         description="Host name or IP address of the echo service (no scheme, no port).",
         examples=["echo.example.com"],
     )
-    port: Port = Field(7, title="Port", description="TCP port of the echo service (7 is the standard one).", examples=[7])
+    port: DestinationPort = Field(7, title="Port", description="TCP port of the echo service (7 is the standard one).", examples=[7])
     token: Secret = Field(
         title="Token",
         description="The line sent to the service, which must send it back unchanged. Kept secret: masked in every answer.",
