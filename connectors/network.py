@@ -64,8 +64,7 @@ async def resolve(probe: Probe, host: str, port: int) -> list[Address]:
         try:
             infos = literal_addrinfo(host, port)
             if infos is None:
-                lookup = functools.partial(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
-                infos = await asyncio.get_running_loop().run_in_executor(_dns_pool(), lookup)
+                infos = await _lookup(host, port)
         except socket.gaierror as exc:
             raise ProbeFailure(
                 FailureType.DNS_RESOLUTION_FAILED,
@@ -86,6 +85,12 @@ async def resolve(probe: Probe, host: str, port: int) -> list[Address]:
         if refused:
             step.message += f" (not used, the egress policy does not allow: {', '.join(refused)})"
         return addresses
+
+
+async def _lookup(host: str, port: int) -> list[tuple[Any, ...]]:
+    """``getaddrinfo`` of a name, in the DNS threads."""
+    lookup = functools.partial(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+    return list(await asyncio.get_running_loop().run_in_executor(_dns_pool(), lookup))
 
 
 def literal_addrinfo(host: str, port: int) -> list[tuple[Any, ...]] | None:

@@ -29,6 +29,7 @@ import functools
 import os
 import re
 import socket
+import sys
 import warnings
 from collections.abc import AsyncIterator, Awaitable
 from concurrent.futures import ThreadPoolExecutor
@@ -809,7 +810,9 @@ class Tunnel:
         """A listener on 127.0.0.1 (a free port) forwarding each connection through the bastion.
 
         For drivers that need a host and port: the first connection uses the tunnel step's
-        channel, each later one opens its own. It stops listening when the tunnel closes.
+        channel, each later one opens its own. Only connections made by this very process are
+        served (see :func:`_from_this_process`): any other local process is closed at once.
+        It stops listening when the tunnel closes.
         """
         assert self.target is not None, "reach() first"
         self._server = await asyncio.start_server(self._serve_client, "127.0.0.1", 0)
@@ -830,6 +833,9 @@ class Tunnel:
         await self._bridge(reader, writer)
 
     async def _serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not _from_this_process(writer.get_extra_info("socket")):
+            writer.close()  # another local process: it gets nothing of the bastion's channel
+            return
         task = asyncio.current_task()
         if task is not None:  # so close() can cancel it
             self._tasks.add(task)
@@ -866,6 +872,54 @@ class Tunnel:
         if tasks:
             await asyncio.wait(tasks, timeout=0.5)
         await close_quietly(self.conn)
+
+
+def _from_this_process(sock: socket.socket | None) -> bool:
+    """Whether the peer of ``sock`` (accepted on loopback) is a socket this process holds.
+
+    The kernel's TCP table gives the inode of the connecting socket (the entry whose local
+    end is our peer and whose remote end is us); it is ours when one of our descriptors is
+    that socket. Linux only: elsewhere nothing is served.
+    """
+    if sock is None:
+        return False
+    try:
+        peer, local = sock.getpeername()[:2], sock.getsockname()[:2]
+        table = "/proc/net/tcp6" if sock.family == socket.AF_INET6 else "/proc/net/tcp"
+        inode = _tcp_inode(table, peer, local)
+        if inode is None:
+            return False
+        wanted = f"socket:[{inode}]"
+        return any(_link(f"/proc/self/fd/{fd}") == wanted for fd in os.listdir("/proc/self/fd"))
+    except OSError:
+        return False
+
+
+def _tcp_inode(table: str, local: tuple[str, int], remote: tuple[str, int]) -> str | None:
+    """The inode of the socket from ``local`` to ``remote`` in a /proc/net/tcp table."""
+    want = (_proc_address(local), _proc_address(remote))
+    with open(table) as rows:
+        next(rows)  # the header
+        for row in rows:
+            fields = row.split()
+            if (fields[1], fields[2]) == want:
+                return fields[9]
+    return None
+
+
+def _proc_address(address: tuple[str, int]) -> str:
+    """``address`` as /proc/net/tcp writes it: the IP's 32-bit words in host byte order, then the port."""
+    packed = socket.inet_pton(socket.AF_INET6 if ":" in address[0] else socket.AF_INET, address[0])
+    words = [packed[i : i + 4] for i in range(0, len(packed), 4)]
+    ip = "".join(int.from_bytes(word, sys.byteorder).to_bytes(4, "big").hex().upper() for word in words)
+    return f"{ip}:{address[1]:04X}"
+
+
+def _link(path: str) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None  # closed meanwhile
 
 
 class _Writer(Protocol):
