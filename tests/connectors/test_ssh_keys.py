@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from connectors.base import CheckStatus, run_check
 from connectors.errors import InvalidConfiguration
 from connectors.registry import get_connector
-from connectors.ssh import KEY_IMPORT_THREADS, MAX_BCRYPT_ROUNDS, MAX_RSA_BITS
+from connectors.ssh import KEY_IMPORT_THREADS, MAX_BCRYPT_ROUNDS, MAX_PKCS8_ITERATIONS, MAX_RSA_BITS, _tlv
 from tests.servers.ssh import SshServer
 
 SFTP = get_connector("sftp")
@@ -117,3 +117,36 @@ async def test_expensive_keys_do_not_hold_up_other_tenants_name_lookups(
     assert took < 4, f"a login by name took {took:.1f} s while keys were decrypted"
     assert all(r.status == CheckStatus.FAILED for r in results)
     assert KEY_IMPORT_THREADS < 40
+
+
+def _der(tag: int, content: bytes) -> bytes:
+    size = len(content)
+    head = bytes([size]) if size < 0x80 else bytes([0x80 | 2]) + size.to_bytes(2, "big")
+    return bytes([tag]) + head + content
+
+
+def _with_iterations(der: bytes, count: int) -> bytes:
+    """``der`` (an EncryptedPrivateKeyInfo) with every INTEGER replaced by ``count``, lengths re-encoded."""
+    out, at = b"", 0
+    while at < len(der):
+        tag, content, at = _tlv(der, at)
+        if tag == 0x02:
+            content = count.to_bytes((count.bit_length() + 8) // 8, "big")
+        elif tag & 0x20:
+            content = _with_iterations(content, count)
+        out += _der(tag, content)
+    return out
+
+
+def pkcs8_with_iterations(count: int) -> str:
+    pem = asyncssh.generate_private_key("ssh-ed25519").export_private_key("pkcs8-pem", "pw").decode()
+    body = _with_iterations(base64.b64decode("".join(pem.strip().splitlines()[1:-1])), count)
+    text = base64.b64encode(body).decode()
+    lines = [text[i : i + 64] for i in range(0, len(text), 64)]
+    return "\n".join(["-----BEGIN ENCRYPTED PRIVATE KEY-----", *lines, "-----END ENCRYPTED PRIVATE KEY-----"]) + "\n"
+
+
+def test_a_pkcs8_key_asking_for_more_iterations_than_allowed_is_refused_at_once(ssh_server: SshServer) -> None:
+    SFTP.parse_config(sftp_with_key(ssh_server, pkcs8_with_iterations(2048), "pw"))
+    message = refused(sftp_with_key(ssh_server, pkcs8_with_iterations(2**31 - 1), "pw"))
+    assert f"more than the {MAX_PKCS8_ITERATIONS} allowed" in message
