@@ -474,6 +474,7 @@ class _Client(asyncssh.SSHClient):
         self.mismatch = False
         self.handshake_done = asyncio.Event()
         self.key_failure: str | None = None  # why the private key could not be used
+        self.key_too_costly = False  # over a bound only seen once decrypted (encrypted PEM)
         self.client_key: asyncssh.SSHKey | None = None
         self._key_offered = False
 
@@ -504,7 +505,7 @@ class _Client(asyncssh.SSHClient):
             # In the key threads: decrypting runs bcrypt, bounded but not cancellable.
             key = await asyncio.get_running_loop().run_in_executor(_key_pool(), load)
         except KeyTooCostly as exc:
-            self.key_failure = f"the private key {exc}"
+            self.key_failure, self.key_too_costly = f"the private key {exc}", True
             return None
         except asyncssh.KeyEncryptionError:
             self.key_failure = "the passphrase does not decrypt the private key"
@@ -723,7 +724,9 @@ def _auth_failure(exc: BaseException, client: _Client, where: _Where) -> ProbeFa
         return ProbeFailure(
             FailureType.AUTHENTICATION_FAILED,
             f"SSH authentication for user '{user}' on {where} was not attempted: {client.key_failure}",
-            hint=f"Check {where.prefix}auth.passphrase (and that it belongs to this private key).",
+            hint=f"Use a smaller key in {where.prefix}auth.private_key (RSA up to {MAX_RSA_BITS} bits, or ed25519)."
+            if client.key_too_costly
+            else f"Check {where.prefix}auth.passphrase (and that it belongs to this private key).",
         )
     if isinstance(exc, asyncssh.PermissionDenied):
         if isinstance(where.endpoint.auth, SshPassword):

@@ -150,3 +150,22 @@ def test_a_pkcs8_key_asking_for_more_iterations_than_allowed_is_refused_at_once(
     SFTP.parse_config(sftp_with_key(ssh_server, pkcs8_with_iterations(2048), "pw"))
     message = refused(sftp_with_key(ssh_server, pkcs8_with_iterations(2**31 - 1), "pw"))
     assert f"more than the {MAX_PKCS8_ITERATIONS} allowed" in message
+
+
+async def test_an_encrypted_pem_key_over_the_size_limit_fails_before_use(ssh_server: SshServer) -> None:
+    # OpenSSL's legacy encryption hides the size until decrypted: the check refuses it then.
+    p = secrets.randbits(4608) | 1 << 4607 | 1
+    numbers = rsa.RSAPrivateNumbers(p, p + 2, 3, 1, 1, 1, rsa.RSAPublicNumbers(65537, p * (p + 2)))
+    key = numbers.private_key(unsafe_skip_rsa_key_validation=True).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.BestAvailableEncryption(b"pw"),
+    )
+    attempts = len(ssh_server.auth_attempts)
+    started = time.monotonic()
+    result = await run_check(SFTP, SFTP.parse_config(sftp_with_key(ssh_server, key.decode(), "pw")), timeout=8)
+    assert time.monotonic() - started < 4
+    assert result.status == CheckStatus.FAILED and result.failure is not None
+    assert f"larger than the {MAX_RSA_BITS} bits allowed" in result.failure.message
+    assert "auth.private_key" in result.failure.hint
+    assert ("tunnel", "publickey") not in ssh_server.auth_attempts[attempts:]
