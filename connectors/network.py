@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
+import os
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal, overload
 
@@ -34,6 +37,24 @@ class Address:
     family: int
 
 
+DNS_THREADS = 16
+"""Threads of each process's own pool for name lookups (``getaddrinfo`` blocks).
+
+Its own: the event loop's default pool is shared with other blocking work, and a lookup
+must not wait behind work that cannot be cancelled (another probe's key decryption).
+"""
+
+_dns_pools: dict[int, ThreadPoolExecutor] = {}
+
+
+def _dns_pool() -> ThreadPoolExecutor:
+    """This process's DNS threads (one pool per process: a forked child gets its own)."""
+    pool = _dns_pools.get(os.getpid())
+    if pool is None:
+        pool = _dns_pools[os.getpid()] = ThreadPoolExecutor(DNS_THREADS, thread_name_prefix="dns")
+    return pool
+
+
 async def resolve(probe: Probe, host: str, port: int) -> list[Address]:
     """Step ``resolve``: the host's addresses the egress policy allows, IPv4 first.
 
@@ -43,7 +64,7 @@ async def resolve(probe: Probe, host: str, port: int) -> list[Address]:
         try:
             infos = literal_addrinfo(host, port)
             if infos is None:
-                infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+                infos = await _lookup(host, port)
         except socket.gaierror as exc:
             raise ProbeFailure(
                 FailureType.DNS_RESOLUTION_FAILED,
@@ -74,6 +95,12 @@ def _listed(ips: list[str], host: str) -> str:
     if hidden:
         shown.append(f"{hidden} non-public address{'es' if hidden > 1 else ''} (not shown in production)")
     return ", ".join(shown)
+
+
+async def _lookup(host: str, port: int) -> list[tuple[Any, ...]]:
+    """``getaddrinfo`` of a name, in the DNS threads."""
+    lookup = functools.partial(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+    return list(await asyncio.get_running_loop().run_in_executor(_dns_pool(), lookup))
 
 
 def literal_addrinfo(host: str, port: int) -> list[tuple[Any, ...]] | None:

@@ -8,7 +8,8 @@ address the tcp step reached) and ``access`` (``SELECT 1`` and USAGE on the sche
 With ``ssh_tunnel`` set, ``resolve`` and ``tcp`` are those of the bastion, then come
 ``ssh``, ``ssh_auth`` and ``tunnel`` (connectors.ssh: the bastion opens the connection to
 host:port), and the database steps run through a listener on 127.0.0.1 that forwards each
-connection through the bastion (libpq needs a host and port, not a socket).
+connection made by this process through the bastion (libpq needs a host and port, not a
+socket; other local processes are closed at once).
 
 libpq reports connection failures as text only (psycopg gives no SQLSTATE before the
 login completes), so those are recognised by the server's English message; anything

@@ -22,11 +22,17 @@ the key is checked during the handshake, before authentication starts.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
+import functools
+import os
 import re
 import socket
+import sys
 import warnings
 from collections.abc import AsyncIterator, Awaitable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Protocol
@@ -43,8 +49,38 @@ from connectors.text import server_text
 CLIENT_VERSION = "sourcecheck"
 """Sent in the SSH version line (``SSH-2.0-sourcecheck``), so bastion logs say who knocked."""
 
-_MAX_KEY_LENGTH = 32_000  # an 16384-bit RSA key in PEM is about 12 kB
+_MAX_KEY_LENGTH = 32_000  # an 8192-bit RSA key in PEM is about 6.5 kB
 _ENCRYPTED = "Passphrase must be specified"  # asyncssh's KeyImportError text for an encrypted key without one
+
+MAX_BCRYPT_ROUNDS = 256
+"""The most bcrypt rounds an encrypted OpenSSH private key may ask for (ssh-keygen's default is 16).
+
+The round count comes from the key itself and the decryption cannot be stopped once begun,
+so a key asking for more is refused when the configuration is validated (a 422 on
+``private_key``), read from the key's clear header without decrypting anything.
+"""
+
+MAX_RSA_BITS = 8192
+"""The largest RSA private key accepted, in bits (ssh-keygen's default is 3072).
+
+Checked from the key's structure without validating it: in the clear header of an
+encrypted OpenSSH key, otherwise by loading the key without RSA validation; a key whose
+size only shows once decrypted (encrypted PEM) is checked then, before it is used.
+"""
+
+MAX_DSA_BITS = 3072
+"""The largest DSA private key accepted, in bits (OpenSSH only ever made 1024-bit DSA keys)."""
+
+MAX_PKCS8_ITERATIONS = 1_000_000
+"""The most key-derivation iterations an encrypted PKCS#8 key (``ENCRYPTED PRIVATE KEY``) may ask for
+(OpenSSL writes 2048): like bcrypt's rounds, read from the key and refused above this at validation."""
+
+KEY_IMPORT_THREADS = 2
+"""Threads of each process's own pool that decrypt and import private keys.
+
+Decryption cannot be cancelled: it runs here, never in the event loop's default pool that
+DNS and other probes need. Waiting for a thread counts against the check's deadline.
+"""
 
 # ssh-keygen encrypts keys with 16 bcrypt rounds; bcrypt warns below 50 on every such key. Not ours to change.
 warnings.filterwarnings("ignore", message=r"Warning: bcrypt\.kdf\(\) called with only", category=UserWarning)
@@ -57,24 +93,200 @@ def _empty_is_none(value: Any) -> Any:
     return None if value == "" else value  # forms send "" for an empty field
 
 
+# --- private keys ---------------------------------------------------------------------------
+
+_NOT_A_KEY = (
+    "must be a private key in OpenSSH or PEM format: the whole file, "
+    "from -----BEGIN ... PRIVATE KEY----- to -----END ... PRIVATE KEY-----"
+)
+
+
+class KeyTooCostly(ValueError):
+    """A private key over one of the bounds above (its message names the bound)."""
+
+
+def _pem(text: str) -> tuple[str, dict[str, str], bytes]:
+    """The PEM block of ``text``: its name, headers and decoded body; ValueError if there is none."""
+    lines = [line.strip() for line in text.strip().splitlines()]
+    if len(lines) < 2 or not (lines[0].startswith("-----BEGIN ") and lines[0].endswith("-----")):
+        raise ValueError(_NOT_A_KEY)
+    name = lines[0][len("-----BEGIN ") : -len("-----")]
+    try:
+        end = lines.index(f"-----END {name}-----")
+    except ValueError:
+        raise ValueError(_NOT_A_KEY) from None
+    body = lines[1:end]
+    headers: dict[str, str] = {}
+    while body and ":" in body[0]:
+        key, _, value = body.pop(0).partition(":")
+        headers[key.strip()] = value.strip()
+    try:
+        return name, headers, base64.b64decode("".join(body), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(_NOT_A_KEY) from None
+
+
+class _Wire:
+    """Reads the SSH wire encoding (RFC 4251: uint32, string) of an OpenSSH key's header."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.at = data, 0
+
+    def uint32(self) -> int:
+        if self.at + 4 > len(self.data):
+            raise ValueError(_NOT_A_KEY)
+        value = int.from_bytes(self.data[self.at : self.at + 4], "big")
+        self.at += 4
+        return value
+
+    def string(self) -> bytes:
+        size = self.uint32()
+        if self.at + size > len(self.data):
+            raise ValueError(_NOT_A_KEY)
+        value = self.data[self.at : self.at + size]
+        self.at += size
+        return value
+
+
+def _check_openssh_header(body: bytes) -> bool:
+    """Whether an OpenSSH key is encrypted; KeyTooCostly if its rounds or its public key are over a bound."""
+    magic = b"openssh-key-v1\0"
+    if not body.startswith(magic):
+        raise ValueError(_NOT_A_KEY)
+    reader = _Wire(body[len(magic) :])
+    cipher, kdf, kdf_options = reader.string(), reader.string(), reader.string()
+    reader.uint32()  # number of keys (asyncssh insists on 1)
+    public = reader.string()
+    if cipher == b"none":
+        return False  # the private part is in clear: its size is checked when it is loaded
+    if kdf == b"bcrypt":
+        options = _Wire(kdf_options)
+        options.string()  # salt
+        rounds = options.uint32()
+        if rounds > MAX_BCRYPT_ROUNDS:
+            raise KeyTooCostly(
+                f"is encrypted with {rounds} bcrypt rounds, more than the {MAX_BCRYPT_ROUNDS} allowed "
+                "(ssh-keygen uses 16: re-encrypt it with ssh-keygen -p -a 16 -f KEYFILE)"
+            )
+    algorithm = _Wire(public).string().decode("ascii", "replace")
+    try:
+        public_key = asyncssh.import_public_key(f"{algorithm} {base64.b64encode(public).decode()}")
+    except (asyncssh.KeyImportError, ValueError):
+        raise ValueError(_NOT_A_KEY) from None
+    check_key_size(public_key)
+    return True
+
+
+def _check_pkcs8_iterations(body: bytes) -> None:
+    """KeyTooCostly if an encrypted PKCS#8 key's algorithm asks for more iterations than allowed.
+
+    Every INTEGER in its AlgorithmIdentifier is taken as an iteration count (the others,
+    a key length or an RC2 version, are small): reading the DER is enough, nothing is derived.
+    """
+    for value in _der_integers(body, limit=64):
+        if value > MAX_PKCS8_ITERATIONS:
+            raise KeyTooCostly(
+                f"is encrypted with {value} key-derivation iterations, more than the {MAX_PKCS8_ITERATIONS} allowed "
+                "(convert it to OpenSSH format: ssh-keygen -p -f KEYFILE)"
+            )
+
+
+def _der_integers(data: bytes, *, limit: int) -> list[int]:
+    """The INTEGER values inside the first element of a DER SEQUENCE (the algorithm), at most ``limit``."""
+    tag, outer, _ = _tlv(data, 0)
+    if tag != 0x30:
+        raise ValueError(_NOT_A_KEY)
+    found: list[int] = []
+
+    def walk(chunk: bytes, depth: int) -> None:
+        at = 0
+        while at < len(chunk) and len(found) < limit and depth < 8:
+            tag, content, at = _tlv(chunk, at)
+            if tag == 0x02 and len(content) <= 16:
+                found.append(int.from_bytes(content, "big"))
+            elif tag & 0x20:  # constructed: SEQUENCE, SET, context-specific
+                walk(content, depth + 1)
+
+    _, algorithm, _ = _tlv(outer, 0)
+    walk(algorithm, 0)
+    return found
+
+
+def _tlv(data: bytes, at: int) -> tuple[int, bytes, int]:
+    """The DER element at ``at``: its tag, its content and where the next one starts."""
+    if at + 2 > len(data):
+        raise ValueError(_NOT_A_KEY)
+    tag, size, at = data[at], data[at + 1], at + 2
+    if size & 0x80:
+        count = size & 0x7F
+        if count > 4 or at + count > len(data):
+            raise ValueError(_NOT_A_KEY)
+        size, at = int.from_bytes(data[at : at + count], "big"), at + count
+    if at + size > len(data):
+        raise ValueError(_NOT_A_KEY)
+    return tag, data[at : at + size], at + size
+
+
+def check_key_size(key: asyncssh.SSHKey) -> None:
+    """KeyTooCostly if ``key`` (public or private) is an RSA or DSA key over its bound."""
+    algorithm = key.get_algorithm()
+    bits = getattr(key.pyca_key, "key_size", 0)
+    if algorithm == "ssh-rsa" and bits > MAX_RSA_BITS:
+        raise KeyTooCostly(f"is a {bits}-bit RSA key, larger than the {MAX_RSA_BITS} bits allowed")
+    if algorithm == "ssh-dss" and bits > MAX_DSA_BITS:
+        raise KeyTooCostly(f"is a {bits}-bit DSA key, larger than the {MAX_DSA_BITS} bits allowed")
+
+
 def _key_kind(text: str) -> Literal["plain", "encrypted"]:
     """Whether ``text`` is a private key in clear or an encrypted one; ValueError if neither.
 
-    Cheap: an encrypted key is recognised without decrypting it (that needs the passphrase
-    and, for OpenSSH's format, about a second of bcrypt: left to the check, in a thread).
+    Cheap, and bounded whatever the key says: nothing is decrypted and no RSA key is
+    validated. An encrypted key's cost (rounds, iterations) and, where its header shows it,
+    its size are checked here; a key in clear is loaded without RSA validation and its size
+    checked. Decryption is left to the check, in its own threads (:func:`load_private_key`).
     """
     if len(text) > _MAX_KEY_LENGTH:
         raise ValueError("is too long for a private key")
+    name, headers, body = _pem(text)
+    if name == "OPENSSH PRIVATE KEY" and _check_openssh_header(body):
+        return "encrypted"
+    if name == "ENCRYPTED PRIVATE KEY":
+        _check_pkcs8_iterations(body)
+        return "encrypted"
+    if "ENCRYPTED" in headers.get("Proc-Type", ""):
+        return "encrypted"  # OpenSSL's legacy encryption: one MD5 round, cheap; its size is checked once decrypted
     try:
-        asyncssh.import_private_key(text)
+        key = asyncssh.import_private_key(text, unsafe_skip_rsa_key_validation=True)
     except Exception as exc:  # not only KeyImportError: a bad paste may trip the decoders too
         if isinstance(exc, asyncssh.KeyImportError) and str(exc).startswith(_ENCRYPTED):
             return "encrypted"
-        raise ValueError(
-            "must be a private key in OpenSSH or PEM format: the whole file, "
-            "from -----BEGIN ... PRIVATE KEY----- to -----END ... PRIVATE KEY-----"
-        ) from None
+        raise ValueError(_NOT_A_KEY) from None
+    check_key_size(key)
     return "plain"
+
+
+def load_private_key(text: str, passphrase: str | None) -> asyncssh.SSHKey:
+    """``text`` decrypted and imported (blocking: call it in the key threads); KeyTooCostly if over a bound.
+
+    RSA keys are not validated (primality of the factors): that costs seconds for a large
+    key and protects only the key's owner, whose server refuses an invalid key's signature.
+    """
+    _key_kind(text)  # the cost bounds again, whatever stored the configuration
+    key = asyncssh.import_private_key(text, passphrase, unsafe_skip_rsa_key_validation=True)
+    check_key_size(key)
+    return key
+
+
+_key_pools: dict[int, ThreadPoolExecutor] = {}
+
+
+def _key_pool() -> ThreadPoolExecutor:
+    """This process's key threads (one pool per process: a forked child gets its own)."""
+    pid = os.getpid()
+    pool = _key_pools.get(pid)
+    if pool is None:
+        pool = _key_pools[pid] = ThreadPoolExecutor(KEY_IMPORT_THREADS, thread_name_prefix="ssh-key")
+    return pool
 
 
 class SshPassword(ConnectorConfig):
@@ -263,6 +475,7 @@ class _Client(asyncssh.SSHClient):
         self.mismatch = False
         self.handshake_done = asyncio.Event()
         self.key_failure: str | None = None  # why the private key could not be used
+        self.key_too_costly = False  # over a bound only seen once decrypted (encrypted PEM)
         self.client_key: asyncssh.SSHKey | None = None
         self._key_offered = False
 
@@ -288,11 +501,13 @@ class _Client(asyncssh.SSHClient):
             return None
         self._key_offered = True
         passphrase = self.auth.passphrase.get_secret_value() if self.auth.passphrase else None
+        load = functools.partial(load_private_key, self.auth.private_key.get_secret_value(), passphrase)
         try:
-            # In a thread: decrypting an OpenSSH key runs bcrypt for about a second.
-            key = await asyncio.to_thread(
-                asyncssh.import_private_key, self.auth.private_key.get_secret_value(), passphrase
-            )
+            # In the key threads: decrypting runs bcrypt, bounded but not cancellable.
+            key = await asyncio.get_running_loop().run_in_executor(_key_pool(), load)
+        except KeyTooCostly as exc:
+            self.key_failure, self.key_too_costly = f"the private key {exc}", True
+            return None
         except asyncssh.KeyEncryptionError:
             self.key_failure = "the passphrase does not decrypt the private key"
             return None
@@ -510,7 +725,9 @@ def _auth_failure(exc: BaseException, client: _Client, where: _Where) -> ProbeFa
         return ProbeFailure(
             FailureType.AUTHENTICATION_FAILED,
             f"SSH authentication for user '{user}' on {where} was not attempted: {client.key_failure}",
-            hint=f"Check {where.prefix}auth.passphrase (and that it belongs to this private key).",
+            hint=f"Use a smaller key in {where.prefix}auth.private_key (RSA up to {MAX_RSA_BITS} bits, or ed25519)."
+            if client.key_too_costly
+            else f"Check {where.prefix}auth.passphrase (and that it belongs to this private key).",
         )
     if isinstance(exc, asyncssh.PermissionDenied):
         if isinstance(where.endpoint.auth, SshPassword):
@@ -597,7 +814,9 @@ class Tunnel:
         """A listener on 127.0.0.1 (a free port) forwarding each connection through the bastion.
 
         For drivers that need a host and port: the first connection uses the tunnel step's
-        channel, each later one opens its own. It stops listening when the tunnel closes.
+        channel, each later one opens its own. Only connections made by this very process are
+        served (see :func:`_from_this_process`): any other local process is closed at once.
+        It stops listening when the tunnel closes.
         """
         assert self.target is not None, "reach() first"
         self._server = await asyncio.start_server(self._serve_client, "127.0.0.1", 0)
@@ -618,6 +837,9 @@ class Tunnel:
         await self._bridge(reader, writer)
 
     async def _serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not _from_this_process(writer.get_extra_info("socket")):
+            writer.close()  # another local process: it gets nothing of the bastion's channel
+            return
         task = asyncio.current_task()
         if task is not None:  # so close() can cancel it
             self._tasks.add(task)
@@ -654,6 +876,54 @@ class Tunnel:
         if tasks:
             await asyncio.wait(tasks, timeout=0.5)
         await close_quietly(self.conn)
+
+
+def _from_this_process(sock: socket.socket | None) -> bool:
+    """Whether the peer of ``sock`` (accepted on loopback) is a socket this process holds.
+
+    The kernel's TCP table gives the inode of the connecting socket (the entry whose local
+    end is our peer and whose remote end is us); it is ours when one of our descriptors is
+    that socket. Linux only: elsewhere nothing is served.
+    """
+    if sock is None:
+        return False
+    try:
+        peer, local = sock.getpeername()[:2], sock.getsockname()[:2]
+        table = "/proc/net/tcp6" if sock.family == socket.AF_INET6 else "/proc/net/tcp"
+        inode = _tcp_inode(table, peer, local)
+        if inode is None:
+            return False
+        wanted = f"socket:[{inode}]"
+        return any(_link(f"/proc/self/fd/{fd}") == wanted for fd in os.listdir("/proc/self/fd"))
+    except OSError:
+        return False
+
+
+def _tcp_inode(table: str, local: tuple[str, int], remote: tuple[str, int]) -> str | None:
+    """The inode of the socket from ``local`` to ``remote`` in a /proc/net/tcp table."""
+    want = (_proc_address(local), _proc_address(remote))
+    with open(table) as rows:
+        next(rows)  # the header
+        for row in rows:
+            fields = row.split()
+            if (fields[1], fields[2]) == want:
+                return fields[9]
+    return None
+
+
+def _proc_address(address: tuple[str, int]) -> str:
+    """``address`` as /proc/net/tcp writes it: the IP's 32-bit words in host byte order, then the port."""
+    packed = socket.inet_pton(socket.AF_INET6 if ":" in address[0] else socket.AF_INET, address[0])
+    words = [packed[i : i + 4] for i in range(0, len(packed), 4)]
+    ip = "".join(int.from_bytes(word, sys.byteorder).to_bytes(4, "big").hex().upper() for word in words)
+    return f"{ip}:{address[1]:04X}"
+
+
+def _link(path: str) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None  # closed meanwhile
 
 
 class _Writer(Protocol):

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from redis.exceptions import RedisError
 from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 
 from api import metrics
 from api.accounts import find_workspace
@@ -252,9 +253,10 @@ async def _answer_when_done(started: Job | JobView, store: JobStore, seconds: fl
 
 async def _prepare(cipher: Cipher, organization_id: str, body: TestSourceRequest, timeout: float) -> tuple[Job, dict[str, Any]]:
     """Resolve the request into a job and the configuration (secrets in clear) to send; a
-    request that names nothing stored is resolved without the database."""
+    request that names nothing stored is resolved without the database. Validating a
+    configuration (a private key's header, say) runs in the threadpool, off the event loop."""
     if body.source_id is None and body.workspace_id is None:
-        return _resolve(None, cipher, organization_id, body, timeout)
+        return await run_in_threadpool(_resolve, None, cipher, organization_id, body, timeout)
     return await run_db(_resolve_in_session, cipher, organization_id, body, timeout)
 
 

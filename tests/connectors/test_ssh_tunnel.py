@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,7 +14,9 @@ import pytest
 
 from connectors.base import MASK, CheckResult, CheckStatus, StepStatus, run_check
 from connectors.errors import FailureType, InvalidConfiguration
+from connectors.network import Address
 from connectors.registry import get_connector
+from connectors.ssh import Tunnel
 from tests.servers.mariadb import MariaDB
 from tests.servers.postgres import PostgresServer
 from tests.servers.ssh import SshServer
@@ -78,6 +81,44 @@ async def test_postgres_through_the_tunnel_with_a_password_succeeds(
     # The tls step's connection used the tunnel step's channel; libpq's login opened one more.
     assert ssh_server.forwards[forwards:] == [("127.0.0.1", postgres_server.port)] * 2
     assert_no_secret(result, postgres_server.password, *ssh_secrets(ssh_server))
+
+
+# Another local process connects to the tunnel's listener before the driver does, and tries
+# to talk to the database through it (a PostgreSQL SSLRequest: a server answers S or N).
+_INTRUDER = """
+import socket, sys
+sock = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+sock.sendall(bytes.fromhex("0000000804d2162f"))
+try:
+    print(repr(sock.recv(1)))
+except OSError as exc:
+    print(type(exc).__name__)
+"""
+
+
+async def test_another_local_process_gets_nothing_from_the_tunnels_listener(
+    ssh_server: SshServer, postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answers: list[str] = []
+    listen = Tunnel.listen
+
+    async def listen_then_intrude(tunnel: Tunnel) -> Address:
+        address = await listen(tunnel)
+        intruder = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _INTRUDER, str(address.port), stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await intruder.communicate()
+        answers.append(out.decode().strip())
+        return address
+
+    monkeypatch.setattr(Tunnel, "listen", listen_then_intrude)  # observes: the port, while the check runs
+    forwards = len(ssh_server.forwards)
+    result = await check("postgres", postgres_server.config(ssh_tunnel=ssh_server.tunnel()), timeout=20)
+
+    # Closed: an end of file, or a reset when the close found its request unread.
+    assert answers in (["b''"], ["ConnectionResetError"]), "the intruder must get no byte of the database"
+    assert result.status == CheckStatus.SUCCEEDED, result
+    assert ssh_server.forwards[forwards:] == [("127.0.0.1", postgres_server.port)] * 2  # the driver's only
 
 
 async def test_postgres_through_the_tunnel_with_a_key_and_a_pinned_host_key_succeeds(
