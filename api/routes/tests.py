@@ -254,10 +254,24 @@ async def _answer_when_done(started: Job | JobView, store: JobStore, seconds: fl
 async def _prepare(cipher: Cipher, organization_id: str, body: TestSourceRequest, timeout: float) -> tuple[Job, dict[str, Any]]:
     """Resolve the request into a job and the configuration (secrets in clear) to send; a
     request that names nothing stored is resolved without the database. Validating a
-    configuration (a private key's header, say) runs in the threadpool, off the event loop."""
+    configuration that holds a PEM block (a private key, certificates) runs in the threadpool,
+    off the event loop; one without is plain data, validated in place (a hop costs every test)."""
     if body.source_id is None and body.workspace_id is None:
-        return await run_in_threadpool(_resolve, None, cipher, organization_id, body, timeout)
+        if _holds_pem(body.configuration):
+            return await run_in_threadpool(_resolve, None, cipher, organization_id, body, timeout)
+        return _resolve(None, cipher, organization_id, body, timeout)
     return await run_db(_resolve_in_session, cipher, organization_id, body, timeout)
+
+
+def _holds_pem(value: Any) -> bool:
+    """Whether a (size-bounded) configuration has a PEM block anywhere in it."""
+    if isinstance(value, str):
+        return "-----BEGIN" in value
+    if isinstance(value, dict):
+        return any(_holds_pem(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_holds_pem(item) for item in value)
+    return False
 
 
 async def _start(job: Job, configuration: dict[str, Any], cipher: Cipher, store: JobStore, max_age: float | None) -> Job | JobView:
