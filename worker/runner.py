@@ -62,6 +62,7 @@ def _child_main(conn: Connection, keys: list[str]) -> None:
     logs.configure_from_settings()  # the worker's log format; each probe's lines carry its job's ids
     all_connectors()  # import every connector before the first probe, not during it
     egress = get_settings().egress_policy()  # from the environment, which the child shares with its worker
+    profile = get_settings().profile
     cipher = Cipher(keys)
     gc.freeze()  # start-up's objects stay: the collector need not scan them again
     conn.send((READY, None))  # started: the parent may send probes without charging them our start-up
@@ -73,7 +74,7 @@ def _child_main(conn: Connection, keys: list[str]) -> None:
         try:
             connector = get_connector(definition)
             config = connector.parse_config(cipher.decrypt_json(token))
-            result = (await run_check(connector, config, timeout=timeout, egress=egress)).to_dict()
+            result = (await run_check(connector, config, timeout=timeout, egress=egress, profile=profile)).to_dict()
         except InvalidToken:
             result = failed(FailureType.INTERNAL_ERROR, "The worker could not decrypt this test's configuration (key mismatch)")
         except ConnectorError as exc:
