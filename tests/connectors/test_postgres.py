@@ -23,8 +23,8 @@ from cryptography.x509.oid import NameOID
 
 from connectors.base import CheckResult, CheckStatus, StepStatus, run_check
 from connectors.errors import FailureType, InvalidConfiguration
-from connectors.registry import get_connector
 from connectors.profile import Profile
+from connectors.registry import get_connector
 from tests.servers import free_port
 from tests.servers.pgwire import CleartextPostgres
 from tests.servers.postgres import PostgresServer
