@@ -316,6 +316,26 @@ async def tls_server(tmp_path: Any) -> AsyncIterator[Any]:
         server.close()
 
 
+async def test_prefer_holds_the_login_to_the_tls_the_tls_step_found(ca: Certs, tmp_path: Any) -> None:
+    # The server offers TLS to the tls step, then refuses it to the login and asks for the
+    # password in cleartext: a downgrade in between. The login keeps to TLS instead.
+    cert, key = _cert("localhost", ca)
+    (tmp_path / "s.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "s.key").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "s.crt", tmp_path / "s.key")
+    with CleartextPostgres(tls_once=context) as server:
+        result = await check({"host": "localhost", "port": server.address.port, **ANYONE, "ssl_mode": "prefer"}, 5)
+
+        assert "established" in step(result, "tls").message
+        assert failure_type(result) == FailureType.TLS_ERROR
+        assert result.failure is not None and "SSL" in result.failure.message
+        assert server.startups == 0
+        assert server.passwords == []
+
+
 def tls_config(port: int, ssl_mode: str, root: str | None = None) -> dict[str, Any]:
     return {
         "host": "localhost",

@@ -5,11 +5,16 @@ message with AuthenticationCleartextPassword (``R``, code 3), as a hostile or mi
 server (or one a host change points at) would; then it records what the client sends back.
 ``startups`` counts the startup messages (login attempts), ``passwords`` holds every
 PasswordMessage (``p``) received: a client that protects the password leaves it empty.
+
+With ``tls_once`` (a server context) the first SSLRequest gets 'S' and a TLS handshake, then
+the connection ends; the later ones get 'N': a downgrade between a client's first look and
+its login.
 """
 
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 import threading
 
@@ -23,8 +28,9 @@ _REFUSED = b"SFATAL\x00C28P01\x00Mpassword authentication failed\x00\x00"
 class CleartextPostgres(threading.Thread):
     """Listens on 127.0.0.1 until :meth:`stop`; one thread per connection."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls_once: ssl.SSLContext | None = None) -> None:
         super().__init__(name="cleartext-postgres", daemon=True)
+        self.tls_once = tls_once
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.address = HostPort("127.0.0.1", int(self.sock.getsockname()[1]))
         self.connections = 0
@@ -46,6 +52,11 @@ class CleartextPostgres(threading.Thread):
             try:
                 first = _read_message(conn)
                 if first is not None and first[:4] == struct.pack("!i", _SSL_REQUEST_CODE):
+                    if self.tls_once is not None:
+                        context, self.tls_once = self.tls_once, None
+                        conn.sendall(b"S")
+                        context.wrap_socket(conn, server_side=True).close()
+                        return
                     conn.sendall(b"N")
                     first = _read_message(conn)
                 if first is None:
@@ -57,7 +68,7 @@ class CleartextPostgres(threading.Thread):
                     body = _read_message(conn)
                     self.passwords.append(body or b"")
                     conn.sendall(b"E" + struct.pack("!i", 4 + len(_REFUSED)) + _REFUSED)
-            except OSError:
+            except OSError:  # ssl.SSLError included
                 return
 
     def stop(self) -> None:
