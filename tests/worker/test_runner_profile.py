@@ -30,7 +30,13 @@ def production_runner(monkeypatch: pytest.MonkeyPatch) -> Iterator[ProbeRunner]:
 
 def test_a_child_requires_tls_of_a_postgres_source_without_ssl_mode(production_runner: ProbeRunner) -> None:
     with CleartextPostgres() as server:
-        config = {"host": "127.0.0.1", "port": server.address.port, "database": "app", "user": "u", "password": "pw-123456"}
+        config = {
+            "host": "127.0.0.1",
+            "port": server.address.port,
+            "database": "app",
+            "user": "u",
+            "password": "pw-123456",
+        }
         result = production_runner.run("postgres", Cipher([KEY]).encrypt_json(config), 5)
 
         assert result["failure"]["type"] == "tls_error", result
