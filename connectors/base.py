@@ -34,6 +34,8 @@ from connectors.egress import EgressPolicy
 from connectors.egress import using as using_egress
 from connectors.errors import DEFAULT_HINTS, FailureType, FieldError, InvalidConfiguration, ProbeFailure
 from connectors.fields import DESTINATION_KEY
+from connectors.profile import Profile
+from connectors.profile import using as using_profile
 from connectors.text import MASK, mask_secrets
 
 log = logging.getLogger(__name__)
@@ -332,21 +334,27 @@ def step_for_timeout(step: str) -> FailureType:
 
 
 async def run_check(
-    connector: Connector, config: ConnectorConfig, *, timeout: float = DEFAULT_TIMEOUT, egress: EgressPolicy | None = None
+    connector: Connector,
+    config: ConnectorConfig,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    egress: EgressPolicy | None = None,
+    profile: Profile | None = None,
 ) -> CheckResult:
     """Run ``connector``'s check on ``config`` and return its result; never raises for
     the source's faults. The check ends by ``timeout`` seconds (asyncio-cancellable code).
 
     ``egress`` is the policy of the addresses the check may connect to (see
     :mod:`connectors.egress`); None keeps the current one, by default
-    :data:`~connectors.egress.DEFAULT_POLICY` (everything but link-local and cloud metadata)."""
+    :data:`~connectors.egress.DEFAULT_POLICY` (everything but link-local and cloud metadata).
+    ``profile`` is the service's (see :mod:`connectors.profile`); None keeps the current one."""
     started = time.perf_counter()
     planned = _plan(connector, config)
     probe = Probe(planned, deadline=time.monotonic() + timeout)
     failure: Failure | None = None
     deadline = asyncio.timeout(timeout)
     try:
-        with using_egress(egress):
+        with using_egress(egress), using_profile(profile):
             async with deadline:
                 await connector.check(config, probe)
     except ProbeFailure as exc:

@@ -33,12 +33,19 @@ from connectors.base import Connector, ConnectorConfig, Probe, Secret
 from connectors.errors import FailureType, ProbeFailure
 from connectors.fields import DestinationHost, DestinationPort, Name, PemCertificates
 from connectors.network import connect_tcp, resolve, shown
+from connectors.profile import is_production
 from connectors.ssh import SSH_TUNNEL_DESCRIPTION, TUNNEL_STEPS, SshTunnel, open_tunnel
 from connectors.text import server_text
 from connectors.tls import tls_failure
 
 SslMode = Literal["disabled", "preferred", "required", "verify_ca", "verify_identity"]
 _VERIFYING: set[str] = {"verify_ca", "verify_identity"}
+
+PRODUCTION_SSL_MODE: SslMode = "required"
+"""The ``ssl_mode`` of a source that sets none, in the production profile: TLS or no login."""
+DEVELOPMENT_SSL_MODE: SslMode = "preferred"
+"""The ``ssl_mode`` of a source that sets none, in development (a local server often has no TLS)."""
+_CLEARTEXT_PLUGIN = "mysql_clear_password"  # sends the password as it is: only ever over TLS
 
 
 class MySQLConfig(ConnectorConfig):
@@ -58,14 +65,16 @@ class MySQLConfig(ConnectorConfig):
         title="User", description="The user to log in as.", examples=["reader"], min_length=1, max_length=80
     )
     password: Secret = Field(title="Password", description="The user's password.")
-    ssl_mode: SslMode = Field(
-        "preferred",
+    ssl_mode: SslMode | None = Field(
+        None,
         title="TLS mode",
         description=(
             "disabled: never TLS; preferred: TLS when the server offers it; required: TLS or fail, certificate not checked; "
-            "verify_ca: also check the certificate against the CA; verify_identity: also check it names the host."
+            "verify_ca: also check the certificate against the CA; verify_identity: also check it names the host. "
+            "Empty: required in the production profile, preferred in development. Without TLS the password is never "
+            "sent in cleartext (mysql_clear_password)."
         ),
-        examples=["preferred", "verify_identity"],
+        examples=["required", "verify_identity"],
     )
     ssl_ca: PemCertificates = Field(
         None,
@@ -95,17 +104,29 @@ class MySQLConfig(ConnectorConfig):
             raise ValueError("ssl_ca is only used with ssl_mode verify_ca or verify_identity")
         return self
 
+    def mode(self) -> SslMode:
+        """``ssl_mode``, or the profile's default when it is not set."""
+        if self.ssl_mode is not None:
+            return self.ssl_mode
+        return PRODUCTION_SSL_MODE if is_production() else DEVELOPMENT_SSL_MODE
+
 
 class _NoTLS(Exception):
     """The server does not offer TLS but the ssl_mode demands it."""
 
 
+class _ClearTextRefused(Exception):
+    """The server asked for the password in cleartext (mysql_clear_password) without TLS."""
+
+
 class _Connection(aiomysql.Connection):
     """aiomysql's connection plus the TLS rules it lacks: no silent plain-text fallback when
     TLS is required, and the configured host name (not the IP) for SNI and the certificate
-    check; and it runs over a socket that is already connected (``sock``) instead of opening
-    its own. aiomysql is pinned, so its private ``_connect`` and ``_request_authentication``
-    hooks are stable; the latter runs after the greeting, before any credential is sent."""
+    check; no password in cleartext without TLS (aiomysql answers ``mysql_clear_password``
+    whatever the connection); and it runs over a socket that is already connected (``sock``)
+    instead of opening its own. aiomysql is pinned, so its private ``_connect``,
+    ``_request_authentication`` and ``_process_auth`` hooks are stable (test_mysql checks
+    they are still called): the latter two run before any credential is sent."""
 
     tls_required = False
     tls_hostname: str | None = None
@@ -153,19 +174,28 @@ class _Connection(aiomysql.Connection):
                 # We connected to an IP, but SNI and the certificate check need the configured
                 # name. From here on ``_host`` is only used as the TLS server name and in messages.
                 self._host = self.tls_hostname
+        if self._server_auth_plugin == _CLEARTEXT_PLUGIN and not self.tls_started:
+            raise _ClearTextRefused  # the handshake response would carry the password as it is
         await super()._request_authentication()
+
+    async def _process_auth(self, plugin_name: bytes, auth_packet: Any) -> Any:
+        # An auth switch request: the server names the plugin the password goes through.
+        if plugin_name == _CLEARTEXT_PLUGIN.encode() and not self.tls_started:
+            raise _ClearTextRefused
+        return await super()._process_auth(plugin_name, auth_packet)
 
 
 def _ssl_context(config: MySQLConfig) -> ssl.SSLContext | None:
-    if config.ssl_mode == "disabled":
+    mode = config.mode()
+    if mode == "disabled":
         return None
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    if config.ssl_mode in _VERIFYING:
+    if mode in _VERIFYING:
         if config.ssl_ca:
             context.load_verify_locations(cadata=config.ssl_ca)
         else:
             context.load_default_certs()  # reads the system store from disk: built in a thread
-        context.check_hostname = config.ssl_mode == "verify_identity"
+        context.check_hostname = mode == "verify_identity"
     else:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
@@ -227,6 +257,7 @@ async def _check_database(config: MySQLConfig, probe: Probe, sock: socket.socket
     pending: socket.socket | None = sock  # ours to close until the connection takes it
     try:
         async with probe.step("authenticate") as step:
+            mode = config.mode()
             ssl_context = await asyncio.to_thread(_ssl_context, config)
             conn = _Connection(
                 host=host,
@@ -238,14 +269,14 @@ async def _check_database(config: MySQLConfig, probe: Probe, sock: socket.socket
                 ssl=ssl_context,
                 program_name="sourcecheck",
             )
-            conn.tls_required = config.ssl_mode != "preferred" and ssl_context is not None
+            conn.tls_required = mode != "preferred" and ssl_context is not None
             conn.tls_hostname = config.host  # SNI always (proxies route by it), checked in verify_identity
             conn.sock, pending = pending, None
             try:
                 # aiomysql.connect() minus its context manager, so our subclass is used.
                 # Every wait in it is a plain await: the deadline cancels it.
                 await conn._connect()
-            except (pymysql.MySQLError, _NoTLS, struct.error, IndexError, UnicodeDecodeError) as exc:
+            except (pymysql.MySQLError, _NoTLS, _ClearTextRefused, struct.error, IndexError, UnicodeDecodeError) as exc:
                 raise errors.failure(exc, tls_started=conn.tls_started) from None
             step.message = f"Logged in as '{config.user}' to {_server_name(conn)} ({_tls_name(conn)})"
         async with probe.step("access") as step:
@@ -347,10 +378,14 @@ class _Errors:
 
     def failure(self, exc: Exception, *, tls_started: bool = False) -> ProbeFailure:
         if isinstance(exc, _NoTLS):
+            return self._no_tls()
+        if isinstance(exc, _ClearTextRefused):
             return ProbeFailure(
-                FailureType.TLS_ERROR,
-                f"The server at {self.where} does not offer TLS, but ssl_mode is '{self.config.ssl_mode}'",
-                hint="Enable TLS on the server (ssl_cert and ssl_key), or set ssl_mode to preferred if the network is trusted.",
+                FailureType.AUTHENTICATION_FAILED,
+                f"The server at {self.where} asked for the password in cleartext (mysql_clear_password) over a "
+                "connection without TLS: it was not sent",
+                hint="Enable TLS on the server and set ssl_mode to required or stricter, or give the account "
+                "caching_sha2_password or mysql_native_password.",
             )
         code = exc.args[0] if isinstance(exc, pymysql.MySQLError) and exc.args and isinstance(exc.args[0], int) else 0
         if not code:
@@ -375,6 +410,17 @@ class _Errors:
         kind, hint = _BY_CODE[code]
         hint = hint.format(user=self.config.user, db=self.config.database, grant=self.grant(), visible=self.visible_hint())
         return ProbeFailure(kind, text, hint=hint, retryable=True if code in _BUSY else None)
+
+    def _no_tls(self) -> ProbeFailure:
+        why = f"ssl_mode is '{self.config.ssl_mode}'"
+        if self.config.ssl_mode is None:  # the profile's default, not the user's choice: say so
+            why = "sources without an ssl_mode require TLS in production"
+        return ProbeFailure(
+            FailureType.TLS_ERROR,
+            f"The server at {self.where} does not offer TLS, but {why}",
+            hint="Enable TLS on the server (ssl_cert and ssl_key), or set ssl_mode to preferred on this source "
+            "if the network is trusted.",
+        )
 
     def _connection_failure(self, cause: BaseException | None, tls_started: bool) -> ProbeFailure:
         if isinstance(cause, TimeoutError):  # connect_timeout; an OSError too, so first

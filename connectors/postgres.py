@@ -37,10 +37,19 @@ from connectors.base import Connector, ConnectorConfig, Probe, Secret, Step, Ste
 from connectors.errors import FailureType, ProbeFailure
 from connectors.fields import DestinationHost, DestinationPort, Name, PemCertificates
 from connectors.network import Address, connect_tcp, resolve, shown
+from connectors.profile import is_production
 from connectors.ssh import SSH_TUNNEL_DESCRIPTION, TUNNEL_STEPS, SshTunnel, open_tunnel
 from connectors.text import mask_secrets, server_text
 
 SslMode = Literal["disable", "prefer", "require", "verify-ca", "verify-full"]
+
+PRODUCTION_SSL_MODE: SslMode = "require"
+"""The ``ssl_mode`` of a source that sets none, in the production profile: TLS or no connection."""
+DEVELOPMENT_SSL_MODE: SslMode = "prefer"
+"""The ``ssl_mode`` of a source that sets none, in development (a local cluster often has no TLS)."""
+NO_CLEARTEXT = "!password"
+"""libpq's ``require_auth`` on a connection without TLS: a server asking for the password in
+cleartext gets no answer (libpq >= 16; the bundled one is newer)."""
 
 
 class PostgresConfig(ConnectorConfig):
@@ -62,14 +71,16 @@ class PostgresConfig(ConnectorConfig):
     )
     user: Name = Field(min_length=1, max_length=63, title="User", description="Role to log in as.", examples=["reader"])
     password: Secret = Field(title="Password", description="Password of the role.")
-    ssl_mode: SslMode = Field(
-        "prefer",
+    ssl_mode: SslMode | None = Field(
+        None,
         title="SSL mode",
         description=(
             "As libpq's sslmode: disable (no TLS), prefer (TLS if offered, unverified), require (TLS, unverified "
-            "unless a root certificate is given), verify-ca (trusted issuer), verify-full (trusted issuer and host name)."
+            "unless a root certificate is given), verify-ca (trusted issuer), verify-full (trusted issuer and host name). "
+            "Empty: require in the production profile, prefer in development. Without TLS the password is never "
+            "sent in cleartext."
         ),
-        examples=["prefer", "verify-full"],
+        examples=["require", "verify-full"],
     )
     ssl_root_cert: PemCertificates = Field(
         None,
@@ -100,11 +111,16 @@ class PostgresConfig(ConnectorConfig):
         ],
     )
 
+    def mode(self) -> SslMode:
+        """``ssl_mode``, or the profile's default when it is not set."""
+        if self.ssl_mode is not None:
+            return self.ssl_mode
+        return PRODUCTION_SSL_MODE if is_production() else DEVELOPMENT_SSL_MODE
+
     def verifies_certificate(self) -> bool:
         # libpq's rule: require with a root certificate behaves as verify-ca.
-        return self.ssl_mode in ("verify-ca", "verify-full") or (
-            self.ssl_mode == "require" and self.ssl_root_cert is not None
-        )
+        mode = self.mode()
+        return mode in ("verify-ca", "verify-full") or (mode == "require" and self.ssl_root_cert is not None)
 
 
 class PostgresConnector(Connector):
@@ -136,12 +152,13 @@ class PostgresConnector(Connector):
 
     async def _check_database(self, config: PostgresConfig, probe: Probe, address: Address) -> None:
         """Steps ``tls``, ``authenticate`` and ``access`` against ``address`` (the server, or the tunnel's listener)."""
-        if config.ssl_mode == "disable":
+        if config.mode() == "disable":
             # Recorded in its place: run_check would append it after the later steps, out of order.
             probe.steps.append(Step(name="tls", status=StepStatus.SKIPPED, message="ssl_mode is 'disable': no TLS"))
+            encrypted = False
         else:
-            await _check_tls(probe, config, address)
-        conn = await _authenticate(probe, config, address)
+            encrypted = await _check_tls(probe, config, address)
+        conn = await _authenticate(probe, config, address, encrypted=encrypted)
         try:
             await _check_access(probe, config, conn)
         finally:
@@ -158,7 +175,7 @@ def _ssl_context(config: PostgresConfig) -> ssl.SSLContext:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         return context
-    context.check_hostname = config.ssl_mode == "verify-full"
+    context.check_hostname = config.mode() == "verify-full"
     if config.ssl_root_cert:
         context.load_verify_locations(cadata=config.ssl_root_cert)
     else:
@@ -189,8 +206,10 @@ def _verify_failure(exc: ssl.SSLCertVerificationError, host: str) -> ProbeFailur
     return ProbeFailure(FailureType.TLS_ERROR, f"The server's certificate {what}", hint=hint)
 
 
-async def _check_tls(probe: Probe, config: PostgresConfig, address: Address) -> None:
-    """Step ``tls``: ask for TLS as libpq does and run the handshake with libpq's checks for the mode."""
+async def _check_tls(probe: Probe, config: PostgresConfig, address: Address) -> bool:
+    """Step ``tls``: ask for TLS as libpq does and run the handshake with libpq's checks for the
+    mode. True when TLS was established; False when ``prefer`` goes on without it."""
+    mode = config.mode()
     where = f"{shown(address)} port {address.port}"
     async with probe.step("tls") as step:
         try:
@@ -204,15 +223,10 @@ async def _check_tls(probe: Probe, config: PostgresConfig, address: Address) -> 
             await writer.drain()
             answer = await reader.read(1)
             if answer == b"N":
-                if config.ssl_mode == "prefer":
+                if mode == "prefer":
                     step.message = "The server does not offer TLS: the connection will not be encrypted"
-                    return
-                raise ProbeFailure(
-                    FailureType.TLS_ERROR,
-                    f"The server does not support SSL, but ssl_mode '{config.ssl_mode}' requires it",
-                    hint="Turn on TLS in the server (ssl = on in postgresql.conf, with a certificate), "
-                    "or set ssl_mode to 'prefer' or 'disable' if an unencrypted connection is acceptable.",
-                )
+                    return False
+                raise _no_tls_failure(config)
             if answer != b"S":
                 said = f"with {answer!r}" if answer else "by closing the connection"
                 raise ProbeFailure(
@@ -225,21 +239,49 @@ async def _check_tls(probe: Probe, config: PostgresConfig, address: Address) -> 
                 raise _verify_failure(exc, config.host) from None
             except (ssl.SSLError, ConnectionError) as exc:
                 reason = getattr(exc, "reason", None) or exc.strerror or type(exc).__name__
-                if config.ssl_mode == "prefer":  # libpq then retries without TLS, so the check goes on
+                if mode == "prefer":  # libpq then retries without TLS, so the check goes on
                     step.message = f"TLS handshake failed ({reason}): the connection will not be encrypted"
-                    return
+                    return False
                 raise ProbeFailure(FailureType.TLS_ERROR, f"TLS handshake with the server failed ({reason})") from None
             tls = writer.get_extra_info("ssl_object")
             verified = {"verify-full": "issuer and host name verified", "verify-ca": "issuer verified"}.get(
-                config.ssl_mode, "issuer verified" if config.verifies_certificate() else "certificate not verified"
+                mode, "issuer verified" if config.verifies_certificate() else "certificate not verified"
             )
             step.message = f"{tls.version() if tls else 'TLS'} established ({verified})"
+            return True
         finally:
             writer.close()
             # Bounded: a TLS close waits for the peer's close_notify, which a broken server may never send.
             with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
                 async with asyncio.timeout(min(1.0, probe.remaining())):
                     await writer.wait_closed()
+
+
+def _no_tls_failure(config: PostgresConfig) -> ProbeFailure:
+    opt_out = "or set ssl_mode to 'prefer' or 'disable' on this source if an unencrypted connection is acceptable."
+    if config.ssl_mode is None:  # the profile's default, not the user's choice: say so
+        return ProbeFailure(
+            FailureType.TLS_ERROR,
+            "The server does not support SSL, and sources without an ssl_mode require it in production",
+            hint=f"Turn on TLS in the server (ssl = on in postgresql.conf, with a certificate), {opt_out}",
+        )
+    return ProbeFailure(
+        FailureType.TLS_ERROR,
+        f"The server does not support SSL, but ssl_mode '{config.ssl_mode}' requires it",
+        hint=f"Turn on TLS in the server (ssl = on in postgresql.conf, with a certificate), {opt_out}",
+    )
+
+
+def _libpq_tls(config: PostgresConfig, encrypted: bool) -> tuple[SslMode, str | None]:
+    """libpq's sslmode and require_auth for the login, given what the tls step found.
+
+    ``prefer`` is pinned to what the tls step saw, so the login cannot be silently
+    downgraded in between; without TLS the server may not ask for a cleartext password.
+    """
+    mode = config.mode()
+    if mode == "prefer":
+        mode = "require" if encrypted else "disable"
+    return mode, NO_CLEARTEXT if mode == "disable" else None
 
 
 def _root_cert_file(config: PostgresConfig) -> tuple[str | None, bool]:
@@ -257,10 +299,13 @@ def _root_cert_file(config: PostgresConfig) -> tuple[str | None, bool]:
     return cafile or "system", False
 
 
-async def _authenticate(probe: Probe, config: PostgresConfig, address: Address) -> psycopg.AsyncConnection[TupleRow]:
+async def _authenticate(
+    probe: Probe, config: PostgresConfig, address: Address, *, encrypted: bool
+) -> psycopg.AsyncConnection[TupleRow]:
     """Step ``authenticate``: a real login, to ``address.ip`` (hostaddr) so nothing is resolved again."""
     async with probe.step("authenticate") as step:
         rootcert, temporary = _root_cert_file(config)
+        sslmode, require_auth = _libpq_tls(config, encrypted)
         try:
             conn = await psycopg.AsyncConnection.connect(
                 host=config.host,  # still given: libpq checks the certificate against it
@@ -269,8 +314,9 @@ async def _authenticate(probe: Probe, config: PostgresConfig, address: Address) 
                 dbname=config.database,
                 user=config.user,
                 password=config.password.get_secret_value(),
-                sslmode=config.ssl_mode,
                 sslrootcert=rootcert,
+                sslmode=sslmode,
+                require_auth=require_auth,  # None: left out, any method
                 gssencmode="disable",  # no Kerberos attempt: this checks password logins
                 connect_timeout=max(2, math.ceil(probe.remaining())),  # libpq's minimum is 2 s
                 application_name="sourcecheck",
@@ -422,6 +468,13 @@ def _driver_failure(exc: psycopg.Error, config: PostgresConfig) -> ProbeFailure:
             hint="The server is busy or restarting: try again later; if it persists, close idle connections "
             "or raise max_connections (or the role's CONNECTION LIMIT).",
             retryable=True,
+        )
+    if "requested a cleartext password" in said:  # libpq refused it: require_auth=!password
+        return ProbeFailure(
+            FailureType.AUTHENTICATION_FAILED,
+            "The server asked for the password in cleartext over a connection without TLS: it was not sent",
+            hint="Turn on TLS in the server and set ssl_mode to 'require' or stricter, or let the role log in "
+            "with scram-sha-256 (password_encryption and the pg_hba.conf line's method).",
         )
     if re.search(r"SSL|certificate|TLS", said):
         return ProbeFailure(FailureType.TLS_ERROR, text)

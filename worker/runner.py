@@ -118,6 +118,7 @@ def _child_main(conn: Connection, keys: list[str], memory_mb: int = 0) -> None:
     logs.configure_from_settings()  # the worker's log format; each probe's lines carry its job's ids
     all_connectors()  # import every connector before the first probe, not during it
     egress = get_settings().egress_policy()  # from the environment, which the child shares with its worker
+    profile = get_settings().profile
     cipher = Cipher(keys)
     limit_memory(memory_mb)
     reserve = [bytearray(RESERVE_BYTES)]  # never touched: costs no physical memory
@@ -154,7 +155,9 @@ def _child_main(conn: Connection, keys: list[str], memory_mb: int = 0) -> None:
             connector = get_connector(definition)
             config = connector.parse_config(cipher.decrypt_json(token))
             guard = _MemoryGuard(connector)
-            result = (await run_check(cast(Connector, guard), config, timeout=timeout, egress=egress)).to_dict()
+            result = (
+                await run_check(cast(Connector, guard), config, timeout=timeout, egress=egress, profile=profile)
+            ).to_dict()
             if guard.ran_out:
                 exit_out_of_memory(probe_id)
         except MemoryError:

@@ -16,6 +16,7 @@ from pymysql.constants import CLIENT
 
 from connectors.base import Probe, run_check
 from connectors.errors import InvalidConfiguration, ProbeFailure
+from connectors.profile import Profile
 from connectors.registry import get_connector
 from tests.servers import free_port
 from tests.servers.mariadb import MariaDB
@@ -25,8 +26,8 @@ STEPS = ["resolve", "tcp", "authenticate", "access"]
 ANYONE = {"database": "app", "user": "someone", "password": "a-long-password"}  # long: run_check masks it in messages
 
 
-async def check(data: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
-    return (await run_check(MYSQL, MYSQL.parse_config(data), timeout=timeout)).to_dict()
+async def check(data: dict[str, Any], timeout: float = 10.0, profile: Profile | None = None) -> dict[str, Any]:
+    return (await run_check(MYSQL, MYSQL.parse_config(data), timeout=timeout, profile=profile)).to_dict()
 
 
 def step(result: dict[str, Any], name: str) -> dict[str, Any]:
@@ -60,15 +61,17 @@ def fake_server() -> Iterator[Callable[[Callable[[socket.socket], None]], int]]:
         s.close()
 
 
-def greeting(capabilities: int) -> bytes:
-    """A MySQL protocol 10 handshake packet offering ``capabilities`` and native passwords."""
+def greeting(capabilities: int, plugin: bytes = b"mysql_native_password") -> bytes:
+    """A MySQL protocol 10 handshake packet offering ``capabilities`` and ``plugin`` (native passwords)."""
     payload = (
         b"\x0a5.5.5-10.11.0-FakeDB\x00"
         + struct.pack("<I", 7)
         + b"abcdefgh\x00"
         + struct.pack("<HBHHB", capabilities & 0xFFFF, 45, 2, capabilities >> 16, 21)
         + b"\x00" * 10
-        + b"ijklmnopqrst\x00mysql_native_password\x00"
+        + b"ijklmnopqrst\x00"
+        + plugin
+        + b"\x00"
     )
     return len(payload).to_bytes(3, "little") + b"\x00" + payload
 
@@ -223,6 +226,135 @@ async def test_required_tls_against_a_server_without_tls_fails_before_sending_cr
         await asyncio.sleep(0.02)  # lets the loop finish closing the client's socket
     await asyncio.sleep(0.1)  # a second connection, if any, would show up by now
     assert received == [b""]  # one connection (the tcp step's, reused), and no credential sent on it
+
+
+async def test_production_requires_tls_by_default_and_says_how_to_opt_out(fake_server: Any) -> None:
+    received: list[bytes] = []
+
+    def handle(conn: socket.socket) -> None:
+        conn.settimeout(3)
+        try:
+            conn.sendall(greeting(CLIENT.CAPABILITIES | CLIENT.CONNECT_WITH_DB))  # no CLIENT.SSL
+            received.append(conn.recv(4096))
+        except OSError:
+            received.append(b"")
+
+    port = fake_server(handle)
+    result = await check({"host": "127.0.0.1", "port": port, **ANYONE}, 5, profile="production")  # no ssl_mode
+
+    assert result["failure"]["type"] == "tls_error"
+    assert "sources without an ssl_mode require TLS in production" in result["failure"]["message"]
+    assert "set ssl_mode to preferred on this source" in result["failure"]["hint"]
+    for _ in range(100):
+        if received:
+            break
+        await asyncio.sleep(0.02)
+    assert received == [b""]  # the handshake response (with the hashed password) was never sent
+
+
+def packet(seq: int, payload: bytes) -> bytes:
+    return len(payload).to_bytes(3, "little") + bytes([seq]) + payload
+
+
+def read_packet(conn: socket.socket) -> bytes:
+    """One MySQL packet's payload; b"" when the client closed."""
+    head = b""
+    while len(head) < 4:
+        chunk = conn.recv(4 - len(head))
+        if not chunk:
+            return b""
+        head += chunk
+    size, body = int.from_bytes(head[:3], "little"), b""
+    while len(body) < size:
+        chunk = conn.recv(size - len(body))
+        if not chunk:
+            return body
+        body += chunk
+    return body
+
+
+@pytest.fixture
+def cleartext_switch(fake_server: Any) -> tuple[int, list[bytes]]:
+    """A MySQL-speaking server without TLS that answers the login with an auth switch to
+    mysql_clear_password; it records what the client sends after the switch."""
+    after_switch: list[bytes] = []
+
+    def handle(conn: socket.socket) -> None:
+        conn.settimeout(5)
+        try:
+            conn.sendall(greeting(CLIENT.CAPABILITIES | CLIENT.CONNECT_WITH_DB))  # no CLIENT.SSL
+            read_packet(conn)  # the handshake response: a native password hash
+            conn.sendall(packet(2, b"\xfemysql_clear_password\x00"))
+            after_switch.append(read_packet(conn))
+            conn.sendall(packet(4, b"\xff\x15\x04#28000Access denied"))
+        except OSError:
+            after_switch.append(b"")
+
+    return fake_server(handle), after_switch
+
+
+@pytest.mark.parametrize("profile", ["development", "production"])
+async def test_an_auth_switch_to_a_cleartext_password_without_tls_is_never_answered(
+    cleartext_switch: tuple[int, list[bytes]], mariadb_server: MariaDB, profile: Profile
+) -> None:
+    port, after_switch = cleartext_switch
+    # Opted out of TLS on purpose (development: the default prefers TLS, the server has none).
+    mode = {"ssl_mode": "disabled"} if profile == "production" else {}
+    started = time.monotonic()
+    attacked, healthy = await asyncio.gather(
+        check({"host": "127.0.0.1", "port": port, **ANYONE, **mode}, 5, profile=profile),
+        check(mariadb_server.config(ssl_mode="preferred"), 10, profile=profile),  # another tenant's
+    )
+
+    assert healthy["status"] == "succeeded", healthy["failure"]
+    assert time.monotonic() - started < 8
+    assert attacked["failure"]["type"] == "authentication_failed"
+    assert "asked for the password in cleartext (mysql_clear_password)" in attacked["failure"]["message"]
+    assert "without TLS: it was not sent" in attacked["failure"]["message"]
+    for _ in range(100):
+        if after_switch:
+            break
+        await asyncio.sleep(0.02)
+    assert after_switch == [b""]
+    assert ANYONE["password"] not in repr(attacked)
+
+
+async def test_a_greeting_that_asks_for_a_cleartext_password_without_tls_gets_no_handshake_response(
+    fake_server: Any,
+) -> None:
+    received: list[bytes] = []
+
+    def handle(conn: socket.socket) -> None:
+        conn.settimeout(3)
+        try:
+            conn.sendall(greeting(CLIENT.CAPABILITIES | CLIENT.CONNECT_WITH_DB, b"mysql_clear_password"))
+            received.append(read_packet(conn))
+        except OSError:
+            received.append(b"")
+
+    port = fake_server(handle)
+    result = await check({"host": "127.0.0.1", "port": port, **ANYONE, "ssl_mode": "disabled"}, 5)
+
+    assert result["failure"]["type"] == "authentication_failed"
+    assert "in cleartext" in result["failure"]["message"]
+    for _ in range(100):
+        if received:
+            break
+        await asyncio.sleep(0.02)
+    assert received == [b""]
+
+
+async def test_an_explicit_opt_out_logs_in_without_tls_in_production(mariadb_server: MariaDB) -> None:
+    for mode in ("preferred", "disabled"):
+        result = await check(mariadb_server.config(ssl_mode=mode), profile="production")
+        assert result["status"] == "succeeded", (mode, result["failure"])
+
+
+async def test_production_default_logs_in_over_tls(mariadb_server: MariaDB) -> None:
+    server = tls_server(mariadb_server)
+    result = await check(server.config(), profile="production")  # no ssl_mode: required
+    assert result["status"] == "succeeded", result["failure"]
+    assert "(TLS 1." in step(result, "authenticate")["message"]
 
 
 def tls_server(mariadb_server: MariaDB) -> MariaDB:

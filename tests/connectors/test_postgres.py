@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -22,16 +23,18 @@ from cryptography.x509.oid import NameOID
 
 from connectors.base import CheckResult, CheckStatus, StepStatus, run_check
 from connectors.errors import FailureType, InvalidConfiguration
+from connectors.profile import Profile
 from connectors.registry import get_connector
 from tests.servers import free_port
+from tests.servers.pgwire import CleartextPostgres
 from tests.servers.postgres import PostgresServer
 
 STEPS = ["resolve", "tcp", "tls", "authenticate", "access"]
 
 
-async def check(data: dict[str, Any], timeout: float = 10.0) -> CheckResult:
+async def check(data: dict[str, Any], timeout: float = 10.0, profile: Profile | None = None) -> CheckResult:
     connector = get_connector("postgres")
-    return await run_check(connector, connector.parse_config(data), timeout=timeout)
+    return await run_check(connector, connector.parse_config(data), timeout=timeout, profile=profile)
 
 
 def step(result: CheckResult, name: str) -> Any:
@@ -313,6 +316,26 @@ async def tls_server(tmp_path: Any) -> AsyncIterator[Any]:
         server.close()
 
 
+async def test_prefer_holds_the_login_to_the_tls_the_tls_step_found(ca: Certs, tmp_path: Any) -> None:
+    # The server offers TLS to the tls step, then refuses it to the login and asks for the
+    # password in cleartext: a downgrade in between. The login keeps to TLS instead.
+    cert, key = _cert("localhost", ca)
+    (tmp_path / "s.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "s.key").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "s.crt", tmp_path / "s.key")
+    with CleartextPostgres(tls_once=context) as server:
+        result = await check({"host": "localhost", "port": server.address.port, **ANYONE, "ssl_mode": "prefer"}, 5)
+
+        assert "established" in step(result, "tls").message
+        assert failure_type(result) == FailureType.TLS_ERROR
+        assert result.failure is not None and "SSL" in result.failure.message
+        assert server.startups == 0
+        assert server.passwords == []
+
+
 def tls_config(port: int, ssl_mode: str, root: str | None = None) -> dict[str, Any]:
     return {
         "host": "localhost",
@@ -373,6 +396,90 @@ async def test_ssl_mode_require_does_not_verify_the_certificate(tls_server: Any)
     assert "not verified" in step(result, "tls").message
 
 
+# --- no silent downgrade: TLS by default in production, never a cleartext password without TLS ---
+
+ANYONE = {"database": "app", "user": "reader", "password": "a-long-password"}
+
+
+@pytest.fixture
+def cleartext_server() -> Iterator[CleartextPostgres]:
+    with CleartextPostgres() as server:
+        yield server
+
+
+async def test_production_refuses_a_server_without_tls_by_default_and_never_logs_in(
+    cleartext_server: CleartextPostgres,
+) -> None:
+    config = {"host": "127.0.0.1", "port": cleartext_server.address.port, **ANYONE}
+    result = await check(config, 5, profile="production")
+
+    assert failure_type(result) == FailureType.TLS_ERROR
+    assert result.failure is not None
+    assert "require it in production" in result.failure.message
+    assert result.failure.hint is not None and "ssl_mode to 'prefer' or 'disable'" in result.failure.hint
+    assert step(result, "authenticate").status == StepStatus.SKIPPED
+    assert cleartext_server.startups == 0  # no login was even tried
+    assert cleartext_server.passwords == []
+
+
+async def test_a_cleartext_password_request_without_tls_is_never_answered(
+    cleartext_server: CleartextPostgres, postgres_server: PostgresServer
+) -> None:
+    # The user opted out of TLS on purpose; the server (or whoever answers there) asks for the
+    # password as it is. Another tenant's healthy check runs meanwhile.
+    config = {"host": "127.0.0.1", "port": cleartext_server.address.port, **ANYONE, "ssl_mode": "disable"}
+    started = time.monotonic()
+    attacked, healthy = await asyncio.gather(
+        check(config, 5, profile="production"),
+        check(postgres_server.config(ssl_mode="prefer"), 10, profile="production"),
+    )
+
+    assert healthy.status == CheckStatus.SUCCEEDED, healthy
+    assert time.monotonic() - started < 8
+    assert failure_type(attacked) == FailureType.AUTHENTICATION_FAILED
+    assert attacked.failure is not None
+    assert "asked for the password in cleartext over a connection without TLS" in attacked.failure.message
+    assert step(attacked, "tls").status == StepStatus.SKIPPED
+    assert cleartext_server.startups == 1
+    assert cleartext_server.passwords == []
+
+
+async def test_development_prefers_tls_and_still_refuses_a_cleartext_password_without_it(
+    cleartext_server: CleartextPostgres,
+) -> None:
+    config = {"host": "127.0.0.1", "port": cleartext_server.address.port, **ANYONE}
+    result = await check(config, 5, profile="development")
+
+    assert "does not offer TLS" in step(result, "tls").message  # prefer: goes on without TLS
+    assert failure_type(result) == FailureType.AUTHENTICATION_FAILED
+    assert result.failure is not None and "in cleartext" in result.failure.message
+    assert cleartext_server.startups == 1
+    assert cleartext_server.passwords == []
+
+
+async def test_production_default_logs_in_over_tls(postgres_tls_server: PostgresServer) -> None:
+    result = await check(postgres_tls_server.config(), profile="production")  # no ssl_mode: require
+
+    assert result.status == CheckStatus.SUCCEEDED, result
+    assert "established" in step(result, "tls").message
+    assert "(PostgreSQL 1" in step(result, "authenticate").message and ", TLS)" in step(result, "authenticate").message
+
+
+@pytest.mark.parametrize("ssl_mode", ["prefer", "disable"])
+async def test_an_explicit_opt_out_still_logs_in_without_tls_in_production(
+    postgres_server: PostgresServer, ssl_mode: str
+) -> None:
+    result = await check(postgres_server.config(ssl_mode=ssl_mode), profile="production")
+
+    assert result.status == CheckStatus.SUCCEEDED, result  # scram-sha-256: no cleartext password
+    assert "no TLS" in step(result, "authenticate").message
+
+
+def test_the_bundled_libpq_knows_require_auth() -> None:
+    # require_auth (the cleartext refusal) came with libpq 16.
+    assert psycopg.pq.version() >= 160000
+
+
 # --- configuration -------------------------------------------------------------------------
 
 
@@ -384,7 +491,7 @@ def test_schema_marks_the_password_secret() -> None:
     assert password["format"] == "password"
     assert set(schema["required"]) == {"host", "database", "user", "password"}
     assert schema["properties"]["schema_name"]["title"] == "Schema"
-    assert schema["properties"]["ssl_mode"]["default"] == "prefer"
+    assert schema["properties"]["ssl_mode"]["default"] is None  # the profile decides
 
 
 @pytest.mark.parametrize(
