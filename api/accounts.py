@@ -72,7 +72,13 @@ def revoke_api_key(session: Session, *, key_id: str) -> None:
 # Built once: every authenticated request runs it, as a plain SQL query (Core, not the
 # ORM's session and identity map: a third of the cost of a test request's lookup).
 _TOKEN_LOOKUP = (
-    sql.select(col(Organization.id), col(Organization.name), col(Organization.created_at), col(ApiKey.token_hash), col(ApiKey.revoked_at))
+    sql.select(
+        col(Organization.id),
+        col(Organization.name),
+        col(Organization.created_at),
+        col(ApiKey.token_hash),
+        col(ApiKey.revoked_at),
+    )
     .join(ApiKey, col(ApiKey.organization_id) == col(Organization.id))
     .where(col(ApiKey.id) == bindparam("key_id"))
 )

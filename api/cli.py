@@ -150,7 +150,10 @@ def worker(ctx: typer.Context) -> None:
 
     Example: sourcecheck worker -n worker2@%h --concurrency 16
     """
-    os.execv(sys.executable, [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-E", "--loglevel", "INFO", *ctx.args])
+    os.execv(
+        sys.executable,
+        [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-E", "--loglevel", "INFO", *ctx.args],
+    )
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -165,9 +168,13 @@ def flower(ctx: typer.Context) -> None:
     from api.settings import get_api_settings
 
     auth_options = ("--basic-auth", "--basic_auth", "--auth", "--oauth2")
-    has_auth = any(a.startswith(auth_options) for a in ctx.args) or any(os.environ.get(v) for v in ("FLOWER_BASIC_AUTH", "FLOWER_AUTH"))
+    has_auth = any(a.startswith(auth_options) for a in ctx.args) or any(
+        os.environ.get(v) for v in ("FLOWER_BASIC_AUTH", "FLOWER_AUTH")
+    )
     if get_api_settings().profile != "development" and not has_auth:
-        _fail("Flower needs authentication outside development: pass --basic-auth=user:password or set FLOWER_BASIC_AUTH")
+        _fail(
+            "Flower needs authentication outside development: pass --basic-auth=user:password or set FLOWER_BASIC_AUTH"
+        )
     os.execv(sys.executable, [sys.executable, "-m", "worker.flower", *ctx.args])  # celery flower, logging as we do
 
 
@@ -223,7 +230,11 @@ def _print_verdict(verdict: _Verdict) -> None:
         typer.echo(typer.style(f"{marks['succeeded']} succeeded{took}: the source works", fg="green", bold=True))
         return
     retry = "" if verdict.retryable is None else (", retryable" if verdict.retryable else ", not retryable")
-    typer.echo(typer.style(f"{marks['failed']} {verdict.status}{took} ({verdict.type or 'unknown'}{retry})", fg="red", bold=True))
+    typer.echo(
+        typer.style(
+            f"{marks['failed']} {verdict.status}{took} ({verdict.type or 'unknown'}{retry})", fg="red", bold=True
+        )
+    )
     if verdict.message:
         typer.echo(f"  {verdict.message}")
     if verdict.hint:
@@ -264,8 +275,15 @@ def _fail_fields(title: str, errors: list[tuple[str, str]]) -> NoReturn:
 
 @app.command()
 def check(
-    definition: Annotated[str, typer.Argument(help="The source definition: postgres, mysql, http, s3, ...", show_default=False)],
-    config: Annotated[str, typer.Option("--config", "-c", help="A JSON file with the configuration ('-': read stdin).", show_default=False)],
+    definition: Annotated[
+        str, typer.Argument(help="The source definition: postgres, mysql, http, s3, ...", show_default=False)
+    ],
+    config: Annotated[
+        str,
+        typer.Option(
+            "--config", "-c", help="A JSON file with the configuration ('-': read stdin).", show_default=False
+        ),
+    ],
     timeout: Annotated[float, typer.Option(min=0.5, max=60.0, help="The check's deadline in seconds.")] = 10.0,
 ) -> None:
     """Check a source from this machine, directly: no API, no queue, no worker.
@@ -312,18 +330,26 @@ def check(
         raise typer.Exit(EXIT_FAILED)
     result = outcome[0]
     if isinstance(result, BaseException):
-        _print_verdict(_Verdict(status="failed", type="internal_error", message=f"The check stopped on an unexpected {type(result).__name__}"))
+        _print_verdict(
+            _Verdict(
+                status="failed",
+                type="internal_error",
+                message=f"The check stopped on an unexpected {type(result).__name__}",
+            )
+        )
         raise typer.Exit(EXIT_FAILED)
     failure = result.failure
-    _print_verdict(_Verdict(
-        status=result.status.value,
-        duration_ms=result.duration_ms,
-        type=failure.type.value if failure else None,
-        message=failure.message if failure else None,
-        hint=failure.hint if failure else None,
-        retryable=failure.retryable if failure else None,
-        steps=[_StepLine(s.name, s.status.value, s.duration_ms, s.message) for s in result.steps],
-    ))
+    _print_verdict(
+        _Verdict(
+            status=result.status.value,
+            duration_ms=result.duration_ms,
+            type=failure.type.value if failure else None,
+            message=failure.message if failure else None,
+            hint=failure.hint if failure else None,
+            retryable=failure.retryable if failure else None,
+            steps=[_StepLine(s.name, s.status.value, s.duration_ms, s.message) for s in result.steps],
+        )
+    )
     raise typer.Exit(0 if failure is None else EXIT_FAILED)
 
 
@@ -348,16 +374,56 @@ def _organization_of_token(token: str) -> str | None:
 
 @app.command("test")
 def test_through_api(
-    source: Annotated[str | None, typer.Option("--source", help="Test this stored source (src_...).", show_default=False)] = None,
-    definition: Annotated[str | None, typer.Option("--definition", help="Test inline: the source definition (postgres, ...).", show_default=False)] = None,
-    config: Annotated[str | None, typer.Option("--config", "-c", help="A JSON file with the configuration: inline, or fields overriding the stored source's ('-': stdin).", show_default=False)] = None,
-    org: Annotated[str | None, typer.Option("--org", envvar="SOURCECHECK_ORG", help="The organization (org_...); default: the token's, when this machine's database knows it.", show_default=False)] = None,
-    workspace: Annotated[str | None, typer.Option("--workspace", help="Inline: the workspace context.", show_default=False)] = None,
-    name: Annotated[str | None, typer.Option("--name", help="Inline: a name for the source.", show_default=False)] = None,
-    api_url: Annotated[str, typer.Option("--api-url", envvar="SOURCECHECK_API_URL", help="The API's base URL.")] = "http://127.0.0.1:8000",
-    token: Annotated[str | None, typer.Option("--token", envvar="SOURCECHECK_TOKEN", help="The API key (sck_...).", show_default=False)] = None,
-    timeout: Annotated[float | None, typer.Option(min=0.5, max=60.0, help="The check's deadline in seconds (default: the API's, 10).", show_default=False)] = None,
-    poll_timeout: Annotated[float, typer.Option(min=1.0, help="How long to wait for the result in all, polling when the API answers 'still running'.")] = 120.0,
+    source: Annotated[
+        str | None, typer.Option("--source", help="Test this stored source (src_...).", show_default=False)
+    ] = None,
+    definition: Annotated[
+        str | None,
+        typer.Option("--definition", help="Test inline: the source definition (postgres, ...).", show_default=False),
+    ] = None,
+    config: Annotated[
+        str | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="A JSON file with the configuration: inline, or fields overriding the stored source's ('-': stdin).",
+            show_default=False,
+        ),
+    ] = None,
+    org: Annotated[
+        str | None,
+        typer.Option(
+            "--org",
+            envvar="SOURCECHECK_ORG",
+            help="The organization (org_...); default: the token's, when this machine's database knows it.",
+            show_default=False,
+        ),
+    ] = None,
+    workspace: Annotated[
+        str | None, typer.Option("--workspace", help="Inline: the workspace context.", show_default=False)
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Inline: a name for the source.", show_default=False)
+    ] = None,
+    api_url: Annotated[
+        str, typer.Option("--api-url", envvar="SOURCECHECK_API_URL", help="The API's base URL.")
+    ] = "http://127.0.0.1:8000",
+    token: Annotated[
+        str | None,
+        typer.Option("--token", envvar="SOURCECHECK_TOKEN", help="The API key (sck_...).", show_default=False),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=0.5, max=60.0, help="The check's deadline in seconds (default: the API's, 10).", show_default=False
+        ),
+    ] = None,
+    poll_timeout: Annotated[
+        float,
+        typer.Option(
+            min=1.0, help="How long to wait for the result in all, polling when the API answers 'still running'."
+        ),
+    ] = 120.0,
 ) -> None:
     """Test a source through the API (queued, run by a worker), stored or inline.
 
@@ -400,8 +466,13 @@ def test_through_api(
         with Client(api_key=token, base_url=api_url, organization_id=organization) as client:
             with _while_waiting(f"Testing {what} through {api_url}..."):
                 result = client.knowledge_connectors.test_source(
-                    source_id=source, source_definition_id=definition, configuration=configuration,
-                    workspace_id=workspace, name=name, timeout=timeout, poll_timeout=poll_timeout,
+                    source_id=source,
+                    source_definition_id=definition,
+                    configuration=configuration,
+                    workspace_id=workspace,
+                    name=name,
+                    timeout=timeout,
+                    poll_timeout=poll_timeout,
                 )
     except ValueError as exc:  # a malformed --api-url
         _fail(str(exc))
@@ -418,23 +489,29 @@ def test_through_api(
 
     info = result.job_info
     if info is not None:
-        typer.echo(f"{info.source_definition_id} {info.source_id or info.name or ''}  job {info.job_id}"
-                   + (f" on {info.worker}" if info.worker else ""))
-    _print_verdict(_Verdict(
-        status=result.status,
-        duration_ms=info.duration_ms if info else None,
-        type=info.type if info else None,
-        message=info.message if info else None,
-        hint=info.hint if info else None,
-        retryable=info.retryable if info else None,
-        steps=[_StepLine(s.name, s.status, s.duration_ms, s.message) for s in (info.steps if info else [])],
-    ))
+        typer.echo(
+            f"{info.source_definition_id} {info.source_id or info.name or ''}  job {info.job_id}"
+            + (f" on {info.worker}" if info.worker else "")
+        )
+    _print_verdict(
+        _Verdict(
+            status=result.status,
+            duration_ms=info.duration_ms if info else None,
+            type=info.type if info else None,
+            message=info.message if info else None,
+            hint=info.hint if info else None,
+            retryable=info.retryable if info else None,
+            steps=[_StepLine(s.name, s.status, s.duration_ms, s.message) for s in (info.steps if info else [])],
+        )
+    )
     raise typer.Exit(0 if result.succeeded else EXIT_FAILED)
 
 
 # --- db: the metadata database's schema ---------------------------------------------------
 
-db_app = typer.Typer(help="The metadata database's schema (Alembic migrations in api/migrations/).", no_args_is_help=True)
+db_app = typer.Typer(
+    help="The metadata database's schema (Alembic migrations in api/migrations/).", no_args_is_help=True
+)
 app.add_typer(db_app, name="db")
 
 

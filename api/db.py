@@ -237,8 +237,9 @@ def upgrade_sql(engine: Engine | None = None) -> None:
     command.upgrade(alembic_config(), f"{start}:head" if start else "head", sql=True)
 
 
-def new_revision(message: str, *, autogenerate: bool = True, engine: Engine | None = None,
-                 script_location: Path = MIGRATIONS) -> Path:
+def new_revision(
+    message: str, *, autogenerate: bool = True, engine: Engine | None = None, script_location: Path = MIGRATIONS
+) -> Path:
     """Write the next migration (0002_..., 0003_...) into ``script_location``/versions and
     return its path. With ``autogenerate`` its operations are the difference between the
     models (api/models.py) and the database, which must be at head."""

@@ -39,9 +39,14 @@ def job_store(request: Request) -> JobStore:
     store: JobStore = request.app.state.job_store
     return store
 
+
 OrganizationId = Annotated[
     str,
-    Path(pattern=ORG_ID_PATTERN, description="The unique identifier of the organization (format: `org_*`).", examples=["org_xyz789"]),
+    Path(
+        pattern=ORG_ID_PATTERN,
+        description="The unique identifier of the organization (format: `org_*`).",
+        examples=["org_xyz789"],
+    ),
 ]
 # Malformed ids are 422 before anything is looked up; well-formed unknown ones are 404.
 SourceId = Annotated[str, Path(pattern=ID_PATTERN, description="The source's id (`src_*`).", examples=["src_abc123"])]

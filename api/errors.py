@@ -1,13 +1,13 @@
 """The errors the API answers with, one shape for all: ``{"error": {code, message, errors?}}``.
 
-    ApiError                     any answer that is not a success
-    ├── Unauthorized       401   no token, a malformed, unknown or revoked token
-    ├── NotFound           404   unknown id, or one of another organization (never told apart)
-    ├── InvalidRequest     422   the request is malformed or the configuration fails its schema
-    │   └── SecretsRequired  422   a change of destination without the stored secrets sent again
-    ├── PayloadTooLarge    413
-    ├── TooManyRequests    429   the organization has too many tests in flight; retry after Retry-After
-    └── ServiceUnavailable 503   Redis or the database cannot be reached; retry later
+ApiError                     any answer that is not a success
+├── Unauthorized       401   no token, a malformed, unknown or revoked token
+├── NotFound           404   unknown id, or one of another organization (never told apart)
+├── InvalidRequest     422   the request is malformed or the configuration fails its schema
+│   └── SecretsRequired  422   a change of destination without the stored secrets sent again
+├── PayloadTooLarge    413
+├── TooManyRequests    429   the organization has too many tests in flight; retry after Retry-After
+└── ServiceUnavailable 503   Redis or the database cannot be reached; retry later
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ class ApiError(Exception):
     status_code = 500
     code = "internal_error"
 
-    def __init__(self, message: str, *, errors: list[FieldError] | None = None, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, message: str, *, errors: list[FieldError] | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.errors = errors
@@ -72,7 +74,10 @@ class SecretsRequired(InvalidRequest):
     def naming(cls, changed: list[str], secrets: list[str], prefix: str = "configuration") -> SecretsRequired:
         why = f"{', '.join(changed)} changed: a stored secret is only sent where it was stored for"
         errors = [FieldError(field=f"{prefix}.{path}", message=f"send this secret again ({why})") for path in secrets]
-        return cls(f"Send the secrets again with the new destination ({', '.join(changed)}): {', '.join(secrets)}", errors=errors)
+        return cls(
+            f"Send the secrets again with the new destination ({', '.join(changed)}): {', '.join(secrets)}",
+            errors=errors,
+        )
 
 
 class PayloadTooLarge(ApiError):

@@ -69,7 +69,11 @@ async def check_redis(redis: aioredis.Redis) -> dict[str, Any]:
 
 async def check_workers(redis: aioredis.Redis) -> dict[str, Any]:
     names = await redis.zrevrange(HEARTBEATS_KEY, 0, _MAX_WORKERS_LOOKED_AT - 1)
-    alive = await redis.exists(*[HEARTBEAT_KEY.format(n.decode() if isinstance(n, bytes) else n) for n in names]) if names else 0
+    alive = (
+        await redis.exists(*[HEARTBEAT_KEY.format(n.decode() if isinstance(n, bytes) else n) for n in names])
+        if names
+        else 0
+    )
     if not alive:
         raise NotReady(f"no worker heartbeat in the last {HEARTBEAT_TTL} s")
     return {"alive": int(alive)}
@@ -89,7 +93,9 @@ async def _run(check: Callable[[], Awaitable[dict[str, Any]]], timeout: float) -
     return {"status": "ok", "duration_ms": round((time.perf_counter() - started) * 1000, 2), **detail}
 
 
-async def readiness(redis: aioredis.Redis, engine: Engine, timeout: float = CHECK_TIMEOUT_SECONDS) -> tuple[bool, dict[str, Any]]:
+async def readiness(
+    redis: aioredis.Redis, engine: Engine, timeout: float = CHECK_TIMEOUT_SECONDS
+) -> tuple[bool, dict[str, Any]]:
     """Run the checks; returns (ready, the body of the answer)."""
     global _last_failed
     database, redis_check, workers = await asyncio.gather(

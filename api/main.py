@@ -42,7 +42,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     store = JobStore(celery_app, settings.redis_url, settings.result_ttl_seconds)
     await store.start()
     app.state.job_store = store
-    listener = await metrics.serve(settings.metrics_address, settings.metrics_port, store) if not _metrics_on_api_port() else None
+    listener = (
+        await metrics.serve(settings.metrics_address, settings.metrics_port, store)
+        if not _metrics_on_api_port()
+        else None
+    )
     # What start-up made lives as long as the process: the collector need not scan it again
     # (its full collections took ~100 ms each under load; docs/execution-model.md).
     gc.freeze()
@@ -141,14 +145,19 @@ def create_app() -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         # The input values are never echoed: a configuration may hold secrets.
-        errors = [FieldError(field=_field(tuple(e.get("loc", ()))), message=str(e.get("msg", "invalid"))) for e in exc.errors()]
+        errors = [
+            FieldError(field=_field(tuple(e.get("loc", ()))), message=str(e.get("msg", "invalid")))
+            for e in exc.errors()
+        ]
         fields = ", ".join(e.field for e in errors)
         return error_response(InvalidRequest(f"The request is not valid: {fields}", errors=errors))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400:  # FastAPI could not parse the body (e.g. JSON nested past Python's recursion limit)
-            return error_response(InvalidRequest("The request body could not be parsed: it is not JSON, or nested too deeply"))
+            return error_response(
+                InvalidRequest("The request body could not be parsed: it is not JSON, or nested too deeply")
+            )
         error = ApiError(str(exc.detail))
         error.status_code = exc.status_code
         error.code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
@@ -170,7 +179,9 @@ def create_app() -> FastAPI:
         return {"status": "ok"}
 
     @app.get(
-        "/readyz", tags=["Health"], summary="The API can serve tests: database, Redis and a worker answer",
+        "/readyz",
+        tags=["Health"],
+        summary="The API can serve tests: database, Redis and a worker answer",
         responses={503: {"description": "Not ready: `failed` names the checks that failed"}},
     )
     async def readyz(request: Request) -> JSONResponse:

@@ -58,9 +58,14 @@ REQUEST_SECONDS = Histogram(
     ["method", "route", "status"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 60.0),
 )
-TESTS = Counter("sourcecheck_tests", "Tests answered with a final result (each job once per API process).",
-                ["definition", "status", "type"])
-QUEUE_DEPTH_ERRORS = Counter("sourcecheck_queue_depth_errors", "Scrapes where the queue depth could not be read in time.")
+TESTS = Counter(
+    "sourcecheck_tests",
+    "Tests answered with a final result (each job once per API process).",
+    ["definition", "status", "type"],
+)
+QUEUE_DEPTH_ERRORS = Counter(
+    "sourcecheck_queue_depth_errors", "Scrapes where the queue depth could not be read in time."
+)
 
 
 class _ScrapeTime(Collector):
@@ -73,17 +78,28 @@ class _ScrapeTime(Collector):
 
     def collect(self) -> Iterator[Metric]:
         if self.depth is not None:
-            depth = GaugeMetricFamily("sourcecheck_queue_depth", "Messages waiting in the Celery queue.", labels=["queue"])
+            depth = GaugeMetricFamily(
+                "sourcecheck_queue_depth", "Messages waiting in the Celery queue.", labels=["queue"]
+            )
             depth.add_metric([QUEUE], self.depth)
             yield depth
         if self.store is not None:
-            yield GaugeMetricFamily("sourcecheck_jobs_awaiting_result", "Jobs that requests of this API process are waiting on.",
-                                    value=self.store.waiting())
+            yield GaugeMetricFamily(
+                "sourcecheck_jobs_awaiting_result",
+                "Jobs that requests of this API process are waiting on.",
+                value=self.store.waiting(),
+            )
         if self.admission is not None:
-            yield CounterMetricFamily("sourcecheck_admission_admitted", "Test requests that took a place in the admission gate.",
-                                      value=self.admission.admitted)
-            yield GaugeMetricFamily("sourcecheck_admission_waiting", "Test requests waiting for a place in the admission gate.",
-                                    value=self.admission.waiting())
+            yield CounterMetricFamily(
+                "sourcecheck_admission_admitted",
+                "Test requests that took a place in the admission gate.",
+                value=self.admission.admitted,
+            )
+            yield GaugeMetricFamily(
+                "sourcecheck_admission_waiting",
+                "Test requests waiting for a place in the admission gate.",
+                value=self.admission.waiting(),
+            )
 
 
 _scrape_time = _ScrapeTime()
@@ -199,8 +215,11 @@ async def serve(address: str, port: int, store: JobStore) -> asyncio.Server:
                 status, body, media = "200 OK", bytes(response.body), CONTENT_TYPE_LATEST
             else:
                 status, body, media = "404 Not Found", b"Not Found\n", "text/plain"
-            writer.write(f"HTTP/1.1 {status}\r\ncontent-type: {media}\r\ncontent-length: {len(body)}\r\n"
-                         "connection: close\r\n\r\n".encode() + body)
+            writer.write(
+                f"HTTP/1.1 {status}\r\ncontent-type: {media}\r\ncontent-length: {len(body)}\r\n"
+                "connection: close\r\n\r\n".encode()
+                + body
+            )
             await writer.drain()
         except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             pass  # a scraper that does not send a head in time, or too large a one, gets nothing

@@ -164,7 +164,15 @@ class TestSourceRequest(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"source_id": "src_abc123"}, {"source_definition_id": "postgres", "configuration": {"host": "db.example.com", "database": "app", "user": "reader", "password": "..."}}]},
+        json_schema_extra={
+            "examples": [
+                {"source_id": "src_abc123"},
+                {
+                    "source_definition_id": "postgres",
+                    "configuration": {"host": "db.example.com", "database": "app", "user": "reader", "password": "..."},
+                },
+            ]
+        },
     )
 
     source_id: ResourceId | None = Field(None, description="Test an existing source by its ID.")
@@ -175,7 +183,9 @@ class TestSourceRequest(BaseModel):
         description="Configuration to test (for inline testing), or fields overriding the stored source's "
         "(at most 8 levels deep, 500 keys and items).",
     )
-    name: str | None = Field(None, max_length=200, pattern=NAME_PATTERN, description="Source name (for inline testing).")
+    name: str | None = Field(
+        None, max_length=200, pattern=NAME_PATTERN, description="Source name (for inline testing)."
+    )
 
 
 class StepInfo(BaseModel):
@@ -229,15 +239,24 @@ class ErrorResponse(BaseModel):
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}}
 ERROR_RESPONSES: dict[int, dict[str, Any]] = {
     401: {"description": "Missing, malformed, unknown or revoked API key."},
-    404: {"description": "Unknown organization (or the key's organization is another one), source, workspace, "
-          "definition or job: never told apart from one that exists elsewhere."},
+    404: {
+        "description": "Unknown organization (or the key's organization is another one), source, workspace, "
+        "definition or job: never told apart from one that exists elsewhere."
+    },
     413: {"description": "The request body is larger than the limit (64 KiB by default)."},
-    422: {"description": "Malformed request: a path, query or body field (named in `errors`, values never echoed), "
-          "a configuration that fails its definition's schema, or one nested or sized past the limits."},
-    429: {"description": "The organization has too many tests in flight, or ran too many this minute; retry after "
-          "`Retry-After` seconds. Nothing was enqueued.", "headers": _RETRY_AFTER},
-    503: {"description": "The queue or the database is unavailable; retry after `Retry-After` seconds.",
-          "headers": _RETRY_AFTER},
+    422: {
+        "description": "Malformed request: a path, query or body field (named in `errors`, values never echoed), "
+        "a configuration that fails its definition's schema, or one nested or sized past the limits."
+    },
+    429: {
+        "description": "The organization has too many tests in flight, or ran too many this minute; retry after "
+        "`Retry-After` seconds. Nothing was enqueued.",
+        "headers": _RETRY_AFTER,
+    },
+    503: {
+        "description": "The queue or the database is unavailable; retry after `Retry-After` seconds.",
+        "headers": _RETRY_AFTER,
+    },
 }
 
 

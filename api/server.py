@@ -32,10 +32,21 @@ def uvicorn_argv(python: str, host: str, port: int, settings: ApiSettings | None
     """The command that serves the API, with the bounds of ``settings`` (see ApiSettings)."""
     settings = settings or get_api_settings()
     return [
-        python, "-m", "uvicorn", "api.main:app", "--host", host, "--port", str(port), "--no-server-header",
-        "--http", "api.server:HeadBoundProtocol",
-        "--limit-concurrency", str(settings.api_limit_concurrency),
-        "--timeout-keep-alive", str(settings.api_keep_alive_seconds),
+        python,
+        "-m",
+        "uvicorn",
+        "api.main:app",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--no-server-header",
+        "--http",
+        "api.server:HeadBoundProtocol",
+        "--limit-concurrency",
+        str(settings.api_limit_concurrency),
+        "--timeout-keep-alive",
+        str(settings.api_keep_alive_seconds),
         *extra,
     ]
 

@@ -33,7 +33,9 @@ def merge_configuration(stored: dict[str, Any], override: dict[str, Any]) -> dic
     return merged
 
 
-def check_destination(definition_id: str, stored: dict[str, Any], override: dict[str, Any], merged: dict[str, Any]) -> None:
+def check_destination(
+    definition_id: str, stored: dict[str, Any], override: dict[str, Any], merged: dict[str, Any]
+) -> None:
     """Refuse to send a stored secret anywhere but where it was stored for.
 
     ``merged`` (the revealed dump of the validated merge of ``override`` into ``stored``) may
@@ -74,7 +76,9 @@ def merged_configuration(definition_id: str, stored: dict[str, Any], override: d
     return config
 
 
-def validate_configuration(definition_id: str, configuration: dict[str, Any], *, field: str = "source_definition_id") -> ConnectorConfig:
+def validate_configuration(
+    definition_id: str, configuration: dict[str, Any], *, field: str = "source_definition_id"
+) -> ConnectorConfig:
     """The configuration parsed by its connector; InvalidRequest naming each bad field."""
     try:
         connector = get_connector(definition_id)
@@ -183,7 +187,9 @@ def update_source(session: Session, cipher: Cipher, *, source: Source, body: Sou
     if body.name is not None:
         source.name = body.name
     if body.configuration is not None:
-        config = merged_configuration(source.source_definition_id, stored_configuration(cipher, source), body.configuration)
+        config = merged_configuration(
+            source.source_definition_id, stored_configuration(cipher, source), body.configuration
+        )
         source.configuration_encrypted = cipher.encrypt_json(config.revealed())
     source.updated_at = utcnow()
     session.add(source)

@@ -160,14 +160,33 @@ def run_stack(api_port: int = API_PORT, flower_port: int = FLOWER_PORT) -> int:
             port = next(p for p in range(6380, 6480) if _port_free(p))
             redis_dir = settings.data_dir / "redis"
             redis_dir.mkdir(parents=True, exist_ok=True)
-            start("redis", [_redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(redis_dir.resolve()),
-                            "--save", "", "--appendonly", "yes", "--loglevel", "warning"])
+            start(
+                "redis",
+                [
+                    _redis_binary(),
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--dir",
+                    str(redis_dir.resolve()),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "yes",
+                    "--loglevel",
+                    "warning",
+                ],
+            )
             if not _wait_for_port(port):
                 print("error: Redis did not start", file=sys.stderr)
                 return 1
             env["SOURCECHECK_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
         start("api", uvicorn_argv(python, "127.0.0.1", api_port, settings))
-        start("worker", [python, "-m", "celery", "-A", "worker.app", "worker", "-E", "-n", "worker1@%h", "--loglevel", "INFO"])
+        start(
+            "worker",
+            [python, "-m", "celery", "-A", "worker.app", "worker", "-E", "-n", "worker1@%h", "--loglevel", "INFO"],
+        )
         start("flower", [python, "-m", "worker.flower", "--address=127.0.0.1", f"--port={flower_port}"])
         _wait_for_port(api_port)
         _wait_for_port(flower_port)
@@ -178,7 +197,7 @@ sourcecheck is running (profile: {settings.profile})
   API      http://127.0.0.1:{api_port}        (docs: http://127.0.0.1:{api_port}/docs)
   Flower   http://127.0.0.1:{flower_port}
   Metrics  http://127.0.0.1:{api_port}/metrics (API), {f"http://127.0.0.1:{settings.worker_metrics_port}/metrics" if settings.worker_metrics_port else "off"} (worker); ready: /readyz
-  Redis    {env['SOURCECHECK_REDIS_URL']}
+  Redis    {env["SOURCECHECK_REDIS_URL"]}
   Database {settings.sqlalchemy_url()}
 
 Get a token (in another terminal, in this folder):

@@ -57,10 +57,16 @@ class Tree:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("trees", nargs="+", type=Path, help="source trees to compare (each with api/, worker/, connectors/)")
+    parser.add_argument(
+        "trees", nargs="+", type=Path, help="source trees to compare (each with api/, worker/, connectors/)"
+    )
     parser.add_argument("--rounds", type=int, default=6, help="rounds of each measurement per tree (default 6)")
-    parser.add_argument("--sequential", type=int, default=100, help="sequential round trips of each kind per round (default 100)")
-    parser.add_argument("--per-client", type=int, default=10, help=f"tests per client of the {CLIENTS} in each load round (default 10)")
+    parser.add_argument(
+        "--sequential", type=int, default=100, help="sequential round trips of each kind per round (default 100)"
+    )
+    parser.add_argument(
+        "--per-client", type=int, default=10, help=f"tests per client of the {CLIENTS} in each load round (default 10)"
+    )
     args = parser.parse_args()
     for root in args.trees:
         if not (root / "worker" / "app.py").is_file():
@@ -83,7 +89,7 @@ def main() -> None:
                 raw_sequential(tree.stack.app, 50)
                 asyncio.run(e2e_sequential(tree.stack.api_port, tree.path, servers.fast_body, tree.token, 50))
             for round_ in range(args.rounds):
-                for tree in trees[round_ % len(trees):] + trees[: round_ % len(trees)]:
+                for tree in trees[round_ % len(trees) :] + trees[: round_ % len(trees)]:
                     measure(tree, servers, args.sequential, args.per_client)
         finally:
             for tree in trees:
@@ -97,17 +103,23 @@ def measure(tree: Tree, servers: Servers, sequential: int, per_client: int) -> N
     tree.e2e += asyncio.run(e2e_sequential(stack.api_port, tree.path, servers.fast_body, tree.token, sequential))
     tree.raw_seconds += raw_load(stack.app, CLIENTS, per_client)
     with stack.cpu_into(tree.cpu_ms):
-        tree.e2e_seconds += asyncio.run(e2e_load(stack.api_port, tree.path, servers.fast_body, tree.token, CLIENTS, per_client))
+        tree.e2e_seconds += asyncio.run(
+            e2e_load(stack.api_port, tree.path, servers.fast_body, tree.token, CLIENTS, per_client)
+        )
 
 
 def report(trees: list[Tree], load_tests: int) -> None:
-    print(f"\n{'tree':<32}{'raw p50':>9}{'e2e p50':>9}{'ratio':>7}{'raw tps':>9}{'e2e tps':>9}{'ratio':>7}   cpu ms/test api worker redis")
+    print(
+        f"\n{'tree':<32}{'raw p50':>9}{'e2e p50':>9}{'ratio':>7}{'raw tps':>9}{'e2e tps':>9}{'ratio':>7}   cpu ms/test api worker redis"
+    )
     for tree in trees:
         raw_p50, e2e_p50 = statistics.median(tree.rtts), statistics.median(tree.e2e)
         raw_tps, e2e_tps = load_tests / tree.raw_seconds, load_tests / tree.e2e_seconds
         cpu = " ".join(f"{tree.cpu_ms[name] / load_tests:.2f}" for name in ("api", "worker", "redis"))
-        print(f"{str(tree.root)[-32:]:<32}{raw_p50:>9.2f}{e2e_p50:>9.2f}{e2e_p50 / raw_p50:>7.2f}"
-              f"{raw_tps:>9.0f}{e2e_tps:>9.0f}{e2e_tps / raw_tps:>7.2f}   {cpu}")
+        print(
+            f"{str(tree.root)[-32:]:<32}{raw_p50:>9.2f}{e2e_p50:>9.2f}{e2e_p50 / raw_p50:>7.2f}"
+            f"{raw_tps:>9.0f}{e2e_tps:>9.0f}{e2e_tps / raw_tps:>7.2f}   {cpu}"
+        )
 
 
 if __name__ == "__main__":

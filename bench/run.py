@@ -151,6 +151,7 @@ def pct(values: list[float], p: float) -> float:
 
 # --- local servers (in this process, on their own loop) --------------------------------
 
+
 class Servers:
     """A fast HTTP server that counts requests per path, and a silent TCP server."""
 
@@ -167,8 +168,10 @@ class Servers:
 
     def fast_body(self) -> dict[str, object]:
         """A test of the fast server, a different configuration each time (no coalescing)."""
-        return {"source_definition_id": "http",
-                "configuration": {"url": f"http://127.0.0.1:{self.fast_port}/ok?n={uuid.uuid4().hex}"}}
+        return {
+            "source_definition_id": "http",
+            "configuration": {"url": f"http://127.0.0.1:{self.fast_port}/ok?n={uuid.uuid4().hex}"},
+        }
 
     def _run(self, ready: threading.Event) -> None:
         asyncio.set_event_loop(self._loop)
@@ -199,6 +202,7 @@ class Servers:
 
 # --- what is measured, raw and end to end ----------------------------------------------
 
+
 def raw_sequential(app: Celery, n: int) -> list[float]:
     """Round trips (ms) of a no-op task, sent and awaited with the project's Celery app."""
     times = []
@@ -211,6 +215,7 @@ def raw_sequential(app: Celery, n: int) -> list[float]:
 
 def raw_load(app: Celery, clients: int, per_client: int) -> float:
     """Seconds for ``clients`` threads to send and await ``per_client`` no-ops each."""
+
     def one_client(n: int) -> None:
         for _ in range(n):
             app.send_task("sourcecheck.noop").get(timeout=30)
@@ -221,7 +226,9 @@ def raw_load(app: Celery, clients: int, per_client: int) -> float:
     return time.perf_counter() - t
 
 
-async def e2e_sequential(port: int, path: str, body: Callable[[], object], token: str, n: int, keep: bool = True) -> list[float]:
+async def e2e_sequential(
+    port: int, path: str, body: Callable[[], object], token: str, n: int, keep: bool = True
+) -> list[float]:
     """Times (ms) of ``n`` tests sent one after the other, each of which must succeed."""
     client = Connection(port)
     times = []
@@ -233,8 +240,11 @@ async def e2e_sequential(port: int, path: str, body: Callable[[], object], token
     return times
 
 
-async def e2e_load(port: int, path: str, body: Callable[[], object], token: str, clients: int, per_client: int) -> float:
+async def e2e_load(
+    port: int, path: str, body: Callable[[], object], token: str, clients: int, per_client: int
+) -> float:
     """Seconds for ``clients`` clients (a kept connection each) to run ``per_client`` tests each."""
+
     async def one_client() -> None:
         client = Connection(port)
         for _ in range(per_client):
@@ -252,6 +262,7 @@ def source_test_path(org: str, query: str = "") -> str:
 
 # --- the stack ---------------------------------------------------------------------------
 
+
 class Stack:
     """Redis, one API process and one worker, run from the source tree ``root`` (this one by
     default; bench/ab.py runs another tree's beside it)."""
@@ -263,7 +274,8 @@ class Stack:
         self.api_port = free_port()
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCECHECK_")}
         self.env.update(
-            SOURCECHECK_PROFILE="development", SOURCECHECK_DATA_DIR=str(work),
+            SOURCECHECK_PROFILE="development",
+            SOURCECHECK_DATA_DIR=str(work),
             SOURCECHECK_REDIS_URL=f"redis://127.0.0.1:{self.redis_port}/0",
             SOURCECHECK_SECRET_KEYS=Fernet.generate_key().decode(),
             SOURCECHECK_DATABASE_URL=f"sqlite:///{work / 'bench.db'}",
@@ -274,13 +286,31 @@ class Stack:
 
     def start(self) -> None:
         log = (self.work / "stack.log").open("ab")
-        self.redis = subprocess.Popen([REDIS_SERVER_PATH, "--port", str(self.redis_port), "--save", "", "--appendonly", "no",
-                                       "--maxclients", "20000"], stdout=log, stderr=log)
+        self.redis = subprocess.Popen(
+            [
+                REDIS_SERVER_PATH,
+                "--port",
+                str(self.redis_port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--maxclients",
+                "20000",
+            ],
+            stdout=log,
+            stderr=log,
+        )
         self.processes.append(self.redis)
         wait_port(self.redis_port)
         self.worker = self.start_worker("bench")
-        self.api = subprocess.Popen(api_argv(self.root, self.api_port, "--log-level", "warning", "--no-access-log", "--backlog", "4096"),
-                                    env=self.env, stdout=log, stderr=log, cwd=self.root)
+        self.api = subprocess.Popen(
+            api_argv(self.root, self.api_port, "--log-level", "warning", "--no-access-log", "--backlog", "4096"),
+            env=self.env,
+            stdout=log,
+            stderr=log,
+            cwd=self.root,
+        )
         self.processes.append(self.api)
         wait_port(self.api_port)
         os.environ.update({k: v for k, v in self.env.items() if k.startswith("SOURCECHECK_")})
@@ -298,10 +328,26 @@ class Stack:
 
     def start_worker(self, name: str, concurrency: int | None = None) -> subprocess.Popen[bytes]:
         with (self.work / "stack.log").open("ab") as log:
-            worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-n", f"{name}@%h",
-                                       "--loglevel", "WARNING", "-E",
-                                       *(["--concurrency", str(concurrency)] if concurrency else [])],
-                                      env=self.env, stdout=log, stderr=log, cwd=self.root)
+            worker = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "worker.app",
+                    "worker",
+                    "-n",
+                    f"{name}@%h",
+                    "--loglevel",
+                    "WARNING",
+                    "-E",
+                    *(["--concurrency", str(concurrency)] if concurrency else []),
+                ],
+                env=self.env,
+                stdout=log,
+                stderr=log,
+                cwd=self.root,
+            )
         self.processes.append(worker)
         return worker
 
@@ -314,8 +360,9 @@ class Stack:
         raise RuntimeError(f"workers {sorted(wanted)} did not start")
 
     def cli(self, *args: str) -> str:
-        return subprocess.run([str(BIN / "sourcecheck"), *args], env=self.env, capture_output=True, text=True, check=True,
-                              cwd=self.work).stdout.strip()
+        return subprocess.run(
+            [str(BIN / "sourcecheck"), *args], env=self.env, capture_output=True, text=True, check=True, cwd=self.work
+        ).stdout.strip()
 
     def _tree(self, root: int) -> list[int]:
         """``root`` and its descendants (Linux: /proc/<pid>/task/<tid>/children)."""
@@ -403,7 +450,9 @@ def main() -> None:
             results["e2e_p50_ms"] = statistics.median(e2e)
             results["e2e_p99_ms"] = pct(e2e, 99)
             # the same with a new TCP connection per test (a caller that keeps none)
-            results["e2e_p50_new_connection_ms"] = statistics.median(asyncio.run(e2e_sequential(port, path(org), fast_body, token, 300, keep=False))[50:])
+            results["e2e_p50_new_connection_ms"] = statistics.median(
+                asyncio.run(e2e_sequential(port, path(org), fast_body, token, 300, keep=False))[50:]
+            )
 
             # 32 concurrent clients, LOAD tests each in all, in turns
             raw_seconds = e2e_seconds = 0.0
@@ -440,7 +489,10 @@ def main() -> None:
 
             # 100 identical concurrent requests
             same_path = f"/ok?coalesce={uuid.uuid4().hex}"
-            same = {"source_definition_id": "http", "configuration": {"url": f"http://127.0.0.1:{servers.fast_port}{same_path}"}}
+            same = {
+                "source_definition_id": "http",
+                "configuration": {"url": f"http://127.0.0.1:{servers.fast_port}{same_path}"},
+            }
 
             async def identical() -> None:
                 rs = await asyncio.gather(*(post(stack.api_port, path(org), same, token) for _ in range(100)))
@@ -460,8 +512,10 @@ def main() -> None:
             # 1,000 hung tests, and fast tests meanwhile
             async def hung_and_fast() -> tuple[float, float, list[float], float, Counter[str]]:
                 async def hang(org: str, token: str, i: int) -> str:
-                    body = {"source_definition_id": "http",
-                            "configuration": {"url": f"http://127.0.0.1:{servers.hung_port}/hang?n={org}-{i}"}}
+                    body = {
+                        "source_definition_id": "http",
+                        "configuration": {"url": f"http://127.0.0.1:{servers.hung_port}/hang?n={org}-{i}"},
+                    }
                     r = await post(stack.api_port, path(org, "?timeout=2&wait=30"), body, token)
                     info = r.json().get("job_info") or {}
                     return f"{r.status_code}:{info.get('type')}"
@@ -512,8 +566,10 @@ def main() -> None:
             # Horizontal scale for slow probes: the same 60 slow tests on 1, 2, then 3 workers
             async def slow_batch() -> float:
                 async def one(org: str, token: str) -> None:
-                    body = {"source_definition_id": "http",
-                            "configuration": {"url": f"http://127.0.0.1:{servers.hung_port}/slow?n={uuid.uuid4().hex}"}}
+                    body = {
+                        "source_definition_id": "http",
+                        "configuration": {"url": f"http://127.0.0.1:{servers.hung_port}/slow?n={uuid.uuid4().hex}"},
+                    }
                     r = await post(stack.api_port, path(org, "?timeout=2&wait=60"), body, token)
                     assert (r.json().get("job_info") or {}).get("type") == "timeout", r.body
 
@@ -535,14 +591,21 @@ def main() -> None:
         "e2e_p50_over_raw_rtt": round(results["e2e_p50_ms"] / results["raw_celery_rtt_p50_ms"], 2),
         "e2e_tps_over_raw_tps": round(results["e2e_tps"] / results["raw_celery_tps"], 2),
         "hung_all_in_flight_over_raw_1000_burst": round(
-            results["hung_all_in_flight_s"] / results["raw_celery_1000_burst_s"], 2),
+            results["hung_all_in_flight_s"] / results["raw_celery_1000_burst_s"], 2
+        ),
         "slow_tps_3_over_1": round(results["slow_tps_3_workers"] / results["slow_tps_1_worker"], 2),
     }
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     print(f"\nsourcecheck benchmark ({machine})\n")
     print(f"{'figure':<28}{'value':>12}   goal")
-    goals = {"e2e_p50_ms": "<= 2 x raw_celery_rtt_p50_ms", "e2e_tps": ">= 0.6 x raw_celery_tps", "worker_rss_mb": "<= 400",
-             "hung_1000_wall_s": "<= 4", "fast_p99_during_hung_ms": "< 250", "coalesced_probe_runs": "1"}
+    goals = {
+        "e2e_p50_ms": "<= 2 x raw_celery_rtt_p50_ms",
+        "e2e_tps": ">= 0.6 x raw_celery_tps",
+        "worker_rss_mb": "<= 400",
+        "hung_1000_wall_s": "<= 4",
+        "fast_p99_during_hung_ms": "< 250",
+        "coalesced_probe_runs": "1",
+    }
     for key, value in rounded.items():
         print(f"{key:<28}{value:>12}   {goals.get(key, '')}")
     for key, value in ratios.items():

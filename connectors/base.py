@@ -128,7 +128,9 @@ def _object_schema(schema: dict[str, Any], root: dict[str, Any], value: dict[str
     return objects[0] if len(objects) == 1 else None
 
 
-def _walk(schema: dict[str, Any], root: dict[str, Any], data: dict[str, Any], prefix: Path = ()) -> Iterator[tuple[Path, dict[str, Any], Any]]:
+def _walk(
+    schema: dict[str, Any], root: dict[str, Any], data: dict[str, Any], prefix: Path = ()
+) -> Iterator[tuple[Path, dict[str, Any], Any]]:
     """Every ``(path, property schema, value)`` of ``data``, nested objects included."""
     for name, prop in schema.get("properties", {}).items():
         if name not in data:
@@ -155,7 +157,11 @@ def destination_of(schema: dict[str, Any], data: dict[str, Any]) -> dict[Path, A
 
 def secret_paths(schema: dict[str, Any], data: dict[str, Any]) -> list[Path]:
     """The path of every secret field (``"secret": true`` in the schema) ``data`` fills in."""
-    return [path for path, prop, value in _walk(schema, schema, data) if value not in (None, "") and _marked(prop, schema, "secret")]
+    return [
+        path
+        for path, prop, value in _walk(schema, schema, data)
+        if value not in (None, "") and _marked(prop, schema, "secret")
+    ]
 
 
 class StepStatus(StrEnum):
@@ -206,8 +212,23 @@ class CheckResult:
         failure = data.get("failure")
         return cls(
             status=CheckStatus(data["status"]),
-            steps=[Step(name=s["name"], status=StepStatus(s["status"]), duration_ms=s["duration_ms"], message=s.get("message")) for s in data.get("steps", [])],
-            failure=Failure(type=FailureType(failure["type"]), message=failure["message"], hint=failure["hint"], retryable=failure["retryable"]) if failure else None,
+            steps=[
+                Step(
+                    name=s["name"],
+                    status=StepStatus(s["status"]),
+                    duration_ms=s["duration_ms"],
+                    message=s.get("message"),
+                )
+                for s in data.get("steps", [])
+            ],
+            failure=Failure(
+                type=FailureType(failure["type"]),
+                message=failure["message"],
+                hint=failure["hint"],
+                retryable=failure["retryable"],
+            )
+            if failure
+            else None,
             duration_ms=data.get("duration_ms", 0.0),
         )
 
@@ -324,7 +345,9 @@ def _plan(connector: Connector, config: ConnectorConfig) -> tuple[str, ...]:
     try:
         return tuple(connector.planned_steps(config))
     except Exception as exc:  # its text is not logged: it may hold a configuration value
-        log.error("%s.planned_steps raised %s: reporting all its declared steps", type(connector).__name__, type(exc).__name__)
+        log.error(
+            "%s.planned_steps raised %s: reporting all its declared steps", type(connector).__name__, type(exc).__name__
+        )
         return tuple(connector.steps)
 
 

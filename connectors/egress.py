@@ -61,7 +61,9 @@ LOOPBACK = _networks("127.0.0.0/8", "::1/128")
 PRIVATE = _networks("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
 CGNAT = _networks("100.64.0.0/10")
 MULTICAST = _networks("224.0.0.0/4", "ff00::/8")
-UNSPECIFIED = _networks("0.0.0.0/8", "::/128")  # 0.0.0.0/8: "this network"; connecting to 0.0.0.0 reaches the host itself
+UNSPECIFIED = _networks(
+    "0.0.0.0/8", "::/128"
+)  # 0.0.0.0/8: "this network"; connecting to 0.0.0.0 reaches the host itself
 RESERVED = _networks("240.0.0.0/4")  # "future use", with the broadcast address
 
 PRODUCTION_DENY: tuple[Network, ...] = LOOPBACK + PRIVATE + CGNAT + MULTICAST + UNSPECIFIED + RESERVED
@@ -150,7 +152,11 @@ class EgressPolicy:
             if any(candidate in net for net in LINK_LOCAL if net.version == candidate.version):
                 return "a link-local address"
         best: tuple[int, int, str] | None = None  # (prefix length, rank, verdict); higher wins
-        for rank, networks, verdict in ((2, self.deny, "deny"), (1, self.allow, "allow"), (0, self.default_deny, "default")):
+        for rank, networks, verdict in (
+            (2, self.deny, "deny"),
+            (1, self.allow, "allow"),
+            (0, self.default_deny, "default"),
+        ):
             for net in networks:
                 if net.version == judged.version and judged in net:
                     key = (net.prefixlen, rank, verdict)

@@ -634,7 +634,9 @@ class AdoptedTlsStream(_AdoptedStream):
     ) -> httpcore.AsyncNetworkStream:
         if server_hostname != self._connection.server_hostname:  # not this connection's handshake
             self._connection.abort()
-            raise httpcore.ConnectError(f"TLS was started for {self._connection.server_hostname}, not {server_hostname}")
+            raise httpcore.ConnectError(
+                f"TLS was started for {self._connection.server_hostname}, not {server_hostname}"
+            )
         return self
 
     def get_extra_info(self, info: str) -> Any:

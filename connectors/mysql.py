@@ -408,7 +408,9 @@ class _Errors:
         if code not in _BY_CODE:
             return ProbeFailure(FailureType.UNEXPECTED_RESPONSE, f"MySQL error {code}: {text}")
         kind, hint = _BY_CODE[code]
-        hint = hint.format(user=self.config.user, db=self.config.database, grant=self.grant(), visible=self.visible_hint())
+        hint = hint.format(
+            user=self.config.user, db=self.config.database, grant=self.grant(), visible=self.visible_hint()
+        )
         return ProbeFailure(kind, text, hint=hint, retryable=True if code in _BUSY else None)
 
     def _no_tls(self) -> ProbeFailure:
@@ -444,22 +446,46 @@ _AUTH, _AUTHZ = FailureType.AUTHENTICATION_FAILED, FailureType.AUTHORIZATION_FAI
 _BUSY = {1040, 1203, 1226}  # no connection slot left: retrying later may work
 # Server error code -> type and hint ({user}, {db}, {grant}, {visible} filled in).
 _BY_CODE: dict[int, tuple[FailureType, str]] = {
-    1045: (_AUTH, "Check the password for user '{user}', and that the account exists for the address the workers connect from."),
-    1698: (_AUTH, "The account '{user}' logs in without a password (e.g. unix_socket): give it a password or use another user."),
+    1045: (
+        _AUTH,
+        "Check the password for user '{user}', and that the account exists for the address the workers connect from.",
+    ),
+    1698: (
+        _AUTH,
+        "The account '{user}' logs in without a password (e.g. unix_socket): give it a password or use another user.",
+    ),
     1820: (_AUTH, "The password of '{user}' has expired: ALTER USER '{user}' IDENTIFIED BY '<new password>'."),
     1862: (_AUTH, "The password of '{user}' has expired: ALTER USER '{user}' IDENTIFIED BY '<new password>'."),
     3118: (_AUTH, "The account is locked: ALTER USER '{user}' ACCOUNT UNLOCK."),
     4151: (_AUTH, "The account is locked: ALTER USER '{user}' ACCOUNT UNLOCK."),
-    1251: (_AUTH, "The account uses an authentication plugin sourcecheck lacks: use mysql_native_password or caching_sha2_password."),
-    2059: (_AUTH, "The account uses an authentication plugin sourcecheck lacks: use mysql_native_password or caching_sha2_password."),
-    1130: (_AUTHZ, "The server accepts '{user}' only from other addresses: allow the workers', e.g. CREATE USER '{user}'@'%'."),
+    1251: (
+        _AUTH,
+        "The account uses an authentication plugin sourcecheck lacks: use mysql_native_password or caching_sha2_password.",
+    ),
+    2059: (
+        _AUTH,
+        "The account uses an authentication plugin sourcecheck lacks: use mysql_native_password or caching_sha2_password.",
+    ),
+    1130: (
+        _AUTHZ,
+        "The server accepts '{user}' only from other addresses: allow the workers', e.g. CREATE USER '{user}'@'%'.",
+    ),
     1129: (_AUTHZ, "Unblock the workers' address with FLUSH HOSTS, and raise max_connect_errors if it recurs."),
     1044: (_AUTHZ, "Either the database '{db}' does not exist, or the user may not use it: {grant}.{visible}"),
     1142: (_AUTHZ, "Let the user read the database: {grant}."),
     1143: (_AUTHZ, "Let the user read the database: {grant}."),
     1049: (FailureType.NOT_FOUND, "Check the database name '{db}'.{visible}"),
-    1040: (FailureType.UNEXPECTED_RESPONSE, "The server has no connection left (max_connections): try again later, or raise it."),
-    1203: (FailureType.UNEXPECTED_RESPONSE, "The user has no connection left (max_user_connections): try again later, or raise it."),
-    1226: (FailureType.UNEXPECTED_RESPONSE, "The user has used up a resource limit (e.g. MAX_CONNECTIONS_PER_HOUR): wait, or raise it."),
+    1040: (
+        FailureType.UNEXPECTED_RESPONSE,
+        "The server has no connection left (max_connections): try again later, or raise it.",
+    ),
+    1203: (
+        FailureType.UNEXPECTED_RESPONSE,
+        "The user has no connection left (max_user_connections): try again later, or raise it.",
+    ),
+    1226: (
+        FailureType.UNEXPECTED_RESPONSE,
+        "The user has used up a resource limit (e.g. MAX_CONNECTIONS_PER_HOUR): wait, or raise it.",
+    ),
     3159: (FailureType.TLS_ERROR, "The server only accepts TLS: set ssl_mode to required or stricter."),
 }

@@ -83,20 +83,25 @@ def check_options(command: Any, args: list[str], where: str) -> None:
     known = option_names(command) | {"--help"}
     for arg in args:
         if arg.startswith("-"):
-            assert arg.split("=", 1)[0] in known, f"{where}: `{command.name}` has no option {arg} (it has {sorted(known)})"
+            assert arg.split("=", 1)[0] in known, (
+                f"{where}: `{command.name}` has no option {arg} (it has {sorted(known)})"
+            )
 
 
 @cache
 def cli_help(*path: str) -> str:
     done = subprocess.run([str(BIN / "sourcecheck"), *path, "--help"], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0 and "Usage" in done.stdout, f"`sourcecheck {' '.join(path)} --help` failed: {done.stderr}"
+    assert done.returncode == 0 and "Usage" in done.stdout, (
+        f"`sourcecheck {' '.join(path)} --help` failed: {done.stderr}"
+    )
     return done.stdout
 
 
 @cache
 def inspect_actions() -> set[str]:
-    done = subprocess.run([str(BIN / "celery"), "-A", "worker.app", "inspect", "--list"],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [str(BIN / "celery"), "-A", "worker.app", "inspect", "--list"], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     return {line.split()[0] for line in done.stdout.splitlines() if line.startswith("  ") and line.strip()}
 
@@ -139,7 +144,7 @@ def check_celery(args: list[str], where: str) -> None:
         if name in ("-A", "--app"):
             app = inline or args[1]
         takes_value = not any(p.is_flag for p in options(celery_cli) if name in p.opts)
-        args = args[1 if inline or not takes_value else 2:]
+        args = args[1 if inline or not takes_value else 2 :]
     assert app == "worker.app", f"{where}: celery must be given -A worker.app (got {app})"
     assert args and args[0] in celery_cli.commands, f"{where}: `celery {args[:1]}` is not a celery command"
     command = celery_cli.commands[args[0]]
@@ -203,7 +208,9 @@ def check_settings(env: dict[str, str], where: str) -> ApiSettings:
         if not name.startswith("SOURCECHECK_"):
             continue
         field = name.removeprefix("SOURCECHECK_").lower()
-        assert field in ApiSettings.model_fields, f"{where}: {name} is not a setting (no field {field!r} in ApiSettings)"
+        assert field in ApiSettings.model_fields, (
+            f"{where}: {name} is not a setting (no field {field!r} in ApiSettings)"
+        )
         values[field] = re.sub(r"\$\{[^}]*\}", "x", str(value))
     return ApiSettings(**values)
 
@@ -216,7 +223,9 @@ def worker_grace_needed(settings: ApiSettings) -> float:
 def check_visibility_timeout(settings: ApiSettings, where: str) -> None:
     visibility = celery_app.conf.broker_transport_options["visibility_timeout"]
     longest_job = settings.queue_timeout_seconds + settings.max_timeout_seconds + FINISH_GRACE_SECONDS
-    assert visibility > 2 * longest_job, f"{where}: Redis' visibility timeout ({visibility} s) is not far above a job's life ({longest_job} s)"
+    assert visibility > 2 * longest_job, (
+        f"{where}: Redis' visibility timeout ({visibility} s) is not far above a job's life ({longest_job} s)"
+    )
 
 
 def seconds(duration: str | int) -> float:
@@ -263,8 +272,11 @@ def unescape(value: Any) -> Any:
 
 def one_shot(name: str, compose: dict[str, Any]) -> bool:
     """A service others wait for to *complete* (migrate): it has no healthcheck to give."""
-    conditions = [deps[name]["condition"] for s in services(compose).values()
-                  if isinstance(deps := s.get("depends_on"), dict) and name in deps]
+    conditions = [
+        deps[name]["condition"]
+        for s in services(compose).values()
+        if isinstance(deps := s.get("depends_on"), dict) and name in deps
+    ]
     return bool(conditions) and all(c == "service_completed_successfully" for c in conditions)
 
 
@@ -299,7 +311,9 @@ def test_compose_sets_only_real_valid_settings(compose: dict[str, Any]) -> None:
             assert settings.profile == "production", f"compose {name}: the production profile"
             check_visibility_timeout(settings, f"compose {name}")
         else:
-            assert not [k for k in env if k.startswith("SOURCECHECK_")], f"compose {name}: SOURCECHECK_* set on a foreign image"
+            assert not [k for k in env if k.startswith("SOURCECHECK_")], (
+                f"compose {name}: SOURCECHECK_* set on a foreign image"
+            )
 
 
 def test_every_long_running_compose_service_has_a_healthcheck(compose: dict[str, Any]) -> None:
@@ -308,7 +322,9 @@ def test_every_long_running_compose_service_has_a_healthcheck(compose: dict[str,
             assert service.get("restart") == "no", f"{name}: a one-shot service must not be restarted"
             continue
         check = service.get("healthcheck")
-        assert check and not check.get("disable") and check.get("test") not in (None, ["NONE"]), f"{name}: no healthcheck"
+        assert check and not check.get("disable") and check.get("test") not in (None, ["NONE"]), (
+            f"{name}: no healthcheck"
+        )
         for argv in compose_healthcheck(service):
             if argv[0] == "python" and own_image(service):
                 url = re.search(r"http://127\.0\.0\.1:(\d+)(/[\w/-]*)", argv[2])
@@ -337,7 +353,9 @@ def test_compose_workers_scale_and_shut_down_gracefully(compose: dict[str, Any])
     name = node_name(command)
     assert "%h" in name, "each container its own node name: its hostname"
     pings = [a for a in compose_healthcheck(worker) if a[0] == "celery"]
-    assert pings and pings[0][pings[0].index("-d") + 1] == name.replace("%h", "$HOSTNAME"), "the healthcheck pings this worker"
+    assert pings and pings[0][pings[0].index("-d") + 1] == name.replace("%h", "$HOSTNAME"), (
+        "the healthcheck pings this worker"
+    )
     settings = check_settings(compose_env(worker), "compose worker")
     assert seconds(worker["stop_grace_period"]) > worker_grace_needed(settings)
     api = services(compose)["api"]
@@ -349,7 +367,9 @@ def test_compose_redis_persists_and_flower_has_a_password(compose: dict[str, Any
     redis_command = " ".join(argvs(svc["redis"]["command"])[0])
     assert "--appendonly yes" in redis_command and "--maxmemory-policy noeviction" in redis_command
     assert any(v.endswith(":/data") for v in svc["redis"]["volumes"]), "Redis keeps its files in a volume"
-    assert "FLOWER_BASIC_AUTH" in compose_env(svc["flower"]) or any("--basic-auth" in a for a in svc["flower"]["command"])
+    assert "FLOWER_BASIC_AUTH" in compose_env(svc["flower"]) or any(
+        "--basic-auth" in a for a in svc["flower"]["command"]
+    )
     assert compose_env(svc["flower"]).get("FLOWER_UNAUTHENTICATED_API") == "false"
 
 
@@ -396,7 +416,9 @@ def container_env(container: dict[str, Any], manifests: list[dict[str, Any]], wh
             env[item["name"]] = str(item["value"])
         else:
             ref = item["valueFrom"]["secretKeyRef"]
-            assert ref["name"] in secrets and ref["key"] in secrets[ref["name"]]["stringData"], f"{where}: no secret {ref}"
+            assert ref["name"] in secrets and ref["key"] in secrets[ref["name"]]["stringData"], (
+                f"{where}: no secret {ref}"
+            )
             env[item["name"]] = secrets[ref["name"]]["stringData"][ref["key"]]
     return env
 
@@ -431,7 +453,10 @@ def test_kubernetes_runs_only_real_project_commands(manifests: list[dict[str, An
 def test_kubernetes_sets_only_real_valid_settings(manifests: list[dict[str, Any]]) -> None:
     for config_map in of_kind(manifests, "ConfigMap").values():
         for name in config_map["data"]:
-            assert name.startswith("SOURCECHECK_") and name.removeprefix("SOURCECHECK_").lower() in ApiSettings.model_fields, name
+            assert (
+                name.startswith("SOURCECHECK_")
+                and name.removeprefix("SOURCECHECK_").lower() in ApiSettings.model_fields
+            ), name
     for where, container, _, _ in containers(manifests):
         settings = check_settings(container_env(container, manifests, where), where)
         assert settings.profile == "production", where
@@ -539,8 +564,9 @@ def test_compose_publishes_only_the_api_port_to_the_world(compose: dict[str, Any
             if name == "api" and container == api_port:
                 continue
             assert address == "127.0.0.1", f"compose {name}: port {container} is published beyond this machine"
-    assert (("127.0.0.1", api_settings.metrics_port, api_settings.metrics_port) in published(svc["api"])), \
+    assert ("127.0.0.1", api_settings.metrics_port, api_settings.metrics_port) in published(svc["api"]), (
         "compose api: the metrics port is published on 127.0.0.1"
+    )
     assert published(svc["flower"]) == [("127.0.0.1", 5555, 5555)]
 
 

@@ -44,7 +44,9 @@ end
 
 # KEYS[1]: the result key; ARGV: value, seconds to live (0: none). Writes and publishes
 # unless the key already holds a final state. Returns 1 when written.
-WRITE_UNLESS_FINAL = RETURN_IF_FINAL + """
+WRITE_UNLESS_FINAL = (
+    RETURN_IF_FINAL
+    + """
 if tonumber(ARGV[2]) > 0 then
   redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 else
@@ -53,6 +55,7 @@ end
 redis.call('PUBLISH', KEYS[1], ARGV[1])
 return 1
 """
+)
 
 
 class ResultBackend(RedisBackend):
@@ -153,8 +156,12 @@ def _timeouts(connect: float, read: float) -> dict[str, Any]:
         # timeout, when it has long expired. A job lost with its worker is written off at
         # its deadline either way (worker.jobs). The visibility timeout is kept far above
         # every deadline, should the emulation ever be turned back on.
-        "broker_transport_options": {"ack_emulation": False, "visibility_timeout": 3600, "socket_connect_timeout": connect,
-                                     "socket_timeout": read},
+        "broker_transport_options": {
+            "ack_emulation": False,
+            "visibility_timeout": 3600,
+            "socket_connect_timeout": connect,
+            "socket_timeout": read,
+        },
     }
 
 
@@ -209,7 +216,9 @@ def create_app() -> Celery:
         broker_transport="worker.app:RedisTransport",
         # Storing a result retries for about 20 s while Redis is unreachable (Celery's
         # Redis backend retry policy, set explicitly here).
-        result_backend_transport_options={"retry_policy": {"max_retries": 20, "interval_start": 0, "interval_step": 1, "interval_max": 1}},
+        result_backend_transport_options={
+            "retry_policy": {"max_retries": 20, "interval_start": 0, "interval_step": 1, "interval_max": 1}
+        },
         # A send whose connection broke (Redis restarted) is retried on a new one, briefly.
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
         **_timeouts(**WORKER_TIMEOUTS),

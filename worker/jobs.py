@@ -106,18 +106,23 @@ return {'sent'}
 # Returns 0 (and writes nothing) when the job already has its final result: a message
 # delivered again must not run again. Published: the API that sent the job learns that a
 # worker took it (see api.admission.Admission).
-BEGIN = RETURN_IF_FINAL + """
+BEGIN = (
+    RETURN_IF_FINAL
+    + """
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 redis.call('PUBLISH', KEYS[1], ARGV[1])
 return 1
 """
+)
 
 # A worker ends a job: KEYS: its result key, the organization's in-flight set, the
 # coalescing key and the recent-result key ('' without a fingerprint). ARGV: the final
 # meta, seconds to live, job id. Writes and publishes the result unless one is already
 # final (see worker.app.WRITE_UNLESS_FINAL), then forgets the job as in flight and
 # remembers it as the latest result of its test (max_age).
-FINISH = WRITE_UNLESS_FINAL.replace("return 1\n", "") + """
+FINISH = (
+    WRITE_UNLESS_FINAL.replace("return 1\n", "")
+    + """
 redis.call('ZREM', KEYS[2], ARGV[3])
 if KEYS[3] ~= '' then
   if redis.call('GET', KEYS[3]) == ARGV[3] then redis.call('DEL', KEYS[3]) end
@@ -125,6 +130,7 @@ if KEYS[3] ~= '' then
 end
 return 1
 """
+)
 
 # KEYS[1]: a key; ARGV[1]: a value. Deletes the key only if it still holds that value.
 DELETE_IF = """
@@ -200,8 +206,15 @@ class JobView:
 
 
 def new_job(
-    *, organization_id: str, source_definition_id: str, timeout: float, queue_timeout: float,
-    source_id: str | None = None, workspace_id: str | None = None, name: str | None = None, fingerprint: str | None = None,
+    *,
+    organization_id: str,
+    source_definition_id: str,
+    timeout: float,
+    queue_timeout: float,
+    source_id: str | None = None,
+    workspace_id: str | None = None,
+    name: str | None = None,
+    fingerprint: str | None = None,
 ) -> Job:
     created = datetime.now(UTC)
     return Job(
@@ -218,7 +231,9 @@ def new_job(
     )
 
 
-def fingerprint(cipher_key: str, organization_id: str, definition: str, timeout: float, configuration: dict[str, Any]) -> str:
+def fingerprint(
+    cipher_key: str, organization_id: str, definition: str, timeout: float, configuration: dict[str, Any]
+) -> str:
     """Identifies an identical test without revealing its configuration."""
     key = hashlib.sha256(b"sourcecheck-coalesce:" + cipher_key.encode()).digest()
     message = json.dumps([organization_id, definition, timeout, configuration], sort_keys=True, separators=(",", ":"))
@@ -227,15 +242,31 @@ def fingerprint(cipher_key: str, organization_id: str, definition: str, timeout:
 
 def final_meta(task_id: str, result: dict[str, Any], now: datetime) -> dict[str, Any]:
     """A task's final result as Celery's result backend stores it (SUCCESS)."""
-    return {"status": "SUCCESS", "result": result, "traceback": None, "children": [], "date_done": now.isoformat(), "task_id": task_id}
+    return {
+        "status": "SUCCESS",
+        "result": result,
+        "traceback": None,
+        "children": [],
+        "date_done": now.isoformat(),
+        "task_id": task_id,
+    }
 
 
 def begin(app: Celery, job_id: str, started: dict[str, Any], ttl: int) -> bool:
     """Mark a job started (with ``started``: when, where); False when it already has its final result."""
-    meta: dict[str, Any] = {"status": "STARTED", "result": started, "traceback": None, "children": [], "date_done": None, "task_id": job_id}
+    meta: dict[str, Any] = {
+        "status": "STARTED",
+        "result": started,
+        "traceback": None,
+        "children": [],
+        "date_done": None,
+        "task_id": job_id,
+    }
     backend = app.backend
     # ensure(): retried while Redis is unreachable, as Celery's own result writes are.
-    return bool(backend.ensure(backend.client.eval, (BEGIN, 1, backend.get_key_for_task(job_id), backend.encode(meta), ttl)))
+    return bool(
+        backend.ensure(backend.client.eval, (BEGIN, 1, backend.get_key_for_task(job_id), backend.encode(meta), ttl))
+    )
 
 
 def finish(app: Celery, job: dict[str, Any], result: dict[str, Any], ttl: int) -> None:
@@ -243,8 +274,12 @@ def finish(app: Celery, job: dict[str, Any], result: dict[str, Any], ttl: int) -
     Retried while Redis is unreachable (as Celery's result writes are), then raises."""
     backend = app.backend
     fingerprint = job.get("fingerprint")
-    keys = [backend.get_key_for_task(job["job_id"]), INFLIGHT_KEY.format(job["organization_id"]),
-            COALESCE_KEY.format(fingerprint) if fingerprint else "", RECENT_KEY.format(fingerprint) if fingerprint else ""]
+    keys = [
+        backend.get_key_for_task(job["job_id"]),
+        INFLIGHT_KEY.format(job["organization_id"]),
+        COALESCE_KEY.format(fingerprint) if fingerprint else "",
+        RECENT_KEY.format(fingerprint) if fingerprint else "",
+    ]
     meta = backend.encode(final_meta(job["job_id"], result, datetime.now(UTC)))
     backend.ensure(backend.client.eval, (FINISH, len(keys), *keys, meta, ttl, job["job_id"]))
 
@@ -263,7 +298,9 @@ def view_from_meta(job: Job, meta: dict[str, Any] | None) -> JobView:
     done = _parse_time(meta.get("date_done"))
     if state in ("STARTED", "RETRY"):
         info = value if isinstance(value, dict) else {}
-        return JobView(job=job, status=JobStatus.RUNNING, started_at=_parse_time(info.get("started_at")), worker=info.get("worker"))
+        return JobView(
+            job=job, status=JobStatus.RUNNING, started_at=_parse_time(info.get("started_at")), worker=info.get("worker")
+        )
     if state == "SUCCESS" and isinstance(value, dict) and "check" in value:
         result = CheckResult.from_dict(value["check"])
         status = JobStatus.SUCCEEDED if result.status == CheckStatus.SUCCEEDED else JobStatus.FAILED
@@ -280,7 +317,10 @@ def view_from_meta(job: Job, meta: dict[str, Any] | None) -> JobView:
     if exc_type in _LOST:
         kind, message = FailureType.WORKER_LOST, "The worker running this test stopped before it finished"
     elif exc_type in _TIMED_OUT:
-        kind, message = FailureType.TIMEOUT, f"The probe did not end by its deadline of {job.timeout:g} s and was stopped"
+        kind, message = (
+            FailureType.TIMEOUT,
+            f"The probe did not end by its deadline of {job.timeout:g} s and was stopped",
+        )
     elif state == "REVOKED":
         kind, message = FailureType.TIMEOUT, "The test waited for a worker past its deadline and was dropped"
     else:
@@ -299,7 +339,10 @@ def written_off(view: JobView, now: datetime) -> dict[str, Any]:
     if view.status == JobStatus.RUNNING:
         kind, message = FailureType.WORKER_LOST, "The worker running this test stopped before it finished"
     else:
-        kind, message = FailureType.TIMEOUT, "No worker took this test before its deadline: the workers are saturated or down"
+        kind, message = (
+            FailureType.TIMEOUT,
+            "No worker took this test before its deadline: the workers are saturated or down",
+        )
     failure = Failure(type=kind, message=message, hint=DEFAULT_HINTS[kind], retryable=RETRYABLE[kind])
     check = CheckResult(status=CheckStatus.FAILED, failure=failure)
     return {
@@ -345,8 +388,12 @@ class JobStore:
         # Bounded reads: with Redis down a read fails at once, with Redis hung within
         # API_TIMEOUTS["read"] s (the API answers 503); the subscription's blocking read waits.
         self._pool = pool = aioredis.BlockingConnectionPool.from_url(
-            redis_url, max_connections=self.POOL_SIZE, timeout=5, socket_connect_timeout=API_TIMEOUTS["connect"],
-            socket_timeout=API_TIMEOUTS["read"], health_check_interval=10,
+            redis_url,
+            max_connections=self.POOL_SIZE,
+            timeout=5,
+            socket_connect_timeout=API_TIMEOUTS["connect"],
+            socket_timeout=API_TIMEOUTS["read"],
+            health_check_interval=10,
         )
         self._redis = aioredis.Redis(connection_pool=pool)
         prefix = app.backend.task_keyprefix
@@ -369,7 +416,9 @@ class JobStore:
                     opened.append(connection)
                     await connection.connect()
         except (RedisError, OSError, TimeoutError) as exc:
-            log.warning("could not open the Redis connection pool at start (%s); it opens as requests come", type(exc).__name__)
+            log.warning(
+                "could not open the Redis connection pool at start (%s); it opens as requests come", type(exc).__name__
+            )
         finally:
             for connection in opened:
                 await self._pool.release(connection)
@@ -394,7 +443,7 @@ class JobStore:
                     if message["type"] != "pmessage":
                         continue
                     channel = message["channel"]
-                    job_id = (channel.decode() if isinstance(channel, bytes) else channel)[len(self._prefix):]
+                    job_id = (channel.decode() if isinstance(channel, bytes) else channel)[len(self._prefix) :]
                     waiters = self._waiters.get(job_id)
                     if waiters:
                         self._published[job_id] = message["data"]
@@ -445,15 +494,33 @@ class JobStore:
         summary = f"job={job.id} org={job.organization_id} definition={job.source_definition_id}"
         if job.source_id:
             summary += f" source={job.source_id}"
-        message = task_message(self._app, self._queue, TASK_NAME, job.id, [payload], expires=job.deadline_at, argsrepr=summary)
+        message = task_message(
+            self._app, self._queue, TASK_NAME, job.id, [payload], expires=job.deadline_at, argsrepr=summary
+        )
         now = datetime.now(UTC)
         to_deadline = math.ceil((job.deadline_at - now).total_seconds())
         # The record lives ``ttl`` s, and never less than until the job's deadline: a job
         # still queued or running is never taken for an expired one.
-        keys = [JOB_KEY.format(job.id), INFLIGHT_KEY.format(job.organization_id), RATE_KEY.format(job.organization_id),
-                self._queue, COALESCE_KEY.format(job.fingerprint) if job.fingerprint else ""]
-        args: list[str | int | float] = [job.id, job.to_json(), max(ttl, to_deadline + 1), now.timestamp(), org_limit, job.deadline_at.timestamp(),
-                per_minute, RATE_WINDOW_SECONDS, max(1, to_deadline), message, JOB_KEY.format("")]
+        keys = [
+            JOB_KEY.format(job.id),
+            INFLIGHT_KEY.format(job.organization_id),
+            RATE_KEY.format(job.organization_id),
+            self._queue,
+            COALESCE_KEY.format(job.fingerprint) if job.fingerprint else "",
+        ]
+        args: list[str | int | float] = [
+            job.id,
+            job.to_json(),
+            max(ttl, to_deadline + 1),
+            now.timestamp(),
+            org_limit,
+            job.deadline_at.timestamp(),
+            per_minute,
+            RATE_WINDOW_SECONDS,
+            max(1, to_deadline),
+            message,
+            JOB_KEY.format(""),
+        ]
         answer = await self._submit(keys=keys, args=args)
         outcome = _text(answer[0])
         if outcome == "joined":

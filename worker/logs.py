@@ -78,7 +78,11 @@ class ContextFilter(logging.Filter):
                 setattr(record, key, value)
         # Celery's "Task ... received" line, logged before the task's context exists.
         data = getattr(record, "data", None)
-        if getattr(record, "job_id", None) is None and isinstance(data, dict) and str(data.get("id", "")).startswith("job_"):
+        if (
+            getattr(record, "job_id", None) is None
+            and isinstance(data, dict)
+            and str(data.get("id", "")).startswith("job_")
+        ):
             record.job_id = data["id"]
         return True
 
@@ -88,10 +92,17 @@ class ContextFilter(logging.Filter):
 _SECRET_WORDS = r"password|passwd|pwd|passphrase|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credentials?"  # noqa: S105  (names, not values)
 _REDACTIONS: list[tuple[re.Pattern[str], str]] = [
     # PEM private keys, whole.
-    (re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(-----END [A-Z0-9 ]*PRIVATE KEY-----|$)", re.S), "[private key redacted]"),
+    (
+        re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(-----END [A-Z0-9 ]*PRIVATE KEY-----|$)", re.S),
+        "[private key redacted]",
+    ),
     # Authorization: Bearer xxx / 'authorization': 'Basic xxx' / Proxy-Authorization=...
-    (re.compile(r"(?i)\b((?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?)((?:bearer|basic|digest|token|negotiate|apikey)\s+)?[^\s\"',;}\]]+"),
-     "\x00auth"),
+    (
+        re.compile(
+            r"(?i)\b((?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?)((?:bearer|basic|digest|token|negotiate|apikey)\s+)?[^\s\"',;}\]]+"
+        ),
+        "\x00auth",
+    ),
     # Bearer xxx anywhere else.
     (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{6,}"), r"\1 " + MASK),
     # Fernet tokens (encrypted configurations), early: long, and nothing to see in them.
@@ -99,8 +110,12 @@ _REDACTIONS: list[tuple[re.Pattern[str], str]] = [
     # sourcecheck API keys (sck_<key id>_<secret>): the key id stays, it is not secret.
     (re.compile(r"\b(sck_[a-z0-9]{12}_)[A-Za-z0-9_-]{20,}"), r"\1" + MASK),
     # password=xxx, "token": "xxx", client_secret: xxx, pwd='x y' ... (bounded: linear time)
-    (re.compile(r"(?i)((?:" + _SECRET_WORDS + r")[\w.-]{0,40}[\"']?\s{0,8}[:=]\s{0,8})(\"[^\"]*\"|'[^']*'|[^\s\"'&,;)}\]]+)"),
-     "\x00kv"),
+    (
+        re.compile(
+            r"(?i)((?:" + _SECRET_WORDS + r")[\w.-]{0,40}[\"']?\s{0,8}[:=]\s{0,8})(\"[^\"]*\"|'[^']*'|[^\s\"'&,;)}\]]+)"
+        ),
+        "\x00kv",
+    ),
     # scheme://user:password@host
     (re.compile(r"(?i)\b([a-z][a-z0-9+.-]{0,30}://[^/\s:@]{0,256}):[^/\s@]{1,512}@"), r"\1:" + MASK + "@"),
 ]
@@ -156,7 +171,13 @@ class RedactingFilter(logging.Filter):
 # --- formatters -------------------------------------------------------------------------
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "color_message", "context", *FIELDS}
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "color_message",
+    "context",
+    *FIELDS,
+}
 
 
 class JsonFormatter(logging.Formatter):
@@ -193,8 +214,11 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)s %(name)s%(context)s %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        parts = [f"{short}={getattr(record, key)}" for key, short in zip(FIELDS, ("job", "org", "source", "definition"), strict=True)
-                 if getattr(record, key, None) is not None]
+        parts = [
+            f"{short}={getattr(record, key)}"
+            for key, short in zip(FIELDS, ("job", "org", "source", "definition"), strict=True)
+            if getattr(record, key, None) is not None
+        ]
         record.__dict__["context"] = f" [{' '.join(parts)}]" if parts else ""
         try:
             return redact(super().format(record))
@@ -260,8 +284,11 @@ def configure_from_settings(default_level: int | str | None = None) -> LogFormat
     try:
         settings = get_settings()
         fmt = format_for(settings.profile, settings.log_format)
-        level: int | str = settings.log_level if "log_level" in settings.model_fields_set else (
-            default_level or os.environ.get("CELERY_LOG_LEVEL") or settings.log_level)
+        level: int | str = (
+            settings.log_level
+            if "log_level" in settings.model_fields_set
+            else (default_level or os.environ.get("CELERY_LOG_LEVEL") or settings.log_level)
+        )
     except Exception:  # invalid settings are reported by whoever needs them; log anyway
         fmt, level = "text", default_level or logging.INFO
     configure(fmt, int(level) if isinstance(level, str) and level.isdigit() else level)

@@ -22,10 +22,18 @@ from kombu.utils.json import dumps as envelope
 _BASE64 = Base64()
 
 
-def task_message(app: Celery, queue: str, task: str, task_id: str, args: list[Any], *, expires: datetime, argsrepr: str) -> str:
+def task_message(
+    app: Celery, queue: str, task: str, task_id: str, args: list[Any], *, expires: datetime, argsrepr: str
+) -> str:
     """The payload a Redis-transport ``send_task(task, args, task_id=...)`` would push onto ``queue``."""
     headers, properties, body, _ = app.amqp.as_task_v2(
-        task_id, task, args=args, kwargs={}, expires=expires, argsrepr=argsrepr, kwargsrepr="{}",
+        task_id,
+        task,
+        args=args,
+        kwargs={},
+        expires=expires,
+        argsrepr=argsrepr,
+        kwargsrepr="{}",
         ignore_result=None,  # as send_task leaves it: the task's own setting applies
     )
     content_type, content_encoding, data = serialize(body, serializer=app.conf.task_serializer)
@@ -36,10 +44,14 @@ def task_message(app: Celery, queue: str, task: str, task_id: str, args: list[An
         body_encoding="base64",
         delivery_tag=str(uuid.uuid4()),  # what the worker acknowledges the message by
     )
-    return str(envelope({
-        "body": _BASE64.encode(data if isinstance(data, bytes) else data.encode(content_encoding)),
-        "content-encoding": content_encoding,
-        "content-type": content_type,
-        "headers": headers,
-        "properties": properties,
-    }))
+    return str(
+        envelope(
+            {
+                "body": _BASE64.encode(data if isinstance(data, bytes) else data.encode(content_encoding)),
+                "content-encoding": content_encoding,
+                "content-type": content_type,
+                "headers": headers,
+                "properties": properties,
+            }
+        )
+    )

@@ -38,9 +38,14 @@ log = logging.getLogger(__name__)
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 PROBE_STEP_SECONDS = Histogram(
-    "sourcecheck_probe_step_duration_seconds", "Duration of one step of a probe.", ["connector", "step"], buckets=BUCKETS
+    "sourcecheck_probe_step_duration_seconds",
+    "Duration of one step of a probe.",
+    ["connector", "step"],
+    buckets=BUCKETS,
 )
-PROBE_SECONDS = Histogram("sourcecheck_probe_duration_seconds", "Duration of a whole probe.", ["connector"], buckets=BUCKETS)
+PROBE_SECONDS = Histogram(
+    "sourcecheck_probe_duration_seconds", "Duration of a whole probe.", ["connector"], buckets=BUCKETS
+)
 PROBES = Counter("sourcecheck_probes", "Probes run by this worker, by outcome.", ["connector", "status", "type"])
 IN_FLIGHT = Gauge("sourcecheck_probes_in_flight", "Probes running in this worker's probe processes.")
 
@@ -54,7 +59,9 @@ def observe_probe(connector: str, check: dict[str, Any]) -> None:
     for step in check.get("steps") or ():
         if step.get("status") == "skipped":
             continue
-        PROBE_STEP_SECONDS.labels(connector, str(step.get("name"))).observe(float(step.get("duration_ms") or 0.0) / 1000)
+        PROBE_STEP_SECONDS.labels(connector, str(step.get("name"))).observe(
+            float(step.get("duration_ms") or 0.0) / 1000
+        )
 
 
 def track_in_flight(count: Callable[[], int]) -> None:
@@ -70,8 +77,13 @@ def start_server(port: int, address: str) -> Any | None:
     try:
         server, _ = start_http_server(port, addr=address)
     except OSError as exc:
-        log.warning("worker metrics not served: %s:%s is unavailable (%s); give each worker on this machine "
-                    "its own SOURCECHECK_WORKER_METRICS_PORT", address, port, exc.strerror or exc)
+        log.warning(
+            "worker metrics not served: %s:%s is unavailable (%s); give each worker on this machine "
+            "its own SOURCECHECK_WORKER_METRICS_PORT",
+            address,
+            port,
+            exc.strerror or exc,
+        )
         return None
     log.info("worker metrics on http://%s:%s/metrics", address, port)
     return server
@@ -89,8 +101,14 @@ _FORGET_AFTER = 86400  # names of workers silent that long leave the sorted set
 class Heartbeat:
     """A daemon thread that marks this worker alive in Redis every ``interval`` s."""
 
-    def __init__(self, client: redis.Redis, hostname: str, in_flight: Callable[[], int] = lambda: 0,
-                 interval: float = HEARTBEAT_SECONDS, ttl: int = HEARTBEAT_TTL) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        hostname: str,
+        in_flight: Callable[[], int] = lambda: 0,
+        interval: float = HEARTBEAT_SECONDS,
+        ttl: int = HEARTBEAT_TTL,
+    ) -> None:
         self._client = client
         self._hostname = hostname
         self._in_flight = in_flight

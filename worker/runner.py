@@ -149,7 +149,9 @@ def _child_main(conn: Connection, keys: list[str], memory_mb: int = 0) -> None:
     loop.set_exception_handler(on_loop_error)
     threading.excepthook = on_thread_error
 
-    async def probe(probe_id: int, definition: str, token: str, timeout: float, context: dict[str, str] | None = None) -> None:
+    async def probe(
+        probe_id: int, definition: str, token: str, timeout: float, context: dict[str, str] | None = None
+    ) -> None:
         logs.replace(context)  # this task's own copy of the context
         try:
             connector = get_connector(definition)
@@ -163,7 +165,9 @@ def _child_main(conn: Connection, keys: list[str], memory_mb: int = 0) -> None:
         except MemoryError:
             exit_out_of_memory(probe_id)
         except InvalidToken:
-            result = failed(FailureType.INTERNAL_ERROR, "The worker could not decrypt this test's configuration (key mismatch)")
+            result = failed(
+                FailureType.INTERNAL_ERROR, "The worker could not decrypt this test's configuration (key mismatch)"
+            )
         except ConnectorError as exc:
             result = failed(FailureType.INTERNAL_ERROR, f"The worker could not run this test: {exc}")
         except Exception as exc:  # run_check catches connector bugs; this is ours
@@ -241,8 +245,13 @@ class ProbeRunner:
         """Run one probe; returns a CheckResult dict. Never raises for the probe's faults."""
         now = time.monotonic()
         probe = _Probe(
-            id=next(self._ids), definition=definition, token=token, deadline=now + timeout,
-            hard_deadline=now + timeout + self._grace, future=Future(), context=logs.current(),
+            id=next(self._ids),
+            definition=definition,
+            token=token,
+            deadline=now + timeout,
+            hard_deadline=now + timeout + self._grace,
+            future=Future(),
+            context=logs.current(),
         )
         self._dispatch(probe)
         try:  # the watchdog ends every probe by its hard deadline; this is a last guard
@@ -289,7 +298,9 @@ class ProbeRunner:
 
     def _start_child(self) -> None:
         parent_end, child_end = self._context.Pipe()
-        process = self._context.Process(target=_child_main, args=(child_end, self._keys, self._memory_mb), name="sourcecheck-probes", daemon=True)
+        process = self._context.Process(
+            target=_child_main, args=(child_end, self._keys, self._memory_mb), name="sourcecheck-probes", daemon=True
+        )
         process.start()
         child_end.close()
         child = _Child(process=process, conn=parent_end)
@@ -301,7 +312,9 @@ class ProbeRunner:
     def _dispatch(self, probe: _Probe) -> None:
         remaining = probe.deadline - time.monotonic()
         if remaining <= 0.05:
-            probe.future.set_result(failed(FailureType.TIMEOUT, "The probe did not end by its deadline and was stopped"))
+            probe.future.set_result(
+                failed(FailureType.TIMEOUT, "The probe did not end by its deadline and was stopped")
+            )
             return
         with self._lock:
             while not self._closed and not any(not c.lost for c in self._children):
@@ -309,7 +322,9 @@ class ProbeRunner:
                     break
             live = [c for c in self._children if not c.lost]
             if self._closed or not live:
-                probe.future.set_result(failed(FailureType.WORKER_LOST, "No probe process was available to run the test"))
+                probe.future.set_result(
+                    failed(FailureType.WORKER_LOST, "No probe process was available to run the test")
+                )
                 return
             # A child still starting (a replacement) gets probes only when no started one is left.
             child = min([c for c in live if c.ready] or live, key=lambda c: len(c.inflight))
@@ -342,7 +357,9 @@ class ProbeRunner:
             time.sleep(0.05)
             now = time.monotonic()
             with self._lock:
-                stuck = [c for c in self._children if not c.lost and any(p.hard_deadline < now for p in c.inflight.values())]
+                stuck = [
+                    c for c in self._children if not c.lost and any(p.hard_deadline < now for p in c.inflight.values())
+                ]
             for child in stuck:
                 log.warning("probe process %s overran a deadline; killing it", child.process.pid)
                 self._lose(child, "a probe overran its deadline", kill=True)
@@ -366,17 +383,26 @@ class ProbeRunner:
         if child.process.exitcode == EXIT_OUT_OF_MEMORY:
             reason = f"it ran out of memory ({self._memory_mb} MB)"
         if not closed:
-            log.warning("probe process %s lost (%s, exit code %s); %d probes to place again",
-                        child.process.pid, reason, child.process.exitcode, len(orphans))
+            log.warning(
+                "probe process %s lost (%s, exit code %s); %d probes to place again",
+                child.process.pid,
+                reason,
+                child.process.exitcode,
+                len(orphans),
+            )
             threading.Thread(target=self._start_child, name="probe-respawn", daemon=True).start()
         now = time.monotonic()
         for probe in orphans:
             if probe.future.done():
                 continue
             if probe.hard_deadline <= now + 0.01:
-                probe.future.set_result(failed(FailureType.TIMEOUT, "The probe did not end by its deadline and was stopped"))
+                probe.future.set_result(
+                    failed(FailureType.TIMEOUT, "The probe did not end by its deadline and was stopped")
+                )
             elif not kill and probe.crashes >= 1:
-                probe.future.set_result(failed(FailureType.WORKER_LOST, "The process running this test died twice; the test may crash it"))
+                probe.future.set_result(
+                    failed(FailureType.WORKER_LOST, "The process running this test died twice; the test may crash it")
+                )
             else:
                 if not kill:
                     probe.crashes += 1

@@ -37,14 +37,23 @@ class Settings(BaseSettings):
         "Generate one with `sourcecheck keygen`. Development generates one into data_dir.",
     )
     result_ttl_seconds: int = Field(3600, ge=60, le=7 * 86400, description="How long a job and its result can be read.")
-    default_timeout_seconds: float = Field(10.0, ge=0.5, le=60, description="A probe's deadline when the caller sets none.")
+    default_timeout_seconds: float = Field(
+        10.0, ge=0.5, le=60, description="A probe's deadline when the caller sets none."
+    )
     max_timeout_seconds: float = Field(60.0, ge=1, le=300, description="The largest deadline a caller may ask for.")
     worker_concurrency: int = Field(
-        2000, ge=1, le=10000, description="Probes one worker process holds in flight at once (Celery threads that wait)."
+        2000,
+        ge=1,
+        le=10000,
+        description="Probes one worker process holds in flight at once (Celery threads that wait).",
     )
-    probe_processes: int = Field(2, ge=1, le=64, description="Child processes of a worker that run its probes (each an event loop).")
+    probe_processes: int = Field(
+        2, ge=1, le=64, description="Child processes of a worker that run its probes (each an event loop)."
+    )
     probe_memory_mb: int = Field(
-        1024, ge=0, le=1_048_576,
+        1024,
+        ge=0,
+        le=1_048_576,
         description="Memory one probe process may use, in MB (its data: heap, anonymous mappings and thread stacks; "
         "RLIMIT_DATA, Linux). A process that reaches it is replaced; the test that ran out ends failed (worker_lost). "
         "The default leaves ample room for a thousand probes in flight. 0: no bound.",
@@ -56,22 +65,29 @@ class Settings(BaseSettings):
         200, ge=1, le=100000, description="Tests one organization may have in flight at once; more get 429."
     )
     org_tests_per_minute: int = Field(
-        600, ge=0, le=1_000_000,
+        600,
+        ge=0,
+        le=1_000_000,
         description="Tests one organization may start in any 60 s (sliding window); more get 429 with Retry-After. 0: no limit.",
     )
     log_format: Literal["json", "text"] | None = Field(
-        None, description="json: one JSON object a line (the default in production); text: readable lines (the default in development)."
+        None,
+        description="json: one JSON object a line (the default in production); text: readable lines (the default in development).",
     )
     log_level: str = Field(
-        "INFO", pattern=r"(?i)^(debug|info|warning|error|critical)$",
+        "INFO",
+        pattern=r"(?i)^(debug|info|warning|error|critical)$",
         description="The least severe level logged by the API, the workers and the probe processes.",
     )
     worker_metrics_port: int = Field(
-        9808, ge=0, le=65535,
+        9808,
+        ge=0,
+        le=65535,
         description="Port of a worker's Prometheus /metrics server (0: none). Workers on one machine each need their own.",
     )
     worker_metrics_address: str | None = Field(
-        None, description="Address the worker's metrics server listens on; default 127.0.0.1 in development, 0.0.0.0 in production."
+        None,
+        description="Address the worker's metrics server listens on; default 127.0.0.1 in development, 0.0.0.0 in production.",
     )
     egress_allow: str = Field(
         "",

@@ -78,8 +78,14 @@ def _stop_heartbeat(**_: Any) -> None:
 def _bind_log_context(task_id: str | None = None, task: Any = None, args: Any = None, **_: Any) -> None:
     """Every log line of a probe's task carries its job's ids (the payload holds no secret in clear)."""
     job = args[0] if getattr(task, "name", None) == TASK_NAME and args and isinstance(args[0], dict) else {}
-    logs.replace({"job_id": job.get("job_id"), "organization_id": job.get("organization_id"),
-                  "source_id": job.get("source_id"), "definition": job.get("definition")})
+    logs.replace(
+        {
+            "job_id": job.get("job_id"),
+            "organization_id": job.get("organization_id"),
+            "source_id": job.get("source_id"),
+            "definition": job.get("definition"),
+        }
+    )
 
 
 @task_postrun.connect
@@ -143,7 +149,12 @@ def run_probe(self: Task, job: dict[str, Any]) -> str:
     check = runner().run(job["definition"], job["config"], float(job["timeout"]))
     ended = datetime.now(UTC)
     try:
-        finish(app, job, {"started_at": started.isoformat(), "ended_at": ended.isoformat(), "worker": worker, "check": check}, ttl)
+        finish(
+            app,
+            job,
+            {"started_at": started.isoformat(), "ended_at": ended.isoformat(), "worker": worker, "check": check},
+            ttl,
+        )
     finally:  # after the result is out: the caller need not wait for our bookkeeping
         metrics.observe_probe(job["definition"], check)
     outcome = summary(check)

@@ -32,7 +32,9 @@ def _configure(**kwargs: Any) -> None:
 def run_offline() -> None:
     """``sourcecheck db upgrade --sql``: print the SQL instead of running it."""
     url = get_api_settings().sqlalchemy_url()
-    _configure(url=url, literal_binds=True, dialect_opts={"paramstyle": "named"}, render_as_batch=url.startswith("sqlite"))
+    _configure(
+        url=url, literal_binds=True, dialect_opts={"paramstyle": "named"}, render_as_batch=url.startswith("sqlite")
+    )
     with context.begin_transaction():
         context.run_migrations()
 

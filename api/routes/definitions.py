@@ -31,7 +31,9 @@ def list_definitions(org: CurrentOrg) -> Page[SourceDefinitionPublic]:
     return Page(data=data, count=len(data))
 
 
-@router.get("/source-definitions/{definition_id}", response_model=SourceDefinitionPublic, summary="Get a source definition")
+@router.get(
+    "/source-definitions/{definition_id}", response_model=SourceDefinitionPublic, summary="Get a source definition"
+)
 def get_definition(org: CurrentOrg, definition_id: DefinitionIdParam) -> SourceDefinitionPublic:
     try:
         return to_public(get_connector(definition_id))

@@ -21,7 +21,9 @@ def create_source(org: CurrentOrg, body: SourceCreate, session: SessionDep, ciph
 
 
 @router.get("/sources", response_model=Page[SourcePublic], summary="List sources")
-def list_sources(org: CurrentOrg, session: SessionDep, cipher: CipherDep, workspace_id: str | None = Query(None, pattern=ID_PATTERN)) -> Page[SourcePublic]:
+def list_sources(
+    org: CurrentOrg, session: SessionDep, cipher: CipherDep, workspace_id: str | None = Query(None, pattern=ID_PATTERN)
+) -> Page[SourcePublic]:
     data = [sources.to_public(cipher, s) for s in sources.list_sources(session, org.id, workspace_id)]
     return Page(data=data, count=len(data))
 
@@ -32,7 +34,9 @@ def get_source(org: CurrentOrg, source_id: SourceId, session: SessionDep, cipher
 
 
 @router.patch("/sources/{source_id}", response_model=SourcePublic, summary="Change a source")
-def update_source(org: CurrentOrg, source_id: SourceId, body: SourceUpdate, session: SessionDep, cipher: CipherDep) -> SourcePublic:
+def update_source(
+    org: CurrentOrg, source_id: SourceId, body: SourceUpdate, session: SessionDep, cipher: CipherDep
+) -> SourcePublic:
     source = sources.find_source(session, org.id, source_id)
     return sources.to_public(cipher, sources.update_source(session, cipher, source=source, body=body))
 

@@ -75,20 +75,26 @@ def cipher_key() -> str:
     return settings.fernet_keys()[0]
 
 
-def _resolve_in_session(cipher: Cipher, organization_id: str, body: TestSourceRequest, timeout: float) -> tuple[Job, dict[str, Any]]:
+def _resolve_in_session(
+    cipher: Cipher, organization_id: str, body: TestSourceRequest, timeout: float
+) -> tuple[Job, dict[str, Any]]:
     """:func:`_resolve` with a database session of its own, closed before the result is awaited."""
     with Session(get_engine()) as session:
         return _resolve(session, cipher, organization_id, body, timeout)
 
 
-def _resolve(session: Session | None, cipher: Cipher, organization_id: str, body: TestSourceRequest, timeout: float) -> tuple[Job, dict[str, Any]]:
+def _resolve(
+    session: Session | None, cipher: Cipher, organization_id: str, body: TestSourceRequest, timeout: float
+) -> tuple[Job, dict[str, Any]]:
     workspace_id: str | None
     name: str | None
     if body.source_id is not None:
         assert session is not None
         source = find_source(session, organization_id, body.source_id)
         if body.source_definition_id is not None and body.source_definition_id != source.source_definition_id:
-            raise InvalidRequest(f"source_definition_id {body.source_definition_id!r} does not match source {source.id} ({source.source_definition_id})")
+            raise InvalidRequest(
+                f"source_definition_id {body.source_definition_id!r} does not match source {source.id} ({source.source_definition_id})"
+            )
         configuration = stored_configuration(cipher, source)
         if body.configuration is not None:
             config = merged_configuration(source.source_definition_id, configuration, body.configuration)
@@ -98,12 +104,16 @@ def _resolve(session: Session | None, cipher: Cipher, organization_id: str, body
     elif body.source_definition_id is not None:
         if body.configuration is None:
             raise InvalidRequest("configuration is required when testing inline with source_definition_id")
-        if body.workspace_id is not None and (session is None or find_workspace(session, organization_id, body.workspace_id) is None):
+        if body.workspace_id is not None and (
+            session is None or find_workspace(session, organization_id, body.workspace_id) is None
+        ):
             raise NotFound(f"Workspace {body.workspace_id} not found")
         config = validate_configuration(body.source_definition_id, body.configuration)
         definition_id, workspace_id, name = body.source_definition_id, body.workspace_id, body.name
     else:
-        raise InvalidRequest("Give source_id to test a stored source, or source_definition_id and configuration to test inline")
+        raise InvalidRequest(
+            "Give source_id to test a stored source, or source_definition_id and configuration to test inline"
+        )
     revealed = config.revealed()
     job = new_job(
         organization_id=organization_id,
@@ -134,7 +144,10 @@ def job_info(view: JobView) -> JobInfo:
         ended_at=view.ended_at,
         duration_ms=round(duration, 2) if duration is not None else None,
         worker=view.worker,
-        steps=[StepInfo(name=s.name, status=s.status.value, duration_ms=s.duration_ms, message=s.message) for s in (result.steps if result else [])],
+        steps=[
+            StepInfo(name=s.name, status=s.status.value, duration_ms=s.duration_ms, message=s.message)
+            for s in (result.steps if result else [])
+        ],
         message=failure.message if failure else None,
         type=failure.type.value if failure else None,
         retryable=failure.retryable if failure else None,
@@ -144,13 +157,17 @@ def job_info(view: JobView) -> JobInfo:
 
 def _answer(view: JobView, request: Request, response: Response) -> TestResult:
     job = view.job
-    logs.bind(job_id=job.id, organization_id=job.organization_id, source_id=job.source_id, definition=job.source_definition_id)
+    logs.bind(
+        job_id=job.id, organization_id=job.organization_id, source_id=job.source_id, definition=job.source_definition_id
+    )
     if metrics.count_test(view):  # the first time this process answers the job final
         failure = view.result.failure if view.result else None
         log.info("job %s %s%s", job.id, view.status.value, f" ({failure.type.value})" if failure else "")
     if not view.status.final:
         response.status_code = 202
-        response.headers["Location"] = str(request.url_for("get_test_result", organization_id=view.job.organization_id, job_id=view.job.id))
+        response.headers["Location"] = str(
+            request.url_for("get_test_result", organization_id=view.job.organization_id, job_id=view.job.id)
+        )
         response.headers["Retry-After"] = "1"
     return TestResult(status=view.status.value, job_info=job_info(view))
 
@@ -171,10 +188,17 @@ async def _wait(store: JobStore, job_id: str, seconds: float, sent: Job | None =
     "or a new configuration inline. A failed test is a result (200, `status: failed`), not an error. "
     "When the result is not ready within `wait` seconds the answer is 202 with a `Location` to poll.",
     responses={
-        200: {"description": "The test ran", "content": {"application/json": {"examples": {
-            "succeeded": {"value": {"status": "succeeded", "job_info": None}},
-            "failed": {"value": {"status": "failed", "job_info": {"message": "Connection refused"}}},
-        }}}},
+        200: {
+            "description": "The test ran",
+            "content": {
+                "application/json": {
+                    "examples": {
+                        "succeeded": {"value": {"status": "succeeded", "job_info": None}},
+                        "failed": {"value": {"status": "failed", "job_info": {"message": "Connection refused"}}},
+                    }
+                }
+            },
+        },
         202: {"model": TestResult, "description": "Still pending or running; poll the `Location` header."},
         **ERRORS,
         **error_responses(429),
@@ -240,8 +264,14 @@ async def test_source(
             del _leaders[key]
 
 
-async def _answer_when_done(started: Job | JobView, store: JobStore, seconds: float, request: Request, response: Response,
-                            sent: Job | None = None) -> TestResult:
+async def _answer_when_done(
+    started: Job | JobView,
+    store: JobStore,
+    seconds: float,
+    request: Request,
+    response: Response,
+    sent: Job | None = None,
+) -> TestResult:
     if isinstance(started, JobView):  # a recent result, reused on request (max_age)
         return _answer(started, request, response)
     logs.bind(job_id=started.id, source_id=started.source_id, definition=started.source_definition_id)
@@ -251,7 +281,9 @@ async def _answer_when_done(started: Job | JobView, store: JobStore, seconds: fl
     return _answer(view, request, response)
 
 
-async def _prepare(cipher: Cipher, organization_id: str, body: TestSourceRequest, timeout: float) -> tuple[Job, dict[str, Any]]:
+async def _prepare(
+    cipher: Cipher, organization_id: str, body: TestSourceRequest, timeout: float
+) -> tuple[Job, dict[str, Any]]:
     """Resolve the request into a job and the configuration (secrets in clear) to send; a
     request that names nothing stored is resolved without the database. Validating a
     configuration that holds a PEM block (a private key, certificates) runs in the threadpool,
@@ -274,7 +306,9 @@ def _holds_pem(value: Any) -> bool:
     return False
 
 
-async def _start(job: Job, configuration: dict[str, Any], cipher: Cipher, store: JobStore, max_age: float | None) -> Job | JobView:
+async def _start(
+    job: Job, configuration: dict[str, Any], cipher: Cipher, store: JobStore, max_age: float | None
+) -> Job | JobView:
     """Reuse a recent result (if asked) or send the job (or join one)."""
     if max_age is not None and job.fingerprint:
         try:
@@ -286,7 +320,12 @@ async def _start(job: Job, configuration: dict[str, Any], cipher: Cipher, store:
     organization_id = job.organization_id
     try:
         sent = await store.submit(
-            cipher, job, configuration, settings.result_ttl_seconds, settings.org_concurrency_limit, settings.org_tests_per_minute,
+            cipher,
+            job,
+            configuration,
+            settings.result_ttl_seconds,
+            settings.org_concurrency_limit,
+            settings.org_tests_per_minute,
         )
     except OrganizationRateLimited as exc:
         raise TooManyRequests(
@@ -302,7 +341,12 @@ async def _start(job: Job, configuration: dict[str, Any], cipher: Cipher, store:
         log.warning("test queue unavailable: %r", exc)
         raise ServiceUnavailable("The test queue (Redis) is unavailable; nothing was enqueued, retry shortly") from None
     if sent.id != job.id:
-        with logs.bound(job_id=sent.id, organization_id=organization_id, source_id=sent.source_id, definition=sent.source_definition_id):
+        with logs.bound(
+            job_id=sent.id,
+            organization_id=organization_id,
+            source_id=sent.source_id,
+            definition=sent.source_definition_id,
+        ):
             log.info("job %s joined an identical job in flight", sent.id)
     return sent
 
@@ -316,7 +360,9 @@ async def _start(job: Job, configuration: dict[str, Any], cipher: Cipher, store:
     "pending or running (optionally waiting up to `wait` seconds) and 404 once its result has expired.",
     responses={202: {"model": TestResult, "description": "Still pending or running."}, **ERRORS},
 )
-async def get_test_result(org: CurrentOrg, job_id: JobId, request: Request, response: Response, wait: WaitParam = None) -> TestResult:
+async def get_test_result(
+    org: CurrentOrg, job_id: JobId, request: Request, response: Response, wait: WaitParam = None
+) -> TestResult:
     store = job_store(request)
     view = await _wait(store, job_id, 0)
     if view is None or view.job.organization_id != org.id:

@@ -103,7 +103,11 @@ def resolve_settings(api_key: str | None, base_url: str | None) -> tuple[str, ht
 
 
 def default_headers(api_key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {api_key}", "Accept": "application/json", "User-Agent": f"sourcecheck-client/{__version__}"}
+    return {
+        "Authorization": f"Bearer {api_key}",
+        "Accept": "application/json",
+        "User-Agent": f"sourcecheck-client/{__version__}",
+    }
 
 
 class Core:
@@ -127,7 +131,11 @@ class Core:
         if location:
             target = self.base_url.join(location)
             prefix = self.base_url.path.rstrip("/") + "/"
-            same_origin = (target.scheme, target.host, target.port) == (self.base_url.scheme, self.base_url.host, self.base_url.port)
+            same_origin = (target.scheme, target.host, target.port) == (
+                self.base_url.scheme,
+                self.base_url.host,
+                self.base_url.port,
+            )
             if same_origin and target.path.startswith(prefix):
                 return str(target.copy_with(query=None))
         return self.connectors(organization_id, f"/sources/test/{segment(job_id, 'job_id')}")
@@ -153,16 +161,23 @@ class Core:
         deadline = None if poll_timeout is None else started + poll_timeout
         if poll and wait is None and poll_timeout is not None and poll_timeout < SERVER_DEFAULT_WAIT:
             wait = poll_timeout  # the first answer must come before our own deadline
-        body = drop_none({
-            "source_id": source_id,
-            "source_definition_id": source_definition_id,
-            "workspace_id": workspace_id,
-            "configuration": configuration,
-            "name": name,
-        })
+        body = drop_none(
+            {
+                "source_id": source_id,
+                "source_definition_id": source_definition_id,
+                "workspace_id": workspace_id,
+                "configuration": configuration,
+                "name": name,
+            }
+        )
         path = self.connectors(organization_id, "/sources/test")
-        response = yield Call("POST", path, drop_none({"wait": wait, "timeout": timeout, "max_age": max_age}), body,
-                              holds=SERVER_MAX_WAIT if wait is None else wait)
+        response = yield Call(
+            "POST",
+            path,
+            drop_none({"wait": wait, "timeout": timeout, "max_age": max_age}),
+            body,
+            holds=SERVER_MAX_WAIT if wait is None else wait,
+        )
         assert response is not None
         result = parse(TestResult, response)
         if result.final or not poll:
@@ -176,7 +191,9 @@ class Core:
         assert response is not None
         return parse(TestResult, response)
 
-    def wait_for_result(self, *, organization_id: str | None, job_id: str, poll_timeout: float | None) -> Flow[TestResult]:
+    def wait_for_result(
+        self, *, organization_id: str | None, job_id: str, poll_timeout: float | None
+    ) -> Flow[TestResult]:
         deadline = None if poll_timeout is None else time.monotonic() + poll_timeout
         url = self.connectors(organization_id, f"/sources/test/{segment(job_id, 'job_id')}")
         first = yield from self.get_test_result(organization_id=organization_id, job_id=job_id, wait=0)
@@ -184,7 +201,9 @@ class Core:
             return first
         return (yield from self._poll(url, first, deadline, None))
 
-    def _poll(self, url: str, result: TestResult, deadline: float | None, retry_after: float | None) -> Flow[TestResult]:
+    def _poll(
+        self, url: str, result: TestResult, deadline: float | None, retry_after: float | None
+    ) -> Flow[TestResult]:
         """GET ``url`` until the result is final or ``deadline`` passes. Each poll asks the
         API to hold it up to POLL_WAIT seconds, so a result is seen as soon as it exists."""
         poll_wait = POLL_WAIT
@@ -223,16 +242,31 @@ class Core:
 
     # --- sources and definitions ---------------------------------------------------
 
-    def create_source(self, *, organization_id: str | None, source_definition_id: str, name: str,
-                      configuration: dict[str, Any], workspace_id: str | None) -> Flow[Source]:
-        body = drop_none({"source_definition_id": source_definition_id, "name": name,
-                          "configuration": configuration, "workspace_id": workspace_id})
+    def create_source(
+        self,
+        *,
+        organization_id: str | None,
+        source_definition_id: str,
+        name: str,
+        configuration: dict[str, Any],
+        workspace_id: str | None,
+    ) -> Flow[Source]:
+        body = drop_none(
+            {
+                "source_definition_id": source_definition_id,
+                "name": name,
+                "configuration": configuration,
+                "workspace_id": workspace_id,
+            }
+        )
         response = yield Call("POST", self.connectors(organization_id, "/sources"), json=body)
         assert response is not None
         return parse(Source, response)
 
     def list_sources(self, *, organization_id: str | None, workspace_id: str | None) -> Flow[list[Source]]:
-        response = yield Call("GET", self.connectors(organization_id, "/sources"), drop_none({"workspace_id": workspace_id}))
+        response = yield Call(
+            "GET", self.connectors(organization_id, "/sources"), drop_none({"workspace_id": workspace_id})
+        )
         assert response is not None
         return parse_list(Source, response)
 
@@ -241,8 +275,9 @@ class Core:
         assert response is not None
         return parse(Source, response)
 
-    def update_source(self, *, organization_id: str | None, source_id: str, name: str | None,
-                      configuration: dict[str, Any] | None) -> Flow[Source]:
+    def update_source(
+        self, *, organization_id: str | None, source_id: str, name: str | None, configuration: dict[str, Any] | None
+    ) -> Flow[Source]:
         path = self.connectors(organization_id, f"/sources/{segment(source_id, 'source_id')}")
         response = yield Call("PATCH", path, json=drop_none({"name": name, "configuration": configuration}))
         assert response is not None
@@ -267,4 +302,3 @@ def transport_error(base_url: httpx.URL, exc: httpx.HTTPError) -> APIError:
     what = type(exc).__name__
     detail = str(exc) or what
     return APIConnectionError(f"Could not get an answer from the API at {base_url}: {detail} ({what})")
-

@@ -1,9 +1,9 @@
 """The asynchronous client: the same surface as :class:`~sourcecheck_client.Client`, awaited::
 
-    from sourcecheck_client import AsyncClient
+from sourcecheck_client import AsyncClient
 
-    async with AsyncClient(api_key="sck_...", base_url="http://127.0.0.1:8000") as client:
-        result = await client.knowledge_connectors.test_source(organization_id="org_xyz789", source_id="src_abc123")
+async with AsyncClient(api_key="sck_...", base_url="http://127.0.0.1:8000") as client:
+    result = await client.knowledge_connectors.test_source(organization_id="org_xyz789", source_id="src_abc123")
 """
 
 from __future__ import annotations
@@ -90,8 +90,13 @@ class AsyncClient:
 
     async def _send(self, call: Call) -> httpx.Response:
         try:
-            response = await self._http.request(call.method, call.url, params=call.params or None, json=call.json,
-                                          timeout=call.timeout(self._http_timeout))
+            response = await self._http.request(
+                call.method,
+                call.url,
+                params=call.params or None,
+                json=call.json,
+                timeout=call.timeout(self._http_timeout),
+            )
         except httpx.HTTPError as exc:
             raise transport_error(self._core.base_url, exc) from exc
         if not response.is_success:
@@ -137,22 +142,40 @@ class AsyncKnowledgeConnectors:
 
         A failed test is returned (``result.succeeded`` is False), never raised.
         """
-        return await self._client._run(self._client._core.test_source(
-            organization_id=organization_id, source_id=source_id, source_definition_id=source_definition_id,
-            configuration=configuration, workspace_id=workspace_id, name=name, wait=wait, timeout=timeout,
-            max_age=max_age, poll=poll, poll_timeout=poll_timeout,
-        ))
+        return await self._client._run(
+            self._client._core.test_source(
+                organization_id=organization_id,
+                source_id=source_id,
+                source_definition_id=source_definition_id,
+                configuration=configuration,
+                workspace_id=workspace_id,
+                name=name,
+                wait=wait,
+                timeout=timeout,
+                max_age=max_age,
+                poll=poll,
+                poll_timeout=poll_timeout,
+            )
+        )
 
-    async def get_test_result(self, job_id: str, *, organization_id: str | None = None, wait: float | None = None) -> TestResult:
+    async def get_test_result(
+        self, job_id: str, *, organization_id: str | None = None, wait: float | None = None
+    ) -> TestResult:
         """The state of a test, as it stands (or once final, if within ``wait`` seconds).
         NotFoundError once its result has expired."""
-        return await self._client._run(self._client._core.get_test_result(organization_id=organization_id, job_id=job_id, wait=wait))
+        return await self._client._run(
+            self._client._core.get_test_result(organization_id=organization_id, job_id=job_id, wait=wait)
+        )
 
-    async def wait_for_result(self, job_id: str, *, organization_id: str | None = None,
-                        poll_timeout: float | None = DEFAULT_POLL_TIMEOUT) -> TestResult:
+    async def wait_for_result(
+        self, job_id: str, *, organization_id: str | None = None, poll_timeout: float | None = DEFAULT_POLL_TIMEOUT
+    ) -> TestResult:
         """Poll a test until it is final (PollTimeoutError after ``poll_timeout`` seconds)."""
-        return await self._client._run(self._client._core.wait_for_result(
-            organization_id=organization_id, job_id=job_id, poll_timeout=poll_timeout))
+        return await self._client._run(
+            self._client._core.wait_for_result(
+                organization_id=organization_id, job_id=job_id, poll_timeout=poll_timeout
+            )
+        )
 
 
 class AsyncSources:
@@ -161,23 +184,51 @@ class AsyncSources:
     def __init__(self, client: AsyncClient) -> None:
         self._client = client
 
-    async def create(self, *, source_definition_id: str, name: str, configuration: dict[str, Any],
-               workspace_id: str | None = None, organization_id: str | None = None) -> Source:
-        return await self._client._run(self._client._core.create_source(
-            organization_id=organization_id, source_definition_id=source_definition_id, name=name,
-            configuration=configuration, workspace_id=workspace_id))
+    async def create(
+        self,
+        *,
+        source_definition_id: str,
+        name: str,
+        configuration: dict[str, Any],
+        workspace_id: str | None = None,
+        organization_id: str | None = None,
+    ) -> Source:
+        return await self._client._run(
+            self._client._core.create_source(
+                organization_id=organization_id,
+                source_definition_id=source_definition_id,
+                name=name,
+                configuration=configuration,
+                workspace_id=workspace_id,
+            )
+        )
 
-    async def list(self, *, workspace_id: str | None = None, organization_id: str | None = None) -> builtins.list[Source]:
-        return await self._client._run(self._client._core.list_sources(organization_id=organization_id, workspace_id=workspace_id))
+    async def list(
+        self, *, workspace_id: str | None = None, organization_id: str | None = None
+    ) -> builtins.list[Source]:
+        return await self._client._run(
+            self._client._core.list_sources(organization_id=organization_id, workspace_id=workspace_id)
+        )
 
     async def get(self, source_id: str, *, organization_id: str | None = None) -> Source:
-        return await self._client._run(self._client._core.get_source(organization_id=organization_id, source_id=source_id))
+        return await self._client._run(
+            self._client._core.get_source(organization_id=organization_id, source_id=source_id)
+        )
 
-    async def update(self, source_id: str, *, name: str | None = None, configuration: dict[str, Any] | None = None,
-               organization_id: str | None = None) -> Source:
+    async def update(
+        self,
+        source_id: str,
+        *,
+        name: str | None = None,
+        configuration: dict[str, Any] | None = None,
+        organization_id: str | None = None,
+    ) -> Source:
         """Change the name and/or configuration fields given; a secret sent back masked keeps its value."""
-        return await self._client._run(self._client._core.update_source(
-            organization_id=organization_id, source_id=source_id, name=name, configuration=configuration))
+        return await self._client._run(
+            self._client._core.update_source(
+                organization_id=organization_id, source_id=source_id, name=name, configuration=configuration
+            )
+        )
 
     async def delete(self, source_id: str, *, organization_id: str | None = None) -> None:
         await self._client._run(self._client._core.delete_source(organization_id=organization_id, source_id=source_id))
@@ -193,4 +244,6 @@ class AsyncSourceDefinitions:
         return await self._client._run(self._client._core.list_definitions(organization_id=organization_id))
 
     async def get(self, definition_id: str, *, organization_id: str | None = None) -> SourceDefinition:
-        return await self._client._run(self._client._core.get_definition(organization_id=organization_id, definition_id=definition_id))
+        return await self._client._run(
+            self._client._core.get_definition(organization_id=organization_id, definition_id=definition_id)
+        )

@@ -102,7 +102,9 @@ async def _request(gate: AdmissionGate, method: str, path: str) -> list[Message]
     return sent
 
 
-async def test_the_gate_hands_test_requests_a_place_the_route_takes_and_takes_it_back(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_gate_hands_test_requests_a_place_the_route_takes_and_takes_it_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(Admission, "WAIT_SECONDS", 0.1)
     route = _Route()
     admission = Admission(1)
@@ -151,7 +153,12 @@ def one_place(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 def _admitted(stack: Stack) -> float:
     text = httpx.get(f"{stack.base_url}/metrics", timeout=10).text
-    found = [s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == "sourcecheck_admission_admitted_total"]
+    found = [
+        s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "sourcecheck_admission_admitted_total"
+    ]
     assert found, "the admission gate's count is not on /metrics"
     return found[0]
 
@@ -159,7 +166,11 @@ def _admitted(stack: Stack) -> float:
 def _flood(stack: Stack, stop: threading.Event, answers: collections.Counter[int]) -> None:
     """Unauthenticated test requests, back to back on one connection, until ``stop`` (or FLOOD_SECONDS)."""
     bodies = {"source_definition_id": "http", "configuration": {"url": "http://127.0.0.1:9/"}}
-    headers = [{}, {"Authorization": "Bearer sck_aaaaaaaaaaaa_" + "a" * 43}, {"Authorization": f"Bearer {stack.token}x"}]
+    headers = [
+        {},
+        {"Authorization": "Bearer sck_aaaaaaaaaaaa_" + "a" * 43},
+        {"Authorization": f"Bearer {stack.token}x"},
+    ]
     deadline = time.monotonic() + FLOOD_SECONDS
     with httpx.Client(base_url=stack.base_url, timeout=30) as client:
         i = 0
@@ -182,8 +193,10 @@ def test_requests_without_a_valid_key_take_no_admission_place(one_place: Stack, 
         with stack.client() as client:
             for i in range(HEALTHY_TESTS):
                 started = time.monotonic()
-                r = client.post(stack.url("/sources/test"), json={"source_definition_id": "http",
-                                                                   "configuration": {"url": http_server.url(f"/ok?n={i}")}})
+                r = client.post(
+                    stack.url("/sources/test"),
+                    json={"source_definition_id": "http", "configuration": {"url": http_server.url(f"/ok?n={i}")}},
+                )
                 took.append(time.monotonic() - started)
                 assert r.status_code == 200 and r.json()["status"] == "succeeded", r.text
     finally:

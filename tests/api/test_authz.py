@@ -90,14 +90,27 @@ def _fresh_source(w: World) -> str:
 
 
 ENDPOINTS = [
-    Endpoint("test a source", "POST", lambda w: "/sources/test", (200, 202), lambda w: {"source_id": w.source}, {"wait": 0}),
-    Endpoint("test inline", "POST", lambda w: "/sources/test", (200, 202),
-             lambda w: {"source_definition_id": "http", "configuration": {"url": CLOSED}}, {"wait": 0}),
+    Endpoint(
+        "test a source", "POST", lambda w: "/sources/test", (200, 202), lambda w: {"source_id": w.source}, {"wait": 0}
+    ),
+    Endpoint(
+        "test inline",
+        "POST",
+        lambda w: "/sources/test",
+        (200, 202),
+        lambda w: {"source_definition_id": "http", "configuration": {"url": CLOSED}},
+        {"wait": 0},
+    ),
     Endpoint("poll a test", "GET", lambda w: f"/sources/test/{w.job}", (200, 202)),
     Endpoint("list definitions", "GET", lambda w: "/source-definitions", (200,)),
     Endpoint("get a definition", "GET", lambda w: "/source-definitions/http", (200,)),
-    Endpoint("create a source", "POST", lambda w: "/sources", (201,),
-             lambda w: {"source_definition_id": "http", "name": "authz-created", "configuration": {"url": CLOSED}}),
+    Endpoint(
+        "create a source",
+        "POST",
+        lambda w: "/sources",
+        (201,),
+        lambda w: {"source_definition_id": "http", "name": "authz-created", "configuration": {"url": CLOSED}},
+    ),
     Endpoint("list sources", "GET", lambda w: "/sources", (200,)),
     Endpoint("get a source", "GET", lambda w: f"/sources/{w.source}", (200,)),
     Endpoint("change a source", "PATCH", lambda w: f"/sources/{w.source}", (200,), lambda w: {"name": "renamed"}),
@@ -136,14 +149,20 @@ def _url(stack: Stack, path: str, org: str | None = None) -> str:
 
 def _call(w: World, endpoint: Endpoint, headers: dict[str, str], org: str | None = None) -> httpx.Response:
     return httpx.request(
-        endpoint.method, _url(w.stack, endpoint.path(w), org), headers=headers,
-        json=endpoint.body(w) if endpoint.body else None, params=endpoint.params, timeout=70,
+        endpoint.method,
+        _url(w.stack, endpoint.path(w), org),
+        headers=headers,
+        json=endpoint.body(w) if endpoint.body else None,
+        params=endpoint.params,
+        timeout=70,
     )
 
 
 @pytest.mark.parametrize("credential", list(CREDENTIALS))
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=[e.name for e in ENDPOINTS])
-def test_every_endpoint_answers_each_credential_as_documented(world: World, endpoint: Endpoint, credential: str) -> None:
+def test_every_endpoint_answers_each_credential_as_documented(
+    world: World, endpoint: Endpoint, credential: str
+) -> None:
     r = _call(world, endpoint, CREDENTIALS[credential](world))
     assert r.status_code in _expected(credential, endpoint), (r.status_code, r.text)
     if r.status_code >= 400:
@@ -170,15 +189,23 @@ ID_ENDPOINTS: list[tuple[str, str, Callable[[str], dict[str, Any]] | None]] = [
 ]
 
 
-@pytest.mark.parametrize(("method", "path", "body"), ID_ENDPOINTS, ids=[f"{m} {p} {i}" for i, (m, p, _) in enumerate(ID_ENDPOINTS)])
+@pytest.mark.parametrize(
+    ("method", "path", "body"), ID_ENDPOINTS, ids=[f"{m} {p} {i}" for i, (m, p, _) in enumerate(ID_ENDPOINTS)]
+)
 def test_another_organizations_source_is_answered_as_one_that_does_not_exist(
     world: World, method: str, path: str, body: Callable[[str], dict[str, Any]] | None
 ) -> None:
     answers = []
     for source in (world.other_source, MISSING_SOURCE):
         url = world.stack.base_url + world.stack.url(path.format(source) if "{}" in path else path)
-        r = httpx.request(method, url, headers={"Authorization": f"Bearer {world.stack.token}"},
-                          json=body(source) if body else None, params={"wait": 0}, timeout=70)
+        r = httpx.request(
+            method,
+            url,
+            headers={"Authorization": f"Bearer {world.stack.token}"},
+            json=body(source) if body else None,
+            params={"wait": 0},
+            timeout=70,
+        )
         answers.append(_shape(r, source))
     assert answers[0] == answers[1]
     assert answers[0][0] == 404
@@ -222,7 +249,9 @@ def test_api_keys_are_stored_only_as_a_hash_and_never_in_clear(world: World) -> 
     key_id = token.split("_")[1]
     database = world.stack.data_dir / "sourcecheck.db"
     with sqlite3.connect(database) as db:
-        rows = db.execute("SELECT id, organization_id, token_hash, revoked_at FROM apikey WHERE id = ?", (key_id,)).fetchall()
+        rows = db.execute(
+            "SELECT id, organization_id, token_hash, revoked_at FROM apikey WHERE id = ?", (key_id,)
+        ).fetchall()
         revoked = db.execute("SELECT revoked_at FROM apikey WHERE id = ?", (world.revoked.split("_")[1],)).fetchone()
     assert rows == [(key_id, world.stack.org_id, hashlib.sha256(token.encode()).hexdigest(), None)]
     assert revoked is not None and revoked[0] is not None  # revocation is a timestamp on the row

@@ -52,11 +52,17 @@ def _config_file(tmp_path: Path, config: dict[str, object]) -> str:
 
 
 def _cli(stack: Stack, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN / "sourcecheck"), *args], env={**stack.env, **env}, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [str(BIN / "sourcecheck"), *args], env={**stack.env, **env}, capture_output=True, text=True, timeout=120
+    )
 
 
-def test_check_succeeds_with_each_step_and_its_timing(stack: Stack, postgres_server: PostgresServer, tmp_path: Path) -> None:
-    done = stack.cli("check", "postgres", "--config", _config_file(tmp_path, postgres_server.config()), "--timeout", "10")
+def test_check_succeeds_with_each_step_and_its_timing(
+    stack: Stack, postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    done = stack.cli(
+        "check", "postgres", "--config", _config_file(tmp_path, postgres_server.config()), "--timeout", "10"
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     for step in STEPS:
@@ -65,7 +71,9 @@ def test_check_succeeds_with_each_step_and_its_timing(stack: Stack, postgres_ser
     assert postgres_server.password not in done.stdout + done.stderr
 
 
-def test_check_failure_exits_1_with_type_message_and_hint(stack: Stack, postgres_server: PostgresServer, tmp_path: Path) -> None:
+def test_check_failure_exits_1_with_type_message_and_hint(
+    stack: Stack, postgres_server: PostgresServer, tmp_path: Path
+) -> None:
     wrong = "Cli-Wrong-Password-31x"
     done = stack.cli("check", "postgres", "--config", _config_file(tmp_path, postgres_server.config(password=wrong)))
     assert done.returncode == 1, done.stdout + done.stderr
@@ -104,10 +112,14 @@ def test_check_bad_input_exits_2_naming_fields_never_values(stack: Stack, tmp_pa
 
 def test_test_source_goes_through_the_api(stack: Stack, postgres_server: PostgresServer) -> None:
     with stack.client() as client:
-        created = client.post(stack.url("/sources"), json={"source_definition_id": "postgres", "name": "cli",
-                                                           "configuration": postgres_server.config()})
+        created = client.post(
+            stack.url("/sources"),
+            json={"source_definition_id": "postgres", "name": "cli", "configuration": postgres_server.config()},
+        )
     source_id = created.json()["id"]
-    done = stack.cli("test", "--source", source_id, "--org", stack.org_id, "--api-url", stack.base_url, "--token", stack.token)
+    done = stack.cli(
+        "test", "--source", source_id, "--org", stack.org_id, "--api-url", stack.base_url, "--token", stack.token
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert re.search(r"job job_\w+ on e2e@", done.stdout)
     for step in STEPS:
@@ -121,14 +133,30 @@ def test_test_source_goes_through_the_api(stack: Stack, postgres_server: Postgre
 def test_test_inline_failure_and_bad_input(stack: Stack, postgres_server: PostgresServer, tmp_path: Path) -> None:
     api = ("--api-url", stack.base_url, "--org", stack.org_id)
     wrong = "Cli-Inline-Wrong-Password-9"
-    failed = _cli(stack, "test", "--definition", "postgres", "--config", _config_file(tmp_path, postgres_server.config(password=wrong)),
-                  *api, SOURCECHECK_TOKEN=stack.token)
+    failed = _cli(
+        stack,
+        "test",
+        "--definition",
+        "postgres",
+        "--config",
+        _config_file(tmp_path, postgres_server.config(password=wrong)),
+        *api,
+        SOURCECHECK_TOKEN=stack.token,
+    )
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert "authentication_failed" in failed.stdout and "hint: " in failed.stdout
     assert wrong not in failed.stdout + failed.stderr
 
-    invalid = _cli(stack, "test", "--definition", "postgres", "--config", _config_file(tmp_path, {"host": "db", "password": wrong}),
-                   *api, SOURCECHECK_TOKEN=stack.token)
+    invalid = _cli(
+        stack,
+        "test",
+        "--definition",
+        "postgres",
+        "--config",
+        _config_file(tmp_path, {"host": "db", "password": wrong}),
+        *api,
+        SOURCECHECK_TOKEN=stack.token,
+    )
     assert invalid.returncode == 2
     assert re.search(r"^\s+configuration\.user: ", invalid.stderr, re.MULTILINE), invalid.stderr
     assert wrong not in invalid.stdout + invalid.stderr
@@ -142,8 +170,18 @@ def test_test_inline_failure_and_bad_input(stack: Stack, postgres_server: Postgr
 
 
 def test_every_command_has_help_with_an_example(stack: Stack) -> None:
-    commands = [("check",), ("test",), ("org", "create"), ("apikey", "create"), ("apikey", "revoke"), ("keygen",),
-                ("run",), ("api",), ("worker",), ("flower",)]
+    commands = [
+        ("check",),
+        ("test",),
+        ("org", "create"),
+        ("apikey", "create"),
+        ("apikey", "revoke"),
+        ("keygen",),
+        ("run",),
+        ("api",),
+        ("worker",),
+        ("flower",),
+    ]
     for command in commands:
         done = stack.cli(*command, "--help")
         assert done.returncode == 0, command

@@ -30,8 +30,10 @@ def listener() -> Iterator[CleartextPasswordListener]:
 @pytest.fixture
 def source_id(stack: Stack, postgres_server: PostgresServer) -> Iterator[str]:
     with stack.client() as client:
-        created = client.post(stack.url("/sources"), json={"source_definition_id": "postgres", "name": "bound",
-                                                           "configuration": postgres_server.config()})
+        created = client.post(
+            stack.url("/sources"),
+            json={"source_definition_id": "postgres", "name": "bound", "configuration": postgres_server.config()},
+        )
         assert created.status_code == 201, created.text
         yield created.json()["id"]
         client.delete(stack.url(f"/sources/{created.json()['id']}"))
@@ -49,7 +51,9 @@ def test_a_patch_to_another_host_with_the_masked_password_is_refused_and_changes
 ) -> None:
     with stack.client() as client:
         for change in ({"host": "localhost"}, {"port": listener.port}, {"host": "localhost", "port": listener.port}):
-            answer = client.patch(stack.url(f"/sources/{source_id}"), json={"configuration": {**change, "password": MASK}})
+            answer = client.patch(
+                stack.url(f"/sources/{source_id}"), json={"configuration": {**change, "password": MASK}}
+            )
             assert_refused(answer, "password")
             assert "send" in answer.json()["error"]["message"].lower()
         shown = client.get(stack.url(f"/sources/{source_id}")).json()["configuration"]
@@ -64,16 +68,25 @@ def test_a_test_with_overrides_to_the_attackers_listener_never_sends_the_stored_
 ) -> None:
     with stack.client() as client:
         answers = [
-            client.post(stack.url("/sources/test"), params={"wait": 10}, json={"source_id": source_id, "configuration": override})
+            client.post(
+                stack.url("/sources/test"),
+                params={"wait": 10},
+                json={"source_id": source_id, "configuration": override},
+            )
             for override in ({"port": listener.port}, {"port": listener.port, "password": MASK})
         ]
-        answers.append(client.patch(stack.url(f"/sources/{source_id}"), json={"configuration": {"port": listener.port}}))
+        answers.append(
+            client.patch(stack.url(f"/sources/{source_id}"), json={"configuration": {"port": listener.port}})
+        )
         answers.append(client.post(stack.url("/sources/test"), params={"wait": 10}, json={"source_id": source_id}))
         # Another organization's test on the same worker is answered meanwhile, promptly.
         with stack.client(stack.other_token) as other:
             started = time.monotonic()
-            healthy = other.post(stack.url("/sources/test", stack.other_org_id), params={"wait": 20},
-                                 json={"source_definition_id": "postgres", "configuration": postgres_server.config()})
+            healthy = other.post(
+                stack.url("/sources/test", stack.other_org_id),
+                params={"wait": 20},
+                json={"source_definition_id": "postgres", "configuration": postgres_server.config()},
+            )
             assert healthy.json()["status"] == "succeeded", healthy.text
             assert time.monotonic() - started < 15
     time.sleep(0.5)
@@ -90,8 +103,11 @@ def test_the_new_destination_with_the_secrets_sent_again_is_accepted(
 ) -> None:
     given = "sent-again-with-the-listener"
     with stack.client() as client:
-        tested = client.post(stack.url("/sources/test"), params={"wait": 20},
-                             json={"source_id": source_id, "configuration": {"port": listener.port, "password": given}})
+        tested = client.post(
+            stack.url("/sources/test"),
+            params={"wait": 20},
+            json={"source_id": source_id, "configuration": {"port": listener.port, "password": given}},
+        )
         assert tested.status_code == 200, tested.text
         # Accepted and run: the check reached the listener, whose request for a cleartext password
         # without TLS is refused by the driver (so not even the password just sent goes out).
@@ -103,8 +119,10 @@ def test_the_new_destination_with_the_secrets_sent_again_is_accepted(
         leaked = postgres_server.password.encode() in received
         assert not leaked, "the listener received the stored password"
 
-        moved = client.patch(stack.url(f"/sources/{source_id}"),
-                             json={"configuration": {"host": "localhost", "password": postgres_server.password}})
+        moved = client.patch(
+            stack.url(f"/sources/{source_id}"),
+            json={"configuration": {"host": "localhost", "password": postgres_server.password}},
+        )
         assert moved.status_code == 200, moved.text
         assert moved.json()["configuration"]["host"] == "localhost"
 
@@ -114,13 +132,23 @@ def test_other_fields_keep_the_stored_secrets(stack: Stack, postgres_server: Pos
         same = {"host": postgres_server.host, "port": postgres_server.port, "password": MASK, "schema_name": "public"}
         answer = client.patch(stack.url(f"/sources/{source_id}"), json={"configuration": same})
         assert answer.status_code == 200, answer.text
-        tested = client.post(stack.url("/sources/test"), params={"wait": 20},
-                             json={"source_id": source_id, "configuration": {"database": postgres_server.database}})
+        tested = client.post(
+            stack.url("/sources/test"),
+            params={"wait": 20},
+            json={"source_id": source_id, "configuration": {"database": postgres_server.database}},
+        )
         assert tested.json()["status"] == "succeeded", tested.text
 
 
-def test_adding_a_tunnel_is_a_new_destination(stack: Stack, listener: CleartextPasswordListener, source_id: str) -> None:
-    tunnel = {"host": "127.0.0.1", "port": listener.port, "user": "attacker", "auth": {"type": "password", "password": "mine"}}
+def test_adding_a_tunnel_is_a_new_destination(
+    stack: Stack, listener: CleartextPasswordListener, source_id: str
+) -> None:
+    tunnel = {
+        "host": "127.0.0.1",
+        "port": listener.port,
+        "user": "attacker",
+        "auth": {"type": "password", "password": "mine"},
+    }
     with stack.client() as client:
         answer = client.patch(stack.url(f"/sources/{source_id}"), json={"configuration": {"ssh_tunnel": tunnel}})
         assert_refused(answer, "password")
@@ -128,16 +156,26 @@ def test_adding_a_tunnel_is_a_new_destination(stack: Stack, listener: CleartextP
     assert listener.connections == 0
 
 
-def test_an_http_source_is_not_pointed_at_another_server_with_its_basic_auth_password(stack: Stack, http_server: HttpServer) -> None:
+def test_an_http_source_is_not_pointed_at_another_server_with_its_basic_auth_password(
+    stack: Stack, http_server: HttpServer
+) -> None:
     auth = {"type": "basic", "username": http_server.username, "password": http_server.password}
     with stack.client() as client, start_http_server() as attacker:
-        created = client.post(stack.url("/sources"), json={"source_definition_id": "http", "name": "api",
-                                                           "configuration": {"url": http_server.url("/protected"), "auth": auth}})
+        created = client.post(
+            stack.url("/sources"),
+            json={
+                "source_definition_id": "http",
+                "name": "api",
+                "configuration": {"url": http_server.url("/protected"), "auth": auth},
+            },
+        )
         assert created.status_code == 201, created.text
         source_id = created.json()["id"]
         moved = {"url": attacker.url("/protected"), "auth": {"type": "basic", "password": MASK}}
         answers = [
-            client.post(stack.url("/sources/test"), params={"wait": 10}, json={"source_id": source_id, "configuration": moved}),
+            client.post(
+                stack.url("/sources/test"), params={"wait": 10}, json={"source_id": source_id, "configuration": moved}
+            ),
             client.patch(stack.url(f"/sources/{source_id}"), json={"configuration": moved}),
         ]
         time.sleep(0.5)

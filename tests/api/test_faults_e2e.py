@@ -37,13 +37,22 @@ FINAL = ("succeeded", "failed")
 
 @pytest.fixture(scope="module")
 def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with own_stack(tmp_path_factory, "faults", workers=("f1", "f2"), org_concurrency_limit="1000", org_tests_per_minute="0",
-                   queue_timeout_seconds=str(QUEUE_TIMEOUT)) as running:
+    with own_stack(
+        tmp_path_factory,
+        "faults",
+        workers=("f1", "f2"),
+        org_concurrency_limit="1000",
+        org_tests_per_minute="0",
+        queue_timeout_seconds=str(QUEUE_TIMEOUT),
+    ) as running:
         yield running
 
 
 def faulty(mode: str, seconds: float = 0, tag: str = "") -> dict[str, Any]:
-    return {"source_definition_id": "faulty", "configuration": {"mode": mode, "seconds": seconds, "tag": tag or uuid.uuid4().hex}}
+    return {
+        "source_definition_id": "faulty",
+        "configuration": {"mode": mode, "seconds": seconds, "tag": tag or uuid.uuid4().hex},
+    }
 
 
 async def _post_many(stack: Stack, bodies: list[dict[str, Any]], **params: Any) -> list[httpx.Response]:
@@ -79,8 +88,12 @@ def _worker_name(info: dict[str, Any]) -> str | None:
 def _look(stack: Stack, job_ids: list[str]) -> dict[str, tuple[str, str | None]]:
     """Every job's (status, worker) now."""
     answers = asyncio.run(_poll_many(stack, job_ids))
-    assert {r.status_code for _, r in answers} <= {200, 202}, [r.text for _, r in answers if r.status_code not in (200, 202)][:3]
-    return {j: (r.json()["status"], _worker_name(r.json()["job_info"])) for j, (_, r) in zip(job_ids, answers, strict=True)}
+    assert {r.status_code for _, r in answers} <= {200, 202}, [
+        r.text for _, r in answers if r.status_code not in (200, 202)
+    ][:3]
+    return {
+        j: (r.json()["status"], _worker_name(r.json()["job_info"])) for j, (_, r) in zip(job_ids, answers, strict=True)
+    }
 
 
 def _wait_started(stack: Stack, job_ids: list[str], timeout: float = 30) -> dict[str, tuple[str, str | None]]:
@@ -88,7 +101,9 @@ def _wait_started(stack: Stack, job_ids: list[str], timeout: float = 30) -> dict
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         started: dict[str, tuple[str, str | None]] = {
-            j: (status, worker) for j, (status, worker) in _look(stack, job_ids).items() if status != "pending" and worker
+            j: (status, worker)
+            for j, (status, worker) in _look(stack, job_ids).items()
+            if status != "pending" and worker
         }
         if len(started) == len(job_ids):
             return started
@@ -193,8 +208,14 @@ def test_sigkill_with_200_probes_in_flight_leaves_every_job_final_once_by_its_de
 def _republish(stack: Stack, job_id: str, definition: str, configuration: dict[str, Any], **options: Any) -> None:
     """Send a job's message again, as kombu does when it restores an unacknowledged one."""
     cipher = Cipher(stack.env["SOURCECHECK_SECRET_KEYS"].split(","))
-    payload = {"job_id": job_id, "organization_id": stack.org_id, "definition": definition,
-               "config": cipher.encrypt_json(configuration), "timeout": 5.0, "fingerprint": None}
+    payload = {
+        "job_id": job_id,
+        "organization_id": stack.org_id,
+        "definition": definition,
+        "config": cipher.encrypt_json(configuration),
+        "timeout": 5.0,
+        "fingerprint": None,
+    }
     sender = Celery("republish", broker=stack.redis.url)
     sender.conf.update(task_serializer="json", accept_content=["json"])
     try:
@@ -216,7 +237,9 @@ def test_a_probe_delivered_again_is_not_run_again(faults: Stack, http_server: Ht
     path = f"/ok?probe={uuid.uuid4().hex}"
     configuration = {"url": http_server.url(path)}
     with faults.client() as client:
-        first = client.post(faults.url("/sources/test"), json={"source_definition_id": "http", "configuration": configuration})
+        first = client.post(
+            faults.url("/sources/test"), json={"source_definition_id": "http", "configuration": configuration}
+        )
         assert first.json()["status"] == "succeeded"
         job_id = first.json()["job_info"]["job_id"]
 

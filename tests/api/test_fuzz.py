@@ -97,8 +97,12 @@ def test_the_api_never_fails_and_answers_as_documented(api_schema: Any, fuzz_tok
 
         @given(case=strategy)
         @settings(
-            max_examples=MAX_EXAMPLES, deadline=None, database=None, derandomize=True,
-            phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck),
+            max_examples=MAX_EXAMPLES,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
         )
         def fuzz(case: schemathesis.Case) -> None:
             case.call_and_validate(checks=CHECKS)

@@ -79,7 +79,9 @@ def test_a_body_just_under_the_limit_is_read(stack: Stack, nothing_enqueued: Non
 def test_a_configuration_nested_past_the_limit_is_422(stack: Stack, path: str, nothing_enqueued: None) -> None:
     body = {"source_definition_id": "http", "name": "deep", "configuration": _nested(MAX_CONFIGURATION_DEPTH + 1)}
     error = _error(_post(stack, path, json.dumps(body).encode()), 422, "invalid_request")
-    assert error["errors"] == [{"field": "configuration", "message": f"Value error, is nested deeper than {MAX_CONFIGURATION_DEPTH} levels"}]
+    assert error["errors"] == [
+        {"field": "configuration", "message": f"Value error, is nested deeper than {MAX_CONFIGURATION_DEPTH} levels"}
+    ]
 
 
 def test_a_configuration_at_the_depth_limit_is_validated_by_its_connector(stack: Stack, nothing_enqueued: None) -> None:
@@ -116,9 +118,18 @@ def test_a_configuration_key_that_is_too_long_is_422(stack: Stack, nothing_enque
 @pytest.mark.parametrize(
     "body",
     [
-        b"", b"null", b"[]", b'"text"', b"{", b"\xff\xfe", b'{"source_id": 5}', b'{"configuration": []}',
-        b'{"source_definition_id": "http", "configuration": "x"}', b'{"source_id": "src_\\u0000"}',
-        b'{"source_id": "' + b"s" * 5000 + b'"}', b'{"source_definition_id": "../../etc/passwd", "configuration": {}}',
+        b"",
+        b"null",
+        b"[]",
+        b'"text"',
+        b"{",
+        b"\xff\xfe",
+        b'{"source_id": 5}',
+        b'{"configuration": []}',
+        b'{"source_definition_id": "http", "configuration": "x"}',
+        b'{"source_id": "src_\\u0000"}',
+        b'{"source_id": "' + b"s" * 5000 + b'"}',
+        b'{"source_definition_id": "../../etc/passwd", "configuration": {}}',
         b'{"source_definition_id": "http", "configuration": {"url": "http://x/"}, "extra": 1}',
     ],
 )
@@ -129,7 +140,10 @@ def test_malformed_bodies_are_422(stack: Stack, body: bytes, nothing_enqueued: N
 @pytest.mark.parametrize("name", ["", "a\x00b", "line\nbreak", "tab\there", "x" * 201, "esc\x1b[31m"])
 def test_names_with_control_characters_or_out_of_bounds_are_422(stack: Stack, name: str) -> None:
     with stack.client() as client:
-        r = client.post(stack.url("/sources"), json={"source_definition_id": "http", "name": name, "configuration": {"url": "http://x/"}})
+        r = client.post(
+            stack.url("/sources"),
+            json={"source_definition_id": "http", "name": name, "configuration": {"url": "http://x/"}},
+        )
         _error(r, 422, "invalid_request")
         r = client.post(f"/v1/organizations/{stack.org_id}/workspaces", json={"name": name})
         _error(r, 422, "invalid_request")
@@ -151,7 +165,9 @@ def test_hostile_host_fields_are_422_naming_the_field(stack: Stack, nothing_enqu
     for host in ("db.example.com\r\nX: y", "db example.com", "host=evil dbname=x", "a@b", "db\x00.example.com", "a,b"):
         config = {"host": host, "database": "app", "user": "reader", "password": "pw"}
         with stack.client() as client:
-            r = client.post(stack.url("/sources/test"), json={"source_definition_id": "postgres", "configuration": config})
+            r = client.post(
+                stack.url("/sources/test"), json={"source_definition_id": "postgres", "configuration": config}
+            )
         error = _error(r, 422, "invalid_configuration")
         assert [e["field"] for e in error["errors"]] == ["configuration.host"]
         assert host not in r.text

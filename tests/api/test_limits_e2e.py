@@ -33,9 +33,14 @@ def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     server = RedisServer(port=free_port(), directory=tmp_path_factory.mktemp("limits-redis"))
     server.start()
     try:
-        with launch_stack(server, tmp_path_factory.mktemp("limits"), org_tests_per_minute=str(PER_MINUTE),
-                          egress_deny="127.0.0.0/8,::1/128", egress_allow="127.0.0.2/32",
-                          worker_metrics_port="0") as running:
+        with launch_stack(
+            server,
+            tmp_path_factory.mktemp("limits"),
+            org_tests_per_minute=str(PER_MINUTE),
+            egress_deny="127.0.0.0/8,::1/128",
+            egress_allow="127.0.0.2/32",
+            worker_metrics_port="0",
+        ) as running:
             yield running
     finally:
         server.stop()
@@ -48,7 +53,10 @@ def allowed_server() -> Iterator[HttpServer]:
 
 
 def _faulty(tag: str | None = None) -> dict[str, Any]:
-    return {"source_definition_id": "faulty", "configuration": {"mode": "sleep", "seconds": 0, "tag": tag or uuid.uuid4().hex}}
+    return {
+        "source_definition_id": "faulty",
+        "configuration": {"mode": "sleep", "seconds": 0, "tag": tag or uuid.uuid4().hex},
+    }
 
 
 def _jobs(client: redis_lib.Redis) -> set[bytes]:
@@ -75,9 +83,13 @@ def test_an_organization_over_its_tests_per_minute_gets_429_and_nothing_is_enque
         assert r.zcard(RATE_KEY.format(limited.org_id)) == PER_MINUTE  # the refused one does not count
         # An invalid request is a 422 whatever the limit (it is validated first), and a poll is free.
         assert client.post(limited.url("/sources/test"), json={}).status_code == 422
-        assert client.get(ok.headers.get("location") or limited.url(f"/sources/test/{ok.json()['job_info']['job_id']}")).status_code in (200, 202)
+        assert client.get(
+            ok.headers.get("location") or limited.url(f"/sources/test/{ok.json()['job_info']['job_id']}")
+        ).status_code in (200, 202)
     with limited.client(limited.other_token) as other:  # per organization: the other one is not limited
-        theirs = other.post(limited.url("/sources/test", org_id=limited.other_org_id), json=_faulty(), params={"wait": 10})
+        theirs = other.post(
+            limited.url("/sources/test", org_id=limited.other_org_id), json=_faulty(), params={"wait": 10}
+        )
     assert theirs.status_code == 200 and theirs.json()["status"] == "succeeded", theirs.text
 
 
@@ -87,7 +99,10 @@ def test_the_window_slides_the_oldest_test_leaving_makes_room(limited: Stack) ->
     r.delete(key)
     with limited.client() as client:
         for _ in range(PER_MINUTE):
-            assert client.post(limited.url("/sources/test"), json=_faulty(), params={"wait": 0}).status_code in (200, 202)
+            assert client.post(limited.url("/sources/test"), json=_faulty(), params={"wait": 0}).status_code in (
+                200,
+                202,
+            )
         assert client.post(limited.url("/sources/test"), json=_faulty(), params={"wait": 0}).status_code == 429
         # Age the window's oldest entry past 60 s, as time would: one more test fits, then none.
         oldest, score = r.zrange(key, 0, 0, withscores=True)[0]
@@ -113,8 +128,11 @@ def test_joining_an_identical_test_in_flight_costs_nothing(limited: Stack) -> No
 
 def _test(stack: Stack, configuration: dict[str, Any], definition: str = "http") -> dict[str, Any]:
     with stack.client(stack.other_token) as client:  # the other organization: not rate-limited by the tests above
-        r = client.post(stack.url("/sources/test", org_id=stack.other_org_id),
-                        json={"source_definition_id": definition, "configuration": configuration}, params={"wait": 20})
+        r = client.post(
+            stack.url("/sources/test", org_id=stack.other_org_id),
+            json={"source_definition_id": definition, "configuration": configuration},
+            params={"wait": 20},
+        )
     assert r.status_code == 200, r.text
     return dict(r.json())
 

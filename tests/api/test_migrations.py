@@ -63,8 +63,14 @@ def _fresh_postgres(server: PostgresServer) -> Iterator[tuple[Engine, str]]:
     admin = server.dsn(superuser=True, database="postgres")
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    url = URL.create("postgresql+psycopg", username=server.superuser, password=server.superuser_password,
-                     host=server.host, port=server.port, database=name)
+    url = URL.create(
+        "postgresql+psycopg",
+        username=server.superuser,
+        password=server.superuser_password,
+        host=server.host,
+        port=server.port,
+        database=name,
+    )
     engine = create_engine(url)
     try:
         yield engine, url.render_as_string(hide_password=False)
@@ -88,8 +94,12 @@ def postgres_twin(postgres_server: PostgresServer) -> Iterator[tuple[Engine, str
 
 def _env(tmp_path: Path, database_url: str, profile: str = "production") -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCECHECK_")}
-    env.update(SOURCECHECK_PROFILE=profile, SOURCECHECK_DATA_DIR=str(tmp_path / "data"),
-               SOURCECHECK_DATABASE_URL=database_url, SOURCECHECK_SECRET_KEYS=Fernet.generate_key().decode())
+    env.update(
+        SOURCECHECK_PROFILE=profile,
+        SOURCECHECK_DATA_DIR=str(tmp_path / "data"),
+        SOURCECHECK_DATABASE_URL=database_url,
+        SOURCECHECK_SECRET_KEYS=Fernet.generate_key().decode(),
+    )
     return env
 
 
@@ -109,12 +119,18 @@ def _shape(engine: Engine) -> dict[str, Any]:
     shape: dict[str, Any] = {}
     for table in sorted(TABLES):
         shape[table] = {
-            "columns": [(c["name"], c["type"].compile(engine.dialect), c["nullable"], c.get("default"))
-                        for c in inspector.get_columns(table)],
+            "columns": [
+                (c["name"], c["type"].compile(engine.dialect), c["nullable"], c.get("default"))
+                for c in inspector.get_columns(table)
+            ],
             "pk": inspector.get_pk_constraint(table)["constrained_columns"],
-            "fks": sorted((tuple(f["constrained_columns"]), f["referred_table"], tuple(f["referred_columns"]))
-                          for f in inspector.get_foreign_keys(table)),
-            "indexes": sorted((i["name"], tuple(i["column_names"]), bool(i["unique"])) for i in inspector.get_indexes(table)),
+            "fks": sorted(
+                (tuple(f["constrained_columns"]), f["referred_table"], tuple(f["referred_columns"]))
+                for f in inspector.get_foreign_keys(table)
+            ),
+            "indexes": sorted(
+                (i["name"], tuple(i["column_names"]), bool(i["unique"])) for i in inspector.get_indexes(table)
+            ),
         }
     return shape
 
@@ -146,7 +162,9 @@ def test_head_on_sqlite_is_exactly_what_the_models_define(sqlite_engine: Engine,
 
     def ddl(engine: Engine) -> dict[str, str]:
         with engine.connect() as c:
-            rows = c.execute(text("SELECT name, sql FROM sqlite_master WHERE name NOT LIKE 'alembic%' AND sql IS NOT NULL"))
+            rows = c.execute(
+                text("SELECT name, sql FROM sqlite_master WHERE name NOT LIKE 'alembic%' AND sql IS NOT NULL")
+            )
             return {name: " ".join(sql.split()) for name, sql in rows}
 
     assert ddl(sqlite_engine) == ddl(made)
@@ -170,7 +188,9 @@ def test_production_refuses_a_schema_behind_head_and_changes_nothing(sqlite_engi
 def test_tables_from_before_migrations_are_adopted_with_their_rows(sqlite_engine: Engine) -> None:
     SQLModel.metadata.create_all(sqlite_engine)  # what init_db did before migrations
     with sqlite_engine.begin() as c:
-        c.execute(text("INSERT INTO organization (id, name, created_at) VALUES ('org_old', 'Old', '2026-01-01 00:00:00')"))
+        c.execute(
+            text("INSERT INTO organization (id, name, created_at) VALUES ('org_old', 'Old', '2026-01-01 00:00:00')")
+        )
     state = schema_state(sqlite_engine)
     assert state.unversioned and not state.up_to_date
     with pytest.raises(SchemaNotCurrent) as refused:
@@ -203,7 +223,10 @@ def test_the_app_and_the_cli_refuse_in_production_until_db_upgrade(sqlite_url: s
     env = _env(tmp_path, sqlite_url)
     api = subprocess.run(
         [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(free_port())],
-        env=env, capture_output=True, text=True, timeout=120,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert api.returncode != 0
     _assert_behind_message(api.stdout + api.stderr, "none (an empty database)")
@@ -241,10 +264,20 @@ def test_a_fresh_development_machine_just_works(tmp_path: Path) -> None:
     assert (tmp_path / "data" / "sourcecheck.db").exists()
 
 
-def test_concurrent_upgrades_of_one_sqlite_file_both_succeed(sqlite_url: str, sqlite_engine: Engine, tmp_path: Path) -> None:
+def test_concurrent_upgrades_of_one_sqlite_file_both_succeed(
+    sqlite_url: str, sqlite_engine: Engine, tmp_path: Path
+) -> None:
     env = _env(tmp_path, sqlite_url)
-    runs = [subprocess.Popen([str(BIN / "sourcecheck"), "db", "upgrade"], env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    runs = [
+        subprocess.Popen(
+            [str(BIN / "sourcecheck"), "db", "upgrade"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outputs = [run.communicate(timeout=120) for run in runs]
     assert [run.returncode for run in runs] == [0, 0], outputs
     assert schema_state(sqlite_engine).up_to_date
@@ -302,8 +335,16 @@ def test_production_refuses_a_postgres_schema_behind_head(postgres: tuple[Engine
 def test_concurrent_postgres_upgrades_are_serialized(postgres: tuple[Engine, str], tmp_path: Path) -> None:
     engine, url = postgres
     env = _env(tmp_path, url)
-    runs = [subprocess.Popen([str(BIN / "sourcecheck"), "db", "upgrade"], env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    runs = [
+        subprocess.Popen(
+            [str(BIN / "sourcecheck"), "db", "upgrade"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
     outputs = [run.communicate(timeout=120) for run in runs]
     assert [run.returncode for run in runs] == [0, 0, 0], outputs
     assert sorted(out for out, _ in outputs) == [

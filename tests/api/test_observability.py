@@ -49,7 +49,9 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
     """A stack of its own: JSON logs at DEBUG (the probe processes' lines too) and the
     worker's metrics on a free port."""
     port = free_port()
-    with own_stack(tmp_path_factory, "observed", log_format="json", log_level="DEBUG", worker_metrics_port=str(port)) as stack:
+    with own_stack(
+        tmp_path_factory, "observed", log_format="json", log_level="DEBUG", worker_metrics_port=str(port)
+    ) as stack:
         yield Observed(stack, f"http://127.0.0.1:{port}/metrics")
 
 
@@ -64,8 +66,13 @@ def value(text: str, name: str, **labels: str) -> float | None:
 
 def protected(server: HttpServer, password: str) -> dict[str, Any]:
     """An inline http test that the server refuses (401): authentication_failed."""
-    return {"source_definition_id": "http", "configuration": {
-        "url": server.url("/protected"), "auth": {"type": "basic", "username": server.username, "password": password}}}
+    return {
+        "source_definition_id": "http",
+        "configuration": {
+            "url": server.url("/protected"),
+            "auth": {"type": "basic", "username": server.username, "password": password},
+        },
+    }
 
 
 def canary() -> str:
@@ -86,9 +93,13 @@ def test_api_metrics_count_the_test_once_and_observe_its_latency(observed: Obser
         assert scraped.status_code == 200
         assert scraped.headers["content-type"].startswith("text/plain")
         first = scraped.text
-        counted = value(first, "sourcecheck_tests_total", definition="http", status="failed", type="authentication_failed")
+        counted = value(
+            first, "sourcecheck_tests_total", definition="http", status="failed", type="authentication_failed"
+        )
         assert counted is not None and counted >= 1
-        latency = value(first, "sourcecheck_http_request_duration_seconds_count", method="POST", route=TEST_ROUTE, status="200")
+        latency = value(
+            first, "sourcecheck_http_request_duration_seconds_count", method="POST", route=TEST_ROUTE, status="200"
+        )
         assert latency is not None and latency >= 1
         assert value(first, "sourcecheck_queue_depth", queue="sourcecheck.probes") is not None
         assert value(first, "sourcecheck_jobs_awaiting_result") is not None
@@ -97,9 +108,17 @@ def test_api_metrics_count_the_test_once_and_observe_its_latency(observed: Obser
         again = client.get(stack.url(f"/sources/test/{job_id}"))
         assert again.status_code == 200 and again.json()["status"] == "failed"
         second = httpx.get(f"{stack.base_url}/metrics", timeout=10).text
-        assert value(second, "sourcecheck_tests_total", definition="http", status="failed", type="authentication_failed") == counted
-        polled = value(second, "sourcecheck_http_request_duration_seconds_count", method="GET",
-                       route=TEST_ROUTE + "/{job_id}", status="200")
+        assert (
+            value(second, "sourcecheck_tests_total", definition="http", status="failed", type="authentication_failed")
+            == counted
+        )
+        polled = value(
+            second,
+            "sourcecheck_http_request_duration_seconds_count",
+            method="GET",
+            route=TEST_ROUTE + "/{job_id}",
+            status="200",
+        )
         assert polled is not None and polled >= 1
     # A path no route serves is one label value, not one per path.
     httpx.get(f"{stack.base_url}/no/such/{uuid.uuid4().hex}", timeout=10)
@@ -111,13 +130,18 @@ def test_api_metrics_count_the_test_once_and_observe_its_latency(observed: Obser
 def test_worker_metrics_show_probe_steps_by_connector(observed: Observed, http_server: HttpServer) -> None:
     stack = observed.stack
     with stack.client() as client:
-        r = client.post(stack.url("/sources/test"), json={"source_definition_id": "http", "configuration": {"url": http_server.url("/ok")}})
+        r = client.post(
+            stack.url("/sources/test"),
+            json={"source_definition_id": "http", "configuration": {"url": http_server.url("/ok")}},
+        )
     assert r.status_code == 200 and r.json()["status"] == "succeeded", r.text
     text = httpx.get(observed.worker_metrics_url, timeout=10).text
     for step in ("resolve", "tcp", "request"):
         count = value(text, "sourcecheck_probe_step_duration_seconds_count", connector="http", step=step)
         assert count is not None and count >= 1, step
-    assert value(text, "sourcecheck_probe_step_duration_seconds_count", connector="http", step="tls") is None  # skipped: http://
+    assert (
+        value(text, "sourcecheck_probe_step_duration_seconds_count", connector="http", step="tls") is None
+    )  # skipped: http://
     assert (value(text, "sourcecheck_probe_duration_seconds_count", connector="http") or 0) >= 1
     assert (value(text, "sourcecheck_probes_total", connector="http", status="succeeded", type="none") or 0) >= 1
     assert value(text, "sourcecheck_probes_in_flight") is not None
@@ -143,15 +167,27 @@ def _json_lines(path: Path) -> list[dict[str, Any]]:
 def test_the_api_process_logs_json_from_its_first_line(redis_server: RedisServer, tmp_path: Path) -> None:
     """uvicorn's own lines before the app starts ("Started server process") are JSON too."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCECHECK_")}
-    env.update(SOURCECHECK_LOG_FORMAT="json", SOURCECHECK_REDIS_URL=redis_server.url, SOURCECHECK_DATA_DIR=str(tmp_path),
-               SOURCECHECK_DATABASE_URL=f"sqlite:///{tmp_path / 'api.db'}")
+    env.update(
+        SOURCECHECK_LOG_FORMAT="json",
+        SOURCECHECK_REDIS_URL=redis_server.url,
+        SOURCECHECK_DATA_DIR=str(tmp_path),
+        SOURCECHECK_DATABASE_URL=f"sqlite:///{tmp_path / 'api.db'}",
+    )
     log = tmp_path / "api.log"
     with log.open("wb") as out:
-        api = subprocess.Popen([sys.executable, "-m", "uvicorn", "api.main:app", "--port", str(free_port()), "--log-level", "info"],
-                               env=env, stdout=out, stderr=subprocess.STDOUT)
+        api = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "api.main:app", "--port", str(free_port()), "--log-level", "info"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + 60
-        while b"Application startup complete" not in log.read_bytes() and api.poll() is None and time.monotonic() < deadline:
+        while (
+            b"Application startup complete" not in log.read_bytes()
+            and api.poll() is None
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.1)
     finally:
         api.terminate()
@@ -166,8 +202,14 @@ def test_logs_are_json_lines_carrying_the_job_and_no_secret(observed: Observed, 
     stack = observed.stack
     password = canary()
     with stack.client() as client:
-        created = client.post(stack.url("/sources"), json={"source_definition_id": "http", "name": "logged",
-                                                           "configuration": protected(http_server, password)["configuration"]})
+        created = client.post(
+            stack.url("/sources"),
+            json={
+                "source_definition_id": "http",
+                "name": "logged",
+                "configuration": protected(http_server, password)["configuration"],
+            },
+        )
         assert created.status_code == 201, created.text
         source_id = created.json()["id"]
         r = client.post(stack.url("/sources/test"), json={"source_id": source_id})
@@ -177,7 +219,9 @@ def test_logs_are_json_lines_carrying_the_job_and_no_secret(observed: Observed, 
 
     api = [e for e in _json_lines(stack.logs["api"]) if e.get("job_id") == job_id]
     assert api, "no API log line carries the job id"
-    assert all(e["organization_id"] == stack.org_id and e["source_id"] == source_id and e["definition"] == "http" for e in api)
+    assert all(
+        e["organization_id"] == stack.org_id and e["source_id"] == source_id and e["definition"] == "http" for e in api
+    )
 
     worker = [e for e in _json_lines(stack.logs["worker-e2e"]) if e.get("job_id") == job_id]
     # Celery's "received" line knows only the job id; the task's own lines know all of it.
@@ -186,7 +230,11 @@ def test_logs_are_json_lines_carrying_the_job_and_no_secret(observed: Observed, 
     assert task, "no worker log line carries the job id"
     assert child, "no probe process log line carries the job id"
     for entry in task + child:
-        assert entry["organization_id"] == stack.org_id and entry["source_id"] == source_id and entry["definition"] == "http", entry
+        assert (
+            entry["organization_id"] == stack.org_id
+            and entry["source_id"] == source_id
+            and entry["definition"] == "http"
+        ), entry
 
     assert_absent(password, stack.log_text().encode(), "the API and worker logs")
 
@@ -220,11 +268,18 @@ def test_redaction_masks_credentials_in_messages_arguments_and_tracebacks() -> N
         assert secret not in text, secret
     assert entries[0]["message"] == "headers {'Authorization': 'Bearer ***'}"
     assert "postgresql://reader:***@db/app" in entries[1]["message"] and "&x=1" in entries[1]["message"]
-    assert entries[0]["job_id"] == "job_1" and entries[0]["organization_id"] == "org_1" and entries[0]["definition"] == "http"
+    assert (
+        entries[0]["job_id"] == "job_1"
+        and entries[0]["organization_id"] == "org_1"
+        and entries[0]["definition"] == "http"
+    )
     assert "ValueError" in entries[3]["exception"]
     assert "job_id" not in entries[4]
     # Ordinary messages about passwords stay readable.
-    assert logs.redact('password authentication failed for user "reader"') == 'password authentication failed for user "reader"'
+    assert (
+        logs.redact('password authentication failed for user "reader"')
+        == 'password authentication failed for user "reader"'
+    )
 
 
 def test_log_format_defaults_to_json_in_production_and_text_in_development() -> None:
@@ -241,7 +296,11 @@ def test_readyz_is_ready_with_every_check(stack: Stack) -> None:
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["status"] == "ready"
-    assert {name: check["status"] for name, check in body["checks"].items()} == {"database": "ok", "redis": "ok", "workers": "ok"}
+    assert {name: check["status"] for name, check in body["checks"].items()} == {
+        "database": "ok",
+        "redis": "ok",
+        "workers": "ok",
+    }
     assert body["checks"]["workers"]["alive"] >= 1
 
 
@@ -274,6 +333,7 @@ def test_readyz_counts_workers_by_their_heartbeat(tmp_path_factory: pytest.TempP
                 return await readiness(redis, create_engine(f"sqlite:///{tmp_path / 'ready.db'}"))
             finally:
                 await redis.aclose()
+
         return asyncio.run(run())
 
     try:
@@ -300,7 +360,9 @@ def flower(stack: Stack, tmp_path: Path) -> Iterator[str]:
     with (tmp_path / "flower.log").open("ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "worker.flower", "--address=127.0.0.1", f"--port={port}"],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     try:
         wait_for_port(port, timeout=60)
@@ -319,8 +381,12 @@ def test_flower_logs_json_lines_from_its_first_one(observed: Observed, tmp_path:
     port = free_port()
     log = tmp_path / "flower.log"
     with log.open("wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "worker.flower", "--address=127.0.0.1", f"--port={port}"],
-                                   env=observed.stack.env, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "worker.flower", "--address=127.0.0.1", f"--port={port}"],
+            env=observed.stack.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         wait_for_port(port, timeout=60)
     finally:
@@ -337,7 +403,9 @@ def test_flower_logs_json_lines_from_its_first_one(observed: Observed, tmp_path:
     assert any(e["message"].endswith("shutting down") for e in entries), entries[-3:]
 
 
-def test_flower_shows_a_readable_summary_and_the_worker_but_no_secret(stack: Stack, flower: str, http_server: HttpServer) -> None:
+def test_flower_shows_a_readable_summary_and_the_worker_but_no_secret(
+    stack: Stack, flower: str, http_server: HttpServer
+) -> None:
     password = canary()
     task: dict[str, Any] | None = None
     tasks_body = b""
@@ -353,7 +421,12 @@ def test_flower_shows_a_readable_summary_and_the_worker_but_no_secret(stack: Sta
                 assert listed.status_code == 200, listed.text
                 candidate = listed.json().get(job_id)
                 # All of its events seen (Flower may have subscribed in the middle of the first one).
-                if candidate and candidate.get("state") == "SUCCESS" and candidate.get("worker") and candidate.get("args"):
+                if (
+                    candidate
+                    and candidate.get("state") == "SUCCESS"
+                    and candidate.get("worker")
+                    and candidate.get("args")
+                ):
                     task, tasks_body = candidate, listed.content
                     break
                 time.sleep(0.2)
@@ -377,21 +450,35 @@ def test_flower_shows_a_readable_summary_and_the_worker_but_no_secret(stack: Sta
 # --- the metrics port of production ---------------------------------------------------------
 
 
-def test_production_serves_metrics_on_their_own_port_not_on_the_api_port(redis_server: RedisServer, tmp_path: Path) -> None:
+def test_production_serves_metrics_on_their_own_port_not_on_the_api_port(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
     metrics_port = free_port()
-    settings = {"profile": "production", "secret_keys": Fernet.generate_key().decode(), "metrics_port": str(metrics_port),
-                "metrics_address": "127.0.0.1"}
+    settings = {
+        "profile": "production",
+        "secret_keys": Fernet.generate_key().decode(),
+        "metrics_port": str(metrics_port),
+        "metrics_address": "127.0.0.1",
+    }
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCECHECK_")}
     env.update(SOURCECHECK_DATABASE_URL=f"sqlite:///{tmp_path / 'api.db'}", SOURCECHECK_DATA_DIR=str(tmp_path))
     env.update({f"SOURCECHECK_{k.upper()}": v for k, v in settings.items()})
-    upgraded = subprocess.run([str(Path(sys.executable).with_name("sourcecheck")), "db", "upgrade"], env=env, capture_output=True, text=True, timeout=120)
+    upgraded = subprocess.run(
+        [str(Path(sys.executable).with_name("sourcecheck")), "db", "upgrade"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert upgraded.returncode == 0, upgraded.stderr  # production refuses a schema behind head
     with api(redis_server, tmp_path, **settings) as port:
         assert httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).status_code == 404  # not on the public port
         scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10)
         assert scraped.status_code == 200 and scraped.headers["content-type"].startswith("text/plain")
         assert value(scraped.text, "sourcecheck_http_request_duration_seconds_count", route="(unmatched)", status="404")
-        assert value(scraped.text, "sourcecheck_queue_depth", queue="sourcecheck.probes") is not None  # read from Redis at scrape time
+        assert (
+            value(scraped.text, "sourcecheck_queue_depth", queue="sourcecheck.probes") is not None
+        )  # read from Redis at scrape time
         assert value(scraped.text, "sourcecheck_admission_waiting") == 0
         assert httpx.get(f"http://127.0.0.1:{metrics_port}/docs", timeout=10).status_code == 404  # only /metrics there
         with socket.create_connection(("127.0.0.1", metrics_port), timeout=30) as stalled:

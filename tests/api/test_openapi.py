@@ -27,7 +27,9 @@ def test_openapi_lists_every_route_with_its_errors_and_the_contract_examples(sta
     post = paths[TEST_ROUTE]["post"]
     assert {"200", "202", "401", "404", "422", "429", "503"} <= set(post["responses"])
     examples = post["responses"]["200"]["content"]["application/json"]["examples"]
-    assert {"status": "failed", "job_info": {"message": "Connection refused"}} in [e["value"] for e in examples.values()]
+    assert {"status": "failed", "job_info": {"message": "Connection refused"}} in [
+        e["value"] for e in examples.values()
+    ]
 
 
 def test_docs_page_renders(stack: Stack) -> None:
@@ -38,9 +40,17 @@ def test_docs_page_renders(stack: Stack) -> None:
 
 def test_flower_refuses_to_start_without_authentication_in_production(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SOURCECHECK_", "FLOWER_"))}
-    env.update(SOURCECHECK_PROFILE="production", SOURCECHECK_SECRET_KEYS=Fernet.generate_key().decode(),
-               SOURCECHECK_DATA_DIR=str(tmp_path))
-    done = subprocess.run([str(Path(sys.executable).with_name("sourcecheck")), "flower", "--port=1"], env=env,
-                          capture_output=True, text=True, timeout=60)
+    env.update(
+        SOURCECHECK_PROFILE="production",
+        SOURCECHECK_SECRET_KEYS=Fernet.generate_key().decode(),
+        SOURCECHECK_DATA_DIR=str(tmp_path),
+    )
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("sourcecheck")), "flower", "--port=1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert "authentication" in done.stderr

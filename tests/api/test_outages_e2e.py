@@ -54,7 +54,9 @@ def metadata_db(postgres_server: PostgresServer) -> Iterator[MetadataDatabase]:
         conn.execute(f"CREATE DATABASE {name} OWNER {name}")
     try:
         with TcpProxy(HostPort(postgres_server.host, postgres_server.port)) as proxy:
-            yield MetadataDatabase(f"postgresql+psycopg://{name}:{password}@127.0.0.1:{proxy.port}/{name}", password, proxy)
+            yield MetadataDatabase(
+                f"postgresql+psycopg://{name}:{password}@127.0.0.1:{proxy.port}/{name}", password, proxy
+            )
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
@@ -63,12 +65,17 @@ def metadata_db(postgres_server: PostgresServer) -> Iterator[MetadataDatabase]:
 
 @pytest.fixture(scope="module")
 def outage(tmp_path_factory: pytest.TempPathFactory, metadata_db: MetadataDatabase) -> Iterator[Stack]:
-    with own_stack(tmp_path_factory, "outage", workers=("o1",), database_url=metadata_db.url, org_tests_per_minute="0") as running:
+    with own_stack(
+        tmp_path_factory, "outage", workers=("o1",), database_url=metadata_db.url, org_tests_per_minute="0"
+    ) as running:
         yield running
 
 
 def faulty(seconds: float = 0) -> dict[str, Any]:
-    return {"source_definition_id": "faulty", "configuration": {"mode": "sleep", "seconds": seconds, "tag": uuid.uuid4().hex}}
+    return {
+        "source_definition_id": "faulty",
+        "configuration": {"mode": "sleep", "seconds": seconds, "tag": uuid.uuid4().hex},
+    }
 
 
 def timed(call: Callable[[], httpx.Response]) -> tuple[httpx.Response, float]:
@@ -84,14 +91,16 @@ def assert_unavailable(response: httpx.Response, *words: str) -> None:
     assert error["code"] == "service_unavailable"
     for word in words:
         assert word in error["message"].lower()
-    for leak in ("Traceback", "File \"", "psycopg", "sqlalchemy", "OperationalError", "redis://", "postgresql"):
+    for leak in ("Traceback", 'File "', "psycopg", "sqlalchemy", "OperationalError", "redis://", "postgresql"):
         assert leak not in response.text
 
 
 def sources_still_work(stack: Stack, client: httpx.Client) -> None:
     """Stored sources and the definitions need the database only."""
-    created = client.post(stack.url("/sources"), json={"source_definition_id": "http", "name": "site",
-                                                     "configuration": {"url": "https://example.com/"}})
+    created = client.post(
+        stack.url("/sources"),
+        json={"source_definition_id": "http", "name": "site", "configuration": {"url": "https://example.com/"}},
+    )
     assert created.status_code == 201, created.text
     source = stack.url(f"/sources/{created.json()['id']}")
     assert client.get(stack.url("/sources")).status_code == 200
@@ -173,7 +182,9 @@ def test_redis_hung_is_a_503_within_the_read_timeout_never_a_hang(outage: Stack)
     assert recovered_in < RECOVERY
 
 
-def test_metadata_database_unreachable_is_a_clear_503_and_recovers_by_itself(outage: Stack, metadata_db: MetadataDatabase) -> None:
+def test_metadata_database_unreachable_is_a_clear_503_and_recovers_by_itself(
+    outage: Stack, metadata_db: MetadataDatabase
+) -> None:
     with outage.client() as client:
         first = client.post(outage.url("/sources/test"), json=faulty())
         assert first.json()["status"] == "succeeded"
@@ -183,8 +194,16 @@ def test_metadata_database_unreachable_is_a_clear_503_and_recovers_by_itself(out
         try:
             answers = [
                 timed(lambda: client.get(outage.url("/sources"))),
-                timed(lambda: client.post(outage.url("/sources"), json={"source_definition_id": "http", "name": "x",
-                                                                     "configuration": {"url": "https://example.com/"}})),
+                timed(
+                    lambda: client.post(
+                        outage.url("/sources"),
+                        json={
+                            "source_definition_id": "http",
+                            "name": "x",
+                            "configuration": {"url": "https://example.com/"},
+                        },
+                    )
+                ),
                 timed(lambda: client.post(outage.url("/sources/test"), json=faulty())),
                 timed(lambda: client.get(job)),
             ]

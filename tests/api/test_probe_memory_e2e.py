@@ -27,8 +27,14 @@ WORKER = "m1"
 
 @pytest.fixture(scope="module")
 def bounded(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    with own_stack(tmp_path_factory, "memory", workers=(WORKER,), probe_memory_mb=str(LIMIT_MB),
-                   org_concurrency_limit="1000", org_tests_per_minute="0") as running:
+    with own_stack(
+        tmp_path_factory,
+        "memory",
+        workers=(WORKER,),
+        probe_memory_mb=str(LIMIT_MB),
+        org_concurrency_limit="1000",
+        org_tests_per_minute="0",
+    ) as running:
         yield running
 
 
@@ -55,8 +61,10 @@ def wait_for_processes(worker_pid: int, count: int, timeout: float = 60) -> set[
 
 def memory_hog() -> dict[str, Any]:
     # Twice the bound, then success: without the bound the test sees `succeeded` (and fails).
-    return {"source_definition_id": "faulty",
-            "configuration": {"mode": "memory_hog", "megabytes": 2 * LIMIT_MB, "seconds": 4, "tag": uuid.uuid4().hex}}
+    return {
+        "source_definition_id": "faulty",
+        "configuration": {"mode": "memory_hog", "megabytes": 2 * LIMIT_MB, "seconds": 4, "tag": uuid.uuid4().hex},
+    }
 
 
 def healthy(http_server: HttpServer) -> dict[str, Any]:
@@ -64,7 +72,8 @@ def healthy(http_server: HttpServer) -> dict[str, Any]:
 
 
 def test_a_probe_taking_memory_without_bound_ends_worker_lost_and_other_tenants_go_on(
-    bounded: Stack, http_server: HttpServer,
+    bounded: Stack,
+    http_server: HttpServer,
 ) -> None:
     worker = bounded.workers[WORKER]
     before = wait_for_processes(worker.pid, 2)
@@ -81,8 +90,11 @@ def test_a_probe_taking_memory_without_bound_ends_worker_lost_and_other_tenants_
         answers = []
         while time.monotonic() - started < 6:
             began = time.monotonic()
-            answer = other.post(bounded.url("/sources/test", bounded.other_org_id), json=healthy(http_server),
-                                params={"wait": 30, "timeout": 20})
+            answer = other.post(
+                bounded.url("/sources/test", bounded.other_org_id),
+                json=healthy(http_server),
+                params={"wait": 30, "timeout": 20},
+            )
             answers.append((time.monotonic() - began, answer))
             time.sleep(0.3)
 

@@ -39,19 +39,32 @@ def test_rekey_reencrypts_every_source_under_the_first_key(tmp_path: Path) -> No
     old, new, unrelated = (Fernet.generate_key().decode() for _ in range(3))
     database = tmp_path / "sourcecheck.db"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCECHECK_")}
-    env |= {"SOURCECHECK_DATA_DIR": str(tmp_path), "SOURCECHECK_DATABASE_URL": f"sqlite:///{database}",
-            "SOURCECHECK_SECRET_KEYS": old}
+    env |= {
+        "SOURCECHECK_DATA_DIR": str(tmp_path),
+        "SOURCECHECK_DATABASE_URL": f"sqlite:///{database}",
+        "SOURCECHECK_SECRET_KEYS": old,
+    }
     subprocess.run([sys.executable, "-c", CREATE], env=env, check=True, timeout=120)
     before = _tokens(database)
     assert len(before) == 3 and all(Cipher([old]).decrypt_json(t) for t in before)
 
-    refused = subprocess.run([str(BIN / "sourcecheck"), "rekey"], env=env | {"SOURCECHECK_SECRET_KEYS": unrelated},
-                             capture_output=True, text=True, timeout=120)
+    refused = subprocess.run(
+        [str(BIN / "sourcecheck"), "rekey"],
+        env=env | {"SOURCECHECK_SECRET_KEYS": unrelated},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert refused.returncode != 0 and "nothing was changed" in refused.stderr
     assert _tokens(database) == before
 
-    done = subprocess.run([str(BIN / "sourcecheck"), "rekey"], env=env | {"SOURCECHECK_SECRET_KEYS": f"{new},{old}"},
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [str(BIN / "sourcecheck"), "rekey"],
+        env=env | {"SOURCECHECK_SECRET_KEYS": f"{new},{old}"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "re-encrypted 3 sources" in done.stderr
     after = _tokens(database)

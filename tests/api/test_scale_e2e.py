@@ -22,8 +22,9 @@ CAP = 40
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with own_stack(tmp_path_factory, "fleet", workers=("w1", "w2", "w3"), org_concurrency_limit=str(CAP),
-                   queue_timeout_seconds="3") as running:
+    with own_stack(
+        tmp_path_factory, "fleet", workers=("w1", "w2", "w3"), org_concurrency_limit=str(CAP), queue_timeout_seconds="3"
+    ) as running:
         yield running
 
 
@@ -35,12 +36,19 @@ def one_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def faulty(mode: str, seconds: float = 0, tag: str = "") -> dict:  # type: ignore[type-arg]
-    return {"source_definition_id": "faulty", "configuration": {"mode": mode, "seconds": seconds, "tag": tag or uuid.uuid4().hex}}
+    return {
+        "source_definition_id": "faulty",
+        "configuration": {"mode": mode, "seconds": seconds, "tag": tag or uuid.uuid4().hex},
+    }
 
 
-async def _post_many(stack: Stack, bodies: list[dict], token: str | None = None, org: str | None = None, **params: object) -> list:  # type: ignore[type-arg]
+async def _post_many(
+    stack: Stack, bodies: list[dict], token: str | None = None, org: str | None = None, **params: object
+) -> list:  # type: ignore[type-arg]
     async with stack.async_client(token) as client:
-        return await asyncio.gather(*(client.post(stack.url("/sources/test", org_id=org), json=b, params=params) for b in bodies))
+        return await asyncio.gather(
+            *(client.post(stack.url("/sources/test", org_id=org), json=b, params=params) for b in bodies)
+        )
 
 
 def test_identical_concurrent_tests_run_the_probe_once(fleet: Stack, http_server: HttpServer) -> None:
@@ -124,8 +132,9 @@ def test_killing_a_worker_mid_batch_leaves_every_job_final_with_one_outcome(flee
     assert ("succeeded", None) in outcomes  # the surviving workers ran their share
 
 
-def test_tests_of_a_healthy_source_pass_hung_ones_in_one_worker(one_worker: Stack, http_server: HttpServer,
-                                                               hung_listener: HungListener) -> None:
+def test_tests_of_a_healthy_source_pass_hung_ones_in_one_worker(
+    one_worker: Stack, http_server: HttpServer, hung_listener: HungListener
+) -> None:
     """No head-of-line blocking: while one worker holds 300 tests whose server accepts and
     never answers (150 from each of two organizations), tests of a healthy source, from
     both organizations, pass them: each answers `succeeded` while every hung one is still
@@ -133,22 +142,35 @@ def test_tests_of_a_healthy_source_pass_hung_ones_in_one_worker(one_worker: Stac
     hung_count, deadline = 300, 10
 
     def hung(i: int) -> dict:  # type: ignore[type-arg]
-        return {"source_definition_id": "http", "configuration": {"url": f"http://127.0.0.1:{hung_listener.address.port}/{i}"}}
+        return {
+            "source_definition_id": "http",
+            "configuration": {"url": f"http://127.0.0.1:{hung_listener.address.port}/{i}"},
+        }
 
     async def scenario() -> tuple[list[str], int, list[tuple[int, str | None]]]:
         params = {"timeout": deadline, "wait": 30}
         async with one_worker.async_client() as ours, one_worker.async_client(one_worker.other_token) as theirs:
             calls = [(ours, one_worker.org_id), (theirs, one_worker.other_org_id)]
-            pending = [asyncio.create_task(client.post(one_worker.url("/sources/test", org_id=org), json=hung(i), params=params))
-                       for i in range(hung_count // 2) for client, org in calls]
+            pending = [
+                asyncio.create_task(
+                    client.post(one_worker.url("/sources/test", org_id=org), json=hung(i), params=params)
+                )
+                for i in range(hung_count // 2)
+                for client, org in calls
+            ]
             try:
                 async with asyncio.timeout(deadline - 2):  # every hung test is connected to the silent server
                     while len(hung_listener.held) < hung_count:
                         await asyncio.sleep(0.05)
                 fast = []
                 for client, org in calls * 3:
-                    body = {"source_definition_id": "http", "configuration": {"url": http_server.url(f"/ok?n={uuid.uuid4().hex}")}}
-                    fast.append((await client.post(one_worker.url("/sources/test", org_id=org), json=body)).json()["status"])
+                    body = {
+                        "source_definition_id": "http",
+                        "configuration": {"url": http_server.url(f"/ok?n={uuid.uuid4().hex}")},
+                    }
+                    fast.append(
+                        (await client.post(one_worker.url("/sources/test", org_id=org), json=body)).json()["status"]
+                    )
                 in_flight = sum(not task.done() for task in pending)
                 answers = await asyncio.gather(*pending)
             finally:
@@ -162,7 +184,9 @@ def test_tests_of_a_healthy_source_pass_hung_ones_in_one_worker(one_worker: Stac
     assert set(hung_outcomes) == {(200, "timeout")}
 
 
-def test_each_worker_added_adds_its_threads_to_the_capacity_for_slow_probes(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_each_worker_added_adds_its_threads_to_the_capacity_for_slow_probes(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
     """Horizontal scale: with one worker of 5 threads, 10 slow tests run in two waves; with
     a second worker of 5, all 10 run at once, shared between the two."""
     with own_stack(tmp_path_factory, "scale", workers=(), org_tests_per_minute="0") as stack:

@@ -55,7 +55,9 @@ def flower(stack: Stack) -> Iterator[str]:
     with log.open("ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "worker.flower", "--address=127.0.0.1", f"--port={port}"],
-            env={**stack.env, "FLOWER_UNAUTHENTICATED_API": "true"}, stdout=out, stderr=subprocess.STDOUT,
+            env={**stack.env, "FLOWER_UNAUTHENTICATED_API": "true"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     stack.logs["flower"] = log
     url = f"http://127.0.0.1:{port}"
@@ -66,8 +68,13 @@ def flower(stack: Stack) -> Iterator[str]:
         deadline = time.monotonic() + 90
         with stack.client() as client:
             while True:
-                seen = client.post(stack.url("/sources/test"), json={"source_definition_id": "faulty",
-                                                                   "configuration": {"mode": "sleep", "tag": uuid.uuid4().hex}})
+                seen = client.post(
+                    stack.url("/sources/test"),
+                    json={
+                        "source_definition_id": "faulty",
+                        "configuration": {"mode": "sleep", "tag": uuid.uuid4().hex},
+                    },
+                )
                 try:
                     flower_task(url, seen.json()["job_info"]["job_id"], timeout=5)
                     break
@@ -126,18 +133,33 @@ def test_password_is_nowhere_but_in_the_probes_own_connection(
     job_ids: list[str] = []
     with stack.redis.monitor(tmp_path / "monitor.log") as monitor_log, stack.client() as client:
         config = postgres_server.config()
-        created = client.post(stack.url("/sources"), json={"source_definition_id": "postgres", "name": "canary",
-                                                           "configuration": config})
+        created = client.post(
+            stack.url("/sources"), json={"source_definition_id": "postgres", "name": "canary", "configuration": config}
+        )
         assert created.status_code == 201
         source = stack.url(f"/sources/{created.json()['id']}")
-        inline = client.post(stack.url("/sources/test"), json={"source_definition_id": "postgres", "configuration": config})
+        inline = client.post(
+            stack.url("/sources/test"), json={"source_definition_id": "postgres", "configuration": config}
+        )
         stored = client.post(stack.url("/sources/test"), json={"source_id": created.json()["id"]})
-        overridden = client.post(stack.url("/sources/test"), json={"source_id": created.json()["id"],
-                                                                  "configuration": {"password": password + "-wrong"}})
-        leaked = client.post(stack.url("/sources/test"), json={"source_definition_id": "faulty", "configuration": {
-            "mode": "echo_secret", "password": echoed, "tag": uuid.uuid4().hex}})
-        crashed = client.post(stack.url("/sources/test"), json={"source_definition_id": "faulty", "configuration": {
-            "mode": "raise_secret", "password": echoed, "tag": uuid.uuid4().hex}})
+        overridden = client.post(
+            stack.url("/sources/test"),
+            json={"source_id": created.json()["id"], "configuration": {"password": password + "-wrong"}},
+        )
+        leaked = client.post(
+            stack.url("/sources/test"),
+            json={
+                "source_definition_id": "faulty",
+                "configuration": {"mode": "echo_secret", "password": echoed, "tag": uuid.uuid4().hex},
+            },
+        )
+        crashed = client.post(
+            stack.url("/sources/test"),
+            json={
+                "source_definition_id": "faulty",
+                "configuration": {"mode": "raise_secret", "password": echoed, "tag": uuid.uuid4().hex},
+            },
+        )
         answers += [created, inline, stored, overridden, leaked, crashed]
         answers += [
             client.get(stack.url("/sources")),
@@ -153,10 +175,14 @@ def test_password_is_nowhere_but_in_the_probes_own_connection(
         # unknown source_definition_id, on purpose: it is no secret field.)
         bad = {**config, "port": password, "unexpected": password, "host": password + " x"}
         errors = [
-            client.post(stack.url("/sources"), json={"source_definition_id": "postgres", "name": "bad", "configuration": bad}),
+            client.post(
+                stack.url("/sources"), json={"source_definition_id": "postgres", "name": "bad", "configuration": bad}
+            ),
             client.post(stack.url("/sources/test"), json={"source_definition_id": "postgres", "configuration": bad}),
             client.patch(source, json={"configuration": {"port": password}}),
-            client.post(stack.url("/sources/test"), json={"source_definition_id": "postgres", "configuration": password}),
+            client.post(
+                stack.url("/sources/test"), json={"source_definition_id": "postgres", "configuration": password}
+            ),
         ]
         assert {e.status_code for e in errors} == {422}, [e.text for e in errors]
         answers += errors
@@ -204,7 +230,12 @@ def test_awaiting_results_subscribes_to_nothing_per_job(stack: Stack, closed_por
     patterns_before = redis.pubsub_numpat()
     with stack.redis.monitor(tmp_path / "monitor.log") as log, stack.client() as client:
         for _ in range(20):
-            assert client.post(stack.url("/sources/test"), json={"source_definition_id": "postgres", "configuration": config}).json()["status"] == "failed"
+            assert (
+                client.post(
+                    stack.url("/sources/test"), json={"source_definition_id": "postgres", "configuration": config}
+                ).json()["status"]
+                == "failed"
+            )
     # Sending with Celery's Redis backend would SUBSCRIBE the API to every job's channel.
     assert b'"SUBSCRIBE"' not in log.read_bytes().upper()
     # Celery would subscribe the sender to each task's channel; the API subscribes to none.

@@ -30,13 +30,20 @@ GENEROUS = 15.0  # the machine is shared: "cut off" means well before this, "nev
 def api(redis_server: RedisServer, tmp_path: Path, **settings: str) -> Iterator[int]:
     """The API under uvicorn with ``settings`` (SOURCECHECK_*), on a free port."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCECHECK_")}
-    env.update(SOURCECHECK_REDIS_URL=redis_server.url, SOURCECHECK_DATA_DIR=str(tmp_path),
-               SOURCECHECK_DATABASE_URL=f"sqlite:///{tmp_path / 'api.db'}")
+    env.update(
+        SOURCECHECK_REDIS_URL=redis_server.url,
+        SOURCECHECK_DATA_DIR=str(tmp_path),
+        SOURCECHECK_DATABASE_URL=f"sqlite:///{tmp_path / 'api.db'}",
+    )
     env.update({f"SOURCECHECK_{k.upper()}": v for k, v in settings.items()})
     port = free_port()
     with (tmp_path / "api.log").open("ab") as out:
-        process = subprocess.Popen(uvicorn_argv(sys.executable, "127.0.0.1", port, ApiSettings(**settings), "--log-level", "warning"),
-                                   env=env, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            uvicorn_argv(sys.executable, "127.0.0.1", port, ApiSettings(**settings), "--log-level", "warning"),
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + 60
         while not _healthy(port):
@@ -99,7 +106,9 @@ def test_a_head_that_never_ends_is_cut_off_and_others_are_served(redis_server: R
                 sock.close()
 
 
-def test_a_kept_alive_connection_that_starts_a_head_and_stalls_is_cut_off(redis_server: RedisServer, tmp_path: Path) -> None:
+def test_a_kept_alive_connection_that_starts_a_head_and_stalls_is_cut_off(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
     with api(redis_server, tmp_path, api_head_timeout_seconds=str(HEAD_TIMEOUT), api_keep_alive_seconds="60") as port:
         socks = _slow_heads(port, kept_alive=True)
         try:
@@ -110,7 +119,9 @@ def test_a_kept_alive_connection_that_starts_a_head_and_stalls_is_cut_off(redis_
                 sock.close()
 
 
-def test_an_idle_kept_alive_connection_is_closed_after_the_keep_alive_timeout(redis_server: RedisServer, tmp_path: Path) -> None:
+def test_an_idle_kept_alive_connection_is_closed_after_the_keep_alive_timeout(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
     with api(redis_server, tmp_path, api_keep_alive_seconds="1") as port:
         with socket.create_connection(("127.0.0.1", port), timeout=GENEROUS) as sock:
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -150,13 +161,19 @@ def test_beyond_the_concurrency_limit_uvicorn_answers_503(redis_server: RedisSer
 def test_every_launcher_runs_the_api_with_the_bounds() -> None:
     settings = ApiSettings(api_limit_concurrency=100, api_keep_alive_seconds=3)
     argv = uvicorn_argv("python", "0.0.0.0", 8000, settings)
-    for flag, value in (("--http", "api.server:HeadBoundProtocol"), ("--limit-concurrency", "100"), ("--timeout-keep-alive", "3")):
+    for flag, value in (
+        ("--http", "api.server:HeadBoundProtocol"),
+        ("--limit-concurrency", "100"),
+        ("--timeout-keep-alive", "3"),
+    ):
         assert argv[argv.index(flag) + 1] == value
     root = Path(__file__).parents[2]
     for launcher in ("api/cli.py", "api/stack.py", "tests/servers/stack.py", "bench/run.py"):
         assert "uvicorn_argv(" in (root / launcher).read_text(), launcher
 
 
-@pytest.mark.parametrize("name", ["api_head_timeout_seconds", "api_max_head_bytes", "api_limit_concurrency", "api_keep_alive_seconds"])
+@pytest.mark.parametrize(
+    "name", ["api_head_timeout_seconds", "api_max_head_bytes", "api_limit_concurrency", "api_keep_alive_seconds"]
+)
 def test_the_bounds_are_documented_settings(name: str) -> None:
     assert ApiSettings.model_fields[name].description

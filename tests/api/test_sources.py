@@ -14,8 +14,10 @@ pytestmark = pytest.mark.e2e
 
 def test_source_lifecycle_masks_secrets_everywhere(stack: Stack, postgres_server: PostgresServer) -> None:
     with stack.client() as client:
-        created = client.post(stack.url("/sources"), json={"source_definition_id": "postgres", "name": "warehouse",
-                                                           "configuration": postgres_server.config()})
+        created = client.post(
+            stack.url("/sources"),
+            json={"source_definition_id": "postgres", "name": "warehouse", "configuration": postgres_server.config()},
+        )
         assert created.status_code == 201, created.text
         source = created.json()
         assert source["id"].startswith("src_")
@@ -27,8 +29,10 @@ def test_source_lifecycle_masks_secrets_everywhere(stack: Stack, postgres_server
         assert source["id"] in [s["id"] for s in listed["data"]]
         assert listed["count"] == len(listed["data"])
 
-        renamed = client.patch(stack.url(f"/sources/{source['id']}"),
-                               json={"name": "renamed", "configuration": {"password": "**********", "port": postgres_server.port}})
+        renamed = client.patch(
+            stack.url(f"/sources/{source['id']}"),
+            json={"name": "renamed", "configuration": {"password": "**********", "port": postgres_server.port}},
+        )
         assert renamed.status_code == 200, renamed.text
         assert renamed.json()["name"] == "renamed"
         assert renamed.json()["configuration"]["password"] == "**********"
@@ -43,8 +47,14 @@ def test_source_lifecycle_masks_secrets_everywhere(stack: Stack, postgres_server
 def test_invalid_configuration_is_refused_on_write(stack: Stack) -> None:
     with stack.client() as client:
         name = f"refused-{uuid.uuid4().hex}"
-        r = client.post(stack.url("/sources"), json={"source_definition_id": "postgres", "name": name,
-                                                     "configuration": {"host": "db", "password": "hunter2-secret"}})
+        r = client.post(
+            stack.url("/sources"),
+            json={
+                "source_definition_id": "postgres",
+                "name": name,
+                "configuration": {"host": "db", "password": "hunter2-secret"},
+            },
+        )
         assert r.status_code == 422
         assert "configuration.user" in {e["field"] for e in r.json()["error"]["errors"]}
         assert "hunter2-secret" not in r.text
@@ -53,14 +63,21 @@ def test_invalid_configuration_is_refused_on_write(stack: Stack) -> None:
 
 def test_a_source_of_another_organization_is_invisible(stack: Stack, postgres_server: PostgresServer) -> None:
     with stack.client() as client:
-        mine = client.post(stack.url("/sources"), json={"source_definition_id": "postgres", "name": "mine",
-                                                        "configuration": postgres_server.config()}).json()
+        mine = client.post(
+            stack.url("/sources"),
+            json={"source_definition_id": "postgres", "name": "mine", "configuration": postgres_server.config()},
+        ).json()
     with stack.client(stack.other_token) as other:
         for method in ("GET", "PATCH", "DELETE"):
-            r = other.request(method, stack.url(f"/sources/{mine['id']}", org_id=stack.other_org_id),
-                              json={"name": "stolen"} if method == "PATCH" else None)
+            r = other.request(
+                method,
+                stack.url(f"/sources/{mine['id']}", org_id=stack.other_org_id),
+                json={"name": "stolen"} if method == "PATCH" else None,
+            )
             assert r.status_code == 404, method
-        assert mine["id"] not in [s["id"] for s in other.get(stack.url("/sources", org_id=stack.other_org_id)).json()["data"]]
+        assert mine["id"] not in [
+            s["id"] for s in other.get(stack.url("/sources", org_id=stack.other_org_id)).json()["data"]
+        ]
 
 
 def test_source_definitions_list_the_connectors_with_secret_marked_schemas(stack: Stack) -> None:

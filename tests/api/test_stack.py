@@ -53,8 +53,15 @@ class Run:
         return self.log.read_text(errors="replace")
 
     def cli(self, *args: str) -> str:
-        return subprocess.run([str(BIN / "sourcecheck"), *args], cwd=self.folder, env=self.env, capture_output=True, text=True,
-                              check=True, timeout=60).stdout.strip()
+        return subprocess.run(
+            [str(BIN / "sourcecheck"), *args],
+            cwd=self.folder,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout.strip()
 
     def wait_log(self, pattern: str, count: int = 1, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -73,8 +80,13 @@ def _env(**settings: str) -> dict[str, str]:
 def _start(folder: Path, env: dict[str, str], api_port: int, flower_port: int, log_name: str = "run.log") -> Run:
     log = folder / log_name
     with log.open("wb") as out:
-        process = subprocess.Popen([str(BIN / "sourcecheck"), "run", "--api-port", str(api_port), "--flower-port", str(flower_port)],
-                                   cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [str(BIN / "sourcecheck"), "run", "--api-port", str(api_port), "--flower-port", str(flower_port)],
+            cwd=folder,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     return Run(process, f"http://127.0.0.1:{api_port}", log, env, folder)
 
 
@@ -101,7 +113,9 @@ def _ensure_stopped(run: Run) -> None:
 
 
 @contextmanager
-def _running(folder: Path, env: dict[str, str], api_port: int, flower_port: int, log_name: str = "run.log") -> Iterator[Run]:
+def _running(
+    folder: Path, env: dict[str, str], api_port: int, flower_port: int, log_name: str = "run.log"
+) -> Iterator[Run]:
     run = _start(folder, env, api_port, flower_port, log_name)
     try:
         _wait_ready(run)
@@ -110,11 +124,22 @@ def _running(folder: Path, env: dict[str, str], api_port: int, flower_port: int,
         _ensure_stopped(run)
 
 
-def _test(run: Run, client: httpx.Client, org: str, token: str, configuration: dict[str, Any], definition: str = "http",
-          **params: Any) -> httpx.Response:
-    return client.post(f"{run.api}/v1/organizations/{org}/knowledge/connectors/sources/test", timeout=60, params=params,
-                       headers={"Authorization": f"Bearer {token}"},
-                       json={"source_definition_id": definition, "configuration": configuration})
+def _test(
+    run: Run,
+    client: httpx.Client,
+    org: str,
+    token: str,
+    configuration: dict[str, Any],
+    definition: str = "http",
+    **params: Any,
+) -> httpx.Response:
+    return client.post(
+        f"{run.api}/v1/organizations/{org}/knowledge/connectors/sources/test",
+        timeout=60,
+        params=params,
+        headers={"Authorization": f"Bearer {token}"},
+        json={"source_definition_id": definition, "configuration": configuration},
+    )
 
 
 def _account(run: Run, org: str) -> str:
@@ -211,8 +236,14 @@ def _wait_answers(url: str) -> None:
 def _job(run: Run, client: httpx.Client, org: str, token: str, job_id: str, **params: Any) -> dict[str, Any]:
     """The job's answer; a 503 (a connection the API held to a Redis that has restarted fails once) is asked again."""
     deadline = time.monotonic() + 30
-    while (answer := client.get(f"{run.api}/v1/organizations/{org}/knowledge/connectors/sources/test/{job_id}", timeout=60,
-                                params=params, headers={"Authorization": f"Bearer {token}"})).status_code == 503:
+    while (
+        answer := client.get(
+            f"{run.api}/v1/organizations/{org}/knowledge/connectors/sources/test/{job_id}",
+            timeout=60,
+            params=params,
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    ).status_code == 503:
         assert time.monotonic() < deadline, answer.text
         time.sleep(0.1)
     assert answer.status_code in (200, 202), answer.text
@@ -229,7 +260,9 @@ def test_parts_killed_under_run_are_restarted_and_a_worker_that_keeps_dying_stop
     with _running(tmp_path, env, api_port, flower_port) as run, httpx.Client() as client:
         token = _account(run, "org_kill")
         # Hung in C: its probe process does not notice that its worker died.
-        in_flight = _test(run, client, "org_kill", token, {"mode": "block_in_c", "seconds": 60}, "faulty", wait=0, timeout=3)
+        in_flight = _test(
+            run, client, "org_kill", token, {"mode": "block_in_c", "seconds": 60}, "faulty", wait=0, timeout=3
+        )
         assert in_flight.status_code == 202, in_flight.text
         job_id = in_flight.json()["job_info"]["job_id"]
         while _job(run, client, "org_kill", token, job_id)["status"] == "pending":
@@ -273,8 +306,11 @@ def test_parts_killed_under_run_are_restarted_and_a_worker_that_keeps_dying_stop
             os.kill(victim, signal.SIGKILL)
             kills, worker = kills + 1, victim
         assert run.process.wait(timeout=90) != 0
-        assert re.search(rf"error: worker crashed {CRASH_LIMIT} times within {CRASH_WINDOW_SECONDS:g} s \(last exit code -9\); "
-                         r"giving up and stopping everything", run.text()), run.text()[-3000:]
+        assert re.search(
+            rf"error: worker crashed {CRASH_LIMIT} times within {CRASH_WINDOW_SECONDS:g} s \(last exit code -9\); "
+            r"giving up and stopping everything",
+            run.text(),
+        ), run.text()[-3000:]
         assert not any(_listening(port) for port in (api_port, flower_port))
 
 
@@ -284,7 +320,13 @@ def test_run_refuses_a_port_another_server_listens_on(tmp_path: Path) -> None:
         other.bind(("127.0.0.1", 0))
         other.listen()
         port = other.getsockname()[1]
-        run = subprocess.run([str(BIN / "sourcecheck"), "run", "--api-port", str(port), "--flower-port", str(free_port())],
-                             cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=60)
+        run = subprocess.run(
+            [str(BIN / "sourcecheck"), "run", "--api-port", str(port), "--flower-port", str(free_port())],
+            cwd=tmp_path,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert run.returncode == 1
     assert f"port {port} for the API is in use" in run.stderr

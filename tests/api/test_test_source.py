@@ -19,7 +19,9 @@ def _test(stack: Stack, body: dict, **params: object):  # type: ignore[no-untype
 
 def _create_source(stack: Stack, config: dict, definition: str = "postgres") -> str:
     with stack.client() as client:
-        r = client.post(stack.url("/sources"), json={"source_definition_id": definition, "name": "db", "configuration": config})
+        r = client.post(
+            stack.url("/sources"), json={"source_definition_id": definition, "name": "db", "configuration": config}
+        )
     assert r.status_code == 201, r.text
     return str(r.json()["id"])
 
@@ -49,7 +51,9 @@ def test_stored_source_test_succeeds(stack: Stack, postgres_server: PostgresServ
     assert r.json()["job_info"]["source_id"] == source_id
 
 
-def test_wrong_password_fails_with_authentication_failed_and_a_useful_message(stack: Stack, postgres_server: PostgresServer) -> None:
+def test_wrong_password_fails_with_authentication_failed_and_a_useful_message(
+    stack: Stack, postgres_server: PostgresServer
+) -> None:
     wrong = "Wrong-Password-5c1e"
     r = _test(stack, {"source_definition_id": "postgres", "configuration": postgres_server.config(password=wrong)})
     assert r.status_code == 200, r.text
@@ -93,7 +97,9 @@ def test_closed_port_fails_with_connection_refused(stack: Stack, closed_port: in
     assert [s["status"] for s in info["steps"]] == ["succeeded", "failed"] + ["skipped"] * 3
 
 
-def test_server_that_never_answers_fails_at_the_deadline_with_timeout(stack: Stack, hung_server: tuple[str, int]) -> None:
+def test_server_that_never_answers_fails_at_the_deadline_with_timeout(
+    stack: Stack, hung_server: tuple[str, int]
+) -> None:
     host, port = hung_server
     config = {"host": host, "port": port, "database": "app", "user": "u", "password": "p"}
     started = time.monotonic()
@@ -151,7 +157,15 @@ def test_mysql_inline_succeeds_and_wrong_password_fails(stack: Stack, mariadb_se
 def test_http_inline_succeeds_and_unauthorized_fails(stack: Stack, http_server) -> None:  # type: ignore[no-untyped-def]
     ok = _test(stack, {"source_definition_id": "http", "configuration": {"url": f"{http_server.base_url}/ok"}})
     assert ok.json()["status"] == "succeeded", ok.text
-    bad = _test(stack, {"source_definition_id": "http", "configuration": {
-        "url": f"{http_server.base_url}/protected", "auth": {"type": "basic", "username": http_server.username, "password": "wrong"}}})
+    bad = _test(
+        stack,
+        {
+            "source_definition_id": "http",
+            "configuration": {
+                "url": f"{http_server.base_url}/protected",
+                "auth": {"type": "basic", "username": http_server.username, "password": "wrong"},
+            },
+        },
+    )
     assert bad.json()["status"] == "failed"
     assert bad.json()["job_info"]["type"] == "authentication_failed"

@@ -48,7 +48,9 @@ def test_unknown_definition_is_a_422_naming_the_known_ones(stack: Stack, nothing
     assert "postgres" in r.json()["error"]["message"]
 
 
-def test_invalid_configuration_names_each_bad_field_and_never_echoes_secrets(stack: Stack, nothing_enqueued: None) -> None:
+def test_invalid_configuration_names_each_bad_field_and_never_echoes_secrets(
+    stack: Stack, nothing_enqueued: None
+) -> None:
     config = {"host": "db example", "port": 99999, "user": "u", "password": SECRET, "unexpected": SECRET}
     r = _post(stack, {"source_definition_id": "postgres", "configuration": config})
     assert r.status_code == 422
@@ -75,8 +77,10 @@ def test_unknown_source_is_a_404(stack: Stack, nothing_enqueued: None) -> None:
 
 def test_another_organizations_source_is_a_404(stack: Stack, postgres_server: PostgresServer) -> None:
     with stack.client(stack.other_token) as client:
-        created = client.post(stack.url("/sources", org_id=stack.other_org_id),
-                              json={"source_definition_id": "postgres", "name": "theirs", "configuration": postgres_server.config()})
+        created = client.post(
+            stack.url("/sources", org_id=stack.other_org_id),
+            json={"source_definition_id": "postgres", "name": "theirs", "configuration": postgres_server.config()},
+        )
     assert created.status_code == 201
     r = _post(stack, {"source_id": created.json()["id"]})
     assert r.status_code == 404
@@ -84,7 +88,10 @@ def test_another_organizations_source_is_a_404(stack: Stack, postgres_server: Po
 
 
 def test_unknown_workspace_is_a_404(stack: Stack, postgres_server: PostgresServer, nothing_enqueued: None) -> None:
-    r = _post(stack, {"source_definition_id": "postgres", "workspace_id": "ws_nope", "configuration": postgres_server.config()})
+    r = _post(
+        stack,
+        {"source_definition_id": "postgres", "workspace_id": "ws_nope", "configuration": postgres_server.config()},
+    )
     assert r.status_code == 404
     assert "ws_nope" in r.json()["error"]["message"]
 
@@ -107,7 +114,9 @@ def test_token_of_another_organization_is_a_404(stack: Stack, nothing_enqueued: 
     assert r.status_code == 404
 
 
-def test_wait_and_timeout_out_of_bounds_are_422(stack: Stack, postgres_server: PostgresServer, nothing_enqueued: None) -> None:
+def test_wait_and_timeout_out_of_bounds_are_422(
+    stack: Stack, postgres_server: PostgresServer, nothing_enqueued: None
+) -> None:
     body = {"source_definition_id": "postgres", "configuration": postgres_server.config()}
     assert _post(stack, body, wait=10_000).status_code == 422
     assert _post(stack, body, timeout=0).status_code == 422

@@ -52,7 +52,10 @@ def _hung_config(hung: HostPort) -> dict[str, object]:
 def test_inline_test_succeeds_with_typed_job_info(stack: Stack, postgres_server: PostgresServer) -> None:
     with _client(stack) as client:
         result = client.knowledge_connectors.test_source(
-            organization_id=stack.org_id, source_definition_id="postgres", configuration=postgres_server.config(), name="replica",
+            organization_id=stack.org_id,
+            source_definition_id="postgres",
+            configuration=postgres_server.config(),
+            name="replica",
         )
     assert isinstance(result, TestResult)
     assert result.succeeded and result.final and not result.failed
@@ -70,7 +73,9 @@ def test_inline_test_succeeds_with_typed_job_info(stack: Stack, postgres_server:
 def test_stored_source_lifecycle_and_test(stack: Stack, postgres_server: PostgresServer) -> None:
     with Client(api_key=stack.token, base_url=stack.base_url, organization_id=stack.org_id) as client:
         sources = client.knowledge_connectors.sources
-        source = sources.create(source_definition_id="postgres", name="warehouse", configuration=postgres_server.config())
+        source = sources.create(
+            source_definition_id="postgres", name="warehouse", configuration=postgres_server.config()
+        )
         assert isinstance(source, Source) and source.id.startswith("src_")
         assert source.configuration["password"] == "**********"
         assert source.id in [s.id for s in sources.list()]
@@ -97,7 +102,9 @@ def test_stored_source_lifecycle_and_test(stack: Stack, postgres_server: Postgre
 def test_failed_test_is_a_result_with_its_type_and_hint(stack: Stack, postgres_server: PostgresServer) -> None:
     with _client(stack) as client:
         result = client.knowledge_connectors.test_source(
-            organization_id=stack.org_id, source_definition_id="postgres", configuration=postgres_server.config(password=WRONG),
+            organization_id=stack.org_id,
+            source_definition_id="postgres",
+            configuration=postgres_server.config(password=WRONG),
         )
     assert result.failed and not result.succeeded and result.final
     info = result.job_info
@@ -114,13 +121,24 @@ def test_a_202_is_polled_until_final(stack: Stack, hung_server: HostPort) -> Non
     with _client(stack) as client:
         kc = client.knowledge_connectors
         # Without polling, wait=0 gives the API's first answer: not final yet.
-        first = kc.test_source(organization_id=stack.org_id, source_definition_id="postgres",
-                               configuration=_hung_config(hung_server), timeout=2, wait=0, poll=False)
+        first = kc.test_source(
+            organization_id=stack.org_id,
+            source_definition_id="postgres",
+            configuration=_hung_config(hung_server),
+            timeout=2,
+            wait=0,
+            poll=False,
+        )
         assert not first.final and first.status in ("pending", "running")
         assert first.job_id is not None
         # With polling (the default), the same call comes back with the final result.
-        result = kc.test_source(organization_id=stack.org_id, source_definition_id="postgres",
-                                configuration=_hung_config(hung_server), timeout=2, wait=0)
+        result = kc.test_source(
+            organization_id=stack.org_id,
+            source_definition_id="postgres",
+            configuration=_hung_config(hung_server),
+            timeout=2,
+            wait=0,
+        )
         assert result.final and result.failed
         assert result.job_info is not None and result.job_info.type == "timeout"
         assert result.job_info.timeout_seconds == 2
@@ -130,11 +148,19 @@ def test_a_202_is_polled_until_final(stack: Stack, hung_server: HostPort) -> Non
 
 
 @pytest.mark.e2e
-def test_no_final_result_within_the_poll_timeout_raises_with_the_last_result(stack: Stack, hung_server: HostPort) -> None:
+def test_no_final_result_within_the_poll_timeout_raises_with_the_last_result(
+    stack: Stack, hung_server: HostPort
+) -> None:
     with _client(stack) as client:
         with pytest.raises(PollTimeoutError) as raised:
-            client.knowledge_connectors.test_source(organization_id=stack.org_id, source_definition_id="postgres",
-                                                    configuration=_hung_config(hung_server), timeout=20, wait=0, poll_timeout=1)
+            client.knowledge_connectors.test_source(
+                organization_id=stack.org_id,
+                source_definition_id="postgres",
+                configuration=_hung_config(hung_server),
+                timeout=20,
+                wait=0,
+                poll_timeout=1,
+            )
         job_id = raised.value.result.job_id
         assert job_id is not None and not raised.value.result.final
         # Still pollable by its id.
@@ -160,8 +186,11 @@ def test_errors_are_typed(stack: Stack) -> None:
 
         secret = "Client-Secret-Never-Echoed-1"
         with pytest.raises(ValidationError) as invalid:
-            kc.test_source(organization_id=stack.org_id, source_definition_id="postgres",
-                           configuration={"host": "db", "port": "not-a-port", "password": secret})
+            kc.test_source(
+                organization_id=stack.org_id,
+                source_definition_id="postgres",
+                configuration={"host": "db", "port": "not-a-port", "password": secret},
+            )
         assert invalid.value.status_code == 422 and invalid.value.code == "invalid_configuration"
         assert {"configuration.port", "configuration.user"} <= set(invalid.value.fields)
         assert all(e.message for e in invalid.value.errors)
@@ -192,25 +221,35 @@ def test_source_definitions(stack: Stack) -> None:
 @pytest.mark.e2e
 async def test_async_inline_success_and_failure(stack: Stack, postgres_server: PostgresServer) -> None:
     async with _async_client(stack) as client:
-        ok = await client.knowledge_connectors.test_source(organization_id=stack.org_id, source_definition_id="postgres",
-                                                           configuration=postgres_server.config())
-        bad = await client.knowledge_connectors.test_source(organization_id=stack.org_id, source_definition_id="postgres",
-                                                            configuration=postgres_server.config(password=WRONG))
+        ok = await client.knowledge_connectors.test_source(
+            organization_id=stack.org_id, source_definition_id="postgres", configuration=postgres_server.config()
+        )
+        bad = await client.knowledge_connectors.test_source(
+            organization_id=stack.org_id,
+            source_definition_id="postgres",
+            configuration=postgres_server.config(password=WRONG),
+        )
     assert ok.succeeded and ok.job_info is not None
     assert [s.name for s in ok.job_info.steps] == POSTGRES_STEPS
     assert bad.failed and bad.job_info is not None and bad.job_info.type == "authentication_failed"
 
 
 @pytest.mark.e2e
-async def test_async_stored_source_and_202_polling(stack: Stack, postgres_server: PostgresServer, hung_server: HostPort) -> None:
+async def test_async_stored_source_and_202_polling(
+    stack: Stack, postgres_server: PostgresServer, hung_server: HostPort
+) -> None:
     async with AsyncClient(api_key=stack.token, base_url=stack.base_url, organization_id=stack.org_id) as client:
         kc = client.knowledge_connectors
-        source = await kc.sources.create(source_definition_id="postgres", name="async", configuration=postgres_server.config())
+        source = await kc.sources.create(
+            source_definition_id="postgres", name="async", configuration=postgres_server.config()
+        )
         assert (await kc.test_source(source_id=source.id)).succeeded
         assert source.id in [s.id for s in await kc.sources.list()]
         await kc.sources.delete(source.id)
 
-        polled = await kc.test_source(source_definition_id="postgres", configuration=_hung_config(hung_server), timeout=2, wait=0)
+        polled = await kc.test_source(
+            source_definition_id="postgres", configuration=_hung_config(hung_server), timeout=2, wait=0
+        )
         assert polled.final and polled.job_info is not None and polled.job_info.type == "timeout"
         assert "postgres" in [d.id for d in await kc.source_definitions.list()]
 
@@ -224,8 +263,9 @@ async def test_async_errors_are_typed(stack: Stack) -> None:
         with pytest.raises(NotFoundError):
             await client.knowledge_connectors.sources.get("src_doesnotexist", organization_id=stack.org_id)
         with pytest.raises(ValidationError) as invalid:
-            await client.knowledge_connectors.test_source(organization_id=stack.org_id, source_definition_id="postgres",
-                                                          configuration={"host": "db"})
+            await client.knowledge_connectors.test_source(
+                organization_id=stack.org_id, source_definition_id="postgres", configuration={"host": "db"}
+            )
         assert "configuration.user" in invalid.value.fields
 
 
@@ -240,7 +280,9 @@ def test_unreachable_api_is_a_connection_error(closed_port: int) -> None:
 
 
 async def test_async_unreachable_api_is_a_connection_error(closed_port: int) -> None:
-    async with AsyncClient(api_key="sck_x", base_url=f"http://127.0.0.1:{closed_port}", organization_id="org_x") as client:
+    async with AsyncClient(
+        api_key="sck_x", base_url=f"http://127.0.0.1:{closed_port}", organization_id="org_x"
+    ) as client:
         with pytest.raises(APIConnectionError):
             await client.knowledge_connectors.sources.list()
 
@@ -263,12 +305,26 @@ def _response(status: int, body: object, headers: dict[str, str] | None = None) 
 
 
 def test_error_bodies_map_to_the_hierarchy() -> None:
-    busy = error_from_response(_response(429, {"error": {"code": "too_many_requests", "message": "busy"}}, {"Retry-After": "3"}))
+    busy = error_from_response(
+        _response(429, {"error": {"code": "too_many_requests", "message": "busy"}}, {"Retry-After": "3"})
+    )
     assert isinstance(busy, RateLimitError) and busy.retry_after == 3 and busy.message == "busy"
-    down = error_from_response(_response(503, {"error": {"code": "service_unavailable", "message": "Redis"}}, {"Retry-After": "5"}))
+    down = error_from_response(
+        _response(503, {"error": {"code": "service_unavailable", "message": "Redis"}}, {"Retry-After": "5"})
+    )
     assert isinstance(down, ServiceUnavailableError) and down.retry_after == 5
-    invalid = error_from_response(_response(422, {"error": {"code": "invalid_request", "message": "bad",
-                                                            "errors": [{"field": "wait", "message": "too big"}]}}))
+    invalid = error_from_response(
+        _response(
+            422,
+            {
+                "error": {
+                    "code": "invalid_request",
+                    "message": "bad",
+                    "errors": [{"field": "wait", "message": "too big"}],
+                }
+            },
+        )
+    )
     assert isinstance(invalid, ValidationError) and invalid.fields == ["wait"]
     other = error_from_response(httpx.Response(502, text="<html>Bad gateway</html>"))
     assert type(other) is APIError and other.status_code == 502 and "Bad gateway" in other.message

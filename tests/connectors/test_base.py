@@ -232,7 +232,9 @@ def test_scrub_replaces_every_secret_everywhere_longest_first() -> None:
 def test_scrub_masks_a_secret_echoed_percent_encoded_in_a_connection_url() -> None:
     secret = "p@ss/w rd%+"
     echoed = "could not connect to postgresql://reader:p%40ss%2Fw%20rd%25%2B@db:5432/app (form: p%40ss%2Fw+rd%25%2B)"
-    result = CheckResult(status=CheckStatus.FAILED, failure=Failure(FailureType.AUTHENTICATION_FAILED, echoed, "h", False))
+    result = CheckResult(
+        status=CheckStatus.FAILED, failure=Failure(FailureType.AUTHENTICATION_FAILED, echoed, "h", False)
+    )
     scrub(result, [secret])
     assert result.failure is not None
     assert result.failure.message == f"could not connect to postgresql://reader:{MASK}@db:5432/app (form: {MASK})"

@@ -180,8 +180,14 @@ def test_the_destination_fields_are_declared(connector: Connector) -> None:
         f"{connector.name} marks no field as a destination: annotate its host/port/URL fields with "
         "connectors.fields.Destination (or DestinationHost, DestinationPort)"
     )
-    unmarked = [path for path, prop in properties if _DESTINATION_NAME.search(path.rsplit(".", 1)[-1]) and not _is_destination(prop)]
-    assert not unmarked, f"{connector.name}: fields that decide where it connects are not marked x-destination: {unmarked}"
+    unmarked = [
+        path
+        for path, prop in properties
+        if _DESTINATION_NAME.search(path.rsplit(".", 1)[-1]) and not _is_destination(prop)
+    ]
+    assert not unmarked, (
+        f"{connector.name}: fields that decide where it connects are not marked x-destination: {unmarked}"
+    )
 
 
 def _forms(secret: str) -> set[str]:
@@ -300,7 +306,9 @@ def test_secret_fields_are_marked_and_no_other_field_is(connector: Connector) ->
 @each_connector
 def test_every_model_refuses_unknown_fields(connector: Connector) -> None:
     lax = [
-        m.__name__ for m in config_models(connector.config_model) if m.model_json_schema().get("additionalProperties") is not False
+        m.__name__
+        for m in config_models(connector.config_model)
+        if m.model_json_schema().get("additionalProperties") is not False
     ]
     assert not lax, f"{connector.name}: these models accept unknown fields (set extra='forbid'): {lax}"
     data = example(connector)
@@ -342,7 +350,9 @@ def assert_valid_plan(connector: Connector, config: ConnectorConfig) -> None:
     """``planned_steps(config)``: a tuple of declared steps, each once, in the declared order."""
     name = connector.name
     planned = connector.planned_steps(config)
-    assert isinstance(planned, tuple) and planned, f"{name}: planned_steps must return a non-empty tuple, got {planned!r}"
+    assert isinstance(planned, tuple) and planned, (
+        f"{name}: planned_steps must return a non-empty tuple, got {planned!r}"
+    )
     unknown = [s for s in planned if s not in connector.steps]
     assert not unknown, f"{name}: planned_steps names steps that are not declared in steps: {unknown}"
     assert len(set(planned)) == len(planned), f"{name}: planned_steps names a step twice: {list(planned)}"
@@ -438,12 +448,25 @@ PLAN_VARIANTS: list[tuple[str, str, typing.Callable[[str, int], dict[str, Any]],
     ("google_drive", "access_token", lambda h, p: {}, _WITHOUT_TOKEN),
     ("google_drive", "oauth", lambda h, p: {"credentials": _GOOGLE_OAUTH}, _WITH_TOKEN),
     ("sharepoint", "access_token", lambda h, p: {}, _WITHOUT_TOKEN),
-    ("sharepoint", "oauth", lambda h, p: {"credentials": {"type": "oauth", **_MS, "refresh_token": "r-1"}}, _WITH_TOKEN),
-    ("sharepoint", "client_credentials", lambda h, p: {"credentials": {"type": "client_credentials", **_MS}}, _WITH_TOKEN),
+    (
+        "sharepoint",
+        "oauth",
+        lambda h, p: {"credentials": {"type": "oauth", **_MS, "refresh_token": "r-1"}},
+        _WITH_TOKEN,
+    ),
+    (
+        "sharepoint",
+        "client_credentials",
+        lambda h, p: {"credentials": {"type": "client_credentials", **_MS}},
+        _WITH_TOKEN,
+    ),
 ]
 each_variant = pytest.mark.parametrize(
     ("name", "overrides", "expected"),
-    [pytest.param(name, overrides, expected, id=f"{name}-{variant}") for name, variant, overrides, expected in PLAN_VARIANTS],
+    [
+        pytest.param(name, overrides, expected, id=f"{name}-{variant}")
+        for name, variant, overrides, expected in PLAN_VARIANTS
+    ],
 )
 
 
@@ -482,7 +505,9 @@ async def test_a_closed_port_fails_cleanly_within_the_deadline(connector: Connec
     result = await run_check(connector, config, timeout=CLOSED_PORT_TIMEOUT)
     elapsed = time.perf_counter() - started
     assert_failed_cleanly(connector, config, result)
-    assert elapsed < CLOSED_PORT_TIMEOUT + GRACE, f"{connector.name}: took {elapsed:.2f} s, deadline {CLOSED_PORT_TIMEOUT} s"
+    assert elapsed < CLOSED_PORT_TIMEOUT + GRACE, (
+        f"{connector.name}: took {elapsed:.2f} s, deadline {CLOSED_PORT_TIMEOUT} s"
+    )
 
 
 @each_connector

@@ -72,13 +72,26 @@ def blocked_step(result: CheckResult) -> str:
 
 @pytest.mark.parametrize(
     "ip",
-    ["169.254.169.254", "fd00:ec2::254", "169.254.0.1", "169.254.255.255", "fe80::1", "febf::1",
-     "::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe"],
+    [
+        "169.254.169.254",
+        "fd00:ec2::254",
+        "169.254.0.1",
+        "169.254.255.255",
+        "fe80::1",
+        "febf::1",
+        "::ffff:169.254.169.254",
+        "64:ff9b::a9fe:a9fe",
+    ],
 )
 @pytest.mark.parametrize(
     "policy",
-    [DEFAULT_POLICY, EgressPolicy(), for_profile("development"), PRODUCTION,
-     for_profile("production", allow="0.0.0.0/0,::/0,169.254.0.0/16,169.254.169.254/32,fe80::/10,fd00:ec2::254/128")],
+    [
+        DEFAULT_POLICY,
+        EgressPolicy(),
+        for_profile("development"),
+        PRODUCTION,
+        for_profile("production", allow="0.0.0.0/0,::/0,169.254.0.0/16,169.254.169.254/32,fe80::/10,fd00:ec2::254/128"),
+    ],
     ids=["default", "empty", "development", "production", "everything-allowed"],
 )
 def test_metadata_and_link_local_addresses_are_always_refused(ip: str, policy: EgressPolicy) -> None:
@@ -87,22 +100,43 @@ def test_metadata_and_link_local_addresses_are_always_refused(ip: str, policy: E
 
 
 def test_the_default_policy_allows_everything_else() -> None:
-    for ip in ("127.0.0.1", "::1", "10.1.2.3", "192.168.0.1", "172.16.5.5", "fc00::1", "100.64.0.1", "8.8.8.8",
-               "2001:4860:4860::8888", "169.253.255.255", "169.255.0.0"):
+    for ip in (
+        "127.0.0.1",
+        "::1",
+        "10.1.2.3",
+        "192.168.0.1",
+        "172.16.5.5",
+        "fc00::1",
+        "100.64.0.1",
+        "8.8.8.8",
+        "2001:4860:4860::8888",
+        "169.253.255.255",
+        "169.255.0.0",
+    ):
         assert DEFAULT_POLICY.allows(ip), ip
     assert current_policy() == DEFAULT_POLICY  # what a check gets when nobody sets a policy
 
 
 def test_production_refuses_loopback_private_cgnat_multicast_unspecified_and_allows_public() -> None:
     refused = {
-        "127.0.0.1": "a loopback address", "127.255.255.254": "a loopback address", "::1": "a loopback address",
-        "10.0.0.1": "a private address", "172.16.0.1": "a private address", "172.31.255.255": "a private address",
-        "192.168.1.1": "a private address", "fc00::1": "a private address", "fd12:3456::1": "a private address",
-        "100.64.0.1": "a carrier-grade NAT address", "100.127.255.255": "a carrier-grade NAT address",
-        "224.0.0.1": "a multicast address", "ff02::1": "a multicast address",
-        "0.0.0.0": "an unspecified address", "::": "an unspecified address",
+        "127.0.0.1": "a loopback address",
+        "127.255.255.254": "a loopback address",
+        "::1": "a loopback address",
+        "10.0.0.1": "a private address",
+        "172.16.0.1": "a private address",
+        "172.31.255.255": "a private address",
+        "192.168.1.1": "a private address",
+        "fc00::1": "a private address",
+        "fd12:3456::1": "a private address",
+        "100.64.0.1": "a carrier-grade NAT address",
+        "100.127.255.255": "a carrier-grade NAT address",
+        "224.0.0.1": "a multicast address",
+        "ff02::1": "a multicast address",
+        "0.0.0.0": "an unspecified address",
+        "::": "an unspecified address",
         "255.255.255.255": "a reserved address",
-        "::ffff:127.0.0.1": "a loopback address", "::ffff:10.0.0.1": "a private address",
+        "::ffff:127.0.0.1": "a loopback address",
+        "::ffff:10.0.0.1": "a private address",
     }
     for ip, reason in refused.items():
         assert PRODUCTION.refusal(ip) == reason, ip
@@ -133,7 +167,9 @@ def test_the_most_specific_network_decides_and_deny_wins_a_tie() -> None:
 
 def test_networks_are_parsed_strictly() -> None:
     assert parse_networks(" 10.0.0.0/8 ,, 192.168.1.5 ,fc00::/7,") == (
-        ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("192.168.1.5/32"), ipaddress.ip_network("fc00::/7"),
+        ipaddress.ip_network("10.0.0.0/8"),
+        ipaddress.ip_network("192.168.1.5/32"),
+        ipaddress.ip_network("fc00::/7"),
     )
     assert parse_networks("") == ()
     for bad in ("10.0.0.1/8", "10.0.0.0/33", "example.com", "10.0.0.0/8;rm", "1.2.3"):
@@ -183,7 +219,9 @@ async def test_a_check_of_a_refused_address_fails_without_connecting(listener: C
 
 
 @pytest.mark.parametrize("name", sorted(all_connectors()))
-async def test_every_connector_refuses_a_blocked_address_before_any_connection(name: str, listener: CountingListener) -> None:
+async def test_every_connector_refuses_a_blocked_address_before_any_connection(
+    name: str, listener: CountingListener
+) -> None:
     connector = get_connector(name)
     config = connector.parse_config(connector.example_config("127.0.0.1", listener.port))
     result = await run_check(connector, config, timeout=5, egress=PRODUCTION)
@@ -191,8 +229,15 @@ async def test_every_connector_refuses_a_blocked_address_before_any_connection(n
     assert listener.accepted == 0
 
 
-@pytest.mark.parametrize("url", ["http://169.254.169.254/latest/meta-data/", "http://[fd00:ec2::254]/latest/meta-data/",
-                                 "http://[::ffff:169.254.169.254]/", "http://169.254.1.1:8080/"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fd00:ec2::254]/latest/meta-data/",
+        "http://[::ffff:169.254.169.254]/",
+        "http://169.254.1.1:8080/",
+    ],
+)
 async def test_the_metadata_address_is_refused_without_any_policy(url: str) -> None:
     connector = get_connector("http")
     config = connector.parse_config({"url": url})
@@ -309,7 +354,6 @@ async def test_every_new_connection_of_the_pinned_transport_goes_through_the_pol
             await client.get("http://does-not-exist.invalid/")
 
 
-
 # --- SSH tunnels: the policy applies to the bastion only ---------------------------------
 
 
@@ -324,7 +368,9 @@ class RecordingPolicy(EgressPolicy):
         return None
 
 
-async def test_behind_a_tunnel_only_the_bastion_is_judged(ssh_server: SshServer, postgres_server: PostgresServer) -> None:
+async def test_behind_a_tunnel_only_the_bastion_is_judged(
+    ssh_server: SshServer, postgres_server: PostgresServer
+) -> None:
     """The database is reached by the bastion, from its network: its host (here a name only the
     bastion resolves) is never resolved nor judged by us; nor is the tunnel's local listener."""
     policy = RecordingPolicy()

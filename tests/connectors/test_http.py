@@ -306,7 +306,9 @@ async def test_the_tls_step_secures_the_tcp_steps_socket_and_sends_without_delay
     probe = Probe(("resolve", "tcp", "tls"), deadline=time.monotonic() + 5)
     address, sock = await connect_tcp(probe, await resolve(probe, https_server.host, https_server.port), keep=True)
     assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
-    connection = await tls_handshake(probe, sock, address, https_server.host, client_context(ca_pem=https_server.ca_pem))
+    connection = await tls_handshake(
+        probe, sock, address, https_server.host, client_context(ca_pem=https_server.ca_pem)
+    )
     try:
         assert connection.writer.get_extra_info("socket").fileno() == sock.fileno()
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1

@@ -137,7 +137,17 @@ def test_an_unknown_name_names_the_known_connectors_plugins_included(probed: dic
 def test_an_installed_plugin_passes_the_contract_suite(echo_installed: None) -> None:
     """What docs/writing-a-connector.md tells a plugin's author to run."""
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "tests/connectors/test_contract.py", "-k", "echo", "-q", "-p", "no:cacheprovider"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "tests/connectors/test_contract.py",
+            "-k",
+            "echo",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

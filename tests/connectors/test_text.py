@@ -78,7 +78,10 @@ def timed(parse: Callable[[str], str]) -> Callable[[], dict[str, tuple[float, in
 
 def _api() -> ApiClient:
     return ApiClient(
-        provider="Example", base_url="https://example.com", probe=Probe((), time.monotonic() + 5), http=httpx.AsyncClient()
+        provider="Example",
+        base_url="https://example.com",
+        probe=Probe((), time.monotonic() + 5),
+        http=httpx.AsyncClient(),
     )
 
 
@@ -103,7 +106,9 @@ def _postgres(text: str) -> str:
 
 
 def _mysql(text: str) -> str:
-    config = MySQLConfig.model_validate({"host": "db.example.com", "database": "app", "user": "reader", "password": "pw"})
+    config = MySQLConfig.model_validate(
+        {"host": "db.example.com", "database": "app", "user": "reader", "password": "pw"}
+    )
     return _Errors(config, "db.example.com:3306").failure(pymysql.err.OperationalError(1045, text)).message
 
 
@@ -156,7 +161,7 @@ def test_the_oauth_trace_lines_are_still_cut_from_a_description() -> None:
     [
         ('FATAL:  role "ghost" does not exist', FailureType.AUTHENTICATION_FAILED),
         ('FATAL:  database "nope" does not exist', FailureType.NOT_FOUND),
-        ("FATAL:  password authentication failed for user \"reader\"", FailureType.AUTHENTICATION_FAILED),
+        ('FATAL:  password authentication failed for user "reader"', FailureType.AUTHENTICATION_FAILED),
         ("FATAL:  role\nx does not exist", FailureType.UNEXPECTED_RESPONSE),  # not on one line
     ],
 )
@@ -174,7 +179,11 @@ def _attack(server: SaasServer) -> tuple[dict[str, Any], float, dict[str, Any], 
         result = await run("google_drive", config, timeout=10)
         return result.to_dict(), time.perf_counter() - started
 
-    base = {"folder_id": "1AbCdEfGhIjKlMnOpQrStUvWxYz012345", "base_url": server.url("/google"), "ca_cert": server.ca_pem}
+    base = {
+        "folder_id": "1AbCdEfGhIjKlMnOpQrStUvWxYz012345",
+        "base_url": server.url("/google"),
+        "ca_cert": server.ca_pem,
+    }
     hostile = {
         **base,
         "credentials": {

@@ -200,7 +200,9 @@ class _Throwaway:
 
     @classmethod
     def start(cls) -> _Throwaway:
-        search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])  # sbin: not on every PATH
+        search = os.pathsep.join(
+            [os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"]
+        )  # sbin: not on every PATH
         install, server = shutil.which("mariadb-install-db", path=search), shutil.which("mariadbd", path=search)
         if not install or not server:
             raise RuntimeError("mariadb-install-db or mariadbd not found")
@@ -234,7 +236,11 @@ class _Throwaway:
                 if started._wait_ready():
                     return started
                 started.stop(remove=False)
-            log = (directory / "error.log").read_text(errors="replace")[-600:] if (directory / "error.log").exists() else ""
+            log = (
+                (directory / "error.log").read_text(errors="replace")[-600:]
+                if (directory / "error.log").exists()
+                else ""
+            )
             raise RuntimeError(f"mariadbd did not start within {START_TIMEOUT:g} s: {log}")
         except BaseException:
             shutil.rmtree(directory, ignore_errors=True)

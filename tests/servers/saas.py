@@ -577,7 +577,9 @@ class _App:
     ) -> Reply:
         """A token endpoint refusing the grant with a megabyte-long ``error_description``: a
         million spaces between two words, the worst case of a backtracking pattern."""
-        return Reply(400, {"error": "invalid_grant", "error_description": "Token has been revoked" + " " * 1_000_000 + "."})
+        return Reply(
+            400, {"error": "invalid_grant", "error_description": "Token has been revoked" + " " * 1_000_000 + "."}
+        )
 
     # --- Microsoft ---------------------------------------------------------------------
 

@@ -45,18 +45,26 @@ class Stack:
     workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def client(self, token: str | None = None) -> httpx.Client:
-        return httpx.Client(base_url=self.base_url, headers={"Authorization": f"Bearer {token or self.token}"}, timeout=70)
+        return httpx.Client(
+            base_url=self.base_url, headers={"Authorization": f"Bearer {token or self.token}"}, timeout=70
+        )
 
     def async_client(self, token: str | None = None) -> httpx.AsyncClient:
         limits = httpx.Limits(max_connections=2000, max_keepalive_connections=2000)
-        return httpx.AsyncClient(base_url=self.base_url, headers={"Authorization": f"Bearer {token or self.token}"},
-                                 timeout=70, limits=limits)
+        return httpx.AsyncClient(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {token or self.token}"},
+            timeout=70,
+            limits=limits,
+        )
 
     def url(self, path: str, org_id: str | None = None) -> str:
         return f"/v1/organizations/{org_id or self.org_id}/knowledge/connectors{path}"
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(BIN / "sourcecheck"), *args], env=self.env, capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [str(BIN / "sourcecheck"), *args], env=self.env, capture_output=True, text=True, timeout=60
+        )
 
     def log_text(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in self.logs.values() if p.exists())
@@ -94,9 +102,25 @@ def start_worker(env: dict[str, str], log: Path, name: str = "e2e", concurrency:
     """A real Celery worker process (own process group); returns once it takes jobs."""
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-E", "-n", f"{name}@%h",
-             "--concurrency", str(concurrency), "--loglevel", "INFO"],
-            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "worker.app",
+                "worker",
+                "-E",
+                "-n",
+                f"{name}@%h",
+                "--concurrency",
+                str(concurrency),
+                "--loglevel",
+                "INFO",
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     _wait_for(lambda: b" ready." in log.read_bytes() or process.poll() is not None, "worker")
     if process.poll() is not None:
@@ -105,7 +129,9 @@ def start_worker(env: dict[str, str], log: Path, name: str = "e2e", concurrency:
 
 
 @contextmanager
-def launch_stack(redis: RedisServer, data_dir: Path, workers: tuple[str, ...] = ("e2e",), **settings: str) -> Iterator[Stack]:
+def launch_stack(
+    redis: RedisServer, data_dir: Path, workers: tuple[str, ...] = ("e2e",), **settings: str
+) -> Iterator[Stack]:
     """Start an API and ``workers`` against ``redis``; ``settings`` become SOURCECHECK_* variables."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCECHECK_")}
     env.update(
@@ -121,7 +147,9 @@ def launch_stack(redis: RedisServer, data_dir: Path, workers: tuple[str, ...] = 
     env.update({f"SOURCECHECK_{k.upper()}": v for k, v in settings.items()})
 
     def cli(*args: str) -> str:
-        done = subprocess.run([str(BIN / "sourcecheck"), *args], env=env, capture_output=True, text=True, timeout=60, check=True)
+        done = subprocess.run(
+            [str(BIN / "sourcecheck"), *args], env=env, capture_output=True, text=True, timeout=60, check=True
+        )
         return done.stdout.strip()
 
     org_id = cli("org", "create", "--id", "org_e2e", "--name", "E2E")
@@ -130,8 +158,17 @@ def launch_stack(redis: RedisServer, data_dir: Path, workers: tuple[str, ...] = 
     other_token = cli("apikey", "create", "--org", other_org_id)
 
     port = free_port()
-    stack = Stack(base_url=f"http://127.0.0.1:{port}", org_id=org_id, token=token, other_org_id=other_org_id,
-                  other_token=other_token, redis=redis, data_dir=data_dir, env=env, logs={"api": data_dir / "api.log"})
+    stack = Stack(
+        base_url=f"http://127.0.0.1:{port}",
+        org_id=org_id,
+        token=token,
+        other_org_id=other_org_id,
+        other_token=other_token,
+        redis=redis,
+        data_dir=data_dir,
+        env=env,
+        logs={"api": data_dir / "api.log"},
+    )
     api = None
     try:
         for name in workers:
@@ -139,7 +176,9 @@ def launch_stack(redis: RedisServer, data_dir: Path, workers: tuple[str, ...] = 
         with stack.logs["api"].open("ab") as out:
             api = subprocess.Popen(
                 uvicorn_argv(sys.executable, "127.0.0.1", port, ApiSettings(**settings), "--log-level", "warning"),
-                env=env, stdout=out, stderr=subprocess.STDOUT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         _wait_for(lambda: _healthy(f"{stack.base_url}/healthz") or api.poll() is not None, "API")
         if api.poll() is not None:
@@ -162,8 +201,9 @@ def launch_stack(redis: RedisServer, data_dir: Path, workers: tuple[str, ...] = 
 
 
 @contextmanager
-def own_stack(tmp_path_factory: pytest.TempPathFactory, name: str, workers: tuple[str, ...] = ("e2e",),
-              **settings: str) -> Iterator[Stack]:
+def own_stack(
+    tmp_path_factory: pytest.TempPathFactory, name: str, workers: tuple[str, ...] = ("e2e",), **settings: str
+) -> Iterator[Stack]:
     """A stack with a Redis server of its own (for a module that stops Redis, fills it, or
     needs settings of its own): :func:`launch_stack` on a new :class:`RedisServer`."""
     redis = RedisServer(port=free_port(), directory=tmp_path_factory.mktemp(f"{name}-redis"))

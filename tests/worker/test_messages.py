@@ -25,8 +25,15 @@ def _celery() -> Celery:
 
 def _sent_by_celery(app: Celery) -> dict[str, Any]:
     with app.connection_for_write() as connection:
-        app.send_task(TASK_NAME, args=ARGS, task_id="job_1", argsrepr="job=job_1", kwargsrepr="{}", expires=EXPIRES,
-                      connection=connection)
+        app.send_task(
+            TASK_NAME,
+            args=ARGS,
+            task_id="job_1",
+            argsrepr="job=job_1",
+            kwargsrepr="{}",
+            expires=EXPIRES,
+            connection=connection,
+        )
         message: dict[str, Any] = connection.default_channel._get(QUEUE)
     return message
 
@@ -45,6 +52,10 @@ def test_the_message_is_what_send_task_queues() -> None:
 
 def test_each_message_has_its_own_delivery_tag() -> None:
     app = _celery()
-    tags = {json.loads(task_message(app, QUEUE, TASK_NAME, "job_1", ARGS, expires=EXPIRES, argsrepr="x"))["properties"]["delivery_tag"]
-            for _ in range(3)}
+    tags = {
+        json.loads(task_message(app, QUEUE, TASK_NAME, "job_1", ARGS, expires=EXPIRES, argsrepr="x"))["properties"][
+            "delivery_tag"
+        ]
+        for _ in range(3)
+    }
     assert len(tags) == 3  # the worker acknowledges a message by its tag

@@ -64,7 +64,9 @@ def test_probes_sharing_a_child_with_a_blocked_one_are_run_again_elsewhere(runne
 
 
 @pytest.mark.parametrize("mode", ["exit", "segfault"])
-def test_a_probe_that_kills_its_process_ends_worker_lost_and_the_runner_recovers(runner: ProbeRunner, mode: str) -> None:
+def test_a_probe_that_kills_its_process_ends_worker_lost_and_the_runner_recovers(
+    runner: ProbeRunner, mode: str
+) -> None:
     result = run(runner, 5.0, mode=mode)
     assert result["status"] == "failed"
     assert result["failure"]["type"] == "worker_lost"

@@ -40,7 +40,9 @@ def test_a_child_refuses_what_the_production_profile_refuses(production_runner: 
         listener.close()
     allowed = CountingListener("127.0.0.2")  # SOURCECHECK_EGRESS_ALLOW opens this one
     try:
-        result = production_runner.run("http", Cipher([KEY]).encrypt_json({"url": f"http://127.0.0.2:{allowed.port}/"}), 5)
+        result = production_runner.run(
+            "http", Cipher([KEY]).encrypt_json({"url": f"http://127.0.0.2:{allowed.port}/"}), 5
+        )
         assert result["failure"]["type"] != "egress_blocked", result
         assert allowed.accepted >= 1
     finally:

@@ -31,7 +31,9 @@ class EchoConfig(ConnectorConfig):
         description="Host name or IP address of the echo service (no scheme, no port).",
         examples=["echo.example.com"],
     )
-    port: DestinationPort = Field(7, title="Port", description="TCP port of the echo service (7 is the standard one).", examples=[7])
+    port: DestinationPort = Field(
+        7, title="Port", description="TCP port of the echo service (7 is the standard one).", examples=[7]
+    )
     token: Secret = Field(
         title="Token",
         description="The line sent to the service, which must send it back unchanged. Kept secret: masked in every answer.",
@@ -77,7 +79,8 @@ class EchoConnector(Connector):
                 ) from None
             except ConnectionError as exc:
                 raise ProbeFailure(
-                    FailureType.UNEXPECTED_RESPONSE, f"The connection broke during the echo ({exc.strerror or type(exc).__name__})"
+                    FailureType.UNEXPECTED_RESPONSE,
+                    f"The connection broke during the echo ({exc.strerror or type(exc).__name__})",
                 ) from None
             finally:
                 writer.close()

@@ -65,5 +65,8 @@ class FaultyConnector(Connector):
                 quoted = f"postgresql://reader:{urllib.parse.quote(password, safe='')}@127.0.0.1:5432/app"
                 if config.mode == "raise_secret":
                     raise RuntimeError(f"driver crashed on {dsn}")
-                raise ProbeFailure(FailureType.AUTHENTICATION_FAILED, f"password {password} rejected: {dsn} ({quoted})",
-                                   hint=f"check {password}")
+                raise ProbeFailure(
+                    FailureType.AUTHENTICATION_FAILED,
+                    f"password {password} rejected: {dsn} ({quoted})",
+                    hint=f"check {password}",
+                )
