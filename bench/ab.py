@@ -110,7 +110,8 @@ def measure(tree: Tree, servers: Servers, sequential: int, per_client: int) -> N
 
 def report(trees: list[Tree], load_tests: int) -> None:
     print(
-        f"\n{'tree':<32}{'raw p50':>9}{'e2e p50':>9}{'ratio':>7}{'raw tps':>9}{'e2e tps':>9}{'ratio':>7}   cpu ms/test api worker redis"
+        f"\n{'tree':<32}{'raw p50':>9}{'e2e p50':>9}{'ratio':>7}{'raw tps':>9}{'e2e tps':>9}{'ratio':>7}"
+        "   cpu ms/test api worker redis"
     )
     for tree in trees:
         raw_p50, e2e_p50 = statistics.median(tree.rtts), statistics.median(tree.e2e)

@@ -211,7 +211,8 @@ class Core:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise PollTimeoutError(
-                    f"Test {result.job_id} was still {result.status} after the poll timeout; poll it again with its job_id",
+                    f"Test {result.job_id} was still {result.status} after the poll timeout; "
+                    "poll it again with its job_id",
                     result=result,
                 )
             wait = poll_wait if remaining is None else round(min(poll_wait, remaining), 3)

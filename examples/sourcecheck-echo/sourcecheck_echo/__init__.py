@@ -36,7 +36,9 @@ class EchoConfig(ConnectorConfig):
     )
     token: Secret = Field(
         title="Token",
-        description="The line sent to the service, which must send it back unchanged. Kept secret: masked in every answer.",
+        description=(
+            "The line sent to the service, which must send it back unchanged. Kept secret: masked in every answer."
+        ),
     )
 
 
