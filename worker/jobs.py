@@ -2,23 +2,27 @@
 
 The API process sends and awaits jobs with a :class:`JobStore` (asyncio). Sending is one
 Redis script that checks the organization's limits, joins an identical job in flight or
-records the job and pushes its Celery message (``worker.messages``) onto the queue: all of
-it happens, or nothing does. Results are Celery's ``celery-task-meta-<id>`` keys; the
-store reads them with ``redis.asyncio`` and wakes on the channel Celery publishes them
-on, through one pattern subscription per process. Our own job record
-(``sourcecheck:job:<id>``) tells an unknown or expired id from a job that waits, and
-carries the job's final deadline: a job nobody finished by then (its worker was killed,
-no worker took it) is written off as failed, once, by whoever looks at it first.
+records the job and pushes its Celery message (``worker.seams.kombu``) onto the queue: all
+of it happens, or nothing does. A worker marks the job started, then writes its final
+result, once (``begin``, ``finish``); each is published on the job's channel, where the
+store wakes its waiters through one pattern subscription per process. The job record
+tells an unknown or expired id from a job that waits, and carries the job's final
+deadline: a job nobody finished by then (its worker was killed, no worker took it) is
+written off as failed, once, by whoever looks at it first.
 
 Redis keys (all expire):
 
 - ``sourcecheck:job:<id>``: the job record (no secrets)
+- ``sourcecheck:started:<id>``: when and where a worker started the job
+- ``sourcecheck:result:<id>``: the job's final result, written once
 - ``sourcecheck:inflight:<org>``: sorted set of the organization's unfinished jobs,
   scored by their final deadline (the per-organization cap)
 - ``sourcecheck:coalesce:<fingerprint>``: the unfinished job that identical tests join
 - ``sourcecheck:recent:<fingerprint>``: the last finished job of that test (``max_age``)
 - ``sourcecheck:rate:<org>``: sorted set of the jobs the organization started in the
   last minute, scored by when (the per-organization rate limit)
+
+Channel ``sourcecheck:updates:<id>``: each started and final record of the job, as written.
 
 A fingerprint is an HMAC of (organization, definition, deadline, configuration) under a
 key derived from the encryption key: it identifies a configuration without revealing it.
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import hmac
 import json
@@ -41,20 +46,27 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+import redis
 import redis.asyncio as aioredis
 from celery import Celery
+from redis.backoff import ConstantBackoff
 from redis.exceptions import RedisError
+from redis.retry import Retry
 
 from connectors.base import CheckResult, CheckStatus, Failure
 from connectors.errors import DEFAULT_HINTS, RETRYABLE, FailureType
-from worker.app import API_TIMEOUTS, RETURN_IF_FINAL, WRITE_UNLESS_FINAL
+from worker.app import API_TIMEOUTS, WORKER_TIMEOUTS
 from worker.crypto import Cipher
-from worker.messages import task_message
+from worker.seams.kombu import queue_key, task_message
+from worker.settings import get_settings
 
 log = logging.getLogger(__name__)
 
 TASK_NAME = "sourcecheck.run_probe"
 JOB_KEY = "sourcecheck:job:{}"
+STARTED_KEY = "sourcecheck:started:{}"
+RESULT_KEY = "sourcecheck:result:{}"
+UPDATES_CHANNEL = "sourcecheck:updates:{}"
 INFLIGHT_KEY = "sourcecheck:inflight:{}"
 COALESCE_KEY = "sourcecheck:coalesce:{}"
 RECENT_KEY = "sourcecheck:recent:{}"
@@ -102,40 +114,29 @@ redis.call('LPUSH', KEYS[4], ARGV[10])
 return {'sent'}
 """
 
-# A worker starts a job: KEYS[1] its result key; ARGV: the STARTED meta, seconds to live.
-# Returns 0 (and writes nothing) when the job already has its final result: a message
-# delivered again must not run again. Published: the API that sent the job learns that a
-# worker took it (see api.admission.Admission).
-BEGIN = (
-    RETURN_IF_FINAL
-    + """
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-redis.call('PUBLISH', KEYS[1], ARGV[1])
+# A worker starts a job. KEYS: its result key, its started key. ARGV: the started record,
+# seconds to live, the job's channel. Returns 0 (and writes nothing) when the job already
+# has its final result: a message delivered again must not run again. Published: the API
+# that sent the job learns that a worker took it (see api.admission.Admission).
+BEGIN = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[1])
 return 1
 """
-)
 
-# A worker ends a job: KEYS: its result key, the organization's in-flight set, the
-# coalescing key and the recent-result key ('' without a fingerprint). ARGV: the final
-# meta, seconds to live, job id. Writes and publishes the result unless one is already
-# final (see worker.app.WRITE_UNLESS_FINAL), then forgets the job as in flight and
-# remembers it as the latest result of its test (max_age).
-FINISH = (
-    WRITE_UNLESS_FINAL.replace("return 1\n", "")
-    + """
+# A job ends, once. KEYS: its result key, the organization's in-flight set, the coalescing
+# key ('' without a fingerprint), the recent-result key ('': not remembered). ARGV: the
+# final record, seconds to live, job id, the job's channel. Unless the job already has a
+# final result: writes and publishes it, forgets the job as in flight and remembers it as
+# the latest result of its test (max_age). Returns 1 when written.
+FINISH = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 0 end
+redis.call('PUBLISH', ARGV[4], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[3])
-if KEYS[3] ~= '' then
-  if redis.call('GET', KEYS[3]) == ARGV[3] then redis.call('DEL', KEYS[3]) end
-  redis.call('SET', KEYS[4], ARGV[3], 'EX', ARGV[2])
-end
+if KEYS[3] ~= '' and redis.call('GET', KEYS[3]) == ARGV[3] then redis.call('DEL', KEYS[3]) end
+if KEYS[4] ~= '' then redis.call('SET', KEYS[4], ARGV[3], 'EX', ARGV[2]) end
 return 1
-"""
-)
-
-# KEYS[1]: a key; ARGV[1]: a value. Deletes the key only if it still holds that value.
-DELETE_IF = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
 """
 
 
@@ -240,117 +241,92 @@ def fingerprint(
     return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
 
 
-def final_meta(task_id: str, result: dict[str, Any], now: datetime) -> dict[str, Any]:
-    """A task's final result as Celery's result backend stores it (SUCCESS)."""
-    return {
-        "status": "SUCCESS",
-        "result": result,
-        "traceback": None,
-        "children": [],
-        "date_done": now.isoformat(),
-        "task_id": task_id,
-    }
+def failed_check(kind: FailureType, message: str) -> dict[str, Any]:
+    """A failed CheckResult as a dict, for failures found outside the connector."""
+    failure = Failure(type=kind, message=message, hint=DEFAULT_HINTS[kind], retryable=RETRYABLE[kind])
+    return CheckResult(status=CheckStatus.FAILED, failure=failure).to_dict()
 
 
-def begin(app: Celery, job_id: str, started: dict[str, Any], ttl: int) -> bool:
-    """Mark a job started (with ``started``: when, where); False when it already has its final result."""
-    meta: dict[str, Any] = {
-        "status": "STARTED",
-        "result": started,
-        "traceback": None,
-        "children": [],
-        "date_done": None,
-        "task_id": job_id,
-    }
-    backend = app.backend
-    # ensure(): retried while Redis is unreachable, as Celery's own result writes are.
-    return bool(
-        backend.ensure(backend.client.eval, (BEGIN, 1, backend.get_key_for_task(job_id), backend.encode(meta), ttl))
+def started_record(started_at: datetime, worker: str | None) -> str:
+    """What a worker writes when it starts a job."""
+    return json.dumps({"status": JobStatus.RUNNING, "started_at": started_at.isoformat(), "worker": worker})
+
+
+def final_record(check: dict[str, Any], *, started_at: datetime | None, ended_at: datetime, worker: str | None) -> str:
+    """A job's final result: the probe's check (a CheckResult dict), when and where it ran."""
+    status = JobStatus.SUCCEEDED if check.get("status") == CheckStatus.SUCCEEDED else JobStatus.FAILED
+    return json.dumps(
+        {
+            "status": status,
+            "started_at": started_at.isoformat() if started_at else None,
+            "ended_at": ended_at.isoformat(),
+            "worker": worker,
+            "check": check,
+        }
     )
 
 
-def finish(app: Celery, job: dict[str, Any], result: dict[str, Any], ttl: int) -> None:
-    """Store a job's final result (unless it has one) and forget it as in flight, at once.
-    Retried while Redis is unreachable (as Celery's result writes are), then raises."""
-    backend = app.backend
+def view_from_record(job: Job, raw: str | bytes | None) -> JobView:
+    """Turn a started or final record (or None: not started) into a JobView."""
+    if not raw:
+        return JobView(job=job, status=JobStatus.PENDING)
+    record = json.loads(raw)
+    check = record.get("check")
+    return JobView(
+        job=job,
+        status=JobStatus(record["status"]),
+        started_at=_parse_time(record.get("started_at")),
+        ended_at=_parse_time(record.get("ended_at")),
+        worker=record.get("worker"),
+        result=CheckResult.from_dict(check) if check else None,
+    )
+
+
+def written_off(view: JobView, now: datetime) -> str:
+    """The final record of a job nobody finished by its deadline."""
+    if view.status == JobStatus.RUNNING:
+        check = failed_check(FailureType.WORKER_LOST, "The worker running this test stopped before it finished")
+    else:
+        check = failed_check(
+            FailureType.TIMEOUT, "No worker took this test before its deadline: the workers are saturated or down"
+        )
+    return final_record(check, started_at=view.started_at, ended_at=now, worker=view.worker)
+
+
+@functools.cache
+def worker_redis() -> redis.Redis:
+    """The worker process's Redis client for job state. A command is retried while Redis is
+    unreachable, for about 20 s, then raises."""
+    return redis.Redis.from_url(
+        get_settings().redis_url,
+        socket_connect_timeout=WORKER_TIMEOUTS["connect"],
+        socket_timeout=WORKER_TIMEOUTS["read"],
+        retry=Retry(ConstantBackoff(1.0), 20),
+        health_check_interval=10,
+    )
+
+
+def begin(client: redis.Redis, job_id: str, *, started_at: datetime, worker: str | None, ttl: int) -> bool:
+    """Mark a job started; False when it already has its final result."""
+    keys = [RESULT_KEY.format(job_id), STARTED_KEY.format(job_id)]
+    return bool(
+        client.eval(BEGIN, len(keys), *keys, started_record(started_at, worker), ttl, UPDATES_CHANNEL.format(job_id))
+    )
+
+
+def finish(client: redis.Redis, job: dict[str, Any], record: str, ttl: int) -> bool:
+    """Store a job's final record (unless it has one) and forget it as in flight, at once.
+    ``job`` is the task's payload. True when this record is the one stored."""
     fingerprint = job.get("fingerprint")
     keys = [
-        backend.get_key_for_task(job["job_id"]),
+        RESULT_KEY.format(job["job_id"]),
         INFLIGHT_KEY.format(job["organization_id"]),
         COALESCE_KEY.format(fingerprint) if fingerprint else "",
         RECENT_KEY.format(fingerprint) if fingerprint else "",
     ]
-    meta = backend.encode(final_meta(job["job_id"], result, datetime.now(UTC)))
-    backend.ensure(backend.client.eval, (FINISH, len(keys), *keys, meta, ttl, job["job_id"]))
-
-
-# Celery's exception names for a task that did not return (see worker.tasks).
-_LOST = {"WorkerLostError"}
-_TIMED_OUT = {"TimeLimitExceeded", "SoftTimeLimitExceeded"}
-
-
-def view_from_meta(job: Job, meta: dict[str, Any] | None) -> JobView:
-    """Turn Celery's result meta (or None: not started) into a JobView."""
-    if not meta:
-        return JobView(job=job, status=JobStatus.PENDING)
-    state = meta.get("status")
-    value = meta.get("result")
-    done = _parse_time(meta.get("date_done"))
-    if state in ("STARTED", "RETRY"):
-        info = value if isinstance(value, dict) else {}
-        return JobView(
-            job=job, status=JobStatus.RUNNING, started_at=_parse_time(info.get("started_at")), worker=info.get("worker")
-        )
-    if state == "SUCCESS" and isinstance(value, dict) and "check" in value:
-        result = CheckResult.from_dict(value["check"])
-        status = JobStatus.SUCCEEDED if result.status == CheckStatus.SUCCEEDED else JobStatus.FAILED
-        return JobView(
-            job=job,
-            status=status,
-            started_at=_parse_time(value.get("started_at")),
-            ended_at=_parse_time(value.get("ended_at")) or done,
-            worker=value.get("worker"),
-            result=result,
-        )
-    # FAILURE, REVOKED or a malformed result: the task itself did not finish its work.
-    exc_type = value.get("exc_type") if isinstance(value, dict) else None
-    if exc_type in _LOST:
-        kind, message = FailureType.WORKER_LOST, "The worker running this test stopped before it finished"
-    elif exc_type in _TIMED_OUT:
-        kind, message = (
-            FailureType.TIMEOUT,
-            f"The probe did not end by its deadline of {job.timeout:g} s and was stopped",
-        )
-    elif state == "REVOKED":
-        kind, message = FailureType.TIMEOUT, "The test waited for a worker past its deadline and was dropped"
-    else:
-        kind, message = FailureType.INTERNAL_ERROR, "The test could not be run"
-    failure = Failure(type=kind, message=message, hint=DEFAULT_HINTS[kind], retryable=RETRYABLE[kind])
-    return JobView(
-        job=job,
-        status=JobStatus.FAILED,
-        ended_at=done,
-        result=CheckResult(status=CheckStatus.FAILED, steps=[], failure=failure),
+    return bool(
+        client.eval(FINISH, len(keys), *keys, record, ttl, job["job_id"], UPDATES_CHANNEL.format(job["job_id"]))
     )
-
-
-def written_off(view: JobView, now: datetime) -> dict[str, Any]:
-    """The final result of a job nobody finished by its deadline (as a task would return it)."""
-    if view.status == JobStatus.RUNNING:
-        kind, message = FailureType.WORKER_LOST, "The worker running this test stopped before it finished"
-    else:
-        kind, message = (
-            FailureType.TIMEOUT,
-            "No worker took this test before its deadline: the workers are saturated or down",
-        )
-    failure = Failure(type=kind, message=message, hint=DEFAULT_HINTS[kind], retryable=RETRYABLE[kind])
-    check = CheckResult(status=CheckStatus.FAILED, failure=failure)
-    return {
-        "started_at": view.started_at.isoformat() if view.started_at else None,
-        "ended_at": now.isoformat(),
-        "worker": view.worker,
-        "check": check.to_dict(),
-    }
 
 
 def _text(value: bytes | str) -> str:
@@ -367,9 +343,9 @@ def _parse_time(value: Any) -> datetime | None:
 class JobStore:
     """Reads and awaits jobs without blocking the event loop (one per API process).
 
-    ``start()`` opens one pattern subscription to Celery's result channels; a waiter is
-    woken by a message on its job's channel (every result is published: the worker's, and
-    a write-off's). Messages published while the subscription was down are lost, so every
+    ``start()`` opens one pattern subscription to the jobs' channels; a waiter is woken by
+    a message on its job's channel (every record is published: the worker's, and a
+    write-off's). Messages published while the subscription was down are lost, so every
     waiter reads its job again when the subscription is lost and once it is back. A waiter
     also reads its job at the job's deadline (an unfinished job is written off by whoever
     reads it then) and, as a last guard, every ``POLL_SECONDS``.
@@ -396,12 +372,12 @@ class JobStore:
             health_check_interval=10,
         )
         self._redis = aioredis.Redis(connection_pool=pool)
-        prefix = app.backend.task_keyprefix
-        self._prefix: str = prefix.decode() if isinstance(prefix, bytes) else str(prefix)
+        self._prefix = UPDATES_CHANNEL.format("")
         self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._published: dict[str, bytes] = {}  # the last result published for a job awaited here
         self._listener: asyncio.Task[None] | None = None
         self._submit = self._redis.register_script(SUBMIT)
+        self._finish = self._redis.register_script(FINISH)
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -505,7 +481,7 @@ class JobStore:
             JOB_KEY.format(job.id),
             INFLIGHT_KEY.format(job.organization_id),
             RATE_KEY.format(job.organization_id),
-            self._queue,
+            queue_key(self._queue),
             COALESCE_KEY.format(job.fingerprint) if job.fingerprint else "",
         ]
         args: list[str | int | float] = [
@@ -535,21 +511,25 @@ class JobStore:
     async def load(self, job_id: str) -> JobView | None:
         """The job as it stands, or None when the id is unknown or has expired. A job
         past its deadline and still unfinished is written off here (once, for all)."""
-        result_key = f"{self._prefix}{job_id}"
-        raw_job, raw_meta = await self._redis.mget(JOB_KEY.format(job_id), result_key)
+        result_key = RESULT_KEY.format(job_id)
+        raw_job, raw_final, raw_started = await self._redis.mget(
+            JOB_KEY.format(job_id), result_key, STARTED_KEY.format(job_id)
+        )
         if raw_job is None:
             return None
         job = Job.from_json(raw_job)
-        view = view_from_meta(job, self._app.backend.decode_result(raw_meta) if raw_meta else None)
+        view = view_from_record(job, raw_final or raw_started)
         now = datetime.now(UTC)
         if not view.status.final and now > job.deadline_at:
-            meta = final_meta(job_id, written_off(view, now), now)
-            await self._redis.eval(WRITE_UNLESS_FINAL, 1, result_key, self._app.backend.encode(meta), self._ttl)
-            await self._redis.zrem(INFLIGHT_KEY.format(job.organization_id), job.id)
-            if job.fingerprint:
-                await self._redis.eval(DELETE_IF, 1, COALESCE_KEY.format(job.fingerprint), job.id)
-            raw_meta = await self._redis.get(result_key)  # whichever final result won
-            view = view_from_meta(job, self._app.backend.decode_result(raw_meta) if raw_meta else None)
+            keys = [
+                result_key,
+                INFLIGHT_KEY.format(job.organization_id),
+                COALESCE_KEY.format(job.fingerprint) if job.fingerprint else "",
+                "",  # a job written off is not the latest result of its test
+            ]
+            record = written_off(view, now)
+            await self._finish(keys=keys, args=[record, self._ttl, job.id, UPDATES_CHANNEL.format(job.id)])
+            view = view_from_record(job, await self._redis.get(result_key))  # whichever final result won
         return view
 
     async def recent(self, fingerprint: str, max_age: float) -> JobView | None:
@@ -592,7 +572,7 @@ class JobStore:
         published = self._published.get(sent.id)
         if published is None:
             return JobView(job=sent, status=JobStatus.PENDING)
-        return view_from_meta(sent, self._app.backend.decode_result(published))
+        return view_from_record(sent, published)
 
     @contextlib.contextmanager
     def awaiting(self, job_id: str) -> Iterator[asyncio.Event]:
