@@ -19,6 +19,7 @@ from worker.settings import get_settings
 log = logging.getLogger(__name__)
 
 QUEUE = "sourcecheck.probes"
+TASK_NAME = "sourcecheck.run_probe"  # the task that runs a job (worker.tasks.run_probe)
 
 # Redis timeouts in seconds: every call to Redis is bounded, so nothing waits forever on a
 # Redis that hangs (a stopped Redis refuses at once). The API gives up connecting sooner,

@@ -14,8 +14,9 @@ from celery.signals import task_postrun, task_prerun, worker_init, worker_ready,
 
 from connectors.errors import FailureType
 from worker import logs, metrics
-from worker.app import app
-from worker.jobs import TASK_NAME, begin, failed_check, final_record, finish, worker_redis
+from worker.app import TASK_NAME, app
+from worker.records import failed_check, final_record
+from worker.reporting import reporter
 from worker.runner import ProbeRunner
 from worker.settings import get_settings
 
@@ -57,7 +58,7 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
     """Mark this worker alive in Redis for GET /readyz (see worker.metrics.Heartbeat)."""
     global _heartbeat
     hostname = str(getattr(sender, "hostname", None) or app.conf.get("worker_name") or "worker")
-    _heartbeat = metrics.Heartbeat(worker_redis(), hostname, _in_flight)
+    _heartbeat = metrics.Heartbeat(reporter().client, hostname, _in_flight)
     _heartbeat.start()
 
 
@@ -122,13 +123,13 @@ def summary(check: dict[str, Any]) -> str:
     return f"{check.get('status')} ({failure.get('type')}) in {check.get('duration_ms') or 0:.0f} ms: {failure.get('message')}"
 
 
-# The task stores its own result (worker.jobs.finish: with the job's release, in one call),
+# The task stores its own result (worker.reporting: with the job's release, in one call),
 # so Celery stores none. It returns a one-line summary, not the result: Celery puts the
 # repr of the return value into its task-succeeded event (what Flower shows), and the
 # repr of a whole result is costly and reads worse.
 @app.task(name=TASK_NAME, bind=True, ignore_result=True)
 def run_probe(self: Task, job: dict[str, Any]) -> str:
-    """Run one probe and store its final record (see worker.jobs.finish). Returns a summary
+    """Run one probe and store its final record (see worker.reporting). Returns a summary
     for Flower (see :func:`summary`); a failed probe is a normal return, so Celery's FAILURE
     state means the task itself broke (its job's result is then an internal error)."""
     if _stopping.is_set():
@@ -138,18 +139,18 @@ def run_probe(self: Task, job: dict[str, Any]) -> str:
     ttl = get_settings().result_ttl_seconds
     started = datetime.now(UTC)
     worker = self.request.hostname
-    client = worker_redis()
-    if not begin(client, job["job_id"], started_at=started, worker=worker, ttl=ttl):
+    report = reporter()
+    if not report.begin(job["job_id"], started_at=started, worker=worker, ttl=ttl):
         log.info("job %s already has its final result; not run again", job.get("job_id"))
         return "not run: the job already had its final result"  # a redelivered message: the stored result stands
     try:
         check = runner().run(job["definition"], job["config"], float(job["timeout"]))
     except Exception:
         check = failed_check(FailureType.INTERNAL_ERROR, "The test could not be run")
-        finish(client, job, final_record(check, started_at=started, ended_at=datetime.now(UTC), worker=worker), ttl)
+        report.finish(job, final_record(check, started_at=started, ended_at=datetime.now(UTC), worker=worker), ttl)
         raise
     try:
-        finish(client, job, final_record(check, started_at=started, ended_at=datetime.now(UTC), worker=worker), ttl)
+        report.finish(job, final_record(check, started_at=started, ended_at=datetime.now(UTC), worker=worker), ttl)
     finally:  # after the result is out: the caller need not wait for our bookkeeping
         metrics.observe_probe(job["definition"], check)
     outcome = summary(check)
