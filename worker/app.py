@@ -24,7 +24,7 @@ TASK_NAME = "sourcecheck.run_probe"  # the task that runs a job (worker.tasks.ru
 # Redis timeouts in seconds: every call to Redis is bounded, so nothing waits forever on a
 # Redis that hangs (a stopped Redis refuses at once). The API gives up connecting sooner,
 # so a Redis host that is down is a prompt 503; its reads wait as long as the workers'
-# (shorter ones gave false 503s on a busy API, whose reads also wait for its event loop).
+# because a busy API's reads also wait for its event loop.
 WORKER_TIMEOUTS = {"connect": 2.0, "read": 5.0}
 API_TIMEOUTS = {"connect": 1.0, "read": 5.0}
 

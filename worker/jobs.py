@@ -126,8 +126,8 @@ class JobStore:
         finally:
             for connection in opened:
                 await self._pool.release(connection)
-        # Started after the pool is open: the subscription takes one of its connections (begun
-        # before, it held one while the loop above waited 5 s for the last of POOL_SIZE).
+        # Started after the pool is open: begun before, the subscription would hold one of the
+        # connections the loop above waits for.
         self._listener = asyncio.create_task(self._listen(), name="sourcecheck-result-listener")
 
     async def close(self) -> None:

@@ -1,10 +1,10 @@
-"""Runs probes in a few child processes, each an asyncio loop holding hundreds at once.
+"""Runs probes in a few child processes, each an asyncio loop holding many at once.
 
-Why this shape (measured, see docs/execution-model.md): probes are almost all waiting, so
-one event loop holds a thousand of them in a few MB; but a loop is only as good as its
-worst connector, and a probe stuck in C code or crashing its process must not take the
-worker down or outlive its deadline. So the loops live in child processes that the
-parent (the Celery worker) watches:
+Why this shape (see docs/execution-model.md): probes are almost all waiting, so one event
+loop holds many of them cheaply; but a loop is only as good as its worst connector, and a
+probe stuck in C code or crashing its process must not take the worker down or outlive
+its deadline. So the loops live in child processes that the parent (the Celery worker)
+watches:
 
 - every probe has a hard deadline (its own deadline plus ``grace``), kept by the parent;
 - a child whose probe passes it is killed: that probe ends ``timeout``, the others on

@@ -118,9 +118,10 @@ def summary(check: dict[str, Any]) -> str:
     """What Flower shows as a task's result: ``succeeded in 12 ms``, or
     ``failed (timeout) in 2001 ms: <the failure's message>`` (secrets in it already masked)."""
     failure = check.get("failure")
+    took = f"{check.get('duration_ms') or 0:.0f} ms"
     if not failure:
-        return f"{check.get('status')} in {check.get('duration_ms') or 0:.0f} ms"
-    return f"{check.get('status')} ({failure.get('type')}) in {check.get('duration_ms') or 0:.0f} ms: {failure.get('message')}"
+        return f"{check.get('status')} in {took}"
+    return f"{check.get('status')} ({failure.get('type')}) in {took}: {failure.get('message')}"
 
 
 # The task stores its own result (worker.reporting: with the job's release, in one call),
