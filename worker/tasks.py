@@ -144,14 +144,17 @@ def run_probe(self: Task, job: dict[str, Any]) -> str:
     if not report.begin(job["job_id"], started_at=started, worker=worker, ttl=ttl):
         log.info("job %s already has its final result; not run again", job.get("job_id"))
         return "not run: the job already had its final result"  # a redelivered message: the stored result stands
+
+    def end(check: dict[str, Any]) -> None:
+        report.finish(job, final_record(check, started_at=started, ended_at=datetime.now(UTC), worker=worker), ttl)
+
     try:
         check = runner().run(job["definition"], job["config"], float(job["timeout"]))
-    except Exception:
-        check = failed_check(FailureType.INTERNAL_ERROR, "The test could not be run")
-        report.finish(job, final_record(check, started_at=started, ended_at=datetime.now(UTC), worker=worker), ttl)
+    except Exception:  # a bug of ours: the job still ends now, not at its deadline
+        end(failed_check(FailureType.INTERNAL_ERROR, "The test could not be run"))
         raise
     try:
-        report.finish(job, final_record(check, started_at=started, ended_at=datetime.now(UTC), worker=worker), ttl)
+        end(check)
     finally:  # after the result is out: the caller need not wait for our bookkeeping
         metrics.observe_probe(job["definition"], check)
     outcome = summary(check)
