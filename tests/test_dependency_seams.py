@@ -194,7 +194,8 @@ def _seam_modules() -> list[Path]:
 def test_each_seam_module_is_named_for_its_dependency_and_its_private_names_still_exist(path: Path) -> None:
     module = importlib.import_module(_module_name(path))
     dependency = path.stem
-    assert importlib.util.find_spec(dependency) is not None, f"{path.name} is named for no installed package"
+    # kombu replaces its module object with one that has no __spec__: find_spec fails on it once imported.
+    assert dependency in sys.modules or importlib.util.find_spec(dependency), f"{path.name} names no installed package"
     names: list[str] = module.PRIVATE_NAMES
     assert names, "a seam module lists the private names it relies on"
     for dotted in names:

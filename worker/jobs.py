@@ -1,375 +1,79 @@
-"""A job is one test of one source: how it is sent, read back, awaited and described.
+"""Sending, reading and awaiting jobs from the API process (asyncio): the :class:`JobStore`.
 
-The API process sends and awaits jobs with a :class:`JobStore` (asyncio). Sending is one
-Redis script that checks the organization's limits, joins an identical job in flight or
-records the job and pushes its Celery message (``worker.messages``) onto the queue: all of
-it happens, or nothing does. Results are Celery's ``celery-task-meta-<id>`` keys; the
-store reads them with ``redis.asyncio`` and wakes on the channel Celery publishes them
-on, through one pattern subscription per process. Our own job record
-(``sourcecheck:job:<id>``) tells an unknown or expired id from a job that waits, and
-carries the job's final deadline: a job nobody finished by then (its worker was killed,
-no worker took it) is written off as failed, once, by whoever looks at it first.
-
-Redis keys (all expire):
-
-- ``sourcecheck:job:<id>``: the job record (no secrets)
-- ``sourcecheck:inflight:<org>``: sorted set of the organization's unfinished jobs,
-  scored by their final deadline (the per-organization cap)
-- ``sourcecheck:coalesce:<fingerprint>``: the unfinished job that identical tests join
-- ``sourcecheck:recent:<fingerprint>``: the last finished job of that test (``max_age``)
-- ``sourcecheck:rate:<org>``: sorted set of the jobs the organization started in the
-  last minute, scored by when (the per-organization rate limit)
-
-A fingerprint is an HMAC of (organization, definition, deadline, configuration) under a
-key derived from the encryption key: it identifies a configuration without revealing it.
+Sending is one Redis script (``worker/lua/submit.lua``) that checks the organization's
+limits, joins an identical job in flight or records the job and pushes its Celery message
+(``worker.seams.kombu``) onto the queue: all of it happens, or nothing does. A worker
+marks the job started, then writes its final record, once (``worker.reporting``); each
+is published on the job's channel, where the store wakes its waiters through one pattern
+subscription per process. The job record tells an unknown or expired id from a job that
+waits, and carries the job's final deadline: a job nobody finished by then (its worker was
+killed, no worker took it) is written off as failed, once, by whoever looks at it first.
+Keys and channels: ``worker.keys``; the records: ``worker.records``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
-import json
 import logging
 import math
-import uuid
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
-from datetime import UTC, datetime, timedelta
-from enum import StrEnum
+from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
 from celery import Celery
 from redis.exceptions import RedisError
 
-from connectors.base import CheckResult, CheckStatus, Failure
-from connectors.errors import DEFAULT_HINTS, RETRYABLE, FailureType
-from worker.app import API_TIMEOUTS, RETURN_IF_FINAL, WRITE_UNLESS_FINAL
+from worker.app import API_TIMEOUTS, TASK_NAME
 from worker.crypto import Cipher
-from worker.messages import task_message
+from worker.errors import OrganizationBusy, OrganizationRateLimited
+from worker.keys import (
+    COALESCE_KEY,
+    INFLIGHT_KEY,
+    JOB_KEY,
+    RATE_KEY,
+    RATE_WINDOW_SECONDS,
+    RECENT_KEY,
+    RESULT_KEY,
+    STARTED_KEY,
+    UPDATES_CHANNEL,
+    finish_keys,
+)
+from worker.lua import FINISH, SUBMIT
+from worker.model import FINISH_GRACE_SECONDS, Job, JobStatus, JobView, fingerprint, new_job
+from worker.records import view_from_record, written_off
+from worker.seams.kombu import queue_key, task_message
+
+__all__ = [  # what the API and the tests import from here
+    "FINISH_GRACE_SECONDS",
+    "RATE_KEY",
+    "RATE_WINDOW_SECONDS",
+    "TASK_NAME",
+    "Job",
+    "JobStatus",
+    "JobStore",
+    "JobView",
+    "OrganizationBusy",
+    "OrganizationRateLimited",
+    "fingerprint",
+    "new_job",
+]
 
 log = logging.getLogger(__name__)
-
-TASK_NAME = "sourcecheck.run_probe"
-JOB_KEY = "sourcecheck:job:{}"
-INFLIGHT_KEY = "sourcecheck:inflight:{}"
-COALESCE_KEY = "sourcecheck:coalesce:{}"
-RECENT_KEY = "sourcecheck:recent:{}"
-RATE_KEY = "sourcecheck:rate:{}"
-RATE_WINDOW_SECONDS = 60
-# After its own deadline a probe has this long to be reported before it is written off.
-FINISH_GRACE_SECONDS = 5.0
-
-# Admits a job and queues its message, atomically: all of it happens, or nothing does.
-# KEYS: the job's record, the organization's in-flight set, its rate window, the queue,
-# the coalescing key ('' without a fingerprint). ARGV: job id, record, record ttl, now,
-# cap, deadline score, tests per minute (0: no limit), window, coalescing ttl, message,
-# the job record key prefix. Returns {'sent'}, {'joined', <record of the job in flight>},
-# {'rate', <start time of the oldest job in the window>} or {'busy'}.
-SUBMIT = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return {'sent'} end
-local fp = KEYS[5]
-if fp ~= '' then
-  local other = redis.call('GET', fp)
-  if other then
-    local record = redis.call('GET', ARGV[11] .. other)
-    if record then return {'joined', record} end
-  end
-end
-local now = tonumber(ARGV[4])
-local per_minute = tonumber(ARGV[7])
-local window = tonumber(ARGV[8])
-if per_minute > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - window)
-  if redis.call('ZCARD', KEYS[3]) >= per_minute then
-    return {'rate', redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')[2]}
-  end
-end
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then return {'busy'} end
-if per_minute > 0 then
-  redis.call('ZADD', KEYS[3], now, ARGV[1])
-  redis.call('EXPIRE', KEYS[3], window + 1)
-end
-redis.call('ZADD', KEYS[2], ARGV[6], ARGV[1])
-redis.call('EXPIRE', KEYS[2], 3600)
-if fp ~= '' then redis.call('SET', fp, ARGV[1], 'EX', ARGV[9]) end
-redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
-redis.call('LPUSH', KEYS[4], ARGV[10])
-return {'sent'}
-"""
-
-# A worker starts a job: KEYS[1] its result key; ARGV: the STARTED meta, seconds to live.
-# Returns 0 (and writes nothing) when the job already has its final result: a message
-# delivered again must not run again. Published: the API that sent the job learns that a
-# worker took it (see api.admission.Admission).
-BEGIN = (
-    RETURN_IF_FINAL
-    + """
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-redis.call('PUBLISH', KEYS[1], ARGV[1])
-return 1
-"""
-)
-
-# A worker ends a job: KEYS: its result key, the organization's in-flight set, the
-# coalescing key and the recent-result key ('' without a fingerprint). ARGV: the final
-# meta, seconds to live, job id. Writes and publishes the result unless one is already
-# final (see worker.app.WRITE_UNLESS_FINAL), then forgets the job as in flight and
-# remembers it as the latest result of its test (max_age).
-FINISH = (
-    WRITE_UNLESS_FINAL.replace("return 1\n", "")
-    + """
-redis.call('ZREM', KEYS[2], ARGV[3])
-if KEYS[3] ~= '' then
-  if redis.call('GET', KEYS[3]) == ARGV[3] then redis.call('DEL', KEYS[3]) end
-  redis.call('SET', KEYS[4], ARGV[3], 'EX', ARGV[2])
-end
-return 1
-"""
-)
-
-# KEYS[1]: a key; ARGV[1]: a value. Deletes the key only if it still holds that value.
-DELETE_IF = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-
-class JobStatus(StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-
-    @property
-    def final(self) -> bool:
-        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED)
-
-
-class OrganizationBusy(Exception):
-    """The organization has as many tests in flight as it may; retry later."""
-
-
-class OrganizationRateLimited(Exception):
-    """The organization started as many tests in the last minute as it may; retry after ``retry_after`` s."""
-
-    def __init__(self, organization_id: str, limit: int, retry_after: int) -> None:
-        super().__init__(organization_id)
-        self.organization_id = organization_id
-        self.limit = limit
-        self.retry_after = retry_after
-
-
-@dataclass(frozen=True)
-class Job:
-    """What is known of a job when it is sent. Holds no secret."""
-
-    id: str
-    organization_id: str
-    source_definition_id: str
-    timeout: float
-    created_at: datetime
-    deadline_at: datetime  # when an unfinished job is written off
-    source_id: str | None = None
-    workspace_id: str | None = None
-    name: str | None = None
-    fingerprint: str | None = None
-
-    def to_json(self) -> str:
-        data = {f.name: getattr(self, f.name) for f in fields(self)}  # flat: no need for asdict's deep copy
-        data["created_at"] = self.created_at.isoformat()
-        data["deadline_at"] = self.deadline_at.isoformat()
-        return json.dumps(data)
-
-    @classmethod
-    def from_json(cls, raw: str | bytes) -> Job:
-        data = json.loads(raw)
-        data["created_at"] = datetime.fromisoformat(data["created_at"])
-        data["deadline_at"] = datetime.fromisoformat(data["deadline_at"])
-        return cls(**data)
-
-
-@dataclass(frozen=True)
-class JobView:
-    """A job as it stands now."""
-
-    job: Job
-    status: JobStatus
-    started_at: datetime | None = None
-    ended_at: datetime | None = None
-    worker: str | None = None
-    result: CheckResult | None = None
-
-
-def new_job(
-    *,
-    organization_id: str,
-    source_definition_id: str,
-    timeout: float,
-    queue_timeout: float,
-    source_id: str | None = None,
-    workspace_id: str | None = None,
-    name: str | None = None,
-    fingerprint: str | None = None,
-) -> Job:
-    created = datetime.now(UTC)
-    return Job(
-        id=f"job_{uuid.uuid4().hex}",
-        organization_id=organization_id,
-        source_definition_id=source_definition_id,
-        timeout=timeout,
-        created_at=created,
-        deadline_at=created + timedelta(seconds=queue_timeout + timeout + FINISH_GRACE_SECONDS),
-        source_id=source_id,
-        workspace_id=workspace_id,
-        name=name,
-        fingerprint=fingerprint,
-    )
-
-
-def fingerprint(
-    cipher_key: str, organization_id: str, definition: str, timeout: float, configuration: dict[str, Any]
-) -> str:
-    """Identifies an identical test without revealing its configuration."""
-    key = hashlib.sha256(b"sourcecheck-coalesce:" + cipher_key.encode()).digest()
-    message = json.dumps([organization_id, definition, timeout, configuration], sort_keys=True, separators=(",", ":"))
-    return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
-
-
-def final_meta(task_id: str, result: dict[str, Any], now: datetime) -> dict[str, Any]:
-    """A task's final result as Celery's result backend stores it (SUCCESS)."""
-    return {
-        "status": "SUCCESS",
-        "result": result,
-        "traceback": None,
-        "children": [],
-        "date_done": now.isoformat(),
-        "task_id": task_id,
-    }
-
-
-def begin(app: Celery, job_id: str, started: dict[str, Any], ttl: int) -> bool:
-    """Mark a job started (with ``started``: when, where); False when it already has its final result."""
-    meta: dict[str, Any] = {
-        "status": "STARTED",
-        "result": started,
-        "traceback": None,
-        "children": [],
-        "date_done": None,
-        "task_id": job_id,
-    }
-    backend = app.backend
-    # ensure(): retried while Redis is unreachable, as Celery's own result writes are.
-    return bool(
-        backend.ensure(backend.client.eval, (BEGIN, 1, backend.get_key_for_task(job_id), backend.encode(meta), ttl))
-    )
-
-
-def finish(app: Celery, job: dict[str, Any], result: dict[str, Any], ttl: int) -> None:
-    """Store a job's final result (unless it has one) and forget it as in flight, at once.
-    Retried while Redis is unreachable (as Celery's result writes are), then raises."""
-    backend = app.backend
-    fingerprint = job.get("fingerprint")
-    keys = [
-        backend.get_key_for_task(job["job_id"]),
-        INFLIGHT_KEY.format(job["organization_id"]),
-        COALESCE_KEY.format(fingerprint) if fingerprint else "",
-        RECENT_KEY.format(fingerprint) if fingerprint else "",
-    ]
-    meta = backend.encode(final_meta(job["job_id"], result, datetime.now(UTC)))
-    backend.ensure(backend.client.eval, (FINISH, len(keys), *keys, meta, ttl, job["job_id"]))
-
-
-# Celery's exception names for a task that did not return (see worker.tasks).
-_LOST = {"WorkerLostError"}
-_TIMED_OUT = {"TimeLimitExceeded", "SoftTimeLimitExceeded"}
-
-
-def view_from_meta(job: Job, meta: dict[str, Any] | None) -> JobView:
-    """Turn Celery's result meta (or None: not started) into a JobView."""
-    if not meta:
-        return JobView(job=job, status=JobStatus.PENDING)
-    state = meta.get("status")
-    value = meta.get("result")
-    done = _parse_time(meta.get("date_done"))
-    if state in ("STARTED", "RETRY"):
-        info = value if isinstance(value, dict) else {}
-        return JobView(
-            job=job, status=JobStatus.RUNNING, started_at=_parse_time(info.get("started_at")), worker=info.get("worker")
-        )
-    if state == "SUCCESS" and isinstance(value, dict) and "check" in value:
-        result = CheckResult.from_dict(value["check"])
-        status = JobStatus.SUCCEEDED if result.status == CheckStatus.SUCCEEDED else JobStatus.FAILED
-        return JobView(
-            job=job,
-            status=status,
-            started_at=_parse_time(value.get("started_at")),
-            ended_at=_parse_time(value.get("ended_at")) or done,
-            worker=value.get("worker"),
-            result=result,
-        )
-    # FAILURE, REVOKED or a malformed result: the task itself did not finish its work.
-    exc_type = value.get("exc_type") if isinstance(value, dict) else None
-    if exc_type in _LOST:
-        kind, message = FailureType.WORKER_LOST, "The worker running this test stopped before it finished"
-    elif exc_type in _TIMED_OUT:
-        kind, message = (
-            FailureType.TIMEOUT,
-            f"The probe did not end by its deadline of {job.timeout:g} s and was stopped",
-        )
-    elif state == "REVOKED":
-        kind, message = FailureType.TIMEOUT, "The test waited for a worker past its deadline and was dropped"
-    else:
-        kind, message = FailureType.INTERNAL_ERROR, "The test could not be run"
-    failure = Failure(type=kind, message=message, hint=DEFAULT_HINTS[kind], retryable=RETRYABLE[kind])
-    return JobView(
-        job=job,
-        status=JobStatus.FAILED,
-        ended_at=done,
-        result=CheckResult(status=CheckStatus.FAILED, steps=[], failure=failure),
-    )
-
-
-def written_off(view: JobView, now: datetime) -> dict[str, Any]:
-    """The final result of a job nobody finished by its deadline (as a task would return it)."""
-    if view.status == JobStatus.RUNNING:
-        kind, message = FailureType.WORKER_LOST, "The worker running this test stopped before it finished"
-    else:
-        kind, message = (
-            FailureType.TIMEOUT,
-            "No worker took this test before its deadline: the workers are saturated or down",
-        )
-    failure = Failure(type=kind, message=message, hint=DEFAULT_HINTS[kind], retryable=RETRYABLE[kind])
-    check = CheckResult(status=CheckStatus.FAILED, failure=failure)
-    return {
-        "started_at": view.started_at.isoformat() if view.started_at else None,
-        "ended_at": now.isoformat(),
-        "worker": view.worker,
-        "check": check.to_dict(),
-    }
 
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _parse_time(value: Any) -> datetime | None:
-    if not value or not isinstance(value, str):
-        return None
-    parsed = datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 class JobStore:
     """Reads and awaits jobs without blocking the event loop (one per API process).
 
-    ``start()`` opens one pattern subscription to Celery's result channels; a waiter is
-    woken by a message on its job's channel (every result is published: the worker's, and
-    a write-off's). Messages published while the subscription was down are lost, so every
+    ``start()`` opens one pattern subscription to the jobs' channels; a waiter is woken by
+    a message on its job's channel (every record is published: the worker's, and a
+    write-off's). Messages published while the subscription was down are lost, so every
     waiter reads its job again when the subscription is lost and once it is back. A waiter
     also reads its job at the job's deadline (an unfinished job is written off by whoever
     reads it then) and, as a last guard, every ``POLL_SECONDS``.
@@ -396,12 +100,12 @@ class JobStore:
             health_check_interval=10,
         )
         self._redis = aioredis.Redis(connection_pool=pool)
-        prefix = app.backend.task_keyprefix
-        self._prefix: str = prefix.decode() if isinstance(prefix, bytes) else str(prefix)
+        self._prefix = UPDATES_CHANNEL.format("")
         self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._published: dict[str, bytes] = {}  # the last result published for a job awaited here
         self._listener: asyncio.Task[None] | None = None
         self._submit = self._redis.register_script(SUBMIT)
+        self._finish = self._redis.register_script(FINISH)
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -422,8 +126,8 @@ class JobStore:
         finally:
             for connection in opened:
                 await self._pool.release(connection)
-        # Started after the pool is open: the subscription takes one of its connections (begun
-        # before, it held one while the loop above waited 5 s for the last of POOL_SIZE).
+        # Started after the pool is open: begun before, the subscription would hold one of the
+        # connections the loop above waits for.
         self._listener = asyncio.create_task(self._listen(), name="sourcecheck-result-listener")
 
     async def close(self) -> None:
@@ -505,7 +209,7 @@ class JobStore:
             JOB_KEY.format(job.id),
             INFLIGHT_KEY.format(job.organization_id),
             RATE_KEY.format(job.organization_id),
-            self._queue,
+            queue_key(self._queue),
             COALESCE_KEY.format(job.fingerprint) if job.fingerprint else "",
         ]
         args: list[str | int | float] = [
@@ -535,21 +239,21 @@ class JobStore:
     async def load(self, job_id: str) -> JobView | None:
         """The job as it stands, or None when the id is unknown or has expired. A job
         past its deadline and still unfinished is written off here (once, for all)."""
-        result_key = f"{self._prefix}{job_id}"
-        raw_job, raw_meta = await self._redis.mget(JOB_KEY.format(job_id), result_key)
+        result_key = RESULT_KEY.format(job_id)
+        raw_job, raw_final, raw_started = await self._redis.mget(
+            JOB_KEY.format(job_id), result_key, STARTED_KEY.format(job_id)
+        )
         if raw_job is None:
             return None
         job = Job.from_json(raw_job)
-        view = view_from_meta(job, self._app.backend.decode_result(raw_meta) if raw_meta else None)
+        view = view_from_record(job, raw_final or raw_started)
         now = datetime.now(UTC)
         if not view.status.final and now > job.deadline_at:
-            meta = final_meta(job_id, written_off(view, now), now)
-            await self._redis.eval(WRITE_UNLESS_FINAL, 1, result_key, self._app.backend.encode(meta), self._ttl)
-            await self._redis.zrem(INFLIGHT_KEY.format(job.organization_id), job.id)
-            if job.fingerprint:
-                await self._redis.eval(DELETE_IF, 1, COALESCE_KEY.format(job.fingerprint), job.id)
-            raw_meta = await self._redis.get(result_key)  # whichever final result won
-            view = view_from_meta(job, self._app.backend.decode_result(raw_meta) if raw_meta else None)
+            # A job written off is not the latest result of its test.
+            keys = finish_keys(job.id, job.organization_id, job.fingerprint, remember=False)
+            record = written_off(view, now)
+            await self._finish(keys=keys, args=[record, self._ttl, job.id, UPDATES_CHANNEL.format(job.id)])
+            view = view_from_record(job, await self._redis.get(result_key))  # whichever final result won
         return view
 
     async def recent(self, fingerprint: str, max_age: float) -> JobView | None:
@@ -592,7 +296,7 @@ class JobStore:
         published = self._published.get(sent.id)
         if published is None:
             return JobView(job=sent, status=JobStatus.PENDING)
-        return view_from_meta(sent, self._app.backend.decode_result(published))
+        return view_from_record(sent, published)
 
     @contextlib.contextmanager
     def awaiting(self, job_id: str) -> Iterator[asyncio.Event]:

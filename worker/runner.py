@@ -1,10 +1,10 @@
-"""Runs probes in a few child processes, each an asyncio loop holding hundreds at once.
+"""Runs probes in a few child processes, each an asyncio loop holding many at once.
 
-Why this shape (measured, see docs/execution-model.md): probes are almost all waiting, so
-one event loop holds a thousand of them in a few MB; but a loop is only as good as its
-worst connector, and a probe stuck in C code or crashing its process must not take the
-worker down or outlive its deadline. So the loops live in child processes that the
-parent (the Celery worker) watches:
+Why this shape (see docs/execution-model.md): probes are almost all waiting, so one event
+loop holds many of them cheaply; but a loop is only as good as its worst connector, and a
+probe stuck in C code or crashing its process must not take the worker down or outlive
+its deadline. So the loops live in child processes that the parent (the Celery worker)
+watches:
 
 - every probe has a hard deadline (its own deadline plus ``grace``), kept by the parent;
 - a child whose probe passes it is killed: that probe ends ``timeout``, the others on
@@ -41,19 +41,14 @@ from multiprocessing.connection import Connection
 from typing import Any, NoReturn, cast
 
 from connectors.base import CheckResult, CheckStatus, Connector, ConnectorConfig, Failure, Probe, run_check
-from connectors.errors import DEFAULT_HINTS, RETRYABLE, ConnectorError, FailureType
+from connectors.errors import ConnectorError, FailureType
 from connectors.registry import all_connectors, get_connector
 from worker import logs
 from worker.crypto import Cipher, InvalidToken
+from worker.records import failed_check
 from worker.settings import get_settings
 
 log = logging.getLogger(__name__)
-
-
-def failed(kind: FailureType, message: str) -> dict[str, Any]:
-    """A failed CheckResult as a dict, for failures found outside the connector."""
-    failure = Failure(type=kind, message=message, hint=DEFAULT_HINTS[kind], retryable=RETRYABLE[kind])
-    return CheckResult(status=CheckStatus.FAILED, failure=failure).to_dict()
 
 
 # --- the child: one asyncio loop running many probes ----------------------------------
@@ -165,14 +160,16 @@ def _child_main(conn: Connection, keys: list[str], memory_mb: int = 0) -> None:
         except MemoryError:
             exit_out_of_memory(probe_id)
         except InvalidToken:
-            result = failed(
+            result = failed_check(
                 FailureType.INTERNAL_ERROR, "The worker could not decrypt this test's configuration (key mismatch)"
             )
         except ConnectorError as exc:
-            result = failed(FailureType.INTERNAL_ERROR, f"The worker could not run this test: {exc}")
+            result = failed_check(FailureType.INTERNAL_ERROR, f"The worker could not run this test: {exc}")
         except Exception as exc:  # run_check catches connector bugs; this is ours
             log.exception("probe %s failed outside its check", probe_id)
-            result = failed(FailureType.INTERNAL_ERROR, f"The check stopped on an unexpected {type(exc).__name__}")
+            result = failed_check(
+                FailureType.INTERNAL_ERROR, f"The check stopped on an unexpected {type(exc).__name__}"
+            )
         log.debug("probe %s of %s ended %s", probe_id, definition, result.get("status"))
         try:
             conn.send((probe_id, result))
@@ -258,7 +255,7 @@ class ProbeRunner:
             return probe.future.result(timeout=timeout + self._grace + 30)
         except TimeoutError:
             log.error("probe %s got no result from the watchdog", probe.id)
-            return failed(FailureType.TIMEOUT, "The probe did not end by its deadline and was stopped")
+            return failed_check(FailureType.TIMEOUT, "The probe did not end by its deadline and was stopped")
 
     def wait_ready(self, timeout: float) -> bool:
         """Block until every child has started (a spawned child imports every connector
@@ -292,7 +289,9 @@ class ProbeRunner:
             if child.process.is_alive():
                 child.process.kill()
             for probe in child.inflight.values():
-                probe.future.set_result(failed(FailureType.WORKER_LOST, "The worker stopped before the test finished"))
+                probe.future.set_result(
+                    failed_check(FailureType.WORKER_LOST, "The worker stopped before the test finished")
+                )
 
     # internals
 
@@ -313,7 +312,7 @@ class ProbeRunner:
         remaining = probe.deadline - time.monotonic()
         if remaining <= 0.05:
             probe.future.set_result(
-                failed(FailureType.TIMEOUT, "The probe did not end by its deadline and was stopped")
+                failed_check(FailureType.TIMEOUT, "The probe did not end by its deadline and was stopped")
             )
             return
         with self._lock:
@@ -323,7 +322,7 @@ class ProbeRunner:
             live = [c for c in self._children if not c.lost]
             if self._closed or not live:
                 probe.future.set_result(
-                    failed(FailureType.WORKER_LOST, "No probe process was available to run the test")
+                    failed_check(FailureType.WORKER_LOST, "No probe process was available to run the test")
                 )
                 return
             # A child still starting (a replacement) gets probes only when no started one is left.
@@ -397,11 +396,13 @@ class ProbeRunner:
                 continue
             if probe.hard_deadline <= now + 0.01:
                 probe.future.set_result(
-                    failed(FailureType.TIMEOUT, "The probe did not end by its deadline and was stopped")
+                    failed_check(FailureType.TIMEOUT, "The probe did not end by its deadline and was stopped")
                 )
             elif not kill and probe.crashes >= 1:
                 probe.future.set_result(
-                    failed(FailureType.WORKER_LOST, "The process running this test died twice; the test may crash it")
+                    failed_check(
+                        FailureType.WORKER_LOST, "The process running this test died twice; the test may crash it"
+                    )
                 )
             else:
                 if not kill:

@@ -56,7 +56,7 @@ class Settings(BaseSettings):
         le=1_048_576,
         description="Memory one probe process may use, in MB (its data: heap, anonymous mappings and thread stacks; "
         "RLIMIT_DATA, Linux). A process that reaches it is replaced; the test that ran out ends failed (worker_lost). "
-        "The default leaves ample room for a thousand probes in flight. 0: no bound.",
+        "0: no bound.",
     )
     queue_timeout_seconds: float = Field(
         30.0, ge=1, le=600, description="How long a job may wait for a worker before it is given up as failed."
@@ -68,11 +68,13 @@ class Settings(BaseSettings):
         600,
         ge=0,
         le=1_000_000,
-        description="Tests one organization may start in any 60 s (sliding window); more get 429 with Retry-After. 0: no limit.",
+        description="Tests one organization may start in any 60 s (sliding window); more get 429 with Retry-After. "
+        "0: no limit.",
     )
     log_format: Literal["json", "text"] | None = Field(
         None,
-        description="json: one JSON object a line (the default in production); text: readable lines (the default in development).",
+        description="json: one JSON object a line (the default in production); "
+        "text: readable lines (the default in development).",
     )
     log_level: str = Field(
         "INFO",
@@ -83,11 +85,13 @@ class Settings(BaseSettings):
         9808,
         ge=0,
         le=65535,
-        description="Port of a worker's Prometheus /metrics server (0: none). Workers on one machine each need their own.",
+        description="Port of a worker's Prometheus /metrics server (0: none). "
+        "Workers on one machine each need their own.",
     )
     worker_metrics_address: str | None = Field(
         None,
-        description="Address the worker's metrics server listens on; default 127.0.0.1 in development, 0.0.0.0 in production.",
+        description="Address the worker's metrics server listens on; "
+        "default 127.0.0.1 in development, 0.0.0.0 in production.",
     )
     egress_allow: str = Field(
         "",

@@ -11,11 +11,12 @@ from typing import Any
 from celery import Task
 from celery.exceptions import Reject
 from celery.signals import task_postrun, task_prerun, worker_init, worker_ready, worker_shutdown, worker_shutting_down
-from celery.worker import state as worker_state
 
+from connectors.errors import FailureType
 from worker import logs, metrics
-from worker.app import app
-from worker.jobs import TASK_NAME, begin, finish
+from worker.app import TASK_NAME, app
+from worker.records import failed_check, final_record
+from worker.reporting import reporter
 from worker.runner import ProbeRunner
 from worker.settings import get_settings
 
@@ -36,6 +37,7 @@ def runner() -> ProbeRunner:
 
 
 _heartbeat: metrics.Heartbeat | None = None
+_stopping = threading.Event()  # set when the worker begins to shut down
 
 
 def _in_flight() -> int:
@@ -56,7 +58,7 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
     """Mark this worker alive in Redis for GET /readyz (see worker.metrics.Heartbeat)."""
     global _heartbeat
     hostname = str(getattr(sender, "hostname", None) or app.conf.get("worker_name") or "worker")
-    _heartbeat = metrics.Heartbeat(app.backend.client, hostname, _in_flight)
+    _heartbeat = metrics.Heartbeat(reporter().client, hostname, _in_flight)
     _heartbeat.start()
 
 
@@ -67,9 +69,10 @@ def _freeze_startup_objects(**_: Any) -> None:
 
 
 @worker_shutting_down.connect
-def _stop_heartbeat(**_: Any) -> None:
+def _shutting_down(**_: Any) -> None:
     # A worker shutting down takes no new job: readiness stops counting it now, not when
-    # its last probe has ended. (Sent from a signal handler: only sets an event.)
+    # its last probe has ended. (Sent from a signal handler: only sets events.)
+    _stopping.set()
     if _heartbeat is not None:
         _heartbeat.stop(timeout=0)
 
@@ -111,50 +114,47 @@ def _stop_runner(**_: Any) -> None:
         _runner.close()
 
 
-def _shutting_down() -> bool:
-    """A warm shutdown began: Celery sets ``should_stop`` to the exit code (0 included)."""
-    flag = worker_state.should_stop
-    return flag is not None and flag is not False
-
-
 def summary(check: dict[str, Any]) -> str:
     """What Flower shows as a task's result: ``succeeded in 12 ms``, or
     ``failed (timeout) in 2001 ms: <the failure's message>`` (secrets in it already masked)."""
     failure = check.get("failure")
+    took = f"{check.get('duration_ms') or 0:.0f} ms"
     if not failure:
-        return f"{check.get('status')} in {check.get('duration_ms') or 0:.0f} ms"
-    return f"{check.get('status')} ({failure.get('type')}) in {check.get('duration_ms') or 0:.0f} ms: {failure.get('message')}"
+        return f"{check.get('status')} in {took}"
+    return f"{check.get('status')} ({failure.get('type')}) in {took}: {failure.get('message')}"
 
 
-# The task stores its own result (worker.jobs.finish: with the job's release, in one call),
-# so Celery stores none; an exception of the task itself is still stored (FAILURE).
-# It returns a one-line summary, not the result: Celery puts the repr of the return value
-# into its task-succeeded event (what Flower shows): the repr of a whole result cost
-# 43 µs a task (measured), the summary's 2 µs, and the summary reads better.
-@app.task(name=TASK_NAME, bind=True, ignore_result=True, store_errors_even_if_ignored=True)
+# The task stores its own result (worker.reporting: with the job's release, in one call),
+# so Celery stores none. It returns a one-line summary, not the result: Celery puts the
+# repr of the return value into its task-succeeded event (what Flower shows), and the
+# repr of a whole result is costly and reads worse.
+@app.task(name=TASK_NAME, bind=True, ignore_result=True)
 def run_probe(self: Task, job: dict[str, Any]) -> str:
-    """Run one probe and store its result (``{"started_at", "ended_at", "worker", "check"}``,
-    see worker.jobs.finish). Returns a summary for Flower (see :func:`summary`); a failed
-    probe is a normal return, so Celery's FAILURE state means the task itself broke."""
-    if _shutting_down():
+    """Run one probe and store its final record (see worker.reporting). Returns a summary
+    for Flower (see :func:`summary`); a failed probe is a normal return, so Celery's FAILURE
+    state means the task itself broke (its job's result is then an internal error)."""
+    if _stopping.is_set():
         # A warm shutdown began (SIGTERM) as this message arrived: give it back, untouched,
         # for another worker; the probes already running here finish first.
         raise Reject("the worker is shutting down", requeue=True)
     ttl = get_settings().result_ttl_seconds
     started = datetime.now(UTC)
     worker = self.request.hostname
-    if not begin(app, job["job_id"], {"started_at": started.isoformat(), "worker": worker}, ttl):
+    report = reporter()
+    if not report.begin(job["job_id"], started_at=started, worker=worker, ttl=ttl):
         log.info("job %s already has its final result; not run again", job.get("job_id"))
         return "not run: the job already had its final result"  # a redelivered message: the stored result stands
-    check = runner().run(job["definition"], job["config"], float(job["timeout"]))
-    ended = datetime.now(UTC)
+
+    def end(check: dict[str, Any]) -> None:
+        report.finish(job, final_record(check, started_at=started, ended_at=datetime.now(UTC), worker=worker), ttl)
+
     try:
-        finish(
-            app,
-            job,
-            {"started_at": started.isoformat(), "ended_at": ended.isoformat(), "worker": worker, "check": check},
-            ttl,
-        )
+        check = runner().run(job["definition"], job["config"], float(job["timeout"]))
+    except Exception:  # a bug of ours: the job still ends now, not at its deadline
+        end(failed_check(FailureType.INTERNAL_ERROR, "The test could not be run"))
+        raise
+    try:
+        end(check)
     finally:  # after the result is out: the caller need not wait for our bookkeeping
         metrics.observe_probe(job["definition"], check)
     outcome = summary(check)

@@ -266,7 +266,7 @@ def test_a_job_whose_result_expired_or_that_never_existed_is_a_404(faults: Stack
         assert done.json()["status"] == "succeeded"
         job_id = done.json()["job_info"]["job_id"]
         redis = faults.redis.client()
-        keys = [f"sourcecheck:job:{job_id}", f"celery-task-meta-{job_id}"]
+        keys = [f"sourcecheck:job:{job_id}", f"sourcecheck:result:{job_id}"]
         # Both keys of a job expire (SOURCECHECK_RESULT_TTL_SECONDS, 3600 here) ...
         assert all(0 < redis.ttl(k) <= 3600 for k in keys), [redis.ttl(k) for k in keys]
         # ... and once Redis has expired them (brought forward here), the job is gone.

@@ -11,7 +11,7 @@ from celery import Celery
 
 from worker.app import QUEUE
 from worker.jobs import TASK_NAME
-from worker.messages import task_message
+from worker.seams.kombu import task_message
 
 EXPIRES = datetime.now(UTC) + timedelta(seconds=30)
 ARGS = [{"job_id": "job_1", "config": "gAAAA-token", "timeout": 2.0, "fingerprint": None}]

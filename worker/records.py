@@ -1,0 +1,75 @@
+"""How a job's state is written in Redis: a started record, then one final record (JSON).
+
+``{"status": "running", "started_at", "worker"}`` when a worker takes the job;
+``{"status": "succeeded" | "failed", "started_at", "ended_at", "worker", "check"}`` when it
+ends (``check``: a CheckResult dict), or when it is written off at its deadline.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from connectors.base import CheckResult, CheckStatus, Failure
+from connectors.errors import DEFAULT_HINTS, RETRYABLE, FailureType
+from worker.model import Job, JobStatus, JobView
+
+
+def failed_check(kind: FailureType, message: str) -> dict[str, Any]:
+    """A failed CheckResult as a dict, for failures found outside the connector."""
+    failure = Failure(type=kind, message=message, hint=DEFAULT_HINTS[kind], retryable=RETRYABLE[kind])
+    return CheckResult(status=CheckStatus.FAILED, failure=failure).to_dict()
+
+
+def started_record(started_at: datetime, worker: str | None) -> str:
+    """What a worker writes when it starts a job."""
+    return json.dumps({"status": JobStatus.RUNNING, "started_at": started_at.isoformat(), "worker": worker})
+
+
+def final_record(check: dict[str, Any], *, started_at: datetime | None, ended_at: datetime, worker: str | None) -> str:
+    """A job's final record: the probe's check (a CheckResult dict), when and where it ran."""
+    status = JobStatus.SUCCEEDED if check.get("status") == CheckStatus.SUCCEEDED else JobStatus.FAILED
+    return json.dumps(
+        {
+            "status": status,
+            "started_at": started_at.isoformat() if started_at else None,
+            "ended_at": ended_at.isoformat(),
+            "worker": worker,
+            "check": check,
+        }
+    )
+
+
+def written_off(view: JobView, now: datetime) -> str:
+    """The final record of a job nobody finished by its deadline."""
+    if view.status == JobStatus.RUNNING:
+        check = failed_check(FailureType.WORKER_LOST, "The worker running this test stopped before it finished")
+    else:
+        check = failed_check(
+            FailureType.TIMEOUT, "No worker took this test before its deadline: the workers are saturated or down"
+        )
+    return final_record(check, started_at=view.started_at, ended_at=now, worker=view.worker)
+
+
+def view_from_record(job: Job, raw: str | bytes | None) -> JobView:
+    """Turn a started or final record (or None: not started) into a JobView."""
+    if not raw:
+        return JobView(job=job, status=JobStatus.PENDING)
+    record = json.loads(raw)
+    check = record.get("check")
+    return JobView(
+        job=job,
+        status=JobStatus(record["status"]),
+        started_at=_parse_time(record.get("started_at")),
+        ended_at=_parse_time(record.get("ended_at")),
+        worker=record.get("worker"),
+        result=CheckResult.from_dict(check) if check else None,
+    )
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not value or not isinstance(value, str):
+        return None
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
