@@ -5,7 +5,7 @@ handshake, then ``authenticate`` (a signed call that only valid credentials pass
 ``access`` (HeadBucket, then ListObjectsV2 of the prefix with max-keys 1).
 
 Requests are signed with botocore's SigV4 signer and sent with httpx through the
-:class:`~connectors.http.PinnedTransport`, so every S3 request goes to the address the
+:class:`~connectors.transport.PinnedTransport`, so every S3 request goes to the address the
 ``tcp`` step reached and the whole check stays cancellable by the deadline. Credentials
 are proven by:
 
@@ -33,21 +33,13 @@ from botocore.auth import S3SigV4Auth, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from defusedxml import DefusedXmlException, ElementTree
-from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, HttpUrl, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, HttpUrl, model_validator
 
 from connectors.base import Connector, ConnectorConfig, Probe, Secret
 from connectors.errors import FailureType, ProbeFailure
-from connectors.fields import Destination, PemCertificates
-from connectors.http import (
-    USER_AGENT,
-    PinnedTransport,
-    _no_userinfo,
-    _no_whitespace,
-    _transport_failure,
-    open_pinned,
-    status_text,
-)
+from connectors.fields import Destination, PemCertificates, WebUrl
 from connectors.tls import client_context
+from connectors.transport import USER_AGENT, PinnedTransport, open_pinned, status_text, transport_failure
 
 # --- configuration -------------------------------------------------------------------
 
@@ -69,9 +61,7 @@ def _prefix(value: str) -> str:
     return value
 
 
-EndpointUrl = Annotated[
-    HttpUrl, BeforeValidator(_no_whitespace), AfterValidator(_no_userinfo), AfterValidator(_endpoint)
-]
+EndpointUrl = Annotated[WebUrl, AfterValidator(_endpoint)]
 
 
 class S3Config(ConnectorConfig):
@@ -276,7 +266,7 @@ class _Session:
                 elapsed_ms = (time.perf_counter() - started) * 1000
                 data = await response.aread() if method != "HEAD" else b""  # bounded by the transport
         except httpx.HTTPError as exc:
-            raise _transport_failure(exc, timeout) from None
+            raise transport_failure(exc, timeout) from None
         code = _error_code(data) if response.status_code >= 300 else None
         return _Answer(response.status_code, response.headers, data, code, elapsed_ms)
 

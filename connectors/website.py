@@ -5,9 +5,9 @@ Steps: ``resolve`` the host, open ``tcp``, for https complete a ``tls`` handshak
 crawl the start URL) and ``fetch`` (GET the start URL, and the sitemap when one is set:
 a page must be HTML, a sitemap XML, gzip or plain text with at least one URL).
 
-Every request goes through :class:`~connectors.http.PinnedTransport`, so the site is
+Every request goes through :class:`~connectors.transport.PinnedTransport`, so the site is
 reached at the address the ``tcp`` step checked. A page's body is never read; a sitemap's
-is read only until its first ``<loc>`` (at most :data:`~connectors.http.MAX_RESPONSE_BYTES`), parsed with defusedxml.
+is read only until its first ``<loc>`` (at most :data:`~connectors.transport.MAX_RESPONSE_BYTES`), parsed with defusedxml.
 
 Known limits: :mod:`urllib.robotparser` matches rules by plain prefix, in file order, so
 the ``*`` and ``$`` wildcards of RFC 9309 are not understood and the first matching rule
@@ -27,26 +27,19 @@ from xml.etree.ElementTree import ParseError
 import httpx
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import DefusedXMLParser
-from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, HttpUrl, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, HttpUrl, model_validator
 
 from connectors.base import Connector, ConnectorConfig, Probe
 from connectors.errors import FailureType, ProbeFailure
-from connectors.fields import Destination, PemCertificates
-from connectors.http import (
-    MAX_RESPONSE_BYTES,
-    _no_userinfo,
-    _no_whitespace,
-    _transport_failure,
-    open_pinned,
-    status_text,
-)
+from connectors.fields import Destination, PemCertificates, WebUrl
 from connectors.saas import may_quote_response
 from connectors.text import server_text
 from connectors.tls import client_context
+from connectors.transport import MAX_RESPONSE_BYTES, open_pinned, status_text, transport_failure
 
 # --- configuration -------------------------------------------------------------------
 
-SiteUrl = Annotated[HttpUrl, BeforeValidator(_no_whitespace), AfterValidator(_no_userinfo)]
+SiteUrl = WebUrl
 
 
 def _user_agent(value: str) -> str:
@@ -172,7 +165,7 @@ async def _robots(client: httpx.AsyncClient, probe: Probe, config: WebsiteConfig
         async with client.stream("GET", _robots_url(config.url), timeout=timeout) as response:
             body = await _read(response, _MAX_ROBOTS) if response.status_code == 200 else b""
     except httpx.HTTPError as exc:
-        raise _transport_failure(exc, timeout) from None
+        raise transport_failure(exc, timeout) from None
     status = response.status_code
     agent = config.robots_token()
     if 400 <= status < 500 and status != 429:
@@ -263,7 +256,7 @@ async def _get(client: httpx.AsyncClient, probe: Probe, config: WebsiteConfig, u
                 hint=hint,
             )
     except httpx.HTTPError as exc:
-        raise _transport_failure(exc, timeout) from None
+        raise transport_failure(exc, timeout) from None
 
 
 def _status_failure(response: httpx.Response, config: WebsiteConfig) -> ProbeFailure:
