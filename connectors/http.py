@@ -196,7 +196,6 @@ async def _request(config: HttpConfig, probe: Probe, transport: httpx.AsyncBaseT
         trust_env=False,  # no proxy from the environment: the request must go where tcp/tls went
         event_hooks={"request": [_credentials_hook(config)]},
     ) as client:
-        client._cookies = _Cookies()  # httpx makes its own Cookies of a cookies= argument
         started = time.perf_counter()
         try:
             async with client.stream(config.method, str(config.url)) as response:
@@ -210,15 +209,6 @@ async def _request(config: HttpConfig, probe: Probe, transport: httpx.AsyncBaseT
     redirects = len(response.history)
     after = f" after {redirects} redirect{'s' if redirects > 1 else ''}" if redirects else ""
     return f"HTTP {status_text(status)} in {elapsed_ms:.0f} ms{after}"
-
-
-class _Cookies(httpx.Cookies):
-    """httpx's cookie jar (cookies set by a redirect go with the next request), which does
-    not parse a response that sets no cookie (tens of µs: a few % of a local check)."""
-
-    def extract_cookies(self, response: httpx.Response) -> None:
-        if "set-cookie" in response.headers or "set-cookie2" in response.headers:
-            super().extract_cookies(response)
 
 
 def _credentials_hook(config: HttpConfig) -> typing.Callable[[httpx.Request], typing.Awaitable[None]]:

@@ -19,6 +19,8 @@ httpx reads whole when it follows one).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import select
 import socket
 import ssl
 import typing
@@ -27,12 +29,8 @@ from collections.abc import AsyncIterator, Iterator
 from http import HTTPStatus
 from typing import Any
 
-import anyio
-import anyio.abc
 import httpcore
 import httpx
-from httpcore._backends.anyio import AnyIOStream  # what httpcore.AnyIOBackend.connect_tcp returns
-from httpcore._utils import is_socket_readable
 
 from connectors.base import Probe, Step, StepStatus
 from connectors.egress import EgressPolicy, blocked, current_policy
@@ -295,14 +293,20 @@ class AdoptedSocketStream(_AdoptedStream):
         server_hostname: str | None = None,
         timeout: float | None = None,  # noqa: ASYNC109
     ) -> httpcore.AsyncNetworkStream:
-        # Not used (an https connection is kept after the tls step, as an AdoptedTlsStream);
-        # what httpcore's own stream does, should a caller need it.
+        # Not used by the connectors (an https connection is kept after the tls step, as an
+        # AdoptedTlsStream); the handshake httpcore would do, should a caller need it.
         try:
-            stream = AnyIOStream(await anyio.abc.SocketStream.from_socket(self._sock))
-        except (OSError, ValueError) as exc:
+            async with asyncio.timeout(timeout):
+                reader, writer = await asyncio.open_connection(
+                    sock=self._sock, ssl=ssl_context, server_hostname=server_hostname
+                )
+        except TimeoutError as exc:
+            self._sock.close()
+            raise httpcore.ConnectTimeout(str(exc)) from exc
+        except OSError as exc:  # ssl.SSLError included
             self._sock.close()
             raise httpcore.ConnectError(str(exc)) from exc
-        return await stream.start_tls(ssl_context, server_hostname, timeout)
+        return AdoptedTlsStream(TlsConnection(reader, writer, server_hostname or ""))
 
     def get_extra_info(self, info: str) -> Any:
         try:
@@ -314,8 +318,8 @@ class AdoptedSocketStream(_AdoptedStream):
             return None
         if info == "socket":
             return self._sock
-        if info == "is_readable":
-            return is_socket_readable(self._sock)
+        if info == "is_readable":  # for an idle connection: closed by the server, or data pending
+            return _readable(self._sock)
         return None  # ssl_object: none on a plain connection
 
 
@@ -357,10 +361,19 @@ class AdoptedTlsStream(_AdoptedStream):
         return self._connection.writer.get_extra_info(extra[info]) if info in extra else None
 
 
-class PinnedTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport with a :class:`PinnedBackend`. ``kept``, a connection to ``address``
-    (the ``tcp`` step's socket or the ``tls`` step's connection), carries the first request
-    to it instead of a new connection; closing the transport closes it if it was not used.
+def _readable(sock: socket.socket) -> bool:
+    if sock.fileno() == -1:
+        return True
+    poll = select.poll()
+    poll.register(sock, select.POLLIN)
+    return bool(poll.poll(0))
+
+
+class PinnedTransport(httpx.AsyncBaseTransport):
+    """An httpx transport over an httpcore pool with a :class:`PinnedBackend`. ``kept``, a
+    connection to ``address`` (the ``tcp`` step's socket or the ``tls`` step's connection),
+    carries the first request to it instead of a new connection; closing the transport
+    closes it if it was not used.
 
     Response bodies are bounded and decoded here (see :meth:`handle_async_request`); a check
     uses one transport, so :data:`MAX_PROBE_BYTES` holds for all of its requests together."""
@@ -373,49 +386,86 @@ class PinnedTransport(httpx.AsyncHTTPTransport):
         *,
         kept: socket.socket | TlsConnection | None = None,
     ) -> None:
-        super().__init__(verify=context, trust_env=False)
-        # httpx takes no network backend, so its pool is replaced by an identical one that
-        # has ours (httpx is pinned in pyproject.toml; tests cover this path).
-        self._backend = PinnedBackend(address, egress, kept=kept)
-        self._pool = httpcore.AsyncConnectionPool(ssl_context=context, network_backend=self._backend)
-        self._budget = _Budget(MAX_PROBE_BYTES)
+        self.backend = PinnedBackend(address, egress, kept=kept)
+        # The pool httpx.AsyncHTTPTransport would make (its limits), with our network backend.
+        self.pool = httpcore.AsyncConnectionPool(
+            ssl_context=context,
+            max_connections=100,
+            max_keepalive_connections=20,
+            keepalive_expiry=5.0,
+            network_backend=self.backend,
+        )
+        self.budget = _Budget(MAX_PROBE_BYTES)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """The response with its body decoded here, within the bounds, never by httpx:
         stacked codings are refused before any byte is read."""
         request.headers["Accept-Encoding"] = ACCEPT_ENCODING
-        response = await super().handle_async_request(request)
-        codings = [c.lower() for c in response.headers.get_list("content-encoding", split_commas=True)]
+        assert isinstance(request.stream, httpx.AsyncByteStream)
+        url = request.url
+        with _httpx_errors():
+            response = await self.pool.handle_async_request(
+                httpcore.Request(
+                    method=request.method,
+                    url=httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
+                    headers=request.headers.raw,
+                    content=request.stream,
+                    extensions=request.extensions,
+                )
+            )
+        headers = httpx.Headers(response.headers)
+        codings = [c.lower() for c in headers.get_list("content-encoding", split_commas=True)]
         codings = [c for c in codings if c not in ("", "identity")]
         if len(codings) > 1:
             await response.aclose()
             raise ProbeFailure(
                 FailureType.UNEXPECTED_RESPONSE,
-                f"{request.url.host} answered with stacked content encodings ({', '.join(codings)}), "
+                f"{url.host} answered with stacked content encodings ({', '.join(codings)}), "
                 "which are refused: one coding at most",
             )
-        redirect = response.status_code in (301, 302, 303, 307, 308) and "location" in response.headers
+        redirect = response.status in (301, 302, 303, 307, 308) and "location" in headers
         limit = MAX_REDIRECT_BODY_BYTES if redirect else MAX_RESPONSE_BYTES
-        headers = response.headers.copy()
         for name in ("content-encoding", "content-length"):  # the body is handed on decoded
             headers.pop(name, None)
-        assert isinstance(response.stream, httpx.AsyncByteStream)
-        stream = _BoundedStream(
-            response.stream, codings[0] if codings else None, limit, self._budget, request.url.host, redirect
-        )
-        return httpx.Response(response.status_code, headers=headers, stream=stream, extensions=response.extensions)
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        try:
-            await super().__aexit__(*exc_info)
-        finally:
-            self._backend.close_unused()
+        stream = _BoundedStream(response, codings[0] if codings else None, limit, self.budget, url.host, redirect)
+        return httpx.Response(response.status, headers=headers, stream=stream, extensions=response.extensions)
 
     async def aclose(self) -> None:
         try:
-            await super().aclose()
+            await self.pool.aclose()
         finally:
-            self._backend.close_unused()
+            self.backend.close_unused()
+
+
+_HTTPX_ERRORS: dict[type[Exception], type[httpx.TransportError]] = {
+    httpcore.TimeoutException: httpx.TimeoutException,
+    httpcore.ConnectTimeout: httpx.ConnectTimeout,
+    httpcore.ReadTimeout: httpx.ReadTimeout,
+    httpcore.WriteTimeout: httpx.WriteTimeout,
+    httpcore.PoolTimeout: httpx.PoolTimeout,
+    httpcore.NetworkError: httpx.NetworkError,
+    httpcore.ConnectError: httpx.ConnectError,
+    httpcore.ReadError: httpx.ReadError,
+    httpcore.WriteError: httpx.WriteError,
+    httpcore.ProxyError: httpx.ProxyError,
+    httpcore.UnsupportedProtocol: httpx.UnsupportedProtocol,
+    httpcore.ProtocolError: httpx.ProtocolError,
+    httpcore.LocalProtocolError: httpx.LocalProtocolError,
+    httpcore.RemoteProtocolError: httpx.RemoteProtocolError,
+}
+
+
+@contextlib.contextmanager
+def _httpx_errors() -> Iterator[None]:
+    """httpcore's errors raised as the httpx errors httpx's own transport makes of them
+    (the connectors catch ``httpx.HTTPError``), caused by the httpcore error."""
+    try:
+        yield
+    except Exception as exc:
+        mapped = next((_HTTPX_ERRORS[c] for c in type(exc).__mro__ if c in _HTTPX_ERRORS), None)
+        if mapped is None:
+            raise
+        raise mapped(str(exc)) from exc
 
 
 def _size(n: int) -> str:
@@ -472,7 +522,7 @@ class _BoundedStream(httpx.AsyncByteStream):
 
     def __init__(
         self,
-        raw: httpx.AsyncByteStream,
+        raw: httpcore.Response,
         coding: str | None,
         limit: int,
         budget: _Budget,
@@ -492,18 +542,20 @@ class _BoundedStream(httpx.AsyncByteStream):
                 f"(only {ACCEPT_ENCODING})",
             )
         decoder = _Decoder(self.coding) if self.coding else None
-        async for data in self.raw:
-            self.read += len(data)
-            if self.read > self.limit:
-                raise too_large(self.what, self.limit, self.scope)
-            try:
-                for piece in decoder.decode(data) if decoder else (data,):
-                    self._count(len(piece))
-                    yield piece
-            except zlib.error:
-                raise ProbeFailure(
-                    FailureType.UNEXPECTED_RESPONSE, f"{self.host} answered with a body that is not valid {self.coding}"
-                ) from None
+        with _httpx_errors():
+            async for data in self.raw.aiter_stream():
+                self.read += len(data)
+                if self.read > self.limit:
+                    raise too_large(self.what, self.limit, self.scope)
+                try:
+                    for piece in decoder.decode(data) if decoder else (data,):
+                        self._count(len(piece))
+                        yield piece
+                except zlib.error:
+                    raise ProbeFailure(
+                        FailureType.UNEXPECTED_RESPONSE,
+                        f"{self.host} answered with a body that is not valid {self.coding}",
+                    ) from None
 
     def _count(self, size: int) -> None:
         self.decoded += size
