@@ -26,8 +26,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol
 
 import httpx
-from pydantic import AfterValidator, BeforeValidator, Field
-from pydantic.json_schema import JsonDict
+from pydantic import AfterValidator, BeforeValidator, Field, JsonValue
 
 from connectors.base import Probe
 from connectors.egress import current_policy
@@ -84,7 +83,7 @@ BaseUrl = Annotated[str, BeforeValidator(no_whitespace), Field(max_length=2048),
 
 
 # A destination (see connectors.fields.Destination): credentials are sent there.
-_BASE_URL_SCHEMA: JsonDict = {"format": "uri", DESTINATION_KEY: True}
+_BASE_URL_SCHEMA: dict[str, JsonValue] = {"format": "uri", DESTINATION_KEY: True}
 
 
 def base_url_field(default: str | None, *, provider: str, examples: list[str], description: str = "") -> Any:
