@@ -137,19 +137,27 @@ class HttpConfig(ConnectorConfig):
     verify_tls: bool = Field(
         True,
         title="Verify TLS certificate",
-        description="Check that an https server's certificate is trusted, current and for this host. Turn off only for tests.",
+        description=(
+            "Check that an https server's certificate is trusted, current and for this host. Turn off only for tests."
+        ),
         examples=[True],
     )
     ca_cert: PemCertificates = Field(
         None,
         title="CA certificate (PEM)",
-        description="A certificate to trust in addition to the system's, e.g. a private CA or a self-signed server certificate. Ignored when verify_tls is off.",
+        description=(
+            "A certificate to trust in addition to the system's, e.g. a private CA or a self-signed server "
+            "certificate. Ignored when verify_tls is off."
+        ),
         examples=["-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----\n"],
     )
     follow_redirects: bool = Field(
         True,
         title="Follow redirects",
-        description="Follow 3xx answers (up to 20) and judge the final one; off: a redirect fails unless its status is expected.",
+        description=(
+            "Follow 3xx answers (up to 20) and judge the final one; off: a redirect fails unless its status is "
+            "expected."
+        ),
         examples=[True],
     )
 

@@ -79,21 +79,26 @@ class S3Config(ConnectorConfig):
         "",
         max_length=1024,
         title="Prefix",
-        description="Only objects whose key starts with this are read, e.g. a folder: exports/. Empty: the whole bucket.",
+        description="Only objects whose key starts with this are read, e.g. a folder: exports/. Empty: the whole "
+        "bucket.",
         examples=["exports/2024/"],
     )
     region: Annotated[str, Destination] = Field(
         "us-east-1",
         pattern=r"^[A-Za-z0-9_-]{1,64}$",
         title="Region",
-        description="The bucket's region (AWS), or the region an S3-compatible store expects in signatures (often us-east-1).",
+        description=(
+            "The bucket's region (AWS), or the region an S3-compatible store expects in signatures (often us-east-1)."
+        ),
         examples=["us-east-1", "eu-west-1"],
     )
     endpoint_url: Annotated[EndpointUrl | None, Destination] = Field(
         None,
         title="Endpoint URL",
-        description="For an S3-compatible store (MinIO, Ceph, SeaweedFS, R2...): its http:// or https:// URL. Empty: AWS S3. "
-        "Buckets are addressed path-style (endpoint/bucket).",
+        description=(
+            "For an S3-compatible store (MinIO, Ceph, SeaweedFS, R2...): its http:// or https:// URL. "
+            "Empty: AWS S3. Buckets are addressed path-style (endpoint/bucket)."
+        ),
         examples=["https://minio.example.com:9000"],
     )
     access_key_id: Secret = Field(
@@ -132,21 +137,22 @@ class S3Config(ConnectorConfig):
     sts_endpoint_url: Annotated[EndpointUrl | None, Destination] = Field(
         None,
         title="STS endpoint URL",
-        description="Where to call STS (AssumeRole, GetCallerIdentity), e.g. a VPC endpoint. Empty: endpoint_url if set, "
-        "else https://sts.<region>.amazonaws.com.",
+        description="Where to call STS (AssumeRole, GetCallerIdentity), e.g. a VPC endpoint. "
+        "Empty: endpoint_url if set, else https://sts.<region>.amazonaws.com.",
         examples=["https://sts.eu-west-1.amazonaws.com"],
     )
     verify_tls: bool = Field(
         True,
         title="Verify TLS certificate",
-        description="Check that an https endpoint's certificate is trusted, current and for this host. Turn off only for tests.",
+        description="Check that an https endpoint's certificate is trusted, current and for this host. "
+        "Turn off only for tests.",
         examples=[True],
     )
     ca_cert: PemCertificates = Field(
         None,
         title="CA certificate (PEM)",
-        description="A certificate to trust in addition to the system's, e.g. the private CA of an S3-compatible store. "
-        "Ignored when verify_tls is off.",
+        description="A certificate to trust in addition to the system's, e.g. the private CA of an S3-compatible "
+        "store. Ignored when verify_tls is off.",
         examples=["-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----\n"],
     )
 
@@ -358,7 +364,10 @@ def _credential_failure(answer: _Answer, where: str) -> ProbeFailure | None:
         return ProbeFailure(
             FailureType.AUTHENTICATION_FAILED,
             f"{where} does not know this access key ID ({code})",
-            hint="Check access_key_id: it must be an active key of this account or store (copy it again, without spaces).",
+            hint=(
+                "Check access_key_id: it must be an active key of this account or store (copy it again, without "
+                "spaces)."
+            ),
         )
     if code in _BAD_SIGNATURE:
         return ProbeFailure(

@@ -310,7 +310,9 @@ class ApiClient:
             return self.failure(
                 FailureType.UNEXPECTED_RESPONSE,
                 f"{self.provider} is rate limiting these credentials ({status_text(status)})",
-                hint=f"Try again {retry_after(response)}; if it persists, other clients may be using up the same quota.",
+                hint=(
+                    f"Try again {retry_after(response)}; if it persists, other clients may be using up the same quota."
+                ),
                 retryable=True,
             )
         if status >= 500:

@@ -168,7 +168,10 @@ class SharePointConfig(ConnectorConfig):
 
     credentials: Credentials = Field(
         title="Credentials",
-        description="App-only client credentials, a user's refresh token with the app's id and secret, or a short-lived access token.",
+        description=(
+            "App-only client credentials, a user's refresh token with the app's id and secret, or a short-lived "
+            "access token."
+        ),
         examples=[
             {
                 "type": "client_credentials",
@@ -287,7 +290,10 @@ async def _authenticate(api: ApiClient, config: SharePointConfig) -> str:
                 "The access token is wrong, expired (they last about an hour) or for another API than Microsoft "
                 "Graph: use client credentials or a refresh token so it is renewed."
                 if isinstance(config.credentials, GraphAccessToken)
-                else "Microsoft Graph refused the token Entra ID had just issued: check that the app registration is for this tenant."
+                else (
+                    "Microsoft Graph refused the token Entra ID had just issued: check that the app registration "
+                    "is for this tenant."
+                )
             ),
         )
     raise _failure(api, response)

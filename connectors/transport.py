@@ -222,7 +222,7 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
                 infos = literal_addrinfo(host, port) or await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except TimeoutError:
             raise httpcore.ConnectTimeout(f"resolving {host} timed out") from None
-        except OSError as exc:  # socket.gaierror: found as the cause by _transport_failure
+        except OSError as exc:  # socket.gaierror: found as the cause by transport_failure
             raise httpcore.ConnectError(str(exc)) from exc
         ips: dict[str, None] = {}
         for family, _, _, _, sockaddr in sorted(infos, key=lambda i: i[0] != socket.AF_INET):
@@ -272,7 +272,7 @@ class AdoptedSocketStream(_AdoptedStream):
 
     What ``httpcore.AnyIOBackend.connect_tcp`` returns for a socket connected beforehand
     (the ``tcp`` step's), without anyio's transport, protocol and cancel scopes around
-    every read and write: a fraction of the cost of a local request.
+    every read and write (a measurable part of a local request's cost).
     """
 
     def __init__(self, sock: socket.socket) -> None:

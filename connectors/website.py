@@ -7,7 +7,8 @@ a page must be HTML, a sitemap XML, gzip or plain text with at least one URL).
 
 Every request goes through :class:`~connectors.transport.PinnedTransport`, so the site is
 reached at the address the ``tcp`` step checked. A page's body is never read; a sitemap's
-is read only until its first ``<loc>`` (at most :data:`~connectors.transport.MAX_RESPONSE_BYTES`), parsed with defusedxml.
+is read only until its first ``<loc>`` (at most :data:`~connectors.transport.MAX_RESPONSE_BYTES`),
+parsed with defusedxml.
 
 Known limits: :mod:`urllib.robotparser` matches rules by plain prefix, in file order, so
 the ``*`` and ``$`` wildcards of RFC 9309 are not understood and the first matching rule
@@ -62,13 +63,17 @@ class WebsiteConfig(ConnectorConfig):
 
     url: Annotated[SiteUrl, Destination] = Field(
         title="Start URL",
-        description="The http:// or https:// page the crawl starts from, or a sitemap URL (ending in .xml, .xml.gz or .txt).",
+        description=(
+            "The http:// or https:// page the crawl starts from, or a sitemap URL (ending in .xml, .xml.gz or .txt)."
+        ),
         examples=["https://docs.example.com/", "https://www.example.com/sitemap.xml"],
     )
     sitemap_url: Annotated[SiteUrl | None, Destination] = Field(
         None,
         title="Sitemap URL",
-        description="A sitemap of the same site to crawl from as well (XML, gzip or plain text). Empty: only the start URL.",
+        description=(
+            "A sitemap of the same site to crawl from as well (XML, gzip or plain text). Empty: only the start URL."
+        ),
         examples=["https://docs.example.com/sitemap.xml"],
     )
     user_agent: Annotated[str, AfterValidator(_user_agent)] = Field(
@@ -76,13 +81,18 @@ class WebsiteConfig(ConnectorConfig):
         min_length=1,
         max_length=200,
         title="User agent",
-        description="Sent in the User-Agent header; its product name (before any /) is the one robots.txt rules are matched against.",
+        description=(
+            "Sent in the User-Agent header; its product name (before any /) is the one robots.txt rules are "
+            "matched against."
+        ),
         examples=["sourcecheck", "AcmeBot/1.0 (+https://acme.example/bot)"],
     )
     verify_tls: bool = Field(
         True,
         title="Verify TLS certificate",
-        description="Check that an https site's certificate is trusted, current and for this host. Turn off only for tests.",
+        description=(
+            "Check that an https site's certificate is trusted, current and for this host. Turn off only for tests."
+        ),
         examples=[True],
     )
     ca_cert: PemCertificates = Field(
@@ -174,7 +184,8 @@ async def _robots(client: httpx.AsyncClient, probe: Probe, config: WebsiteConfig
     if status != 200:
         raise ProbeFailure(
             FailureType.UNEXPECTED_RESPONSE,
-            f"robots.txt answered {status_text(status)}: until it answers, crawlers must assume the whole site is disallowed",
+            f"robots.txt answered {status_text(status)}: until it answers, crawlers must assume the whole site is "
+            "disallowed",
             hint="robots.txt must answer 200 (or 404 when there is none): check the site's health, then try again.",
             retryable=True,
         )
