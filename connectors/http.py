@@ -21,7 +21,7 @@ from connectors.base import Connector, ConnectorConfig, Probe, Secret
 from connectors.errors import FailureType, ProbeFailure
 from connectors.fields import Destination, PemCertificates, WebUrl
 from connectors.tls import client_context
-from connectors.transport import USER_AGENT, open_pinned, status_text, transport_failure
+from connectors.transport import USER_AGENT, open_pinned, status_text, stream
 
 # --- configuration -------------------------------------------------------------------
 
@@ -205,11 +205,8 @@ async def _request(config: HttpConfig, probe: Probe, transport: httpx.AsyncBaseT
         event_hooks={"request": [_credentials_hook(config)]},
     ) as client:
         started = time.perf_counter()
-        try:
-            async with client.stream(config.method, str(config.url)) as response:
-                elapsed_ms = (time.perf_counter() - started) * 1000
-        except httpx.HTTPError as exc:
-            raise transport_failure(exc, timeout) from None
+        async with stream(client, config.method, str(config.url), timeout=timeout) as response:
+            elapsed_ms = (time.perf_counter() - started) * 1000
     status = response.status_code
     expected = status in config.expected_status if config.expected_status else 200 <= status < 300
     if not expected:

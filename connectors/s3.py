@@ -39,7 +39,7 @@ from connectors.base import Connector, ConnectorConfig, Probe, Secret
 from connectors.errors import FailureType, ProbeFailure
 from connectors.fields import Destination, PemCertificates, WebUrl
 from connectors.tls import client_context
-from connectors.transport import USER_AGENT, PinnedTransport, open_pinned, status_text, transport_failure
+from connectors.transport import USER_AGENT, PinnedTransport, open_pinned, status_text, stream
 
 # --- configuration -------------------------------------------------------------------
 
@@ -263,16 +263,13 @@ class _Session:
             request.headers["Content-Type"] = "application/x-www-form-urlencoded; charset=utf-8"
         signer = S3SigV4Auth if service == "s3" else SigV4Auth
         signer(self.credentials, service, self.region).add_auth(request)
-        timeout = self.probe.remaining()
         started = time.perf_counter()
-        try:
-            async with self.client.stream(
-                method, url, headers=dict(request.headers.items()), content=body, timeout=timeout
-            ) as response:
-                elapsed_ms = (time.perf_counter() - started) * 1000
-                data = await response.aread() if method != "HEAD" else b""  # bounded by the transport
-        except httpx.HTTPError as exc:
-            raise transport_failure(exc, timeout) from None
+        headers = dict(request.headers.items())
+        async with stream(
+            self.client, method, url, headers=headers, content=body, timeout=self.probe.remaining()
+        ) as response:
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            data = await response.aread() if method != "HEAD" else b""  # bounded by the transport
         code = _error_code(data) if response.status_code >= 300 else None
         return _Answer(response.status_code, response.headers, data, code, elapsed_ms)
 

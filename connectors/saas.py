@@ -34,7 +34,7 @@ from connectors.errors import FailureType, ProbeFailure
 from connectors.fields import DESTINATION_KEY, no_whitespace
 from connectors.text import mask_secrets, server_text
 from connectors.tls import client_context
-from connectors.transport import USER_AGENT, open_pinned, status_text, transport_failure
+from connectors.transport import USER_AGENT, open_pinned, status_text, stream
 
 TRUST_FIX = "set ca_cert to the certificate of the authority that signed it"
 """How a user of a SaaS connector makes a private CA trusted (there is no verify_tls switch:
@@ -235,14 +235,11 @@ class ApiClient:
         if credentials and self._authorization and _same_origin(url, httpx.URL(self.base_url)):
             sent["Authorization"] = self._authorization
         timeout = max(self.probe.remaining(), 0.05)
-        try:
-            async with self.http.stream(
-                method, url, params=params, data=data, headers=sent, timeout=timeout
-            ) as response:
-                peer = response_peer(response)
-                body = await response.aread()
-        except httpx.HTTPError as exc:
-            raise transport_failure(exc, timeout, trust_fix=TRUST_FIX) from None
+        async with stream(
+            self.http, method, url, params=params, data=data, headers=sent, timeout=timeout, trust_fix=TRUST_FIX
+        ) as response:
+            peer = response_peer(response)
+            body = await response.aread()
         return _parse(response, body, peer)
 
     # texts and failures

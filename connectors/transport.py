@@ -13,7 +13,8 @@ It bounds what any response can cost, whatever the connector reads: it decodes b
 of all bodies of the check, or :data:`MAX_REDIRECT_BODY_BYTES` of a redirect's body (which
 httpx reads whole when it follows one).
 
-:func:`transport_failure` says what an httpx error means for the user.
+:func:`transport_failure` says what an httpx error means for the user; :func:`stream` sends a
+request with it.
 """
 
 from __future__ import annotations
@@ -93,6 +94,25 @@ def transport_failure(exc: httpx.HTTPError, timeout: float, *, trust_fix: str = 
             FailureType.UNEXPECTED_RESPONSE, f"The connection to {host} broke during the request", retryable=True
         )
     return ProbeFailure(FailureType.UNEXPECTED_RESPONSE, f"The request to {host} failed ({type(exc).__name__})")
+
+
+@contextlib.asynccontextmanager
+async def stream(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str | httpx.URL,
+    *,
+    timeout: float,
+    trust_fix: str = TRUST_FIX,
+    **options: Any,
+) -> AsyncIterator[httpx.Response]:
+    """``client.stream(method, url, timeout=timeout, **options)``: the response, open for the
+    block; an httpx error, sending or reading in the block, raised as its :func:`transport_failure`."""
+    try:
+        async with client.stream(method, url, timeout=timeout, **options) as response:
+            yield response
+    except httpx.HTTPError as exc:
+        raise transport_failure(exc, timeout, trust_fix=trust_fix) from None
 
 
 def _has_request(exc: httpx.HTTPError) -> bool:

@@ -36,7 +36,7 @@ from connectors.fields import Destination, PemCertificates, WebUrl
 from connectors.saas import may_quote_response
 from connectors.text import server_text
 from connectors.tls import client_context
-from connectors.transport import MAX_RESPONSE_BYTES, open_pinned, status_text, transport_failure
+from connectors.transport import MAX_RESPONSE_BYTES, open_pinned, status_text, stream
 
 # --- configuration -------------------------------------------------------------------
 
@@ -170,12 +170,8 @@ def _path(url: str) -> str:
 
 
 async def _robots(client: httpx.AsyncClient, probe: Probe, config: WebsiteConfig) -> str:
-    timeout = probe.remaining()
-    try:
-        async with client.stream("GET", _robots_url(config.url), timeout=timeout) as response:
-            body = await _read(response, _MAX_ROBOTS) if response.status_code == 200 else b""
-    except httpx.HTTPError as exc:
-        raise transport_failure(exc, timeout) from None
+    async with stream(client, "GET", _robots_url(config.url), timeout=probe.remaining()) as response:
+        body = await _read(response, _MAX_ROBOTS) if response.status_code == 200 else b""
     status = response.status_code
     agent = config.robots_token()
     if 400 <= status < 500 and status != 429:
@@ -238,36 +234,32 @@ async def _get(client: httpx.AsyncClient, probe: Probe, config: WebsiteConfig, u
     accept = (
         "application/xml,text/xml;q=0.9,*/*;q=0.5" if sitemap else "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"
     )
-    timeout = probe.remaining()
     started = time.perf_counter()
-    try:
-        async with client.stream("GET", url, headers={"Accept": accept}, timeout=timeout) as response:
-            elapsed_ms = (time.perf_counter() - started) * 1000
-            if response.status_code != 200:
-                raise _status_failure(response, config)
-            kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
-            what = "sitemap" if sitemap else "page"
-            if not sitemap and kind in _HTML:
-                return f"HTML {what} {_path(url)}: {status_text(200)} in {elapsed_ms:.0f} ms"
-            gzipped = kind in _GZIP or (kind == "" and url.lower().endswith(".gz"))
-            if kind in _XML or kind.endswith("+xml") or (sitemap and gzipped):
-                # A start URL that answers XML is taken as a sitemap, as the crawler would.
-                return await _sitemap(response, url, gzipped=gzipped)
-            if sitemap and kind == "text/plain":
-                return await _text_sitemap(response, url)
-            expected = "a sitemap (XML, gzip or plain text)" if sitemap else "an HTML page"
-            hint = (
-                "Check the sitemap URL: it must serve the sitemap file itself."
-                if sitemap
-                else "Point url at an HTML page of the site (or at its sitemap); this connector crawls web pages."
-            )
-            raise ProbeFailure(
-                FailureType.UNEXPECTED_RESPONSE,
-                f"Expected {expected} at {_path(url)}, got {kind or 'no content type'}",
-                hint=hint,
-            )
-    except httpx.HTTPError as exc:
-        raise transport_failure(exc, timeout) from None
+    async with stream(client, "GET", url, headers={"Accept": accept}, timeout=probe.remaining()) as response:
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        if response.status_code != 200:
+            raise _status_failure(response, config)
+        kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        what = "sitemap" if sitemap else "page"
+        if not sitemap and kind in _HTML:
+            return f"HTML {what} {_path(url)}: {status_text(200)} in {elapsed_ms:.0f} ms"
+        gzipped = kind in _GZIP or (kind == "" and url.lower().endswith(".gz"))
+        if kind in _XML or kind.endswith("+xml") or (sitemap and gzipped):
+            # A start URL that answers XML is taken as a sitemap, as the crawler would.
+            return await _sitemap(response, url, gzipped=gzipped)
+        if sitemap and kind == "text/plain":
+            return await _text_sitemap(response, url)
+        expected = "a sitemap (XML, gzip or plain text)" if sitemap else "an HTML page"
+        hint = (
+            "Check the sitemap URL: it must serve the sitemap file itself."
+            if sitemap
+            else "Point url at an HTML page of the site (or at its sitemap); this connector crawls web pages."
+        )
+        raise ProbeFailure(
+            FailureType.UNEXPECTED_RESPONSE,
+            f"Expected {expected} at {_path(url)}, got {kind or 'no content type'}",
+            hint=hint,
+        )
 
 
 def _status_failure(response: httpx.Response, config: WebsiteConfig) -> ProbeFailure:
