@@ -165,7 +165,10 @@ async def _authenticate(api: ApiClient, config: ConfluenceConfig) -> str:
         raise api.failure(
             FailureType.UNEXPECTED_RESPONSE,
             f"{api.base_url} does not answer like a Confluence site (no /rest/api/user/current)",
-            hint="Set base_url to the site: https://<site>.atlassian.net/wiki for Cloud, or the Data Center site's URL with its context path.",
+            hint=(
+                "Set base_url to the site: https://<site>.atlassian.net/wiki for Cloud, or the Data Center site's "
+                "URL with its context path."
+            ),
         )
     raise _failure(api, response, config)
 

@@ -4,7 +4,7 @@ A probe connects wherever a caller's configuration points it, from inside the se
 network; without a policy a caller could make it reach the cloud's metadata service or
 an internal system. The policy is applied to the *resolved* addresses a probe actually
 connects to (:func:`connectors.network.resolve` and :func:`~connectors.network.connect_tcp`
-filter them, and :class:`connectors.http.PinnedBackend` checks every host an HTTP redirect
+filter them, and :class:`connectors.transport.PinnedBackend` checks every host an HTTP redirect
 leads to the same way), so a name that resolves to a forbidden address (DNS rebinding
 included) is refused like the address itself.
 

@@ -1,4 +1,4 @@
-"""Field types that many connectors' configurations share: a host, a port, PEM certificates.
+"""Field types that many connectors' configurations share: a host, a port, a URL, PEM certificates.
 
 Validated at parse time, so a bad paste is a configuration error (422 naming the field),
 never a failed check, and never smuggled into a DSN or URL.
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 import ssl
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, GetJsonSchemaHandler
+from pydantic import AfterValidator, BeforeValidator, Field, GetJsonSchemaHandler, HttpUrl
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
@@ -54,6 +54,29 @@ def _check_name(value: str) -> str:
     return value
 
 
+_URL_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\\]")
+
+
+def no_whitespace(value: Any) -> Any:
+    """Refuse a string holding whitespace, a control character or a backslash (run before parsing).
+
+    The URL parser silently drops surrounding spaces, controls and inner tabs/newlines, and
+    reads a backslash as a slash: a pasted URL holding any of them would be checked as a
+    different URL than the one shown (and than another parser would see)."""
+    if isinstance(value, str) and any(c.isspace() for c in value):
+        raise ValueError("must not contain whitespace")
+    if isinstance(value, str) and _URL_CONTROL.search(value):
+        raise ValueError("must not contain control characters or backslashes")
+    return value
+
+
+def no_userinfo(url: HttpUrl) -> HttpUrl:
+    """Refuse a URL with a user name or password: it would be stored and shown in clear."""
+    if url.username is not None or url.password is not None:
+        raise ValueError("must not contain a user name or password: put credentials in auth")
+    return url
+
+
 Host = Annotated[str, Field(max_length=253), AfterValidator(_check_host)]
 """A bare host name or IP address: no scheme, port, user, path, list or whitespace."""
 
@@ -64,6 +87,9 @@ Name = Annotated[str, AfterValidator(_check_name)]
 
 PemCertificates = Annotated[str | None, AfterValidator(_check_pem)]
 """One or more PEM certificates to trust (a private CA or a self-signed server); "" is None."""
+
+WebUrl = Annotated[HttpUrl, BeforeValidator(no_whitespace), AfterValidator(no_userinfo)]
+"""An http:// or https:// URL with no whitespace, control characters or credentials in it."""
 
 
 DESTINATION_KEY = "x-destination"

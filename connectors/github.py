@@ -60,7 +60,10 @@ class GitHubConfig(ConnectorConfig):
 
     token: Secret = Field(
         title="Token",
-        description="A personal access token (classic or fine-grained), an OAuth token or a GitHub App installation token; never shown.",
+        description=(
+            "A personal access token (classic or fine-grained), an OAuth token or a GitHub App installation "
+            "token; never shown."
+        ),
         examples=["github_pat_11ABCDEFG0123456789_example"],
     )
     repository: Annotated[str, BeforeValidator(_repository), AfterValidator(_not_dots)] = Field(
@@ -73,7 +76,10 @@ class GitHubConfig(ConnectorConfig):
         "https://api.github.com",
         provider="GitHub",
         examples=["https://api.github.com", "https://github.example.com/api/v3"],
-        description="Root URL of the GitHub REST API: https://api.github.com, or https://<host>/api/v3 for GitHub Enterprise Server.",
+        description=(
+            "Root URL of the GitHub REST API: https://api.github.com, or https://<host>/api/v3 for GitHub "
+            "Enterprise Server."
+        ),
     )
     ca_cert: PemCertificates = ca_cert_field()
 
@@ -128,7 +134,8 @@ async def _access(api: ApiClient, repository: str, scopes: list[str] | None) -> 
     if response.status == 404:
         raise api.failure(
             FailureType.NOT_FOUND,
-            f"GitHub cannot find the repository {repository}: it does not exist, or it is private and this token cannot see it",
+            f"GitHub cannot find the repository {repository}: it does not exist, or it is private and this token "
+            "cannot see it",
             hint=_not_found_hint(scopes),
         )
     if not response.ok:
@@ -145,7 +152,8 @@ async def _access(api: ApiClient, repository: str, scopes: list[str] | None) -> 
             commits,
             forbidden_hint=(
                 "Give the token read access to the repository's contents: for a fine-grained token, Repository "
-                "permissions > Contents: Read-only; for a GitHub App, the Contents permission, accepted by the installation."
+                "permissions > Contents: Read-only; for a GitHub App, the Contents permission, accepted by the "
+                "installation."
             ),
         )
     return f"Repository {name} ({visibility}) and its contents are readable"
@@ -173,7 +181,10 @@ def _failure(api: ApiClient, response: ApiResponse, *, forbidden_hint: str | Non
         return api.failure(
             FailureType.UNEXPECTED_RESPONSE,
             f"GitHub's API rate limit for these credentials is used up{_reset(headers.get('x-ratelimit-reset'))}",
-            hint="Try again after the reset, or use a token of an account (or App) that is not shared with other clients.",
+            hint=(
+                "Try again after the reset, or use a token of an account (or App) that is not shared with other "
+                "clients."
+            ),
             retryable=True,
         )
     if status == 401:

@@ -85,7 +85,8 @@ class GoogleDriveConfig(ConnectorConfig):
 
     credentials: Credentials = Field(
         title="Credentials",
-        description="A refresh token with the OAuth client's id and secret (recommended), or a short-lived access token.",
+        description="A refresh token with the OAuth client's id and secret (recommended), "
+        "or a short-lived access token.",
         examples=[
             {
                 "type": "oauth",
@@ -246,13 +247,19 @@ def _failure(api: ApiClient, response: ApiResponse) -> ProbeFailure:
         return api.failure(
             FailureType.AUTHORIZATION_FAILED,
             f"The token lacks a Google Drive scope ({api.reason(response)})",
-            hint=f"Authorize the app with the scope {READ_SCOPE} (or https://www.googleapis.com/auth/drive), then get a new token.",
+            hint=(
+                f"Authorize the app with the scope {READ_SCOPE} (or https://www.googleapis.com/auth/drive), then "
+                "get a new token."
+            ),
         )
     if response.status == 403 and reasons & _DISABLED_REASONS:
         return api.failure(
             FailureType.AUTHORIZATION_FAILED,
             "The Google Drive API is not enabled in the OAuth client's Google Cloud project",
-            hint=f"Enable it (APIs & Services > Library > Google Drive API), then try again. Google said: {api.reason(response)}",
+            hint=(
+                "Enable it (APIs & Services > Library > Google Drive API), then try again. Google said: "
+                f"{api.reason(response)}"
+            ),
         )
     if response.status == 403:
         return api.failure(

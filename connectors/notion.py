@@ -57,7 +57,10 @@ class NotionConfig(ConnectorConfig):
 
     token: Secret = Field(
         title="Integration token",
-        description="The internal integration secret (Settings > Connections > Develop or manage integrations) or a public integration's OAuth access token; never shown.",
+        description=(
+            "The internal integration secret (Settings > Connections > Develop or manage integrations) or a "
+            "public integration's OAuth access token; never shown."
+        ),
         examples=["ntn_example0123456789"],
     )
     object_type: Literal["page", "database"] = Field(
@@ -68,7 +71,9 @@ class NotionConfig(ConnectorConfig):
     )
     object_id: NotionId = Field(
         title="Page or database",
-        description="The id of the page or database to read, or its Notion URL (the id is the last 32 characters of the URL).",
+        description=(
+            "The id of the page or database to read, or its Notion URL (the id is the last 32 characters of the URL)."
+        ),
         examples=[
             "59833787-2cf9-4fdf-8782-e53db20768a5",
             "https://www.notion.so/acme/Handbook-598337872cf94fdf8782e53db20768a5",
@@ -112,7 +117,10 @@ async def _authenticate(api: ApiClient) -> str:
         raise api.failure(
             FailureType.AUTHENTICATION_FAILED,
             api.answered(response),
-            hint="Copy the integration secret again (Settings > Connections > Develop or manage integrations); it changes when it is refreshed.",
+            hint=(
+                "Copy the integration secret again (Settings > Connections > Develop or manage integrations); it "
+                "changes when it is refreshed."
+            ),
         )
     if not response.ok:
         raise _failure(api, response)
@@ -134,7 +142,8 @@ async def _access(api: ApiClient, config: NotionConfig) -> str:
     if code == "object_not_found" or response.status == 404:
         raise api.failure(
             FailureType.NOT_FOUND,
-            f"Notion cannot find the {kind} {config.object_id}: it is not shared with the integration, or does not exist",
+            f"Notion cannot find the {kind} {config.object_id}: it is not shared with the integration, or does not "
+            "exist",
             hint=_SHARE_HINT,
         )
     if code == "validation_error" and isinstance(message := response.get("message"), str):
@@ -154,7 +163,10 @@ def _failure(api: ApiClient, response: ApiResponse) -> ProbeFailure:
         return api.failure(
             FailureType.AUTHORIZATION_FAILED,
             api.answered(response),
-            hint="Give the integration the 'Read content' capability (integration settings > Capabilities), then share the page with it again.",
+            hint=(
+                "Give the integration the 'Read content' capability (integration settings > Capabilities), then "
+                "share the page with it again."
+            ),
         )
     if code == "missing_version":
         return api.failure(

@@ -41,7 +41,9 @@ class OAuthCredentials(BaseModel):
 
     type: Literal["oauth"] = Field(
         title="Type",
-        description="An OAuth 2.0 refresh token with the app's client id and secret: the check refreshes it as the app will.",
+        description=(
+            "An OAuth 2.0 refresh token with the app's client id and secret: the check refreshes it as the app will."
+        ),
     )
     client_id: str = Field(
         min_length=1,
@@ -207,7 +209,10 @@ def token_error(
         return api.failure(
             FailureType.AUTHORIZATION_FAILED,
             f"{issuer} refused {what}: the app lacks consent for the permissions it asks for{said}",
-            hint="An administrator must grant admin consent to the app's API permissions (Entra admin center > App registrations > API permissions).",
+            hint=(
+                "An administrator must grant admin consent to the app's API permissions (Entra admin center > App "
+                "registrations > API permissions)."
+            ),
         )
     if aadsts & {90002, 900023}:  # Microsoft: no such tenant
         return api.failure(

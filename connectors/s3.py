@@ -5,7 +5,7 @@ handshake, then ``authenticate`` (a signed call that only valid credentials pass
 ``access`` (HeadBucket, then ListObjectsV2 of the prefix with max-keys 1).
 
 Requests are signed with botocore's SigV4 signer and sent with httpx through the
-:class:`~connectors.http.PinnedTransport`, so every S3 request goes to the address the
+:class:`~connectors.transport.PinnedTransport`, so every S3 request goes to the address the
 ``tcp`` step reached and the whole check stays cancellable by the deadline. Credentials
 are proven by:
 
@@ -33,21 +33,13 @@ from botocore.auth import S3SigV4Auth, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from defusedxml import DefusedXmlException, ElementTree
-from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, HttpUrl, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, HttpUrl, model_validator
 
 from connectors.base import Connector, ConnectorConfig, Probe, Secret
 from connectors.errors import FailureType, ProbeFailure
-from connectors.fields import Destination, PemCertificates
-from connectors.http import (
-    USER_AGENT,
-    PinnedTransport,
-    _no_userinfo,
-    _no_whitespace,
-    _transport_failure,
-    open_pinned,
-    status_text,
-)
+from connectors.fields import Destination, PemCertificates, WebUrl
 from connectors.tls import client_context
+from connectors.transport import USER_AGENT, PinnedTransport, open_pinned, status_text, stream
 
 # --- configuration -------------------------------------------------------------------
 
@@ -69,9 +61,7 @@ def _prefix(value: str) -> str:
     return value
 
 
-EndpointUrl = Annotated[
-    HttpUrl, BeforeValidator(_no_whitespace), AfterValidator(_no_userinfo), AfterValidator(_endpoint)
-]
+EndpointUrl = Annotated[WebUrl, AfterValidator(_endpoint)]
 
 
 class S3Config(ConnectorConfig):
@@ -89,21 +79,26 @@ class S3Config(ConnectorConfig):
         "",
         max_length=1024,
         title="Prefix",
-        description="Only objects whose key starts with this are read, e.g. a folder: exports/. Empty: the whole bucket.",
+        description="Only objects whose key starts with this are read, e.g. a folder: exports/. Empty: the whole "
+        "bucket.",
         examples=["exports/2024/"],
     )
     region: Annotated[str, Destination] = Field(
         "us-east-1",
         pattern=r"^[A-Za-z0-9_-]{1,64}$",
         title="Region",
-        description="The bucket's region (AWS), or the region an S3-compatible store expects in signatures (often us-east-1).",
+        description=(
+            "The bucket's region (AWS), or the region an S3-compatible store expects in signatures (often us-east-1)."
+        ),
         examples=["us-east-1", "eu-west-1"],
     )
     endpoint_url: Annotated[EndpointUrl | None, Destination] = Field(
         None,
         title="Endpoint URL",
-        description="For an S3-compatible store (MinIO, Ceph, SeaweedFS, R2...): its http:// or https:// URL. Empty: AWS S3. "
-        "Buckets are addressed path-style (endpoint/bucket).",
+        description=(
+            "For an S3-compatible store (MinIO, Ceph, SeaweedFS, R2...): its http:// or https:// URL. "
+            "Empty: AWS S3. Buckets are addressed path-style (endpoint/bucket)."
+        ),
         examples=["https://minio.example.com:9000"],
     )
     access_key_id: Secret = Field(
@@ -142,21 +137,22 @@ class S3Config(ConnectorConfig):
     sts_endpoint_url: Annotated[EndpointUrl | None, Destination] = Field(
         None,
         title="STS endpoint URL",
-        description="Where to call STS (AssumeRole, GetCallerIdentity), e.g. a VPC endpoint. Empty: endpoint_url if set, "
-        "else https://sts.<region>.amazonaws.com.",
+        description="Where to call STS (AssumeRole, GetCallerIdentity), e.g. a VPC endpoint. "
+        "Empty: endpoint_url if set, else https://sts.<region>.amazonaws.com.",
         examples=["https://sts.eu-west-1.amazonaws.com"],
     )
     verify_tls: bool = Field(
         True,
         title="Verify TLS certificate",
-        description="Check that an https endpoint's certificate is trusted, current and for this host. Turn off only for tests.",
+        description="Check that an https endpoint's certificate is trusted, current and for this host. "
+        "Turn off only for tests.",
         examples=[True],
     )
     ca_cert: PemCertificates = Field(
         None,
         title="CA certificate (PEM)",
-        description="A certificate to trust in addition to the system's, e.g. the private CA of an S3-compatible store. "
-        "Ignored when verify_tls is off.",
+        description="A certificate to trust in addition to the system's, e.g. the private CA of an S3-compatible "
+        "store. Ignored when verify_tls is off.",
         examples=["-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----\n"],
     )
 
@@ -267,16 +263,13 @@ class _Session:
             request.headers["Content-Type"] = "application/x-www-form-urlencoded; charset=utf-8"
         signer = S3SigV4Auth if service == "s3" else SigV4Auth
         signer(self.credentials, service, self.region).add_auth(request)
-        timeout = self.probe.remaining()
         started = time.perf_counter()
-        try:
-            async with self.client.stream(
-                method, url, headers=dict(request.headers.items()), content=body, timeout=timeout
-            ) as response:
-                elapsed_ms = (time.perf_counter() - started) * 1000
-                data = await response.aread() if method != "HEAD" else b""  # bounded by the transport
-        except httpx.HTTPError as exc:
-            raise _transport_failure(exc, timeout) from None
+        headers = dict(request.headers.items())
+        async with stream(
+            self.client, method, url, headers=headers, content=body, timeout=self.probe.remaining()
+        ) as response:
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            data = await response.aread() if method != "HEAD" else b""  # bounded by the transport
         code = _error_code(data) if response.status_code >= 300 else None
         return _Answer(response.status_code, response.headers, data, code, elapsed_ms)
 
@@ -368,7 +361,10 @@ def _credential_failure(answer: _Answer, where: str) -> ProbeFailure | None:
         return ProbeFailure(
             FailureType.AUTHENTICATION_FAILED,
             f"{where} does not know this access key ID ({code})",
-            hint="Check access_key_id: it must be an active key of this account or store (copy it again, without spaces).",
+            hint=(
+                "Check access_key_id: it must be an active key of this account or store (copy it again, without "
+                "spaces)."
+            ),
         )
     if code in _BAD_SIGNATURE:
         return ProbeFailure(

@@ -20,24 +20,21 @@ from __future__ import annotations
 
 import json
 import re
-import socket
-import ssl
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol
 
 import httpx
-from pydantic import AfterValidator, BeforeValidator, Field
-from pydantic.json_schema import JsonDict
+from pydantic import AfterValidator, BeforeValidator, Field, JsonValue
 
 from connectors.base import Probe
 from connectors.egress import current_policy
 from connectors.errors import FailureType, ProbeFailure
-from connectors.fields import DESTINATION_KEY
-from connectors.http import USER_AGENT, find_cause, open_pinned, status_text
+from connectors.fields import DESTINATION_KEY, no_whitespace
 from connectors.text import mask_secrets, server_text
-from connectors.tls import client_context, tls_failure
+from connectors.tls import client_context
+from connectors.transport import USER_AGENT, open_pinned, status_text, stream
 
 TRUST_FIX = "set ca_cert to the certificate of the authority that signed it"
 """How a user of a SaaS connector makes a private CA trusted (there is no verify_tls switch:
@@ -48,14 +45,6 @@ MAX_REASON = 300
 
 
 # --- configuration fields --------------------------------------------------------------
-
-
-def _no_whitespace(value: Any) -> Any:
-    if isinstance(value, str) and any(c.isspace() for c in value):
-        raise ValueError("must not contain whitespace")
-    if isinstance(value, str) and re.search(r"[\x00-\x1f\x7f-\x9f\\]", value):
-        raise ValueError("must not contain control characters or backslashes")
-    return value
 
 
 # What a host of a URL may be once httpx has parsed it (IDNA-encoded): a DNS name or an IP
@@ -89,12 +78,12 @@ EmptyIsNone = BeforeValidator(_empty_to_none)
 """For an optional field: forms send "" for an empty one, which means None."""
 
 
-BaseUrl = Annotated[str, BeforeValidator(_no_whitespace), Field(max_length=2048), AfterValidator(_check_base_url)]
+BaseUrl = Annotated[str, BeforeValidator(no_whitespace), Field(max_length=2048), AfterValidator(_check_base_url)]
 """An http(s) URL without credentials, query or fragment; stored without a trailing slash."""
 
 
 # A destination (see connectors.fields.Destination): credentials are sent there.
-_BASE_URL_SCHEMA: JsonDict = {"format": "uri", DESTINATION_KEY: True}
+_BASE_URL_SCHEMA: dict[str, JsonValue] = {"format": "uri", DESTINATION_KEY: True}
 
 
 def base_url_field(default: str | None, *, provider: str, examples: list[str], description: str = "") -> Any:
@@ -143,7 +132,7 @@ def example_base_url(host: str, port: int, path: str = "") -> str:
 @dataclass(frozen=True)
 class ApiResponse:
     """One answer of the API: its status, headers and JSON body (``data`` is None when the
-    body is not JSON). The transport bounds the body (:data:`connectors.http.MAX_RESPONSE_BYTES`)."""
+    body is not JSON). The transport bounds the body (:data:`connectors.transport.MAX_RESPONSE_BYTES`)."""
 
     status: int
     headers: httpx.Headers
@@ -246,14 +235,11 @@ class ApiClient:
         if credentials and self._authorization and _same_origin(url, httpx.URL(self.base_url)):
             sent["Authorization"] = self._authorization
         timeout = max(self.probe.remaining(), 0.05)
-        try:
-            async with self.http.stream(
-                method, url, params=params, data=data, headers=sent, timeout=timeout
-            ) as response:
-                peer = response_peer(response)
-                body = await response.aread()
-        except httpx.HTTPError as exc:
-            raise self.transport_failure(exc, timeout) from None
+        async with stream(
+            self.http, method, url, params=params, data=data, headers=sent, timeout=timeout, trust_fix=TRUST_FIX
+        ) as response:
+            peer = response_peer(response)
+            body = await response.aread()
         return _parse(response, body, peer)
 
     # texts and failures
@@ -321,7 +307,9 @@ class ApiClient:
             return self.failure(
                 FailureType.UNEXPECTED_RESPONSE,
                 f"{self.provider} is rate limiting these credentials ({status_text(status)})",
-                hint=f"Try again {retry_after(response)}; if it persists, other clients may be using up the same quota.",
+                hint=(
+                    f"Try again {retry_after(response)}; if it persists, other clients may be using up the same quota."
+                ),
                 retryable=True,
             )
         if status >= 500:
@@ -366,40 +354,6 @@ class ApiClient:
             raise self.not_json(response)
         return response.data
 
-    def transport_failure(self, exc: httpx.HTTPError, timeout: float) -> ProbeFailure:
-        """What an httpx error means. Its text is not used: it can hold a URL with a query."""
-        host = _request_host(exc) or "the server"
-        if isinstance(exc, httpx.ConnectTimeout):
-            return ProbeFailure(FailureType.CONNECTION_TIMEOUT, f"Could not connect to {host} within {timeout:.1f} s")
-        if isinstance(exc, httpx.TimeoutException):
-            return ProbeFailure(
-                FailureType.TIMEOUT, f"{host} accepted the connection but sent no answer within {timeout:.1f} s"
-            )
-        ssl_error = find_cause(exc, ssl.SSLError)
-        if ssl_error is not None:
-            return tls_failure(ssl_error, host, trust_fix=TRUST_FIX)
-        if isinstance(exc, httpx.ConnectError):  # a host other than the checked one (a token endpoint)
-            if find_cause(exc, socket.gaierror) is not None:
-                return ProbeFailure(FailureType.DNS_RESOLUTION_FAILED, f"Could not resolve host '{host}'")
-            if find_cause(exc, ConnectionRefusedError) is not None:
-                return ProbeFailure(FailureType.CONNECTION_REFUSED, f"Connection refused by {host}")
-            return ProbeFailure(FailureType.HOST_UNREACHABLE, f"Could not connect to {host}")
-        if isinstance(exc, httpx.TooManyRedirects):
-            return ProbeFailure(FailureType.UNEXPECTED_RESPONSE, f"{host} redirected too many times: check base_url")
-        if isinstance(exc, httpx.UnsupportedProtocol):
-            return ProbeFailure(FailureType.UNEXPECTED_RESPONSE, f"{host} redirected to a URL that is not https://")
-        if isinstance(exc, httpx.RemoteProtocolError):
-            return ProbeFailure(
-                FailureType.UNEXPECTED_RESPONSE,
-                f"{host} closed the connection or answered with something that is not HTTP",
-                retryable=True,
-            )
-        if isinstance(exc, httpx.NetworkError):
-            return ProbeFailure(
-                FailureType.UNEXPECTED_RESPONSE, f"The connection to {host} broke during the request", retryable=True
-            )
-        return ProbeFailure(FailureType.UNEXPECTED_RESPONSE, f"The request to {host} failed ({type(exc).__name__})")
-
 
 def retry_after(response: ApiResponse) -> str:
     """``in 30 s`` from a Retry-After header in seconds, else ``later``."""
@@ -412,13 +366,6 @@ def _same_origin(a: httpx.URL, b: httpx.URL) -> bool:
         return url.port or {"https": 443, "http": 80}.get(url.scheme)
 
     return a.scheme == b.scheme and a.raw_host.lower() == b.raw_host.lower() and port(a) == port(b)
-
-
-def _request_host(exc: httpx.HTTPError) -> str | None:
-    try:
-        return exc.request.url.host
-    except RuntimeError:  # the error has no request
-        return None
 
 
 def response_peer(response: httpx.Response) -> str | None:

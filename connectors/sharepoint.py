@@ -168,7 +168,10 @@ class SharePointConfig(ConnectorConfig):
 
     credentials: Credentials = Field(
         title="Credentials",
-        description="App-only client credentials, a user's refresh token with the app's id and secret, or a short-lived access token.",
+        description=(
+            "App-only client credentials, a user's refresh token with the app's id and secret, or a short-lived "
+            "access token."
+        ),
         examples=[
             {
                 "type": "client_credentials",
@@ -287,7 +290,10 @@ async def _authenticate(api: ApiClient, config: SharePointConfig) -> str:
                 "The access token is wrong, expired (they last about an hour) or for another API than Microsoft "
                 "Graph: use client credentials or a refresh token so it is renewed."
                 if isinstance(config.credentials, GraphAccessToken)
-                else "Microsoft Graph refused the token Entra ID had just issued: check that the app registration is for this tenant."
+                else (
+                    "Microsoft Graph refused the token Entra ID had just issued: check that the app registration "
+                    "is for this tenant."
+                )
             ),
         )
     raise _failure(api, response)
@@ -303,19 +309,21 @@ def _site_path(site: str) -> str:
 
 
 async def _access(api: ApiClient, config: SharePointConfig) -> str:
-    response = await api.call("GET", _site_path(config.site), params={"$select": "id,displayName,webUrl"})
-    if response.status == 404:
-        raise api.failure(
-            FailureType.NOT_FOUND,
-            f"SharePoint has no site {config.site} ({api.reason(response)})",
-            hint="Check the site: use its URL as shown in the browser (https://contoso.sharepoint.com/sites/Name).",
-        )
-    if not response.ok:
-        raise _failure(api, response)
-    site = api.require_json(response)
+    site = await _get(
+        api,
+        _site_path(config.site),
+        "id,displayName,webUrl",
+        missing=f"SharePoint has no site {config.site}",
+        hint="Check the site: use its URL as shown in the browser (https://contoso.sharepoint.com/sites/Name).",
+        reason=True,
+    )
     site_id = str(site.get("id") or "")
     if not _SITE_ID.match(site_id):
-        raise api.not_json(response)
+        raise api.failure(
+            FailureType.UNEXPECTED_RESPONSE,
+            f"Microsoft Graph answered the site {config.site} without a site id",
+            hint="Check base_url: it must be the root of the Microsoft Graph API.",
+        )
     title = f"site '{site.get('displayName') or config.site}'"
 
     drive = await _drive(api, config, site_id, title)
@@ -324,16 +332,13 @@ async def _access(api: ApiClient, config: SharePointConfig) -> str:
     item_path = f"/v1.0/drives/{drive_id}/root"
     if config.folder:
         item_path += ":/" + "/".join(quote(s, safe="") for s in config.folder.split("/"))
-        response = await api.call("GET", item_path, params={"$select": "id,name,folder"})
-        if response.status == 404:
-            raise api.failure(
-                FailureType.NOT_FOUND,
-                f"There is no folder '{config.folder}' in the {where}",
-                hint="Check the folder's path inside the library (names as shown in SharePoint, separated by /).",
-            )
-        if not response.ok:
-            raise _failure(api, response)
-        item = api.require_json(response)
+        item = await _get(
+            api,
+            item_path,
+            "id,name,folder",
+            missing=f"There is no folder '{config.folder}' in the {where}",
+            hint="Check the folder's path inside the library (names as shown in SharePoint, separated by /).",
+        )
         if "folder" not in item:
             raise api.failure(
                 FailureType.UNEXPECTED_RESPONSE,
@@ -350,16 +355,13 @@ async def _access(api: ApiClient, config: SharePointConfig) -> str:
 
 async def _drive(api: ApiClient, config: SharePointConfig, site_id: str, title: str) -> dict[str, Any]:
     if config.library is None:
-        response = await api.call("GET", f"/v1.0/sites/{site_id}/drive", params={"$select": "id,name,webUrl"})
-        if response.status == 404:
-            raise api.failure(
-                FailureType.NOT_FOUND,
-                f"The {title} has no default document library",
-                hint="Set library to the name of the document library to read.",
-            )
-        if not response.ok:
-            raise _failure(api, response)
-        return api.require_json(response)
+        return await _get(
+            api,
+            f"/v1.0/sites/{site_id}/drive",
+            "id,name,webUrl",
+            missing=f"The {title} has no default document library",
+            hint="Set library to the name of the document library to read.",
+        )
     response = await api.call("GET", f"/v1.0/sites/{site_id}/drives", params={"$select": "id,name,webUrl"})
     if not response.ok:
         raise _failure(api, response)
@@ -375,6 +377,20 @@ async def _drive(api: ApiClient, config: SharePointConfig, site_id: str, title: 
         f"The {title} has no document library '{config.library}' (it has: {names})",
         hint="Set library to one of the names listed, or leave it empty for the default library.",
     )
+
+
+async def _get(
+    api: ApiClient, path: str, select: str, *, missing: str, hint: str, reason: bool = False
+) -> dict[str, Any]:
+    """The JSON object Graph answers for ``path`` (fields ``select``); a 404 fails as ``missing``
+    (followed by Graph's reason with ``reason``), any other error as :func:`_failure` says."""
+    response = await api.call("GET", path, params={"$select": select})
+    if response.status == 404:
+        said = f" ({api.reason(response)})" if reason else ""
+        raise api.failure(FailureType.NOT_FOUND, missing + said, hint=hint)
+    if not response.ok:
+        raise _failure(api, response)
+    return api.require_json(response)
 
 
 def _failure(api: ApiClient, response: ApiResponse) -> ProbeFailure:

@@ -45,7 +45,8 @@ def _channel(value: Any) -> Any:
         value = value.strip()
         if value.startswith("#"):
             raise ValueError(
-                "must be the channel's id (like C0123456789), not its name: in Slack, open the channel's details; the id is at the bottom"
+                "must be the channel's id (like C0123456789), not its name: in Slack, open the channel's details; "
+                "the id is at the bottom"
             )
         if (found := re.search(r"/archives/([A-Z0-9]+)", value)) is not None:
             value = found.group(1)
@@ -59,7 +60,10 @@ class SlackConfig(ConnectorConfig):
 
     token: Secret = Field(
         title="Token",
-        description="The app's Bot User OAuth Token (xoxb-…) or a User OAuth Token (xoxp-…), from OAuth & Permissions; never shown.",
+        description=(
+            "The app's Bot User OAuth Token (xoxb-…) or a User OAuth Token (xoxp-…), from OAuth & Permissions; "
+            "never shown."
+        ),
         examples=["xoxb-0000000000-0000000000000-example"],
     )
     channel_id: Annotated[str, BeforeValidator(_channel)] = Field(
@@ -154,7 +158,10 @@ def _error(
         return api.failure(
             FailureType.AUTHORIZATION_FAILED,
             f"The token lacks the scope {needed}, which {method} needs{has}",
-            hint=f"Add {needed} under OAuth & Permissions > Scopes in the app's settings, then reinstall the app to the workspace.",
+            hint=(
+                f"Add {needed} under OAuth & Permissions > Scopes in the app's settings, then reinstall the app to "
+                "the workspace."
+            ),
         )
     if code == "channel_not_found":
         return api.failure(

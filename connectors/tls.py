@@ -39,11 +39,10 @@ def client_context(*, verify: bool = True, ca_pem: str | None = None) -> ssl.SSL
     """A client context for HTTP over TLS trusting the system's CAs plus ``ca_pem``, or
     nothing checked at all; it offers ALPN ``http/1.1``.
 
-    Shared, not built per check: loading the system's CAs costs tens of milliseconds of
-    CPU, more than a whole local probe. Contexts are not changed after they are made
-    (httpcore sets the same ALPN on a context before each handshake of its own: set here,
-    the ``tls`` step's handshake, whose connection carries the request, offers it too,
-    from a process's first check on).
+    Shared, not built per check: loading the system's CAs costs more CPU than a whole
+    local probe. Contexts are not changed after they are made (httpcore sets the same ALPN
+    on a context before each handshake of its own: set here, the ``tls`` step's handshake,
+    whose connection carries the request, offers it too, from a process's first check on).
     """
     return _client_context(verify, ca_pem)
 
@@ -135,8 +134,7 @@ async def handshake(
     else:
         try:
             # As on a connection asyncio opens itself: without it, the request that follows
-            # the handshake waits for the server's ACK of the client's Finished (Nagle), a
-            # round trip (measured: bench/probe_micro.py --https --delay).
+            # the handshake waits for the server's ACK of the client's Finished (Nagle): a round trip.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             reader, writer = await asyncio.open_connection(sock=sock, ssl=context, server_hostname=server_hostname)
         except BaseException:

@@ -5,9 +5,10 @@ Steps: ``resolve`` the host, open ``tcp``, for https complete a ``tls`` handshak
 crawl the start URL) and ``fetch`` (GET the start URL, and the sitemap when one is set:
 a page must be HTML, a sitemap XML, gzip or plain text with at least one URL).
 
-Every request goes through :class:`~connectors.http.PinnedTransport`, so the site is
+Every request goes through :class:`~connectors.transport.PinnedTransport`, so the site is
 reached at the address the ``tcp`` step checked. A page's body is never read; a sitemap's
-is read only until its first ``<loc>`` (at most :data:`~connectors.http.MAX_RESPONSE_BYTES`), parsed with defusedxml.
+is read only until its first ``<loc>`` (at most :data:`~connectors.transport.MAX_RESPONSE_BYTES`),
+parsed with defusedxml.
 
 Known limits: :mod:`urllib.robotparser` matches rules by plain prefix, in file order, so
 the ``*`` and ``$`` wildcards of RFC 9309 are not understood and the first matching rule
@@ -27,26 +28,19 @@ from xml.etree.ElementTree import ParseError
 import httpx
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import DefusedXMLParser
-from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, HttpUrl, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, HttpUrl, model_validator
 
 from connectors.base import Connector, ConnectorConfig, Probe
 from connectors.errors import FailureType, ProbeFailure
-from connectors.fields import Destination, PemCertificates
-from connectors.http import (
-    MAX_RESPONSE_BYTES,
-    _no_userinfo,
-    _no_whitespace,
-    _transport_failure,
-    open_pinned,
-    status_text,
-)
+from connectors.fields import Destination, PemCertificates, WebUrl
 from connectors.saas import may_quote_response
 from connectors.text import server_text
 from connectors.tls import client_context
+from connectors.transport import MAX_RESPONSE_BYTES, open_pinned, status_text, stream
 
 # --- configuration -------------------------------------------------------------------
 
-SiteUrl = Annotated[HttpUrl, BeforeValidator(_no_whitespace), AfterValidator(_no_userinfo)]
+SiteUrl = WebUrl
 
 
 def _user_agent(value: str) -> str:
@@ -69,13 +63,17 @@ class WebsiteConfig(ConnectorConfig):
 
     url: Annotated[SiteUrl, Destination] = Field(
         title="Start URL",
-        description="The http:// or https:// page the crawl starts from, or a sitemap URL (ending in .xml, .xml.gz or .txt).",
+        description=(
+            "The http:// or https:// page the crawl starts from, or a sitemap URL (ending in .xml, .xml.gz or .txt)."
+        ),
         examples=["https://docs.example.com/", "https://www.example.com/sitemap.xml"],
     )
     sitemap_url: Annotated[SiteUrl | None, Destination] = Field(
         None,
         title="Sitemap URL",
-        description="A sitemap of the same site to crawl from as well (XML, gzip or plain text). Empty: only the start URL.",
+        description=(
+            "A sitemap of the same site to crawl from as well (XML, gzip or plain text). Empty: only the start URL."
+        ),
         examples=["https://docs.example.com/sitemap.xml"],
     )
     user_agent: Annotated[str, AfterValidator(_user_agent)] = Field(
@@ -83,13 +81,18 @@ class WebsiteConfig(ConnectorConfig):
         min_length=1,
         max_length=200,
         title="User agent",
-        description="Sent in the User-Agent header; its product name (before any /) is the one robots.txt rules are matched against.",
+        description=(
+            "Sent in the User-Agent header; its product name (before any /) is the one robots.txt rules are "
+            "matched against."
+        ),
         examples=["sourcecheck", "AcmeBot/1.0 (+https://acme.example/bot)"],
     )
     verify_tls: bool = Field(
         True,
         title="Verify TLS certificate",
-        description="Check that an https site's certificate is trusted, current and for this host. Turn off only for tests.",
+        description=(
+            "Check that an https site's certificate is trusted, current and for this host. Turn off only for tests."
+        ),
         examples=[True],
     )
     ca_cert: PemCertificates = Field(
@@ -167,12 +170,8 @@ def _path(url: str) -> str:
 
 
 async def _robots(client: httpx.AsyncClient, probe: Probe, config: WebsiteConfig) -> str:
-    timeout = probe.remaining()
-    try:
-        async with client.stream("GET", _robots_url(config.url), timeout=timeout) as response:
-            body = await _read(response, _MAX_ROBOTS) if response.status_code == 200 else b""
-    except httpx.HTTPError as exc:
-        raise _transport_failure(exc, timeout) from None
+    async with stream(client, "GET", _robots_url(config.url), timeout=probe.remaining()) as response:
+        body = await _read(response, _MAX_ROBOTS) if response.status_code == 200 else b""
     status = response.status_code
     agent = config.robots_token()
     if 400 <= status < 500 and status != 429:
@@ -181,7 +180,8 @@ async def _robots(client: httpx.AsyncClient, probe: Probe, config: WebsiteConfig
     if status != 200:
         raise ProbeFailure(
             FailureType.UNEXPECTED_RESPONSE,
-            f"robots.txt answered {status_text(status)}: until it answers, crawlers must assume the whole site is disallowed",
+            f"robots.txt answered {status_text(status)}: until it answers, crawlers must assume the whole site is "
+            "disallowed",
             hint="robots.txt must answer 200 (or 404 when there is none): check the site's health, then try again.",
             retryable=True,
         )
@@ -234,36 +234,32 @@ async def _get(client: httpx.AsyncClient, probe: Probe, config: WebsiteConfig, u
     accept = (
         "application/xml,text/xml;q=0.9,*/*;q=0.5" if sitemap else "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"
     )
-    timeout = probe.remaining()
     started = time.perf_counter()
-    try:
-        async with client.stream("GET", url, headers={"Accept": accept}, timeout=timeout) as response:
-            elapsed_ms = (time.perf_counter() - started) * 1000
-            if response.status_code != 200:
-                raise _status_failure(response, config)
-            kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
-            what = "sitemap" if sitemap else "page"
-            if not sitemap and kind in _HTML:
-                return f"HTML {what} {_path(url)}: {status_text(200)} in {elapsed_ms:.0f} ms"
-            gzipped = kind in _GZIP or (kind == "" and url.lower().endswith(".gz"))
-            if kind in _XML or kind.endswith("+xml") or (sitemap and gzipped):
-                # A start URL that answers XML is taken as a sitemap, as the crawler would.
-                return await _sitemap(response, url, gzipped=gzipped)
-            if sitemap and kind == "text/plain":
-                return await _text_sitemap(response, url)
-            expected = "a sitemap (XML, gzip or plain text)" if sitemap else "an HTML page"
-            hint = (
-                "Check the sitemap URL: it must serve the sitemap file itself."
-                if sitemap
-                else "Point url at an HTML page of the site (or at its sitemap); this connector crawls web pages."
-            )
-            raise ProbeFailure(
-                FailureType.UNEXPECTED_RESPONSE,
-                f"Expected {expected} at {_path(url)}, got {kind or 'no content type'}",
-                hint=hint,
-            )
-    except httpx.HTTPError as exc:
-        raise _transport_failure(exc, timeout) from None
+    async with stream(client, "GET", url, headers={"Accept": accept}, timeout=probe.remaining()) as response:
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        if response.status_code != 200:
+            raise _status_failure(response, config)
+        kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        what = "sitemap" if sitemap else "page"
+        if not sitemap and kind in _HTML:
+            return f"HTML {what} {_path(url)}: {status_text(200)} in {elapsed_ms:.0f} ms"
+        gzipped = kind in _GZIP or (kind == "" and url.lower().endswith(".gz"))
+        if kind in _XML or kind.endswith("+xml") or (sitemap and gzipped):
+            # A start URL that answers XML is taken as a sitemap, as the crawler would.
+            return await _sitemap(response, url, gzipped=gzipped)
+        if sitemap and kind == "text/plain":
+            return await _text_sitemap(response, url)
+        expected = "a sitemap (XML, gzip or plain text)" if sitemap else "an HTML page"
+        hint = (
+            "Check the sitemap URL: it must serve the sitemap file itself."
+            if sitemap
+            else "Point url at an HTML page of the site (or at its sitemap); this connector crawls web pages."
+        )
+        raise ProbeFailure(
+            FailureType.UNEXPECTED_RESPONSE,
+            f"Expected {expected} at {_path(url)}, got {kind or 'no content type'}",
+            hint=hint,
+        )
 
 
 def _status_failure(response: httpx.Response, config: WebsiteConfig) -> ProbeFailure:

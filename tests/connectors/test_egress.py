@@ -30,10 +30,10 @@ from connectors.egress import (
     using,
 )
 from connectors.errors import DEFAULT_HINTS, RETRYABLE, FailureType, ProbeFailure
-from connectors.http import PinnedTransport
 from connectors.network import Address, connect_tcp, resolve
 from connectors.registry import all_connectors
 from connectors.tls import client_context
+from connectors.transport import PinnedTransport
 from tests.servers.http import HttpServer, start_http_server
 from tests.servers.postgres import PostgresServer
 from tests.servers.ssh import SshServer

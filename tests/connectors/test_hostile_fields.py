@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from connectors import fields, http, saas, sharepoint
+from connectors import fields, saas, sharepoint
 from connectors.base import Connector
 from connectors.errors import InvalidConfiguration
 from connectors.registry import all_connectors
@@ -139,7 +139,7 @@ def test_database_names_refuse_control_characters(name: str, field: str, value: 
 
 # --- structure: every host-like field, nested ones included, uses a vetted validator -------
 
-VETTED = {fields._check_host, saas._check_base_url, http._no_whitespace, sharepoint._site}
+VETTED = {fields._check_host, saas._check_base_url, fields.no_whitespace, sharepoint._site}
 """fields.Host, saas.BaseUrl, the HttpUrl fields of http/s3/website, sharepoint's site."""
 HOST_LIKE = re.compile(r"(^|_)(host|url|site)$|endpoint")
 

@@ -90,7 +90,7 @@ async def test_the_request_goes_to_the_address_the_tcp_step_checked(
         async with probe.step("resolve"):
             return [Address(host=host, ip="127.0.0.1", port=port, family=2)]
 
-    monkeypatch.setattr("connectors.http.resolve", fake_resolve)
+    monkeypatch.setattr("connectors.transport.resolve", fake_resolve)
     result = await check({"url": f"http://service.invalid:{http_server.port}/ok"})
     assert result.status == CheckStatus.SUCCEEDED, result.failure
     assert http_server.requests[-1].headers["host"] == f"service.invalid:{http_server.port}"

@@ -18,9 +18,9 @@ import pytest
 from connectors import get_connector, run_check
 from connectors.base import CheckResult, CheckStatus
 from connectors.errors import FailureType, ProbeFailure
-from connectors.http import MAX_PROBE_BYTES, PinnedTransport
 from connectors.network import Address
 from connectors.tls import client_context
+from connectors.transport import MAX_PROBE_BYTES, PinnedTransport
 from tests.servers.bomb import BombServer, MiB
 from tests.servers.http import HttpServer
 from tests.servers.saas import SaasServer

@@ -272,7 +272,9 @@ def test_provider_message_reads_the_usual_error_shapes(body: Any, expected: str 
         (
             {
                 "error": "invalid_grant",
-                "error_description": "AADSTS65001: The user or administrator has not consented to use the application.\r\nTrace ID: x",
+                "error_description": (
+                    "AADSTS65001: The user or administrator has not consented to use the application.\r\nTrace ID: x"
+                ),
             },
             FailureType.AUTHORIZATION_FAILED,
             "lacks consent",

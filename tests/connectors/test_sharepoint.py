@@ -173,7 +173,8 @@ async def test_a_wrong_client_secret_is_authentication_failed_saying_so(saas_ser
     assert failure_type(result) == FailureType.AUTHENTICATION_FAILED
     assert result.failure is not None
     assert result.failure.message.startswith(
-        "Microsoft Entra ID refused the OAuth client: client id or secret is wrong (AADSTS7000215: Invalid client secret provided."
+        "Microsoft Entra ID refused the OAuth client: client id or secret is wrong (AADSTS7000215: Invalid client "
+        "secret provided."
     )
     assert "wrong-client-secret" not in dump(result)
 

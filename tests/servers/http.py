@@ -26,8 +26,9 @@ answers, so a probe can be kept in flight while a test does something else.
 
 Every request is appended to ``server.requests`` (method, path, headers) so a test can
 assert what was sent; every connection accepted to ``server.connections`` and every TLS
-handshake completed to ``server.handshakes`` (the client's address), so it can count them. ``server.password`` and ``server.token`` are random per server, so a
-test can search any output for them.
+handshake completed to ``server.handshakes`` (the client's address), so it can count them.
+``server.password`` and ``server.token`` are random per server, so a test can search any
+output for them.
 
 For a server of another scope or with another certificate, use the helpers directly::
 

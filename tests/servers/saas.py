@@ -197,7 +197,8 @@ class _App:
             return error(
                 400,
                 "missing_version",
-                "Notion-Version header failed validation: Notion-Version header should be defined, instead was `undefined`.",
+                "Notion-Version header failed validation: Notion-Version header should be defined, instead was "
+                "`undefined`.",
             )
         if not self.s.valid(token):
             return error(401, "unauthorized", "API token is invalid.")
@@ -245,13 +246,15 @@ class _App:
             return error(
                 400,
                 "validation_error",
-                f"Provided ID {object_id} is a database, not a page. Use the retrieve database API instead, `/v1/databases/{object_id}`.",
+                f"Provided ID {object_id} is a database, not a page. Use the retrieve database API instead, "
+                f"`/v1/databases/{object_id}`.",
             )
         singular = kind[:-1]
         return error(
             404,
             "object_not_found",
-            f"Could not find {singular} with ID: {object_id}. Make sure the relevant pages and databases are shared with your integration.",
+            f"Could not find {singular} with ID: {object_id}. Make sure the relevant pages and databases are "
+            "shared with your integration.",
         )
 
     # --- Confluence --------------------------------------------------------------------
@@ -337,7 +340,8 @@ class _App:
             if not installation:
                 return error(
                     403,
-                    "You must authenticate with an installation access token in order to list repositories for an installation.",
+                    "You must authenticate with an installation access token in order to list repositories for an "
+                    "installation.",
                 )
             return Reply(
                 200,
@@ -351,13 +355,15 @@ class _App:
             reset = str(int(time.time()) + 600)
             return error(
                 403,
-                "API rate limit exceeded for user ID 1. If you reach out to GitHub Support for help, please include the request ID 0000:0000.",
+                "API rate limit exceeded for user ID 1. If you reach out to GitHub Support for help, please "
+                "include the request ID 0000:0000.",
                 {"X-RateLimit-Limit": "5000", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset},
             )
         if repo == GITHUB_SSO_REPO:
             return error(
                 403,
-                "Resource protected by organization SAML enforcement. You must grant your Personal Access token access to this organization.",
+                "Resource protected by organization SAML enforcement. You must grant your Personal Access token "
+                "access to this organization.",
                 {"X-GitHub-SSO": "required; url=https://github.com/orgs/acme-sso/sso?authorization_request=AAAA"},
             )
         if repo not in (GITHUB_REPO, GITHUB_EMPTY_REPO) or token == self.s.public_token:
@@ -470,7 +476,9 @@ class _App:
         if not self.s.valid(token):
             reply = error(
                 401,
-                "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.",
+                "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or "
+                "other valid authentication credential. See "
+                "https://developers.google.com/identity/sign-in/web/devconsole-project.",
                 "authError",
                 "UNAUTHENTICATED",
             )
@@ -598,7 +606,9 @@ class _App:
             return error(
                 401,
                 "InvalidAuthenticationToken",
-                "IDX14100: JWT is not well formed, there are no dots (.).\nThe token needs to be in JWS or JWE Compact Serialization Format. (JWS): 'EncodedHeader.EndcodedPayload.EncodedSignature'. (JWE): 'EncodedProtectedHeader.EncodedEncryptedKey.EncodedInitializationVector.EncodedCiphertext.EncodedAuthenticationTag'.",
+                "IDX14100: JWT is not well formed, there are no dots (.).\nThe token needs to be in JWS or JWE "
+                "Compact Serialization Format. (JWS): 'EncodedHeader.EndcodedPayload.EncodedSignature'. (JWE): "
+                "'EncodedProtectedHeader.EncodedEncryptedKey.EncodedInitializationVector.EncodedCiphertext.EncodedAuthenticationTag'.",
             )
         path = unquote(path)
         if path == "/v1.0/me":
@@ -672,21 +682,28 @@ class _App:
                 400,
                 "invalid_request",
                 90002,
-                f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant.",
+                f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing "
+                "into the correct cloud. Check with your subscription administrator, this may happen if there are "
+                "no active subscriptions for the tenant.",
             )
         if form.get("client_id") != self.s.client_id:
             return error(
                 400,
                 "unauthorized_client",
                 700016,
-                f"Application with identifier '{form.get('client_id')}' was not found in the directory '{TENANT}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.",
+                f"Application with identifier '{form.get('client_id')}' was not found in the directory '{TENANT}'. "
+                "This can happen if the application has not been installed by the administrator of the tenant or "
+                "consented to by any user in the tenant. You may have sent your authentication request to the "
+                "wrong tenant.",
             )
         if not secrets.compare_digest(form.get("client_secret", ""), self.s.client_secret):
             return error(
                 401,
                 "invalid_client",
                 7000215,
-                "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '00000000-0000-0000-0000-000000000000'.",
+                "Invalid client secret provided. Ensure the secret being sent in the request is the client secret "
+                "value, not the client secret ID, for a secret added to app "
+                "'00000000-0000-0000-0000-000000000000'.",
             )
         grant = form.get("grant_type")
         if grant == "client_credentials":
@@ -702,7 +719,8 @@ class _App:
                 400,
                 "invalid_grant",
                 70008,
-                "The provided authorization code or refresh token has expired due to inactivity. Send a new interactive authorization request for this user and resource.",
+                "The provided authorization code or refresh token has expired due to inactivity. Send a new "
+                "interactive authorization request for this user and resource.",
             )
         access = "eyJ0eXAiOiJKV1Qi.user." + secrets.token_urlsafe(32)
         self.s.issued.append(access)

@@ -107,9 +107,9 @@ class CountingListener:
                 conn, _ = self.sock.accept()
             except (BlockingIOError, OSError):
                 return
-            conn.close()
-            with self._lock:
+            with self._lock:  # counted before the close the client sees
                 self._count += 1
+            conn.close()
 
     def _run(self) -> None:
         while not self._stop.is_set():
