@@ -109,7 +109,7 @@ async def test_a_wrong_password_fails_authentication_naming_the_user_but_never_t
 
 
 async def test_a_password_with_non_ascii_characters_logs_in(mariadb_server: MariaDB) -> None:
-    # aiomysql would send it as latin-1; servers hash the UTF-8 bytes.
+    # PyMySQL would send a str as latin-1; servers hash the UTF-8 bytes.
     user, password = "sc_unicode_reader", "pässwörd-€-" + mariadb_server.password
     admin = mariadb_server.admin()
     try:
@@ -273,31 +273,33 @@ def read_packet(conn: socket.socket) -> bytes:
     return body
 
 
-@pytest.fixture
-def cleartext_switch(fake_server: Any) -> tuple[int, list[bytes]]:
-    """A MySQL-speaking server without TLS that answers the login with an auth switch to
-    mysql_clear_password; it records what the client sends after the switch."""
+@pytest.fixture(params=["mysql_clear_password", "dialog"])
+def cleartext_switch(fake_server: Any, request: pytest.FixtureRequest) -> tuple[int, list[bytes], str]:
+    """A MySQL-speaking server without TLS that answers the login with an auth switch to a
+    plugin that sends the password as it is; it records what the client sends after the switch."""
     after_switch: list[bytes] = []
+    plugin: str = request.param
+    switch = b"\xfe" + plugin.encode() + b"\x00" + (b"\x04Password: " if plugin == "dialog" else b"")
 
     def handle(conn: socket.socket) -> None:
         conn.settimeout(5)
         try:
             conn.sendall(greeting(CLIENT.CAPABILITIES | CLIENT.CONNECT_WITH_DB))  # no CLIENT.SSL
             read_packet(conn)  # the handshake response: a native password hash
-            conn.sendall(packet(2, b"\xfemysql_clear_password\x00"))
+            conn.sendall(packet(2, switch))
             after_switch.append(read_packet(conn))
             conn.sendall(packet(4, b"\xff\x15\x04#28000Access denied"))
         except OSError:
             after_switch.append(b"")
 
-    return fake_server(handle), after_switch
+    return fake_server(handle), after_switch, plugin
 
 
 @pytest.mark.parametrize("profile", ["development", "production"])
 async def test_an_auth_switch_to_a_cleartext_password_without_tls_is_never_answered(
-    cleartext_switch: tuple[int, list[bytes]], mariadb_server: MariaDB, profile: Profile
+    cleartext_switch: tuple[int, list[bytes], str], mariadb_server: MariaDB, profile: Profile
 ) -> None:
-    port, after_switch = cleartext_switch
+    port, after_switch, plugin = cleartext_switch
     # Opted out of TLS on purpose (development: the default prefers TLS, the server has none).
     mode = {"ssl_mode": "disabled"} if profile == "production" else {}
     started = time.monotonic()
@@ -309,7 +311,7 @@ async def test_an_auth_switch_to_a_cleartext_password_without_tls_is_never_answe
     assert healthy["status"] == "succeeded", healthy["failure"]
     assert time.monotonic() - started < 8
     assert attacked["failure"]["type"] == "authentication_failed"
-    assert "asked for the password in cleartext (mysql_clear_password)" in attacked["failure"]["message"]
+    assert f"asked for the password in cleartext ({plugin})" in attacked["failure"]["message"]
     assert "without TLS: it was not sent" in attacked["failure"]["message"]
     for _ in range(100):
         if after_switch:
