@@ -39,12 +39,12 @@ import pymysql
 from pydantic import Field, model_validator
 from pymysql.constants import CLIENT, CR
 
-from connectors.base import Connector, ConnectorConfig, Probe, Secret
+from connectors.base import ConnectorConfig, Probe, Secret
 from connectors.errors import FailureType, ProbeFailure
 from connectors.fields import DestinationHost, DestinationPort, Name, PemCertificates
 from connectors.network import connect_tcp, resolve, shown
 from connectors.profile import is_production
-from connectors.ssh import SSH_TUNNEL_DESCRIPTION, TUNNEL_STEPS, SshTunnel, open_tunnel
+from connectors.ssh import SSH_TUNNEL_DESCRIPTION, TUNNEL_STEPS, SshTunnel, TunnelledConnector, open_tunnel
 from connectors.text import server_text
 from connectors.threads import ThreadPool
 from connectors.tls import tls_failure
@@ -94,17 +94,18 @@ class MySQLConfig(ConnectorConfig):
         None,
         title="TLS mode",
         description=(
-            "disabled: never TLS; preferred: TLS when the server offers it; required: TLS or fail, certificate not checked; "
-            "verify_ca: also check the certificate against the CA; verify_identity: also check it names the host. "
-            "Empty: required in the production profile, preferred in development. Without TLS the password is never "
-            "sent in cleartext (mysql_clear_password)."
+            "disabled: never TLS; preferred: TLS when the server offers it; required: TLS or fail, certificate not "
+            "checked; verify_ca: also check the certificate against the CA; verify_identity: also check it names the "
+            "host. Empty: required in the production profile, preferred in development. Without TLS the password is "
+            "never sent in cleartext (mysql_clear_password, dialog)."
         ),
         examples=["required", "verify_identity"],
     )
     ssl_ca: PemCertificates = Field(
         None,
         title="CA certificate",
-        description="PEM text of the CA that signed the server's certificate (verify_ca / verify_identity; default: the system's CAs).",
+        description="PEM text of the CA that signed the server's certificate (verify_ca / verify_identity; default: "
+        "the system's CAs).",
         examples=["-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----"],
     )
     ssh_tunnel: SshTunnel | None = Field(
@@ -328,18 +329,13 @@ def _ident(name: str) -> str:
     return name if re.fullmatch(r"[A-Za-z0-9_$]+", name) else "`" + name.replace("`", "``") + "`"
 
 
-class MySQLConnector(Connector):
+class MySQLConnector(TunnelledConnector):
     name = "mysql"
     title = "MySQL / MariaDB"
     category = "database"
     documentation_url = "https://mariadb.com/kb/en/connecting-to-mariadb/"
     config_model = MySQLConfig
     steps = ("resolve", "tcp", *TUNNEL_STEPS, "authenticate", "access")
-
-    def planned_steps(self, config: MySQLConfig) -> tuple[str, ...]:
-        if config.ssh_tunnel is None:  # no bastion: no ssh, ssh_auth, tunnel
-            return tuple(s for s in self.steps if s not in TUNNEL_STEPS)
-        return self.steps
 
     @classmethod
     def example_config(cls, host: str, port: int) -> dict[str, Any]:
@@ -554,48 +550,59 @@ _TRUST_FIX = "put the CA certificate that signed it in ssl_ca, or use ssl_mode '
 
 _AUTH, _AUTHZ = FailureType.AUTHENTICATION_FAILED, FailureType.AUTHORIZATION_FAILED
 _BUSY = {1040, 1203, 1226}  # no connection slot left: retrying later may work
-# Server error code -> type and hint ({user}, {db}, {grant}, {visible} filled in).
+# Server error codes -> type and hint ({user}, {db}, {grant}, {visible} filled in).
 _BY_CODE: dict[int, tuple[FailureType, str]] = {
-    1045: (
-        _AUTH,
-        "Check the password for user '{user}', and that the account exists for the address the workers connect from.",
-    ),
-    1698: (
-        _AUTH,
-        "The account '{user}' logs in without a password (e.g. unix_socket): give it a password or use another user.",
-    ),
-    1820: (_AUTH, "The password of '{user}' has expired: ALTER USER '{user}' IDENTIFIED BY '<new password>'."),
-    1862: (_AUTH, "The password of '{user}' has expired: ALTER USER '{user}' IDENTIFIED BY '<new password>'."),
-    3118: (_AUTH, "The account is locked: ALTER USER '{user}' ACCOUNT UNLOCK."),
-    4151: (_AUTH, "The account is locked: ALTER USER '{user}' ACCOUNT UNLOCK."),
-    1251: (
-        _AUTH,
-        "The account uses an authentication plugin sourcecheck lacks: use mysql_native_password or caching_sha2_password.",
-    ),
-    2059: (
-        _AUTH,
-        "The account uses an authentication plugin sourcecheck lacks: use mysql_native_password or caching_sha2_password.",
-    ),
-    1130: (
-        _AUTHZ,
-        "The server accepts '{user}' only from other addresses: allow the workers', e.g. CREATE USER '{user}'@'%'.",
-    ),
-    1129: (_AUTHZ, "Unblock the workers' address with FLUSH HOSTS, and raise max_connect_errors if it recurs."),
-    1044: (_AUTHZ, "Either the database '{db}' does not exist, or the user may not use it: {grant}.{visible}"),
-    1142: (_AUTHZ, "Let the user read the database: {grant}."),
-    1143: (_AUTHZ, "Let the user read the database: {grant}."),
-    1049: (FailureType.NOT_FOUND, "Check the database name '{db}'.{visible}"),
-    1040: (
-        FailureType.UNEXPECTED_RESPONSE,
-        "The server has no connection left (max_connections): try again later, or raise it.",
-    ),
-    1203: (
-        FailureType.UNEXPECTED_RESPONSE,
-        "The user has no connection left (max_user_connections): try again later, or raise it.",
-    ),
-    1226: (
-        FailureType.UNEXPECTED_RESPONSE,
-        "The user has used up a resource limit (e.g. MAX_CONNECTIONS_PER_HOUR): wait, or raise it.",
-    ),
-    3159: (FailureType.TLS_ERROR, "The server only accepts TLS: set ssl_mode to required or stricter."),
+    code: (kind, hint)
+    for codes, kind, hint in [
+        (
+            (1045,),
+            _AUTH,
+            "Check the password for user '{user}', and that the account exists for the address the workers connect "
+            "from.",
+        ),
+        (
+            (1698,),
+            _AUTH,
+            "The account '{user}' logs in without a password (e.g. unix_socket): give it a password or use another "
+            "user.",
+        ),
+        (
+            (1820, 1862),
+            _AUTH,
+            "The password of '{user}' has expired: ALTER USER '{user}' IDENTIFIED BY '<new password>'.",
+        ),
+        ((3118, 4151), _AUTH, "The account is locked: ALTER USER '{user}' ACCOUNT UNLOCK."),
+        (
+            (1251, 2059),
+            _AUTH,
+            "The account uses an authentication plugin sourcecheck lacks: use mysql_native_password or "
+            "caching_sha2_password.",
+        ),
+        (
+            (1130,),
+            _AUTHZ,
+            "The server accepts '{user}' only from other addresses: allow the workers', e.g. CREATE USER '{user}'@'%'.",
+        ),
+        ((1129,), _AUTHZ, "Unblock the workers' address with FLUSH HOSTS, and raise max_connect_errors if it recurs."),
+        ((1044,), _AUTHZ, "Either the database '{db}' does not exist, or the user may not use it: {grant}.{visible}"),
+        ((1142, 1143), _AUTHZ, "Let the user read the database: {grant}."),
+        ((1049,), FailureType.NOT_FOUND, "Check the database name '{db}'.{visible}"),
+        (
+            (1040,),
+            FailureType.UNEXPECTED_RESPONSE,
+            "The server has no connection left (max_connections): try again later, or raise it.",
+        ),
+        (
+            (1203,),
+            FailureType.UNEXPECTED_RESPONSE,
+            "The user has no connection left (max_user_connections): try again later, or raise it.",
+        ),
+        (
+            (1226,),
+            FailureType.UNEXPECTED_RESPONSE,
+            "The user has used up a resource limit (e.g. MAX_CONNECTIONS_PER_HOUR): wait, or raise it.",
+        ),
+        ((3159,), FailureType.TLS_ERROR, "The server only accepts TLS: set ssl_mode to required or stricter."),
+    ]
+    for code in codes
 }

@@ -33,12 +33,12 @@ import psycopg
 from psycopg.rows import TupleRow
 from pydantic import Field
 
-from connectors.base import Connector, ConnectorConfig, Probe, Secret, Step, StepStatus
+from connectors.base import ConnectorConfig, Probe, Secret, Step, StepStatus
 from connectors.errors import FailureType, ProbeFailure
 from connectors.fields import DestinationHost, DestinationPort, Name, PemCertificates
 from connectors.network import Address, connect_tcp, resolve, shown
 from connectors.profile import is_production
-from connectors.ssh import SSH_TUNNEL_DESCRIPTION, TUNNEL_STEPS, SshTunnel, open_tunnel
+from connectors.ssh import SSH_TUNNEL_DESCRIPTION, TUNNEL_STEPS, SshTunnel, TunnelledConnector, open_tunnel
 from connectors.text import mask_secrets, server_text
 
 SslMode = Literal["disable", "prefer", "require", "verify-ca", "verify-full"]
@@ -123,18 +123,13 @@ class PostgresConfig(ConnectorConfig):
         return mode in ("verify-ca", "verify-full") or (mode == "require" and self.ssl_root_cert is not None)
 
 
-class PostgresConnector(Connector):
+class PostgresConnector(TunnelledConnector):
     name = "postgres"
     title = "PostgreSQL"
     category = "database"
     documentation_url = "https://www.postgresql.org/docs/current/libpq-connect.html"
     config_model = PostgresConfig
     steps = ("resolve", "tcp", *TUNNEL_STEPS, "tls", "authenticate", "access")
-
-    def planned_steps(self, config: PostgresConfig) -> tuple[str, ...]:
-        if config.ssh_tunnel is None:  # no bastion: no ssh, ssh_auth, tunnel
-            return tuple(s for s in self.steps if s not in TUNNEL_STEPS)
-        return self.steps
 
     @classmethod
     def example_config(cls, host: str, port: int) -> dict[str, Any]:

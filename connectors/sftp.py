@@ -19,7 +19,7 @@ from pydantic import Field
 from connectors.base import Connector, ConnectorConfig, Probe
 from connectors.errors import FailureType, ProbeFailure
 from connectors.fields import DestinationHost, DestinationPort
-from connectors.ssh import HOST_KEY_DESCRIPTION, HOST_KEY_EXAMPLES, HostKey, SshAuth, close_quietly, ssh_login
+from connectors.ssh import HOST_KEY_DESCRIPTION, HOST_KEY_EXAMPLES, HostKey, SshAuth, SshUser, close_quietly, ssh_login
 
 _LISTED = 1000  # entries counted at most: a huge folder must not use up the deadline
 
@@ -33,10 +33,7 @@ class SftpConfig(ConnectorConfig):
         examples=["sftp.example.com", "10.0.0.20"],
     )
     port: DestinationPort = Field(22, title="Port", description="TCP port of the SSH server.", examples=[22])
-    user: str = Field(
-        min_length=1,
-        max_length=255,
-        pattern=r"^[^\x00-\x1f\x7f]+$",
+    user: SshUser = Field(
         title="User",
         description="The user to log in as.",
         examples=["exports"],
