@@ -204,7 +204,9 @@ async def test_a_server_that_does_not_speak_mysql_is_an_unexpected_response(fake
     assert "does not speak the MySQL protocol" in result["failure"]["message"]
 
 
-async def test_required_tls_against_a_server_without_tls_fails_before_sending_credentials(fake_server: Any) -> None:
+@pytest.fixture
+def server_without_tls(fake_server: Any) -> tuple[int, list[bytes]]:
+    """A server whose greeting offers no TLS: its port, and what the client sent next (b"" for nothing)."""
     received: list[bytes] = []
 
     def handle(conn: socket.socket) -> None:
@@ -215,41 +217,40 @@ async def test_required_tls_against_a_server_without_tls_fails_before_sending_cr
         except OSError:  # reset instead of closed
             received.append(b"")
 
-    port = fake_server(handle)
-    config = {"host": "127.0.0.1", "port": port, **ANYONE, "ssl_mode": "required"}
-    result = await check(config, 5)
-    assert result["failure"]["type"] == "tls_error"
-    assert "does not offer TLS" in result["failure"]["message"]
-    for _ in range(100):  # the handler thread records what the connection sent
+    return fake_server(handle), received
+
+
+async def recorded(received: list[bytes]) -> list[bytes]:
+    """``received`` once a fake server's handler thread has recorded what the client sent."""
+    for _ in range(100):
         if received:
             break
         await asyncio.sleep(0.02)  # lets the loop finish closing the client's socket
+    return received
+
+
+async def test_required_tls_against_a_server_without_tls_fails_before_sending_credentials(
+    server_without_tls: tuple[int, list[bytes]],
+) -> None:
+    port, received = server_without_tls
+    result = await check({"host": "127.0.0.1", "port": port, **ANYONE, "ssl_mode": "required"}, 5)
+    assert result["failure"]["type"] == "tls_error"
+    assert "does not offer TLS" in result["failure"]["message"]
+    await recorded(received)
     await asyncio.sleep(0.1)  # a second connection, if any, would show up by now
     assert received == [b""]  # one connection (the tcp step's, reused), and no credential sent on it
 
 
-async def test_production_requires_tls_by_default_and_says_how_to_opt_out(fake_server: Any) -> None:
-    received: list[bytes] = []
-
-    def handle(conn: socket.socket) -> None:
-        conn.settimeout(3)
-        try:
-            conn.sendall(greeting(CLIENT.CAPABILITIES | CLIENT.CONNECT_WITH_DB))  # no CLIENT.SSL
-            received.append(conn.recv(4096))
-        except OSError:
-            received.append(b"")
-
-    port = fake_server(handle)
+async def test_production_requires_tls_by_default_and_says_how_to_opt_out(
+    server_without_tls: tuple[int, list[bytes]],
+) -> None:
+    port, received = server_without_tls
     result = await check({"host": "127.0.0.1", "port": port, **ANYONE}, 5, profile="production")  # no ssl_mode
 
     assert result["failure"]["type"] == "tls_error"
     assert "sources without an ssl_mode require TLS in production" in result["failure"]["message"]
     assert "set ssl_mode to preferred on this source" in result["failure"]["hint"]
-    for _ in range(100):
-        if received:
-            break
-        await asyncio.sleep(0.02)
-    assert received == [b""]  # the handshake response (with the hashed password) was never sent
+    assert await recorded(received) == [b""]  # the handshake response (with the hashed password) was never sent
 
 
 def packet(seq: int, payload: bytes) -> bytes:
@@ -313,11 +314,7 @@ async def test_an_auth_switch_to_a_cleartext_password_without_tls_is_never_answe
     assert attacked["failure"]["type"] == "authentication_failed"
     assert f"asked for the password in cleartext ({plugin})" in attacked["failure"]["message"]
     assert "without TLS: it was not sent" in attacked["failure"]["message"]
-    for _ in range(100):
-        if after_switch:
-            break
-        await asyncio.sleep(0.02)
-    assert after_switch == [b""]
+    assert await recorded(after_switch) == [b""]
     assert ANYONE["password"] not in repr(attacked)
 
 
@@ -339,11 +336,7 @@ async def test_a_greeting_that_asks_for_a_cleartext_password_without_tls_gets_no
 
     assert result["failure"]["type"] == "authentication_failed"
     assert "in cleartext" in result["failure"]["message"]
-    for _ in range(100):
-        if received:
-            break
-        await asyncio.sleep(0.02)
-    assert received == [b""]
+    assert await recorded(received) == [b""]
 
 
 async def test_an_explicit_opt_out_logs_in_without_tls_in_production(mariadb_server: MariaDB) -> None:
