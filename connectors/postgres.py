@@ -76,9 +76,9 @@ class PostgresConfig(ConnectorConfig):
         title="SSL mode",
         description=(
             "As libpq's sslmode: disable (no TLS), prefer (TLS if offered, unverified), require (TLS, unverified "
-            "unless a root certificate is given), verify-ca (trusted issuer), verify-full (trusted issuer and host name). "
-            "Empty: require in the production profile, prefer in development. Without TLS the password is never "
-            "sent in cleartext."
+            "unless a root certificate is given), verify-ca (trusted issuer), verify-full (trusted issuer and host "
+            "name). Empty: require in the production profile, prefer in development. Without TLS the password is "
+            "never sent in cleartext."
         ),
         examples=["require", "verify-full"],
     )
@@ -354,7 +354,8 @@ async def _check_access(probe: Probe, config: PostgresConfig, conn: psycopg.Asyn
             raise ProbeFailure(
                 FailureType.AUTHORIZATION_FAILED,
                 f'user "{user}" has no USAGE privilege on schema "{schema}"',
-                hint=f"As the schema's owner or a superuser run: GRANT USAGE ON SCHEMA {_ident(schema)} TO {_ident(user)}",
+                hint="As the schema's owner or a superuser run: "
+                f"GRANT USAGE ON SCHEMA {_ident(schema)} TO {_ident(user)}",
             )
         step.message = f'"{user}" may use schema "{schema}"'
 
@@ -454,7 +455,8 @@ def _driver_failure(exc: psycopg.Error, config: PostgresConfig) -> ProbeFailure:
         return ProbeFailure(
             FailureType.AUTHORIZATION_FAILED,
             text,
-            hint=f"As the database's owner or a superuser run: GRANT CONNECT ON DATABASE {_ident(db)} TO {_ident(user)}",
+            hint="As the database's owner or a superuser run: "
+            f"GRANT CONNECT ON DATABASE {_ident(db)} TO {_ident(user)}",
         )
     if state in ("53300", "57P03"):
         return ProbeFailure(

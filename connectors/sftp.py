@@ -118,7 +118,8 @@ async def _inspect(sftp: asyncssh.SFTPClient, config: SftpConfig) -> str:
         raise ProbeFailure(
             FailureType.AUTHORIZATION_FAILED,
             f"user '{user}' may not see '{path}' (permission denied)",
-            hint=f"Let '{user}' enter every folder above it (execute permission), or choose a folder the user can reach.",
+            hint=f"Let '{user}' enter every folder above it (execute permission), or choose a folder the user can "
+            "reach.",
         ) from None
     if not _is_dir(attrs):
         parent = posixpath.dirname(path.rstrip("/")) or "/"
@@ -139,7 +140,8 @@ async def _inspect(sftp: asyncssh.SFTPClient, config: SftpConfig) -> str:
         raise ProbeFailure(
             FailureType.AUTHORIZATION_FAILED,
             f"user '{user}' may not list folder '{path}' (permission denied)",
-            hint=f"Give '{user}' read and execute permission on the folder (e.g. chmod o+rx, or a group '{user}' is in).",
+            hint=f"Give '{user}' read and execute permission on the folder (e.g. chmod o+rx, or a group '{user}' "
+            "is in).",
         ) from None
     finally:
         await names.aclose()  # closes the directory handle when the listing stopped early

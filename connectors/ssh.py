@@ -680,7 +680,8 @@ def _handshake_failure(exc: BaseException | None, client: _Client, where: _Where
         return ProbeFailure(
             FailureType.UNEXPECTED_RESPONSE,
             f"The SSH server's host key does not match the pinned key (possible man-in-the-middle): {where} "
-            f"presented {_describe_key(client.server_key)}, {key_field} allows {client.pin.describe() if client.pin else '-'}",
+            f"presented {_describe_key(client.server_key)}, "
+            f"{key_field} allows {client.pin.describe() if client.pin else '-'}",
             hint=f"If the server's key was changed on purpose (reinstalled, rotated), put its new key in {key_field} "
             "(ssh-keyscan HOST, checked over a trusted channel). Otherwise do not use this connection: someone may "
             "be intercepting it. No credential was sent.",
@@ -739,8 +740,8 @@ def _auth_failure(exc: BaseException, client: _Client, where: _Where) -> ProbeFa
             )
         else:
             hint = (
-                f"Check the user name '{user}', and that the public half of this key is in ~{user}/.ssh/authorized_keys "
-                "on the server (owned by the user, not writable by others)."
+                f"Check the user name '{user}', and that the public half of this key is in "
+                f"~{user}/.ssh/authorized_keys on the server (owned by the user, not writable by others)."
             )
         return ProbeFailure(
             FailureType.AUTHENTICATION_FAILED, f"SSH authentication failed for user '{user}' on {where}", hint=hint
