@@ -179,7 +179,10 @@ def _parse_greeting(packet: bytes) -> _Greeting:
     low, _, _, high, salt_length = struct.unpack("<HBHHB", data[i : i + 8])
     capabilities = low | high << 16
     i += 8 + 10  # the reserved bytes
-    i += max(12, salt_length - 9) + 1  # the rest of the salt and its NUL
+    rest_of_salt = max(12, salt_length - 9)
+    if len(data) >= i + rest_of_salt:
+        i += rest_of_salt
+    i += 1  # the salt's NUL
     plugin = b""
     if capabilities & CLIENT.PLUGIN_AUTH:
         plugin = data[i:].split(b"\0", 1)[0]

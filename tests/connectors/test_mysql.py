@@ -11,11 +11,13 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import pymysql
 import pytest
 from pymysql.constants import CLIENT
 
 from connectors.base import Probe, run_check
 from connectors.errors import InvalidConfiguration, ProbeFailure
+from connectors.mysql import _parse_greeting
 from connectors.profile import Profile
 from connectors.registry import get_connector
 from tests.servers import free_port
@@ -428,3 +430,24 @@ CgYIKoZIzj0EAwIDSAAwRQIhANZkgSW5fdCdetvuesKkxVsRbMS3Q3dOMam4d82P
 UuWLAiAEtnYp/TAH2HjaDcpwa5e84RAvzo6ZMOL+W6Su90ybeQ==
 -----END CERTIFICATE-----
 """
+
+
+@pytest.mark.parametrize("plugin", [b"mysql_native_password", b"caching_sha2_password", b"mysql_clear_password", b""])
+@pytest.mark.parametrize("tls", [True, False])
+def test_the_greeting_is_read_as_the_driver_reads_it(plugin: bytes, tls: bool) -> None:
+    """The connector decides TLS and refuses cleartext from its own reading of the greeting:
+    it must see the plugin and the TLS offer the driver then acts on."""
+    capabilities = CLIENT.CAPABILITIES | CLIENT.CONNECT_WITH_DB | (CLIENT.SSL if tls else 0)
+    packet_ = greeting(capabilities, plugin)
+    mine, theirs = socket.socketpair()
+    with mine, theirs:
+        mine.sendall(packet_)
+        driver = pymysql.Connection(user="u", defer_connect=True)
+        driver._sock, driver._rfile, driver._next_seq_id = theirs, theirs.makefile("rb"), 0
+        driver._read_timeout = driver._current_timeout = None
+        driver._get_server_information()  # what connect() reads first
+        ours = _parse_greeting(packet_)
+        assert ours.plugin == driver._auth_plugin_name
+        assert ours.offers_tls == bool(driver.server_capabilities & CLIENT.SSL) == tls
+        assert ours.version == driver.server_version
+        driver._rfile.close()
