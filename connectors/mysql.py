@@ -44,7 +44,7 @@ from connectors.errors import FailureType, ProbeFailure
 from connectors.fields import DestinationHost, DestinationPort, Name, PemCertificates
 from connectors.network import connect_tcp, resolve, shown
 from connectors.profile import is_production
-from connectors.ssh import SSH_TUNNEL_DESCRIPTION, TUNNEL_STEPS, SshTunnel, TunnelledConnector, open_tunnel
+from connectors.ssh import TUNNEL_STEPS, OptionalTunnel, TunnelledConnector, open_tunnel
 from connectors.text import server_text
 from connectors.threads import ThreadPool
 from connectors.tls import tls_failure
@@ -108,20 +108,7 @@ class MySQLConfig(ConnectorConfig):
         "the system's CAs).",
         examples=["-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----"],
     )
-    ssh_tunnel: SshTunnel | None = Field(
-        None,
-        title="SSH tunnel",
-        description=SSH_TUNNEL_DESCRIPTION,
-        examples=[
-            {
-                "host": "bastion.example.com",
-                "port": 22,
-                "user": "tunnel",
-                "auth": {"type": "password", "password": "correct-horse-battery-staple"},
-                "host_key": "SHA256:OSobaeYiJ8PsFhKieh5QbBeyVE5T0L3MLL/2sAg9aaw",
-            }
-        ],
-    )
+    ssh_tunnel: OptionalTunnel = None
 
     @model_validator(mode="after")
     def _ca_needs_verifying_mode(self) -> MySQLConfig:

@@ -38,7 +38,7 @@ from connectors.errors import FailureType, ProbeFailure
 from connectors.fields import DestinationHost, DestinationPort, Name, PemCertificates
 from connectors.network import Address, connect_tcp, resolve, shown
 from connectors.profile import is_production
-from connectors.ssh import SSH_TUNNEL_DESCRIPTION, TUNNEL_STEPS, SshTunnel, TunnelledConnector, open_tunnel
+from connectors.ssh import TUNNEL_STEPS, OptionalTunnel, TunnelledConnector, open_tunnel
 from connectors.text import mask_secrets, server_text
 
 SslMode = Literal["disable", "prefer", "require", "verify-ca", "verify-full"]
@@ -96,20 +96,7 @@ class PostgresConfig(ConnectorConfig):
         description="Schema the role must be able to use (USAGE privilege).",
         examples=["public", "analytics"],
     )
-    ssh_tunnel: SshTunnel | None = Field(
-        None,
-        title="SSH tunnel",
-        description=SSH_TUNNEL_DESCRIPTION,
-        examples=[
-            {
-                "host": "bastion.example.com",
-                "port": 22,
-                "user": "tunnel",
-                "auth": {"type": "password", "password": "correct-horse-battery-staple"},
-                "host_key": "SHA256:OSobaeYiJ8PsFhKieh5QbBeyVE5T0L3MLL/2sAg9aaw",
-            }
-        ],
-    )
+    ssh_tunnel: OptionalTunnel = None
 
     def mode(self) -> SslMode:
         """``ssl_mode``, or the profile's default when it is not set."""

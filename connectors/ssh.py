@@ -429,10 +429,25 @@ class SshTunnel(ConnectorConfig):
     )
 
 
-SSH_TUNNEL_DESCRIPTION = (
-    "Reach the database through an SSH bastion (jump host): the check logs in to the bastion, which opens the "
-    "connection to the database, so host and port are then as seen from the bastion. Empty: connect directly."
-)
+OptionalTunnel = Annotated[
+    SshTunnel | None,
+    Field(
+        title="SSH tunnel",
+        description="Reach the database through an SSH bastion (jump host): the check logs in to the bastion, which "
+        "opens the connection to the database, so host and port are then as seen from the bastion. Empty: connect "
+        "directly.",
+        examples=[
+            {
+                "host": "bastion.example.com",
+                "port": 22,
+                "user": "tunnel",
+                "auth": {"type": "password", "password": "correct-horse-battery-staple"},
+                "host_key": "SHA256:OSobaeYiJ8PsFhKieh5QbBeyVE5T0L3MLL/2sAg9aaw",
+            }
+        ],
+    ),
+]
+"""The ``ssh_tunnel`` field of a database's configuration (default None); see :class:`TunnelledConnector`."""
 
 TUNNEL_STEPS = ("ssh", "ssh_auth", "tunnel")
 """The steps a tunnel adds, between ``tcp`` (to the bastion) and the database's own steps."""
