@@ -17,7 +17,7 @@ from pymysql.constants import CLIENT
 
 from connectors.base import Probe, run_check
 from connectors.errors import InvalidConfiguration, ProbeFailure
-from connectors.mysql import _parse_greeting
+from connectors.mysql import MYSQL_THREADS, _parse_greeting
 from connectors.profile import Profile
 from connectors.registry import get_connector
 from tests.servers import free_port
@@ -197,6 +197,19 @@ async def test_a_server_that_accepts_but_never_greets_times_out_at_the_deadline(
     assert result["failure"]["type"] == "timeout"
     assert step(result, "tcp")["status"] == "succeeded"
     assert step(result, "authenticate")["status"] == "failed"
+
+
+async def test_servers_that_never_greet_hold_no_driver_thread_from_another_check(
+    fake_server: Any, mariadb_server: MariaDB
+) -> None:
+    port = fake_server(lambda conn: None)
+    silent = [check({"host": "127.0.0.1", "port": port, **ANYONE}, 4) for _ in range(2 * MYSQL_THREADS)]
+    started = time.monotonic()
+    healthy, *hung = await asyncio.gather(check(mariadb_server.config(), 10), *silent)
+    assert healthy["status"] == "succeeded", healthy["failure"]
+    assert healthy["duration_ms"] < 3000  # it did not wait for the silent ones' deadline
+    assert {r["failure"]["type"] for r in hung} == {"timeout"}
+    assert time.monotonic() - started < 6
 
 
 async def test_a_server_that_does_not_speak_mysql_is_an_unexpected_response(fake_server: Any) -> None:
