@@ -3,8 +3,9 @@
 A connector is a subclass of :class:`Connector` with a pydantic configuration model and
 an ``async def check(config, probe)`` that runs named steps through the :class:`Probe`.
 :func:`run_check` is the one way to run a check: it enforces the deadline, turns a
-:class:`~connectors.errors.ProbeFailure` into a failed :class:`CheckResult`, hides the
-text of unexpected exceptions and scrubs every secret value from every message.
+:class:`~connectors.errors.ProbeFailure` into a failed :class:`CheckResult`, logs an
+unexpected exception (a bug) with a redacted traceback but keeps its text out of the result,
+and scrubs every secret value from every message.
 """
 
 from __future__ import annotations
@@ -32,11 +33,11 @@ from pydantic import (
 
 from connectors.egress import EgressPolicy
 from connectors.egress import using as using_egress
-from connectors.errors import DEFAULT_HINTS, FailureType, FieldError, InvalidConfiguration, ProbeFailure
+from connectors.errors import DEFAULT_HINTS, RETRYABLE, FailureType, FieldError, InvalidConfiguration, ProbeFailure
 from connectors.fields import DESTINATION_KEY
 from connectors.profile import Profile
 from connectors.profile import using as using_profile
-from connectors.text import MASK, mask_secrets
+from connectors.text import MASK, mask_secrets, redacted_traceback
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +194,16 @@ class Failure:
     message: str
     hint: str
     retryable: bool
+
+    @classmethod
+    def of(cls, type: FailureType, message: str, *, hint: str | None = None, retryable: bool | None = None) -> Failure:
+        """A failure of ``type``, with that type's default hint and retry rule unless given."""
+        return cls(
+            type=type,
+            message=message,
+            hint=hint or DEFAULT_HINTS[type],
+            retryable=RETRYABLE[type] if retryable is None else retryable,
+        )
 
 
 @dataclass
@@ -381,7 +392,7 @@ async def run_check(
             async with deadline:
                 await connector.check(config, probe)
     except ProbeFailure as exc:
-        failure = Failure(type=exc.type, message=exc.message, hint=exc.hint, retryable=exc.retryable)
+        failure = Failure.of(exc.type, exc.message, hint=exc.hint, retryable=exc.retryable)
     except TimeoutError:
         step = probe.current
         name = step.name if step else "check"
@@ -393,18 +404,15 @@ async def run_check(
         if step is not None:
             step.status = StepStatus.FAILED
             step.message = message
-        failure = Failure(type=kind, message=message, hint=DEFAULT_HINTS[kind], retryable=True)
+        failure = Failure.of(kind, message)
     except Exception as exc:  # a bug in the connector: its text may hold a secret
         step = probe.current
         if step is not None:
             step.status = StepStatus.FAILED
             step.message = "internal error"
-        failure = Failure(
-            type=FailureType.INTERNAL_ERROR,
-            message=f"The check stopped on an unexpected {type(exc).__name__}",
-            hint=DEFAULT_HINTS[FailureType.INTERNAL_ERROR],
-            retryable=True,
-        )
+        if not isinstance(exc, MemoryError):  # the process's, not the connector's: its runner reports it
+            _log_bug(connector, step, exc, config)
+        failure = Failure.of(FailureType.INTERNAL_ERROR, f"The check stopped on an unexpected {type(exc).__name__}")
     reached = {s.name for s in probe.steps}
     steps = probe.steps + [Step(name=n, status=StepStatus.SKIPPED) for n in planned if n not in reached and failure]
     order = {name: i for i, name in enumerate(planned)}
@@ -416,6 +424,18 @@ async def run_check(
         duration_ms=round((time.perf_counter() - started) * 1000, 2),
     )
     return scrub(result, config.secret_values())
+
+
+def _log_bug(connector: Connector, step: Step | None, exc: Exception, config: ConnectorConfig) -> None:
+    """Log a connector's unexpected exception with its connector, its step and its traceback,
+    every secret of ``config`` masked in it."""
+    log.error(
+        "connector %s raised %s in step %s (reported as internal_error)\n%s",
+        connector.name,
+        type(exc).__name__,
+        step.name if step else "(none)",
+        redacted_traceback(exc, config.secret_values()),
+    )
 
 
 def scrub(result: CheckResult, secrets: list[str]) -> CheckResult:

@@ -37,9 +37,9 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Literal
 
 from connectors.errors import FailureType, ProbeFailure
+from connectors.profile import Profile, is_production
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -118,10 +118,6 @@ class EgressPolicy:
     """The operator's denied networks (SOURCECHECK_EGRESS_DENY)."""
     default_deny: tuple[Network, ...] = ()
     """The profile's denied networks (production: :data:`PRODUCTION_DENY`)."""
-    reveal_internal: bool = True
-    """Whether failure and step messages may name the non-public addresses a host resolved
-    to, and quote bodies of responses from such addresses (development: yes, they help;
-    production: no, they would map the service's internal network for any tenant)."""
 
     def refusal(self, ip: str | IPAddress) -> str | None:
         """Why ``ip`` may not be connected to (``"a loopback address"``), or None when it may."""
@@ -175,10 +171,11 @@ class EgressPolicy:
         return self.refusal(ip) is None
 
     def may_name(self, ip: str | None, host: str | None = None) -> bool:
-        """Whether a message may show ``ip``: always in development; in production only a
-        public address, or the one the user typed as ``host``. An unknown address (None) is
-        treated as non-public."""
-        return self.reveal_internal or (ip is not None and (ip == host or is_public(ip)))
+        """Whether a message may name ``ip`` (or quote a response from it): always in the
+        development profile, where it helps; in production only a public address, or the one
+        the user typed as ``host``, for the others would map the service's internal network
+        for any tenant. An unknown address (None) is treated as non-public."""
+        return not is_production() or (ip is not None and (ip == host or is_public(ip)))
 
 
 def is_public(ip: str | IPAddress) -> bool:
@@ -193,7 +190,7 @@ def is_public(ip: str | IPAddress) -> bool:
 
 
 def for_profile(
-    profile: Literal["development", "production"] | str,
+    profile: Profile | str,
     *,
     allow: str | Iterable[str] = (),
     deny: str | Iterable[str] = (),
@@ -201,11 +198,8 @@ def for_profile(
     """The policy of a service profile: production refuses :data:`PRODUCTION_DENY` (loopback,
     private, CGNAT, multicast, unspecified, reserved) unless allowed; development refuses
     only what is always refused, so a database on localhost can be tested."""
-    production = profile == "production"
-    default = PRODUCTION_DENY if production else ()
-    return EgressPolicy(
-        allow=parse_networks(allow), deny=parse_networks(deny), default_deny=default, reveal_internal=not production
-    )
+    default = PRODUCTION_DENY if profile == "production" else ()
+    return EgressPolicy(allow=parse_networks(allow), deny=parse_networks(deny), default_deny=default)
 
 
 # --- the policy of the running check ---------------------------------------------------

@@ -2,18 +2,19 @@
 
 The tree::
 
-    ConnectorError                   a problem of this package's callers or of a connector
-    ├── UnknownConnector             the registry has no connector of that name
-    └── InvalidConfiguration         the configuration fails the connector's schema
-                                     (carries the field errors, never the values)
+    ConnectorError              everything this package raises on purpose
+    ├── UnknownConnector        the caller's mistake: the registry has no connector of that name
+    ├── InvalidConfiguration    the caller's mistake: the configuration fails the connector's
+    │                           schema (carries the field errors, never the values)
+    └── ProbeFailure            the source's fault, raised inside a step: run_check turns it
+                                into a *result* (status "failed") with a FailureType, a
+                                message, a hint and whether retrying may help
 
-    ProbeFailure                     raised inside a step: the source is not usable.
-                                     It becomes a *result* (status "failed"), not an error
-                                     of the service; it carries a FailureType, a message,
-                                     a hint and whether retrying may help.
-
-A bug in a connector is any other exception: the runner turns it into
-``FailureType.INTERNAL_ERROR`` without its text (which may hold a secret).
+A connector's validators refuse a field with a ValueError, which ``parse_config`` turns into
+InvalidConfiguration. A connector's own exceptions (mysql's refusals) stay in its module and
+end as ProbeFailures. Any other exception is a bug in the connector: ``run_check`` logs it with
+the connector, the step and a redacted traceback, and reports ``FailureType.INTERNAL_ERROR``
+without its text (which may hold a secret).
 """
 
 from __future__ import annotations
@@ -58,25 +59,38 @@ RETRYABLE: dict[FailureType, bool] = {
 }
 
 DEFAULT_HINTS: dict[FailureType, str] = {
-    FailureType.DNS_RESOLUTION_FAILED: "Check the host name for typos and that it resolves from the network the workers run in.",
-    FailureType.CONNECTION_REFUSED: "Nothing listens on that port: check the port number and that the server is running.",
-    FailureType.CONNECTION_TIMEOUT: "The host did not answer the connection: check firewalls, security groups and allow-lists for the workers' addresses.",
-    FailureType.HOST_UNREACHABLE: "No route to the host: check the address and the network between the workers and the source.",
-    FailureType.TLS_ERROR: "Check the server's certificate (valid, not expired, issued for this host) and the TLS settings of this source.",
+    FailureType.DNS_RESOLUTION_FAILED: "Check the host name for typos and that it resolves from the network the "
+    "workers run in.",
+    FailureType.CONNECTION_REFUSED: "Nothing listens on that port: check the port number and that the server is "
+    "running.",
+    FailureType.CONNECTION_TIMEOUT: "The host did not answer the connection: check firewalls, security groups and "
+    "allow-lists for the workers' addresses.",
+    FailureType.HOST_UNREACHABLE: "No route to the host: check the address and the network between the workers and "
+    "the source.",
+    FailureType.TLS_ERROR: "Check the server's certificate (valid, not expired, issued for this host) and the TLS "
+    "settings of this source.",
     FailureType.AUTHENTICATION_FAILED: "Check the user name and the password or token.",
-    FailureType.AUTHORIZATION_FAILED: "The credentials are valid but lack a permission: grant the missing privilege to this user.",
+    FailureType.AUTHORIZATION_FAILED: "The credentials are valid but lack a permission: grant the missing privilege "
+    "to this user.",
     FailureType.NOT_FOUND: "The thing this source points at does not exist: check its name.",
-    FailureType.UNEXPECTED_RESPONSE: "The server answered, but not as expected: check the URL and the settings of this source.",
-    FailureType.TIMEOUT: "The server accepted the connection but did not answer in time: check that it is healthy and not overloaded.",
-    FailureType.INTERNAL_ERROR: "This is a fault of sourcecheck, not of your source: try again, and report it if it persists.",
+    FailureType.UNEXPECTED_RESPONSE: "The server answered, but not as expected: check the URL and the settings of "
+    "this source.",
+    FailureType.TIMEOUT: "The server accepted the connection but did not answer in time: check that it is healthy "
+    "and not overloaded.",
+    FailureType.INTERNAL_ERROR: "This is a fault of sourcecheck, not of your source: try again, and report it if it "
+    "persists.",
     FailureType.WORKER_LOST: "The worker running this test stopped before it finished: try again.",
-    FailureType.EGRESS_BLOCKED: "This address is not allowed by the service's egress policy (cloud metadata and link-local "
-    "addresses never are; loopback and private networks depend on how the service is set up): use the source's "
-    "public address, or ask the service's operator to allow its network (SOURCECHECK_EGRESS_ALLOW).",
+    FailureType.EGRESS_BLOCKED: "This address is not allowed by the service's egress policy (cloud metadata and "
+    "link-local addresses never are; loopback and private networks depend on how the service is set up): use the "
+    "source's public address, or ask the service's operator to allow its network (SOURCECHECK_EGRESS_ALLOW).",
 }
 
 
-class ProbeFailure(Exception):
+class ConnectorError(Exception):
+    """Base of every exception this package raises on purpose (see the tree above)."""
+
+
+class ProbeFailure(ConnectorError):
     """The source is not usable; raised inside a step and turned into a failed result."""
 
     def __init__(
@@ -92,10 +106,6 @@ class ProbeFailure(Exception):
         self.message = message
         self.hint = hint or DEFAULT_HINTS[type]
         self.retryable = RETRYABLE[type] if retryable is None else retryable
-
-
-class ConnectorError(Exception):
-    """Base of the errors a caller of ``connectors`` gets for its own mistakes."""
 
 
 class UnknownConnector(ConnectorError):

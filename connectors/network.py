@@ -16,15 +16,14 @@ from __future__ import annotations
 import asyncio
 import errno
 import functools
-import os
 import socket
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal, overload
 
 from connectors.base import Probe
 from connectors.egress import blocked, current_policy
 from connectors.errors import FailureType, ProbeFailure
+from connectors.threads import ThreadPool
 
 
 @dataclass(frozen=True)
@@ -44,15 +43,7 @@ Its own: the event loop's default pool is shared with other blocking work, and a
 must not wait behind work that cannot be cancelled (another probe's key decryption).
 """
 
-_dns_pools: dict[int, ThreadPoolExecutor] = {}
-
-
-def _dns_pool() -> ThreadPoolExecutor:
-    """This process's DNS threads (one pool per process: a forked child gets its own)."""
-    pool = _dns_pools.get(os.getpid())
-    if pool is None:
-        pool = _dns_pools[os.getpid()] = ThreadPoolExecutor(DNS_THREADS, thread_name_prefix="dns")
-    return pool
+_dns_threads = ThreadPool(DNS_THREADS, "dns")
 
 
 async def resolve(probe: Probe, host: str, port: int) -> list[Address]:
@@ -100,7 +91,7 @@ def _listed(ips: list[str], host: str) -> str:
 async def _lookup(host: str, port: int) -> list[tuple[Any, ...]]:
     """``getaddrinfo`` of a name, in the DNS threads."""
     lookup = functools.partial(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
-    return list(await asyncio.get_running_loop().run_in_executor(_dns_pool(), lookup))
+    return list(await _dns_threads.run(lookup))
 
 
 def literal_addrinfo(host: str, port: int) -> list[tuple[Any, ...]] | None:

@@ -33,12 +33,12 @@ import psycopg
 from psycopg.rows import TupleRow
 from pydantic import Field
 
-from connectors.base import Connector, ConnectorConfig, Probe, Secret, Step, StepStatus
+from connectors.base import ConnectorConfig, Probe, Secret, Step, StepStatus
 from connectors.errors import FailureType, ProbeFailure
 from connectors.fields import DestinationHost, DestinationPort, Name, PemCertificates
 from connectors.network import Address, connect_tcp, resolve, shown
 from connectors.profile import is_production
-from connectors.ssh import SSH_TUNNEL_DESCRIPTION, TUNNEL_STEPS, SshTunnel, open_tunnel
+from connectors.ssh import TUNNEL_STEPS, OptionalTunnel, TunnelledConnector, open_tunnel
 from connectors.text import mask_secrets, server_text
 
 SslMode = Literal["disable", "prefer", "require", "verify-ca", "verify-full"]
@@ -76,9 +76,9 @@ class PostgresConfig(ConnectorConfig):
         title="SSL mode",
         description=(
             "As libpq's sslmode: disable (no TLS), prefer (TLS if offered, unverified), require (TLS, unverified "
-            "unless a root certificate is given), verify-ca (trusted issuer), verify-full (trusted issuer and host name). "
-            "Empty: require in the production profile, prefer in development. Without TLS the password is never "
-            "sent in cleartext."
+            "unless a root certificate is given), verify-ca (trusted issuer), verify-full (trusted issuer and host "
+            "name). Empty: require in the production profile, prefer in development. Without TLS the password is "
+            "never sent in cleartext."
         ),
         examples=["require", "verify-full"],
     )
@@ -96,20 +96,7 @@ class PostgresConfig(ConnectorConfig):
         description="Schema the role must be able to use (USAGE privilege).",
         examples=["public", "analytics"],
     )
-    ssh_tunnel: SshTunnel | None = Field(
-        None,
-        title="SSH tunnel",
-        description=SSH_TUNNEL_DESCRIPTION,
-        examples=[
-            {
-                "host": "bastion.example.com",
-                "port": 22,
-                "user": "tunnel",
-                "auth": {"type": "password", "password": "correct-horse-battery-staple"},
-                "host_key": "SHA256:OSobaeYiJ8PsFhKieh5QbBeyVE5T0L3MLL/2sAg9aaw",
-            }
-        ],
-    )
+    ssh_tunnel: OptionalTunnel = None
 
     def mode(self) -> SslMode:
         """``ssl_mode``, or the profile's default when it is not set."""
@@ -123,18 +110,13 @@ class PostgresConfig(ConnectorConfig):
         return mode in ("verify-ca", "verify-full") or (mode == "require" and self.ssl_root_cert is not None)
 
 
-class PostgresConnector(Connector):
+class PostgresConnector(TunnelledConnector):
     name = "postgres"
     title = "PostgreSQL"
     category = "database"
     documentation_url = "https://www.postgresql.org/docs/current/libpq-connect.html"
     config_model = PostgresConfig
     steps = ("resolve", "tcp", *TUNNEL_STEPS, "tls", "authenticate", "access")
-
-    def planned_steps(self, config: PostgresConfig) -> tuple[str, ...]:
-        if config.ssh_tunnel is None:  # no bastion: no ssh, ssh_auth, tunnel
-            return tuple(s for s in self.steps if s not in TUNNEL_STEPS)
-        return self.steps
 
     @classmethod
     def example_config(cls, host: str, port: int) -> dict[str, Any]:
@@ -359,7 +341,8 @@ async def _check_access(probe: Probe, config: PostgresConfig, conn: psycopg.Asyn
             raise ProbeFailure(
                 FailureType.AUTHORIZATION_FAILED,
                 f'user "{user}" has no USAGE privilege on schema "{schema}"',
-                hint=f"As the schema's owner or a superuser run: GRANT USAGE ON SCHEMA {_ident(schema)} TO {_ident(user)}",
+                hint="As the schema's owner or a superuser run: "
+                f"GRANT USAGE ON SCHEMA {_ident(schema)} TO {_ident(user)}",
             )
         step.message = f'"{user}" may use schema "{schema}"'
 
@@ -459,7 +442,8 @@ def _driver_failure(exc: psycopg.Error, config: PostgresConfig) -> ProbeFailure:
         return ProbeFailure(
             FailureType.AUTHORIZATION_FAILED,
             text,
-            hint=f"As the database's owner or a superuser run: GRANT CONNECT ON DATABASE {_ident(db)} TO {_ident(user)}",
+            hint="As the database's owner or a superuser run: "
+            f"GRANT CONNECT ON DATABASE {_ident(db)} TO {_ident(user)}",
         )
     if state in ("53300", "57P03"):
         return ProbeFailure(

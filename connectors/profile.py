@@ -1,7 +1,8 @@
 """The service profile a check runs under: ``development`` or ``production``.
 
 Some defaults of a connector depend on it: in production the ``postgres`` and ``mysql``
-connectors require TLS unless the source's ``ssl_mode`` says otherwise. The service sets
+connectors require TLS unless the source's ``ssl_mode`` says otherwise, and messages name
+no non-public address (:meth:`connectors.egress.EgressPolicy.may_name`). The service sets
 the profile per check from its settings (``worker.settings``) through
 ``run_check(..., profile=...)``, as it does the egress policy; connectors read it with
 :func:`current_profile` and never import the service's settings. A check nobody sets a

@@ -19,7 +19,7 @@ from pydantic import Field
 from connectors.base import Connector, ConnectorConfig, Probe
 from connectors.errors import FailureType, ProbeFailure
 from connectors.fields import DestinationHost, DestinationPort
-from connectors.ssh import HOST_KEY_DESCRIPTION, HOST_KEY_EXAMPLES, HostKey, SshAuth, close_quietly, ssh_login
+from connectors.ssh import HOST_KEY_DESCRIPTION, HOST_KEY_EXAMPLES, HostKey, SshAuth, SshUser, close_quietly, ssh_login
 
 _LISTED = 1000  # entries counted at most: a huge folder must not use up the deadline
 
@@ -33,10 +33,7 @@ class SftpConfig(ConnectorConfig):
         examples=["sftp.example.com", "10.0.0.20"],
     )
     port: DestinationPort = Field(22, title="Port", description="TCP port of the SSH server.", examples=[22])
-    user: str = Field(
-        min_length=1,
-        max_length=255,
-        pattern=r"^[^\x00-\x1f\x7f]+$",
+    user: SshUser = Field(
         title="User",
         description="The user to log in as.",
         examples=["exports"],
@@ -121,7 +118,8 @@ async def _inspect(sftp: asyncssh.SFTPClient, config: SftpConfig) -> str:
         raise ProbeFailure(
             FailureType.AUTHORIZATION_FAILED,
             f"user '{user}' may not see '{path}' (permission denied)",
-            hint=f"Let '{user}' enter every folder above it (execute permission), or choose a folder the user can reach.",
+            hint=f"Let '{user}' enter every folder above it (execute permission), or choose a folder the user can "
+            "reach.",
         ) from None
     if not _is_dir(attrs):
         parent = posixpath.dirname(path.rstrip("/")) or "/"
@@ -142,7 +140,8 @@ async def _inspect(sftp: asyncssh.SFTPClient, config: SftpConfig) -> str:
         raise ProbeFailure(
             FailureType.AUTHORIZATION_FAILED,
             f"user '{user}' may not list folder '{path}' (permission denied)",
-            hint=f"Give '{user}' read and execute permission on the folder (e.g. chmod o+rx, or a group '{user}' is in).",
+            hint=f"Give '{user}' read and execute permission on the folder (e.g. chmod o+rx, or a group '{user}' "
+            "is in).",
         ) from None
     finally:
         await names.aclose()  # closes the directory handle when the listing stopped early

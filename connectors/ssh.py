@@ -32,19 +32,19 @@ import socket
 import sys
 import warnings
 from collections.abc import AsyncIterator, Awaitable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Protocol
 
 import asyncssh
-from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, field_validator, model_validator
 
-from connectors.base import ConnectorConfig, Probe, Secret
+from connectors.base import Connector, ConnectorConfig, Probe, Secret
 from connectors.errors import FailureType, ProbeFailure
 from connectors.fields import DestinationHost, DestinationPort
 from connectors.network import Address, connect_tcp, resolve
 from connectors.text import server_text
+from connectors.threads import ThreadPool
 
 CLIENT_VERSION = "sourcecheck"
 """Sent in the SSH version line (``SSH-2.0-sourcecheck``), so bastion logs say who knocked."""
@@ -78,8 +78,8 @@ MAX_PKCS8_ITERATIONS = 1_000_000
 KEY_IMPORT_THREADS = 2
 """Threads of each process's own pool that decrypt and import private keys.
 
-Decryption cannot be cancelled: it runs here, never in the event loop's default pool that
-DNS and other probes need. Waiting for a thread counts against the check's deadline.
+Decryption cannot be cancelled: it runs here, never in a pool that name lookups or other
+probes need (see connectors.threads). Waiting for a thread counts against the check's deadline.
 """
 
 # ssh-keygen encrypts keys with 16 bcrypt rounds; bcrypt warns below 50 on every such key. Not ours to change.
@@ -277,16 +277,7 @@ def load_private_key(text: str, passphrase: str | None) -> asyncssh.SSHKey:
     return key
 
 
-_key_pools: dict[int, ThreadPoolExecutor] = {}
-
-
-def _key_pool() -> ThreadPoolExecutor:
-    """This process's key threads (one pool per process: a forked child gets its own)."""
-    pid = os.getpid()
-    pool = _key_pools.get(pid)
-    if pool is None:
-        pool = _key_pools[pid] = ThreadPoolExecutor(KEY_IMPORT_THREADS, thread_name_prefix="ssh-key")
-    return pool
+_key_threads = ThreadPool(KEY_IMPORT_THREADS, "ssh-key")
 
 
 class SshPassword(ConnectorConfig):
@@ -408,6 +399,10 @@ HOST_KEY_EXAMPLES = [
 ]
 
 
+SshUser = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")]
+"""An SSH user name: 1 to 255 characters, none of them a control character."""
+
+
 class SshTunnel(ConnectorConfig):
     """An SSH bastion (jump host) the database is reached through."""
 
@@ -417,10 +412,7 @@ class SshTunnel(ConnectorConfig):
         examples=["bastion.example.com", "203.0.113.10"],
     )
     port: DestinationPort = Field(22, title="Bastion port", description="TCP port of the SSH server.", examples=[22])
-    user: str = Field(
-        min_length=1,
-        max_length=255,
-        pattern=r"^[^\x00-\x1f\x7f]+$",
+    user: SshUser = Field(
         title="SSH user",
         description="The user to log in to the bastion as.",
         examples=["tunnel"],
@@ -437,13 +429,38 @@ class SshTunnel(ConnectorConfig):
     )
 
 
-SSH_TUNNEL_DESCRIPTION = (
-    "Reach the database through an SSH bastion (jump host): the check logs in to the bastion, which opens the "
-    "connection to the database, so host and port are then as seen from the bastion. Empty: connect directly."
-)
+OptionalTunnel = Annotated[
+    SshTunnel | None,
+    Field(
+        title="SSH tunnel",
+        description="Reach the database through an SSH bastion (jump host): the check logs in to the bastion, which "
+        "opens the connection to the database, so host and port are then as seen from the bastion. Empty: connect "
+        "directly.",
+        examples=[
+            {
+                "host": "bastion.example.com",
+                "port": 22,
+                "user": "tunnel",
+                "auth": {"type": "password", "password": "correct-horse-battery-staple"},
+                "host_key": "SHA256:OSobaeYiJ8PsFhKieh5QbBeyVE5T0L3MLL/2sAg9aaw",
+            }
+        ],
+    ),
+]
+"""The ``ssh_tunnel`` field of a database's configuration (default None); see :class:`TunnelledConnector`."""
 
 TUNNEL_STEPS = ("ssh", "ssh_auth", "tunnel")
 """The steps a tunnel adds, between ``tcp`` (to the bastion) and the database's own steps."""
+
+
+class TunnelledConnector(Connector):
+    """A connector whose configuration has an optional ``ssh_tunnel``: the :data:`TUNNEL_STEPS`
+    among its ``steps`` are planned only when the configuration sets one."""
+
+    def planned_steps(self, config: Any) -> tuple[str, ...]:
+        if config.ssh_tunnel is None:
+            return tuple(s for s in self.steps if s not in TUNNEL_STEPS)
+        return self.steps
 
 
 class SshEndpoint(Protocol):
@@ -504,7 +521,7 @@ class _Client(asyncssh.SSHClient):
         load = functools.partial(load_private_key, self.auth.private_key.get_secret_value(), passphrase)
         try:
             # In the key threads: decrypting runs bcrypt, bounded but not cancellable.
-            key = await asyncio.get_running_loop().run_in_executor(_key_pool(), load)
+            key = await _key_threads.run(load)
         except KeyTooCostly as exc:
             self.key_failure, self.key_too_costly = f"the private key {exc}", True
             return None
@@ -678,7 +695,8 @@ def _handshake_failure(exc: BaseException | None, client: _Client, where: _Where
         return ProbeFailure(
             FailureType.UNEXPECTED_RESPONSE,
             f"The SSH server's host key does not match the pinned key (possible man-in-the-middle): {where} "
-            f"presented {_describe_key(client.server_key)}, {key_field} allows {client.pin.describe() if client.pin else '-'}",
+            f"presented {_describe_key(client.server_key)}, "
+            f"{key_field} allows {client.pin.describe() if client.pin else '-'}",
             hint=f"If the server's key was changed on purpose (reinstalled, rotated), put its new key in {key_field} "
             "(ssh-keyscan HOST, checked over a trusted channel). Otherwise do not use this connection: someone may "
             "be intercepting it. No credential was sent.",
@@ -737,8 +755,8 @@ def _auth_failure(exc: BaseException, client: _Client, where: _Where) -> ProbeFa
             )
         else:
             hint = (
-                f"Check the user name '{user}', and that the public half of this key is in ~{user}/.ssh/authorized_keys "
-                "on the server (owned by the user, not writable by others)."
+                f"Check the user name '{user}', and that the public half of this key is in "
+                f"~{user}/.ssh/authorized_keys on the server (owned by the user, not writable by others)."
             )
         return ProbeFailure(
             FailureType.AUTHENTICATION_FAILED, f"SSH authentication failed for user '{user}' on {where}", hint=hint

@@ -6,12 +6,14 @@ an SSH banner, a body) is untrusted and of any length. Every connector cuts it w
 expression applied to it runs in linear time, so a megabyte of hostile text costs nothing.
 
 :func:`mask_secrets` takes a configuration's secrets out of a message without telling the
-reader where they were: see :data:`MIN_DISTINCT_SECRET`.
+reader where they were: see :data:`MIN_DISTINCT_SECRET`; :func:`redacted_traceback` out of a
+traceback.
 """
 
 from __future__ import annotations
 
 import re
+import traceback
 import urllib.parse
 from collections.abc import Iterable
 
@@ -74,3 +76,38 @@ def mask_secrets(text: str, secrets: Iterable[str]) -> str:
         if any(form in rest for form in short):
             return WITHHELD
     return text
+
+
+def redacted_traceback(exc: BaseException, secrets: Iterable[str]) -> str:
+    """``exc``'s traceback as Python prints it, chained and grouped exceptions included, each
+    exception's message cut (:func:`server_text`) and masked (:func:`mask_secrets`). The frames
+    name code, never a value (no locals), so only the messages can hold a secret."""
+    secrets = list(secrets)
+    parts: list[str] = []
+    seen: set[int] = set()
+
+    def add(error: BaseException) -> None:
+        seen.add(id(error))
+        cause, context = error.__cause__, None if error.__suppress_context__ else error.__context__
+        if cause is not None and id(cause) not in seen:
+            add(cause)
+            parts.append("\nThe above exception was the direct cause of the following exception:\n\n")
+        elif context is not None and id(context) not in seen:
+            add(context)
+            parts.append("\nDuring handling of the above exception, another exception occurred:\n\n")
+        parts.append("Traceback (most recent call last):\n")
+        parts.extend(traceback.format_tb(error.__traceback__))
+        try:
+            message = mask_secrets(server_text(str(error)), secrets)
+        except Exception:  # a broken __str__ must not hide the traceback
+            message = "<the message could not be read>"
+        kind = type(error)
+        name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+        parts.append(f"{name}: {message}\n" if message else f"{name}\n")
+        for inner in error.exceptions if isinstance(error, BaseExceptionGroup) else ():
+            if id(inner) not in seen:
+                parts.append("\nInside the group above:\n")
+                add(inner)
+
+    add(exc)
+    return "".join(parts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import Iterator
 from importlib.metadata import EntryPoint
@@ -177,6 +178,33 @@ async def test_an_unexpected_exception_is_an_internal_error_without_its_text() -
     assert result.failure.message == "The check stopped on an unexpected RuntimeError"
     assert "SPILLED" not in str(result.to_dict())
     assert (result.steps[0].status, result.steps[0].message) == (StepStatus.FAILED, "internal error")
+
+
+async def test_an_unexpected_exception_is_logged_with_its_connector_step_and_traceback_but_no_secret(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def driver_call(password: str) -> None:
+        try:
+            raise ConnectionError(f"login with {password} refused")
+        except ConnectionError:
+            raise KeyError(f"no handler for {password}")  # noqa: B904 - the implicit chain is what is tested
+
+    async def behaviour(config: Any, probe: Probe) -> None:
+        async with probe.step("one"):
+            pass
+        async with probe.step("two"):
+            driver_call(config.password.get_secret_value())
+
+    with caplog.at_level(logging.ERROR, logger="connectors.base"):
+        result = await run(behaviour)
+
+    assert result.failure is not None and result.failure.type == FailureType.INTERNAL_ERROR
+    [record] = [r for r in caplog.records if r.name == "connectors.base"]
+    logged = record.getMessage()
+    assert logged.startswith("connector fake raised KeyError in step two (reported as internal_error)")
+    assert "in driver_call" in logged and "in behaviour" in logged  # the frames
+    assert "ConnectionError: login with" in logged and "During handling" in logged  # the exception it replaced
+    assert PASSWORD not in caplog.text and MASK in logged
 
 
 async def test_a_deadline_during_tcp_is_connection_timeout() -> None:

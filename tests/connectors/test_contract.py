@@ -52,14 +52,6 @@ from tests.servers.tcp import HostPort
 
 CONNECTORS = all_connectors()
 
-# Connectors that other people are writing. They get no special treatment (no xfail, no
-# skip of their contract): the moment their module exists and loads, every test below runs
-# for them. Only the "entry point loads" check skips a name listed here while its module
-# does not exist yet.
-BEING_WRITTEN = frozenset(
-    {"sftp", "s3", "website", "notion", "confluence", "github", "slack", "google_drive", "sharepoint"}
-)
-
 CLOSED_PORT_TIMEOUT = 3.0
 HUNG_TIMEOUT = 1.5
 # What a check may take beyond its deadline to close its sockets and build the result.
@@ -248,8 +240,6 @@ def test_every_declared_entry_point_loads(entry_point: EntryPoint) -> None:
         return
     module = entry_point.module
     if importlib.util.find_spec(module) is None:
-        if entry_point.name in BEING_WRITTEN:
-            pytest.skip(f"{module} is being written; its contract runs once it exists")
         pytest.fail(f"entry point {entry_point.name} = {entry_point.value!r}: module {module} does not exist")
     pytest.fail(
         f"entry point {entry_point.name} = {entry_point.value!r} did not load although {module} exists: "

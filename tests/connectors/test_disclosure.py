@@ -15,13 +15,16 @@ from connectors.base import CheckResult, CheckStatus, Probe
 from connectors.egress import EgressPolicy, for_profile, is_public, using
 from connectors.errors import FailureType, ProbeFailure
 from connectors.network import connect_tcp, resolve
+from connectors.profile import Profile
+from connectors.profile import using as using_profile
 from tests.servers.saas import SaasServer
 from tests.servers.tcp import CountingListener
 from tests.servers.website import Site
 
 LOOPBACK = "127.0.0.0/8,::1/128"
-PRODUCTION_ALLOWING_LOOPBACK = for_profile("production", allow=LOOPBACK)  # an operator-opened internal network
-DEVELOPMENT = for_profile("development")
+# (the egress policy, the profile): in production, an operator-opened internal network.
+PRODUCTION_ALLOWING_LOOPBACK: tuple[EgressPolicy, Profile] = (for_profile("production", allow=LOOPBACK), "production")
+DEVELOPMENT: tuple[EgressPolicy, Profile] = (for_profile("development"), "development")
 
 
 @pytest.fixture
@@ -39,18 +42,21 @@ def test_public_addresses_are_told_from_internal_ones() -> None:
         assert not is_public(ip), ip
 
 
-def test_only_production_hides_internal_addresses() -> None:
-    assert not PRODUCTION_ALLOWING_LOOPBACK.reveal_internal and DEVELOPMENT.reveal_internal
-    assert EgressPolicy().reveal_internal  # a plain Python shell: nothing to hide from
-    assert PRODUCTION_ALLOWING_LOOPBACK.may_name("127.0.0.1", host="127.0.0.1")  # what the user typed
+def test_only_the_production_profile_hides_internal_addresses() -> None:
+    policy = EgressPolicy()
+    assert policy.may_name("127.0.0.1")  # a plain Python shell (development): nothing to hide from
+    with using_profile("production"):
+        assert not policy.may_name("127.0.0.1") and not policy.may_name(None)
+        assert policy.may_name("127.0.0.1", host="127.0.0.1")  # what the user typed
+        assert policy.may_name("93.184.216.34")
 
 
 @pytest.mark.parametrize(("policy", "named"), [(PRODUCTION_ALLOWING_LOOPBACK, False), (DEVELOPMENT, True)])
 async def test_the_resolve_and_tcp_steps_name_internal_addresses_only_in_development(
-    policy: EgressPolicy, named: bool, listener: CountingListener
+    policy: tuple[EgressPolicy, Profile], named: bool, listener: CountingListener
 ) -> None:
     probe = Probe(("resolve", "tcp"), deadline=float("inf"))
-    with using(policy):
+    with using(policy[0]), using_profile(policy[1]):
         addresses = await resolve(probe, "localhost", listener.port)
         await connect_tcp(probe, [a for a in addresses if a.family == socket.AF_INET])
     resolved, connected = (step.message or "" for step in probe.steps)
@@ -61,11 +67,17 @@ async def test_the_resolve_and_tcp_steps_name_internal_addresses_only_in_develop
 
 
 @pytest.mark.parametrize(
-    ("policy", "named"), [(for_profile("production"), False), (for_profile("development", deny=LOOPBACK), True)]
+    ("policy", "named"),
+    [
+        ((for_profile("production"), "production"), False),
+        ((for_profile("development", deny=LOOPBACK), "development"), True),
+    ],
 )
-async def test_egress_blocked_names_internal_addresses_only_in_development(policy: EgressPolicy, named: bool) -> None:
+async def test_egress_blocked_names_internal_addresses_only_in_development(
+    policy: tuple[EgressPolicy, Profile], named: bool
+) -> None:
     probe = Probe(("resolve",), deadline=float("inf"))
-    with using(policy), pytest.raises(ProbeFailure) as caught:
+    with using(policy[0]), using_profile(policy[1]), pytest.raises(ProbeFailure) as caught:
         await resolve(probe, "localhost", 80)
     assert caught.value.type == FailureType.EGRESS_BLOCKED
     message = caught.value.message
@@ -74,7 +86,7 @@ async def test_egress_blocked_names_internal_addresses_only_in_development(polic
         assert "resolves only to addresses the egress policy does not allow: a loopback address" in message
 
 
-async def _drive(server: SaasServer, credentials: dict[str, Any], policy: EgressPolicy) -> CheckResult:
+async def _drive(server: SaasServer, credentials: dict[str, Any], policy: tuple[EgressPolicy, Profile]) -> CheckResult:
     connector = get_connector("google_drive")
     config = connector.parse_config(
         {
@@ -84,12 +96,12 @@ async def _drive(server: SaasServer, credentials: dict[str, Any], policy: Egress
             "ca_cert": server.ca_pem,
         }
     )
-    return await run_check(connector, config, timeout=5, egress=policy)
+    return await run_check(connector, config, timeout=5, egress=policy[0], profile=policy[1])
 
 
 @pytest.mark.parametrize(("policy", "quoted"), [(PRODUCTION_ALLOWING_LOOPBACK, False), (DEVELOPMENT, True)])
 async def test_a_body_of_an_internal_response_is_quoted_only_in_development(
-    saas_server: SaasServer, policy: EgressPolicy, quoted: bool
+    saas_server: SaasServer, policy: tuple[EgressPolicy, Profile], quoted: bool
 ) -> None:
     result = await _drive(saas_server, {"type": "token", "access_token": "ya29.expired"}, policy)
     assert result.status == CheckStatus.FAILED and result.failure is not None
@@ -100,7 +112,7 @@ async def test_a_body_of_an_internal_response_is_quoted_only_in_development(
 
 @pytest.mark.parametrize(("policy", "quoted"), [(PRODUCTION_ALLOWING_LOOPBACK, False), (DEVELOPMENT, True)])
 async def test_an_internal_token_endpoints_description_is_quoted_only_in_development(
-    saas_server: SaasServer, policy: EgressPolicy, quoted: bool
+    saas_server: SaasServer, policy: tuple[EgressPolicy, Profile], quoted: bool
 ) -> None:
     credentials = {
         "type": "oauth",
@@ -117,10 +129,11 @@ async def test_an_internal_token_endpoints_description_is_quoted_only_in_develop
 @pytest.mark.parametrize(("policy", "quoted"), [(PRODUCTION_ALLOWING_LOOPBACK, False), (DEVELOPMENT, True)])
 @pytest.mark.parametrize("path", ["/sitemap.xml", "/sitemap.txt"])
 async def test_a_sitemap_on_an_internal_address_is_quoted_only_in_development(
-    site: Site, policy: EgressPolicy, quoted: bool, path: str
+    site: Site, policy: tuple[EgressPolicy, Profile], quoted: bool, path: str
 ) -> None:
     connector = get_connector("website")
-    result = await run_check(connector, connector.parse_config({"url": site.url(path)}), timeout=5, egress=policy)
+    config = connector.parse_config({"url": site.url(path)})
+    result = await run_check(connector, config, timeout=5, egress=policy[0], profile=policy[1])
     assert result.status == CheckStatus.SUCCEEDED, result
     fetched = next(s for s in result.steps if s.name == "fetch").message or ""
     assert "lists pages" in fetched

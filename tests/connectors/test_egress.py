@@ -31,6 +31,7 @@ from connectors.egress import (
 )
 from connectors.errors import DEFAULT_HINTS, RETRYABLE, FailureType, ProbeFailure
 from connectors.network import Address, connect_tcp, resolve
+from connectors.profile import Profile
 from connectors.registry import all_connectors
 from connectors.tls import client_context
 from connectors.transport import PinnedTransport
@@ -52,9 +53,11 @@ def listener() -> Iterator[CountingListener]:
         server.close()
 
 
-async def check(name: str, config: dict[str, Any], egress: EgressPolicy | None, timeout: float = 5.0) -> CheckResult:
+async def check(
+    name: str, config: dict[str, Any], egress: EgressPolicy | None, timeout: float = 5.0, profile: Profile | None = None
+) -> CheckResult:
     connector = get_connector(name)
-    return await run_check(connector, connector.parse_config(config), timeout=timeout, egress=egress)
+    return await run_check(connector, connector.parse_config(config), timeout=timeout, egress=egress, profile=profile)
 
 
 def blocked_step(result: CheckResult) -> str:
@@ -251,7 +254,7 @@ async def test_the_metadata_address_is_refused_without_any_policy(url: str) -> N
 
 
 async def test_a_host_name_is_judged_by_the_addresses_it_resolves_to(listener: CountingListener) -> None:
-    result = await check("http", {"url": f"http://localhost:{listener.port}/ok"}, PRODUCTION)
+    result = await check("http", {"url": f"http://localhost:{listener.port}/ok"}, PRODUCTION, profile="production")
     assert blocked_step(result) == "resolve"
     message = result.failure.message  # type: ignore[union-attr]
     assert message.startswith("Host 'localhost' resolves only to addresses the egress policy does not allow")
@@ -304,7 +307,7 @@ async def test_a_redirect_to_a_refused_address_is_not_followed(
 ) -> None:
     target = f"http://{target_host}:{listener.port}/internal"
     url = second_loopback_server.url(f"/redirect?to={target}")
-    result = await check("http", {"url": url}, ALLOW_SECOND)
+    result = await check("http", {"url": url}, ALLOW_SECOND, profile="production")
     assert blocked_step(result) == "request"
     assert [s.status for s in result.steps[:2]] == [StepStatus.SUCCEEDED] * 2
     assert "a redirect" in result.failure.message  # type: ignore[union-attr]

@@ -11,11 +11,13 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import pymysql
 import pytest
 from pymysql.constants import CLIENT
 
 from connectors.base import Probe, run_check
 from connectors.errors import InvalidConfiguration, ProbeFailure
+from connectors.mysql import MYSQL_THREADS, _parse_greeting
 from connectors.profile import Profile
 from connectors.registry import get_connector
 from tests.servers import free_port
@@ -109,7 +111,7 @@ async def test_a_wrong_password_fails_authentication_naming_the_user_but_never_t
 
 
 async def test_a_password_with_non_ascii_characters_logs_in(mariadb_server: MariaDB) -> None:
-    # aiomysql would send it as latin-1; servers hash the UTF-8 bytes.
+    # PyMySQL would send a str as latin-1; servers hash the UTF-8 bytes.
     user, password = "sc_unicode_reader", "pässwörd-€-" + mariadb_server.password
     admin = mariadb_server.admin()
     try:
@@ -197,6 +199,19 @@ async def test_a_server_that_accepts_but_never_greets_times_out_at_the_deadline(
     assert step(result, "authenticate")["status"] == "failed"
 
 
+async def test_servers_that_never_greet_hold_no_driver_thread_from_another_check(
+    fake_server: Any, mariadb_server: MariaDB
+) -> None:
+    port = fake_server(lambda conn: None)
+    silent = [check({"host": "127.0.0.1", "port": port, **ANYONE}, 4) for _ in range(2 * MYSQL_THREADS)]
+    started = time.monotonic()
+    healthy, *hung = await asyncio.gather(check(mariadb_server.config(), 10), *silent)
+    assert healthy["status"] == "succeeded", healthy["failure"]
+    assert healthy["duration_ms"] < 3000  # it did not wait for the silent ones' deadline
+    assert {r["failure"]["type"] for r in hung} == {"timeout"}
+    assert time.monotonic() - started < 6
+
+
 async def test_a_server_that_does_not_speak_mysql_is_an_unexpected_response(fake_server: Any) -> None:
     port = fake_server(lambda conn: conn.sendall(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n"))
     result = await check({"host": "127.0.0.1", "port": port, **ANYONE}, 5)
@@ -204,7 +219,9 @@ async def test_a_server_that_does_not_speak_mysql_is_an_unexpected_response(fake
     assert "does not speak the MySQL protocol" in result["failure"]["message"]
 
 
-async def test_required_tls_against_a_server_without_tls_fails_before_sending_credentials(fake_server: Any) -> None:
+@pytest.fixture
+def server_without_tls(fake_server: Any) -> tuple[int, list[bytes]]:
+    """A server whose greeting offers no TLS: its port, and what the client sent next (b"" for nothing)."""
     received: list[bytes] = []
 
     def handle(conn: socket.socket) -> None:
@@ -215,41 +232,40 @@ async def test_required_tls_against_a_server_without_tls_fails_before_sending_cr
         except OSError:  # reset instead of closed
             received.append(b"")
 
-    port = fake_server(handle)
-    config = {"host": "127.0.0.1", "port": port, **ANYONE, "ssl_mode": "required"}
-    result = await check(config, 5)
-    assert result["failure"]["type"] == "tls_error"
-    assert "does not offer TLS" in result["failure"]["message"]
-    for _ in range(100):  # the handler thread records what the connection sent
+    return fake_server(handle), received
+
+
+async def recorded(received: list[bytes]) -> list[bytes]:
+    """``received`` once a fake server's handler thread has recorded what the client sent."""
+    for _ in range(100):
         if received:
             break
         await asyncio.sleep(0.02)  # lets the loop finish closing the client's socket
+    return received
+
+
+async def test_required_tls_against_a_server_without_tls_fails_before_sending_credentials(
+    server_without_tls: tuple[int, list[bytes]],
+) -> None:
+    port, received = server_without_tls
+    result = await check({"host": "127.0.0.1", "port": port, **ANYONE, "ssl_mode": "required"}, 5)
+    assert result["failure"]["type"] == "tls_error"
+    assert "does not offer TLS" in result["failure"]["message"]
+    await recorded(received)
     await asyncio.sleep(0.1)  # a second connection, if any, would show up by now
     assert received == [b""]  # one connection (the tcp step's, reused), and no credential sent on it
 
 
-async def test_production_requires_tls_by_default_and_says_how_to_opt_out(fake_server: Any) -> None:
-    received: list[bytes] = []
-
-    def handle(conn: socket.socket) -> None:
-        conn.settimeout(3)
-        try:
-            conn.sendall(greeting(CLIENT.CAPABILITIES | CLIENT.CONNECT_WITH_DB))  # no CLIENT.SSL
-            received.append(conn.recv(4096))
-        except OSError:
-            received.append(b"")
-
-    port = fake_server(handle)
+async def test_production_requires_tls_by_default_and_says_how_to_opt_out(
+    server_without_tls: tuple[int, list[bytes]],
+) -> None:
+    port, received = server_without_tls
     result = await check({"host": "127.0.0.1", "port": port, **ANYONE}, 5, profile="production")  # no ssl_mode
 
     assert result["failure"]["type"] == "tls_error"
     assert "sources without an ssl_mode require TLS in production" in result["failure"]["message"]
     assert "set ssl_mode to preferred on this source" in result["failure"]["hint"]
-    for _ in range(100):
-        if received:
-            break
-        await asyncio.sleep(0.02)
-    assert received == [b""]  # the handshake response (with the hashed password) was never sent
+    assert await recorded(received) == [b""]  # the handshake response (with the hashed password) was never sent
 
 
 def packet(seq: int, payload: bytes) -> bytes:
@@ -273,31 +289,33 @@ def read_packet(conn: socket.socket) -> bytes:
     return body
 
 
-@pytest.fixture
-def cleartext_switch(fake_server: Any) -> tuple[int, list[bytes]]:
-    """A MySQL-speaking server without TLS that answers the login with an auth switch to
-    mysql_clear_password; it records what the client sends after the switch."""
+@pytest.fixture(params=["mysql_clear_password", "dialog"])
+def cleartext_switch(fake_server: Any, request: pytest.FixtureRequest) -> tuple[int, list[bytes], str]:
+    """A MySQL-speaking server without TLS that answers the login with an auth switch to a
+    plugin that sends the password as it is; it records what the client sends after the switch."""
     after_switch: list[bytes] = []
+    plugin: str = request.param
+    switch = b"\xfe" + plugin.encode() + b"\x00" + (b"\x04Password: " if plugin == "dialog" else b"")
 
     def handle(conn: socket.socket) -> None:
         conn.settimeout(5)
         try:
             conn.sendall(greeting(CLIENT.CAPABILITIES | CLIENT.CONNECT_WITH_DB))  # no CLIENT.SSL
             read_packet(conn)  # the handshake response: a native password hash
-            conn.sendall(packet(2, b"\xfemysql_clear_password\x00"))
+            conn.sendall(packet(2, switch))
             after_switch.append(read_packet(conn))
             conn.sendall(packet(4, b"\xff\x15\x04#28000Access denied"))
         except OSError:
             after_switch.append(b"")
 
-    return fake_server(handle), after_switch
+    return fake_server(handle), after_switch, plugin
 
 
 @pytest.mark.parametrize("profile", ["development", "production"])
 async def test_an_auth_switch_to_a_cleartext_password_without_tls_is_never_answered(
-    cleartext_switch: tuple[int, list[bytes]], mariadb_server: MariaDB, profile: Profile
+    cleartext_switch: tuple[int, list[bytes], str], mariadb_server: MariaDB, profile: Profile
 ) -> None:
-    port, after_switch = cleartext_switch
+    port, after_switch, plugin = cleartext_switch
     # Opted out of TLS on purpose (development: the default prefers TLS, the server has none).
     mode = {"ssl_mode": "disabled"} if profile == "production" else {}
     started = time.monotonic()
@@ -309,13 +327,9 @@ async def test_an_auth_switch_to_a_cleartext_password_without_tls_is_never_answe
     assert healthy["status"] == "succeeded", healthy["failure"]
     assert time.monotonic() - started < 8
     assert attacked["failure"]["type"] == "authentication_failed"
-    assert "asked for the password in cleartext (mysql_clear_password)" in attacked["failure"]["message"]
+    assert f"asked for the password in cleartext ({plugin})" in attacked["failure"]["message"]
     assert "without TLS: it was not sent" in attacked["failure"]["message"]
-    for _ in range(100):
-        if after_switch:
-            break
-        await asyncio.sleep(0.02)
-    assert after_switch == [b""]
+    assert await recorded(after_switch) == [b""]
     assert ANYONE["password"] not in repr(attacked)
 
 
@@ -337,11 +351,7 @@ async def test_a_greeting_that_asks_for_a_cleartext_password_without_tls_gets_no
 
     assert result["failure"]["type"] == "authentication_failed"
     assert "in cleartext" in result["failure"]["message"]
-    for _ in range(100):
-        if received:
-            break
-        await asyncio.sleep(0.02)
-    assert received == [b""]
+    assert await recorded(received) == [b""]
 
 
 async def test_an_explicit_opt_out_logs_in_without_tls_in_production(mariadb_server: MariaDB) -> None:
@@ -433,3 +443,24 @@ CgYIKoZIzj0EAwIDSAAwRQIhANZkgSW5fdCdetvuesKkxVsRbMS3Q3dOMam4d82P
 UuWLAiAEtnYp/TAH2HjaDcpwa5e84RAvzo6ZMOL+W6Su90ybeQ==
 -----END CERTIFICATE-----
 """
+
+
+@pytest.mark.parametrize("plugin", [b"mysql_native_password", b"caching_sha2_password", b"mysql_clear_password", b""])
+@pytest.mark.parametrize("tls", [True, False])
+def test_the_greeting_is_read_as_the_driver_reads_it(plugin: bytes, tls: bool) -> None:
+    """The connector decides TLS and refuses cleartext from its own reading of the greeting:
+    it must see the plugin and the TLS offer the driver then acts on."""
+    capabilities = CLIENT.CAPABILITIES | CLIENT.CONNECT_WITH_DB | (CLIENT.SSL if tls else 0)
+    packet_ = greeting(capabilities, plugin)
+    mine, theirs = socket.socketpair()
+    with mine, theirs:
+        mine.sendall(packet_)
+        driver = pymysql.Connection(user="u", defer_connect=True)
+        driver._sock, driver._rfile, driver._next_seq_id = theirs, theirs.makefile("rb"), 0
+        driver._read_timeout = driver._current_timeout = None
+        driver._get_server_information()  # what connect() reads first
+        ours = _parse_greeting(packet_)
+        assert ours.plugin == driver._auth_plugin_name
+        assert ours.offers_tls == bool(driver.server_capabilities & CLIENT.SSL) == tls
+        assert ours.version == driver.server_version
+        driver._rfile.close()

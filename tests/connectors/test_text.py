@@ -22,7 +22,15 @@ from connectors.oauth import token_error
 from connectors.postgres import PostgresConfig, _driver_failure
 from connectors.saas import ApiClient, ApiResponse
 from connectors.ssh import SshTunnel, _channel_failure, _Where
-from connectors.text import MASK, MAX_SERVER_TEXT, MIN_DISTINCT_SECRET, WITHHELD, mask_secrets, server_text
+from connectors.text import (
+    MASK,
+    MAX_SERVER_TEXT,
+    MIN_DISTINCT_SECRET,
+    WITHHELD,
+    mask_secrets,
+    redacted_traceback,
+    server_text,
+)
 from tests.servers.saas import SaasServer, run
 
 T = TypeVar("T")
@@ -270,3 +278,22 @@ def test_a_long_secret_is_masked_anywhere_even_inside_other_text() -> None:
 
 def test_a_secret_that_is_part_of_the_mask_does_not_break_it() -> None:
     assert _scrubbed("password '*' rejected", "*") == f"password '{MASK}' rejected"
+
+
+def test_a_redacted_traceback_masks_each_message_of_the_chain_and_withholds_one_it_cannot_mask() -> None:
+    secret = "".join(["h", "u", "2"])  # not in this file's source lines, which the traceback quotes
+
+    def fail() -> None:
+        try:
+            raise ValueError(f"token={secret} refused")
+        except ValueError as exc:
+            raise ExceptionGroup("probe", [RuntimeError(f"user {secret}bert unknown")]) from exc
+
+    with pytest.raises(ExceptionGroup) as caught:
+        fail()
+    text = redacted_traceback(caught.value, [secret])
+
+    assert f"ValueError: token={MASK} refused" in text
+    assert "direct cause" in text and "in fail" in text
+    assert f"RuntimeError: {WITHHELD}" in text  # inside the group, and inside another word: withheld
+    assert secret not in text
