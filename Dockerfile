@@ -21,6 +21,7 @@ COPY pyproject.toml README.md ./
 COPY api api
 COPY worker worker
 COPY connectors connectors
+COPY cli cli
 RUN pip install . \
  && rm -rf /src
 
