@@ -134,7 +134,7 @@ def create_app() -> FastAPI:
     app.add_middleware(AdmissionGate, admission=admission)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     metrics.install(app, on_api_port=_metrics_on_api_port())  # request latency (outermost: sees the 413s too)
-    for router in (tests.router, definitions.router, sources.router):
+    for router in (tests.create_router(settings), definitions.router, sources.router):
         app.include_router(router, prefix=CONNECTORS)
     app.include_router(workspaces.router, prefix=ORG)
 
