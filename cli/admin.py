@@ -8,8 +8,9 @@ import typer
 from cryptography.fernet import Fernet
 from sqlmodel import Session
 
-from api.accounts import AccountError, create_api_key, create_organization, revoke_api_key
+from api.accounts import create_api_key, create_organization, revoke_api_key
 from api.db import get_engine
+from api.errors import AccountError
 from api.settings import get_api_settings
 from api.sources import reencrypt_sources
 from cli.console import fail

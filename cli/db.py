@@ -9,7 +9,8 @@ from typing import Annotated, TypeVar
 import typer
 from sqlalchemy.exc import SQLAlchemyError
 
-from api.db import SchemaNotCurrent, describe, init_db, new_revision, schema_state, upgrade_schema, upgrade_sql
+from api.db import describe, init_db, new_revision, schema_state, upgrade_schema, upgrade_sql
+from api.errors import SchemaNotCurrent
 from cli.console import EXIT_FAILED, fail
 
 app = typer.Typer(help="The metadata database's schema (Alembic migrations in api/migrations/).", no_args_is_help=True)
