@@ -6,8 +6,8 @@ beyond it) and idle kept-alive connections (``--timeout-keep-alive``), but not a
 head that never ends: its default parser (httptools) takes headers of any size, and no
 timer runs until a head is complete. :class:`HeadBoundProtocol` wraps uvicorn's own HTTP
 protocol (``--http api.server:HeadBoundProtocol``, a class uvicorn's ``http`` setting
-accepts) and adds both bounds. It only sees bytes and the transport: uvicorn's protocol
-does the HTTP.
+accepts; what it needs of uvicorn's internals is in api.seams.uvicorn) and adds both
+bounds. It only sees bytes and the transport: uvicorn's protocol does the HTTP.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, cast
 
-from uvicorn.protocols.http.auto import AutoHTTPProtocol
-
+from api.seams.uvicorn import uvicorn_http_protocol
 from api.settings import get_api_settings
 
 HEAD_END = b"\r\n\r\n"
@@ -58,7 +57,7 @@ class HeadBoundProtocol(asyncio.Protocol):
         settings = get_api_settings()
         self._timeout = settings.api_head_timeout_seconds
         self._max_bytes = settings.api_max_head_bytes
-        self._inner: asyncio.Protocol = AutoHTTPProtocol(**kwargs)
+        self._inner = uvicorn_http_protocol(**kwargs)
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._tail = b""  # the last bytes seen, for a blank line split across reads
