@@ -10,7 +10,7 @@ ApiLayerError                      every error this package raises on purpose
 │   │   ├── InvalidConfigurationError  422   the configuration fails its connector's schema (fields named)
 │   │   └── SecretsRequired  422   a change of destination without the stored secrets sent again
 │   ├── PayloadTooLarge      413
-│   ├── TooManyRequests      429   the organization has too many tests in flight; retry after Retry-After
+│   ├── TooManyRequests      429   the organization is at its limit of tests; retry after Retry-After
 │   └── ServiceUnavailable   503   Redis or the database cannot be reached; retry later
 ├── AccountError                   an account change that cannot be made (the CLI: exit 2)
 ├── SchemaNotCurrent               the database's schema is not the one this version needs: the API does

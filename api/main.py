@@ -47,8 +47,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not _metrics_on_api_port()
         else None
     )
-    # What start-up made lives as long as the process: the collector need not scan it again
-    # (its full collections took ~100 ms each under load; docs/execution-model.md).
+    # What start-up made lives as long as the process: the collector's full collections need
+    # not scan it again, which under load stalled requests (docs/benchmarks.md).
     gc.freeze()
     try:
         yield
