@@ -167,7 +167,7 @@ def test_the_api_runs_with_the_bounds_of_its_settings() -> None:
         assert argv[argv.index(flag) + 1] == value
 
 
-LAUNCHERS = ("cli/serve.py", "cli/stack.py", "tests/servers/stack.py", "bench/run.py")
+LAUNCHERS = ("cli/serve.py", "cli/stack.py", "tests/servers/stack.py", "tests/servers/redis.py", "bench/run.py")
 
 
 @pytest.mark.parametrize("launcher", LAUNCHERS)
