@@ -114,7 +114,11 @@ def create_workspace(session: Session, *, organization_id: str, name: str) -> Wo
     return workspace
 
 
-def find_workspace(session: Session, organization_id: str, workspace_id: str) -> Workspace | None:
+def list_workspaces(session: Session, *, organization_id: str) -> list[Workspace]:
+    return list(session.exec(select(Workspace).where(Workspace.organization_id == organization_id)).all())
+
+
+def find_workspace(session: Session, *, organization_id: str, workspace_id: str) -> Workspace | None:
     workspace = session.get(Workspace, workspace_id)
     if workspace is None or workspace.organization_id != organization_id:
         return None

@@ -150,6 +150,11 @@ class SourceDefinitionPublic(BaseModel):
     connection_specification: dict[str, Any]
 
 
+class WorkspaceCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN)
+
+
 class WorkspacePublic(BaseModel):
     id: str
     organization_id: str

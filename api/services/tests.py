@@ -216,7 +216,7 @@ def _resolve(
     name: str | None
     if body.source_id is not None:
         assert session is not None
-        source = find_source(session, organization_id, body.source_id)
+        source = find_source(session, organization_id=organization_id, source_id=body.source_id)
         if body.source_definition_id is not None and body.source_definition_id != source.source_definition_id:
             raise InvalidRequest(
                 f"source_definition_id {body.source_definition_id!r} does not match source {source.id} "
@@ -232,7 +232,8 @@ def _resolve(
         if body.configuration is None:
             raise InvalidRequest("configuration is required when testing inline with source_definition_id")
         if body.workspace_id is not None and (
-            session is None or find_workspace(session, organization_id, body.workspace_id) is None
+            session is None
+            or find_workspace(session, organization_id=organization_id, workspace_id=body.workspace_id) is None
         ):
             raise NotFound(f"Workspace {body.workspace_id} not found")
         config = validate_configuration(body.source_definition_id, body.configuration)
