@@ -10,6 +10,7 @@ import api.errors
 # A class in the drawing: its indentation, its branch (none for the root), its name, then two spaces.
 TREE_LINE = re.compile(r"^(?P<indent>(?:│   |    )*)(?P<branch>[├└]── )?(?P<name>[A-Z]\w*)(?:\s{2,}|$)")
 
+
 def test_the_drawn_error_tree_is_the_class_tree() -> None:
     drawn: dict[str, str | None] = {}
     parents: list[str] = []
