@@ -22,6 +22,7 @@ COPY pyproject.toml README.md constraints.txt ./
 COPY api api
 COPY worker worker
 COPY connectors connectors
+COPY cli cli
 RUN pip install -c constraints.txt . \
  && rm -rf /src
 

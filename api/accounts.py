@@ -16,13 +16,10 @@ import sqlalchemy as sql
 from sqlalchemy import Connection, bindparam
 from sqlmodel import Session, col, select
 
+from api.errors import AccountError
 from api.models import ORG_ID_PATTERN, ApiKey, Organization, Workspace, utcnow
 
 TOKEN_RE = re.compile(r"^sck_([a-z0-9]{12})_([A-Za-z0-9_-]{43})$")
-
-
-class AccountError(ValueError):
-    """A request about accounts that cannot be carried out (the message says why)."""
 
 
 def new_id(prefix: str) -> str:
@@ -69,8 +66,8 @@ def revoke_api_key(session: Session, *, key_id: str) -> None:
     session.commit()
 
 
-# Built once: every authenticated request runs it, as a plain SQL query (Core, not the
-# ORM's session and identity map: a third of the cost of a test request's lookup).
+# Built once: every authenticated request runs it, as a plain SQL query (Core, without the
+# ORM's session and identity map, whose cost every request would pay).
 _TOKEN_LOOKUP = (
     sql.select(
         col(Organization.id),
@@ -100,7 +97,7 @@ def organization_for_token(connection: Connection, token: str) -> Organization |
 
 def default_workspace(session: Session, organization_id: str) -> Workspace:
     workspace = session.exec(
-        select(Workspace).where(Workspace.organization_id == organization_id, Workspace.is_default == True)  # noqa: E712
+        select(Workspace).where(Workspace.organization_id == organization_id, Workspace.is_default == sql.true())
     ).first()
     if workspace is None:  # an organization made before workspaces existed
         workspace = Workspace(id=new_id("ws"), organization_id=organization_id, name="Default", is_default=True)
@@ -117,7 +114,11 @@ def create_workspace(session: Session, *, organization_id: str, name: str) -> Wo
     return workspace
 
 
-def find_workspace(session: Session, organization_id: str, workspace_id: str) -> Workspace | None:
+def list_workspaces(session: Session, *, organization_id: str) -> list[Workspace]:
+    return list(session.exec(select(Workspace).where(Workspace.organization_id == organization_id)).all())
+
+
+def find_workspace(session: Session, *, organization_id: str, workspace_id: str) -> Workspace | None:
     workspace = session.get(Workspace, workspace_id)
     if workspace is None or workspace.organization_id != organization_id:
         return None

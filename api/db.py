@@ -1,12 +1,13 @@
 """The metadata database: engine, sessions, and its schema (Alembic migrations in api/migrations/).
 
 ``init_db()`` runs before anything uses the database (the API's startup, every CLI
-command, ``sourcecheck run``):
+command that uses it, ``sourcecheck run``):
 
 - development profile: the schema is upgraded to head on the spot, so a fresh machine
   (or a database from before an update) just works;
-- production: nothing is changed; a database whose schema is not at head stops the
-  process with a message naming both revisions and ``sourcecheck db upgrade``, which is
+- production: nothing is changed; a database whose schema is not at head raises
+  ``SchemaNotCurrent`` (api.errors), whose message names both revisions and
+  ``sourcecheck db upgrade``: the API does not start, the CLI exits 1. That command is
   run once per release (the one-shot ``migrate`` service of docker-compose.yml, the
   init container of deploy/kubernetes/api.yaml).
 """
@@ -30,6 +31,7 @@ from sqlmodel import Session, create_engine
 from starlette.concurrency import run_in_threadpool
 
 from api import models  # noqa: F401  (registers the tables)
+from api.errors import SchemaNotCurrent
 from api.settings import get_api_settings
 
 log = logging.getLogger("sourcecheck.db")
@@ -42,19 +44,6 @@ BASELINE = "0001"
 BASELINE_TABLES = frozenset({"organization", "apikey", "workspace", "source"})
 # Serializes concurrent upgrades on PostgreSQL (pg_advisory_xact_lock): any constant.
 PG_MIGRATION_LOCK = 0x5C_0DB_0001
-
-
-class SchemaNotCurrent(SystemExit):
-    """The database is not at the schema this version needs.
-
-    A ``SystemExit`` carrying the message: each entry point stops with it (the CLI prints
-    it and exits 1; uvicorn logs it and exits 3) instead of serving against a schema that
-    does not match the code.
-    """
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 @cache
@@ -83,10 +72,9 @@ T = TypeVar("T")
 
 async def run_db(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Call ``function`` (which uses the database) from a request handler. On SQLite, a
-    file on this machine in WAL mode (reads never wait for a writer; a lookup costs
-    microseconds), in the event loop's own thread: a hop to the threadpool costs more
-    than the query. On a database server, in the threadpool: a slow server stalls
-    requests, not the event loop."""
+    file on this machine in WAL mode (reads never wait for a writer), in the event loop's
+    own thread: a hop to the threadpool costs more than the query. On a database server,
+    in the threadpool: a slow server stalls requests, not the event loop."""
     if get_engine().dialect.name == "sqlite":
         return function(*args, **kwargs)
     return await run_in_threadpool(function, *args, **kwargs)
@@ -181,7 +169,8 @@ def ensure_schema(engine: Engine, profile: str) -> None:
     raise SchemaNotCurrent(
         f"The metadata database schema is behind this version of sourcecheck: the database is at revision "
         f"{found}, this version needs revision {describe(state.heads)} (head). In the production profile "
-        f"migrations never run on startup: run `{UPGRADE_COMMAND}` once (same SOURCECHECK_DATABASE_URL), then start again."
+        f"migrations never run on startup: run `{UPGRADE_COMMAND}` once (same SOURCECHECK_DATABASE_URL), "
+        "then start again."
     )
 
 

@@ -1,13 +1,21 @@
-"""The errors the API answers with, one shape for all: ``{"error": {code, message, errors?}}``.
+"""The errors of the api layer, one tree. An ``ApiError`` is an answer, one shape for all:
+``{"error": {code, message, errors?}}`` with its HTTP status; the others stop a command or
+the API's startup, or stay inside the module that raises them.
 
-ApiError                     any answer that is not a success
-├── Unauthorized       401   no token, a malformed, unknown or revoked token
-├── NotFound           404   unknown id, or one of another organization (never told apart)
-├── InvalidRequest     422   the request is malformed or the configuration fails its schema
-│   └── SecretsRequired  422   a change of destination without the stored secrets sent again
-├── PayloadTooLarge    413
-├── TooManyRequests    429   the organization has too many tests in flight; retry after Retry-After
-└── ServiceUnavailable 503   Redis or the database cannot be reached; retry later
+ApiLayerError                      every error this package raises on purpose
+├── ApiError                 500   an answer that is not a success
+│   ├── Unauthorized         401   no token, a malformed, unknown or revoked token
+│   ├── NotFound             404   unknown id, or one of another organization (never told apart)
+│   ├── InvalidRequest       422   the request is malformed
+│   │   ├── InvalidConfigurationError  422   the configuration fails its connector's schema (fields named)
+│   │   └── SecretsRequired  422   a change of destination without the stored secrets sent again
+│   ├── PayloadTooLarge      413
+│   ├── TooManyRequests      429   the organization is at its limit of tests; retry after Retry-After
+│   └── ServiceUnavailable   503   Redis or the database cannot be reached; retry later
+├── AccountError                   an account change that cannot be made (the CLI: exit 2)
+├── SchemaNotCurrent               the database's schema is not the one this version needs: the API does
+│                                  not start, the CLI exits 1 (both with the message)
+└── NotReady                       a readiness check ran and the answer is no (api.health: /readyz is 503)
 """
 
 from __future__ import annotations
@@ -18,7 +26,11 @@ from starlette.types import Send
 from connectors.errors import FieldError, InvalidConfiguration
 
 
-class ApiError(Exception):
+class ApiLayerError(Exception):
+    """Every error the api package raises on purpose; anything else is a bug."""
+
+
+class ApiError(ApiLayerError):
     status_code = 500
     code = "internal_error"
 
@@ -99,6 +111,24 @@ class ServiceUnavailable(ApiError):
 
     def __init__(self, message: str, retry_after: int = 5) -> None:
         super().__init__(message, headers={"Retry-After": str(retry_after)})
+
+
+class AccountError(ApiLayerError):
+    """A request about accounts that cannot be carried out (the message says why)."""
+
+
+class SchemaNotCurrent(ApiLayerError):
+    """The database is not at the schema this version needs; ``message`` names both revisions
+    and what to run. Every entry point stops with it rather than serve against a schema that
+    does not match the code."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotReady(ApiLayerError):
+    """A readiness check ran and the answer is no."""
 
 
 def error_response(error: ApiError) -> JSONResponse:

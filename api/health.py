@@ -27,6 +27,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from sqlalchemy import Engine
 
+from api.errors import NotReady
 from worker.metrics import HEARTBEAT_KEY, HEARTBEAT_TTL, HEARTBEATS_KEY
 
 log = logging.getLogger("sourcecheck.api")
@@ -36,10 +37,6 @@ _MAX_WORKERS_LOOKED_AT = 64  # the most recently seen; one alive is enough
 
 _database_busy = threading.Lock()
 _last_failed: tuple[str, ...] = ()
-
-
-class NotReady(Exception):
-    """A check ran and the answer is no."""
 
 
 def _select_one(engine: Engine) -> None:

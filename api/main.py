@@ -47,8 +47,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not _metrics_on_api_port()
         else None
     )
-    # What start-up made lives as long as the process: the collector need not scan it again
-    # (its full collections took ~100 ms each under load; docs/execution-model.md).
+    # What start-up made lives as long as the process: the collector's full collections need
+    # not scan it again, which under load stalled requests (docs/benchmarks.md).
     gc.freeze()
     try:
         yield
@@ -134,7 +134,7 @@ def create_app() -> FastAPI:
     app.add_middleware(AdmissionGate, admission=admission)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     metrics.install(app, on_api_port=_metrics_on_api_port())  # request latency (outermost: sees the 413s too)
-    for router in (tests.router, definitions.router, sources.router):
+    for router in (tests.create_router(settings), definitions.router, sources.router):
         app.include_router(router, prefix=CONNECTORS)
     app.include_router(workspaces.router, prefix=ORG)
 

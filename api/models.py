@@ -116,7 +116,8 @@ class SourceCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN, examples=["Analytics replica"])
     workspace_id: ResourceId | None = Field(None, description="Default: the organization's default workspace.")
     configuration: Configuration = Field(
-        description="Valid against the definition's connection_specification (at most 8 levels deep, 500 keys and items)."
+        description="Valid against the definition's connection_specification "
+        "(at most 8 levels deep, 500 keys and items)."
     )
 
 
@@ -147,6 +148,11 @@ class SourceDefinitionPublic(BaseModel):
     icon: str
     documentation_url: str | None
     connection_specification: dict[str, Any]
+
+
+class WorkspaceCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN)
 
 
 class WorkspacePublic(BaseModel):

@@ -1,13 +1,13 @@
-"""How the API is served: the uvicorn command line (one place for every launcher) and the
-protocol that bounds how long and how large a request's head may be.
+"""The protocol that bounds how long and how large a request's head may be (the command
+line that serves the API with it: cli.processes.api_argv).
 
 uvicorn bounds the connections and requests in flight (``--limit-concurrency``, 503
 beyond it) and idle kept-alive connections (``--timeout-keep-alive``), but not a request
 head that never ends: its default parser (httptools) takes headers of any size, and no
 timer runs until a head is complete. :class:`HeadBoundProtocol` wraps uvicorn's own HTTP
 protocol (``--http api.server:HeadBoundProtocol``, a class uvicorn's ``http`` setting
-accepts) and adds both bounds. It only sees bytes and the transport: uvicorn's protocol
-does the HTTP.
+accepts; what it needs of uvicorn's internals is in api.seams.uvicorn) and adds both
+bounds. It only sees bytes and the transport: uvicorn's protocol does the HTTP.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any, cast
 
-from uvicorn.protocols.http.auto import AutoHTTPProtocol
-
-from api.settings import ApiSettings, get_api_settings
+from api.seams.uvicorn import uvicorn_http_protocol
+from api.settings import get_api_settings
 
 HEAD_END = b"\r\n\r\n"
 # After refusing a head, what the client still sends is read and dropped this long before the
@@ -26,29 +25,6 @@ HEAD_END = b"\r\n\r\n"
 LINGER_SECONDS = 1.0
 REQUEST_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 HEAD_TOO_LARGE = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-
-
-def uvicorn_argv(python: str, host: str, port: int, settings: ApiSettings | None = None, *extra: str) -> list[str]:
-    """The command that serves the API, with the bounds of ``settings`` (see ApiSettings)."""
-    settings = settings or get_api_settings()
-    return [
-        python,
-        "-m",
-        "uvicorn",
-        "api.main:app",
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--no-server-header",
-        "--http",
-        "api.server:HeadBoundProtocol",
-        "--limit-concurrency",
-        str(settings.api_limit_concurrency),
-        "--timeout-keep-alive",
-        str(settings.api_keep_alive_seconds),
-        *extra,
-    ]
 
 
 class _Transport:
@@ -81,7 +57,7 @@ class HeadBoundProtocol(asyncio.Protocol):
         settings = get_api_settings()
         self._timeout = settings.api_head_timeout_seconds
         self._max_bytes = settings.api_max_head_bytes
-        self._inner: asyncio.Protocol = AutoHTTPProtocol(**kwargs)
+        self._inner = uvicorn_http_protocol(**kwargs)
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._tail = b""  # the last bytes seen, for a blank line split across reads

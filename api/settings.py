@@ -29,8 +29,8 @@ class ApiSettings(Settings):
         4096,
         ge=16,
         le=100_000,
-        description="Connections plus requests in flight one API process serves at once (uvicorn's --limit-concurrency); "
-        "beyond it uvicorn answers 503 at once.",
+        description="Connections plus requests in flight one API process serves at once "
+        "(uvicorn's --limit-concurrency); beyond it uvicorn answers 503 at once.",
     )
     api_keep_alive_seconds: int = Field(
         5,
@@ -56,9 +56,9 @@ class ApiSettings(Settings):
         9100,
         ge=1,
         le=65535,
-        description="In production, the port of the API's Prometheus /metrics (its own listener, not the API's port, "
-        "where /metrics is 404). Development serves /metrics on the API's port instead. Each API process listens on it: "
-        "several API processes on one machine each need their own.",
+        description="In production, the port of the API's Prometheus /metrics (its own listener, not the API's "
+        "port, where /metrics is 404). Development serves /metrics on the API's port instead. Each API process "
+        "listens on it: several API processes on one machine each need their own.",
     )
     metrics_address: str = Field("0.0.0.0", description="Address the API's metrics listener binds in production.")
 

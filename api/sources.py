@@ -90,7 +90,7 @@ def validate_configuration(
         raise InvalidConfigurationError.from_connector(exc) from None
 
 
-def find_source(session: Session, organization_id: str, source_id: str) -> Source:
+def find_source(session: Session, *, organization_id: str, source_id: str) -> Source:
     """The organization's source; NotFound also for another organization's."""
     source = session.get(Source, source_id)
     if source is None or source.organization_id != organization_id:
@@ -163,7 +163,7 @@ def to_public(cipher: Cipher, source: Source) -> SourcePublic:
 
 def create_source(session: Session, cipher: Cipher, *, organization_id: str, body: SourceCreate) -> Source:
     if body.workspace_id is not None:
-        workspace = find_workspace(session, organization_id, body.workspace_id)
+        workspace = find_workspace(session, organization_id=organization_id, workspace_id=body.workspace_id)
         if workspace is None:
             raise NotFound(f"Workspace {body.workspace_id} not found")
     else:
@@ -203,7 +203,7 @@ def delete_source(session: Session, *, source: Source) -> None:
     session.commit()
 
 
-def list_sources(session: Session, organization_id: str, workspace_id: str | None = None) -> list[Source]:
+def list_sources(session: Session, *, organization_id: str, workspace_id: str | None = None) -> list[Source]:
     query = select(Source).where(Source.organization_id == organization_id)
     if workspace_id is not None:
         query = query.where(Source.workspace_id == workspace_id)

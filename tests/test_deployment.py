@@ -25,8 +25,8 @@ import typer
 import yaml
 from celery.bin.celery import celery as celery_cli
 
-from api.cli import app as sourcecheck_app
 from api.settings import ApiSettings
+from cli.main import app as sourcecheck_app
 from worker.app import QUEUE
 from worker.app import app as celery_app
 from worker.jobs import FINISH_GRACE_SECONDS
@@ -380,7 +380,7 @@ def test_the_image_runs_as_a_non_root_user_and_a_real_command() -> None:
     lines = [line.strip() for line in (ROOT / "Dockerfile").read_text().splitlines()]
     users = [line.split()[1] for line in lines if line.startswith("USER ")]
     assert users and users[-1].split(":")[0] not in ("root", "0")
-    for package in ("api", "worker", "connectors"):
+    for package in ("api", "worker", "connectors", "cli"):
         assert f"COPY {package} {package}" in lines
     assert any(line.startswith("RUN pip install .") for line in lines)
     cmd = [line for line in lines if line.startswith("CMD ")][-1]

@@ -24,24 +24,27 @@ def create_source(org: CurrentOrg, body: SourceCreate, session: SessionDep, ciph
 def list_sources(
     org: CurrentOrg, session: SessionDep, cipher: CipherDep, workspace_id: str | None = Query(None, pattern=ID_PATTERN)
 ) -> Page[SourcePublic]:
-    data = [sources.to_public(cipher, s) for s in sources.list_sources(session, org.id, workspace_id)]
+    data = [
+        sources.to_public(cipher, s)
+        for s in sources.list_sources(session, organization_id=org.id, workspace_id=workspace_id)
+    ]
     return Page(data=data, count=len(data))
 
 
 @router.get("/sources/{source_id}", response_model=SourcePublic, summary="Get a source")
 def get_source(org: CurrentOrg, source_id: SourceId, session: SessionDep, cipher: CipherDep) -> SourcePublic:
-    return sources.to_public(cipher, sources.find_source(session, org.id, source_id))
+    return sources.to_public(cipher, sources.find_source(session, organization_id=org.id, source_id=source_id))
 
 
 @router.patch("/sources/{source_id}", response_model=SourcePublic, summary="Change a source")
 def update_source(
     org: CurrentOrg, source_id: SourceId, body: SourceUpdate, session: SessionDep, cipher: CipherDep
 ) -> SourcePublic:
-    source = sources.find_source(session, org.id, source_id)
+    source = sources.find_source(session, organization_id=org.id, source_id=source_id)
     return sources.to_public(cipher, sources.update_source(session, cipher, source=source, body=body))
 
 
 @router.delete("/sources/{source_id}", status_code=204, summary="Delete a source")
 def delete_source(org: CurrentOrg, source_id: SourceId, session: SessionDep) -> Response:
-    sources.delete_source(session, source=sources.find_source(session, org.id, source_id))
+    sources.delete_source(session, source=sources.find_source(session, organization_id=org.id, source_id=source_id))
     return Response(status_code=204)

@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
-from sqlmodel import select
 
-from api.accounts import create_workspace as create_workspace_record
+from api import accounts
 from api.deps import CurrentOrg, SessionDep
-from api.models import NAME_PATTERN, ORGANIZATION_ERRORS, Page, Workspace, WorkspacePublic, error_responses
+from api.models import ORGANIZATION_ERRORS, Page, Workspace, WorkspaceCreate, WorkspacePublic, error_responses
 
 router = APIRouter(tags=["Workspaces"], responses=error_responses(*ORGANIZATION_ERRORS))
-
-
-class WorkspaceCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN)
 
 
 def _public(w: Workspace) -> WorkspacePublic:
@@ -24,10 +17,10 @@ def _public(w: Workspace) -> WorkspacePublic:
 
 @router.get("/workspaces", response_model=Page[WorkspacePublic], summary="List workspaces")
 def list_workspaces(org: CurrentOrg, session: SessionDep) -> Page[WorkspacePublic]:
-    rows = session.exec(select(Workspace).where(Workspace.organization_id == org.id)).all()
+    rows = accounts.list_workspaces(session, organization_id=org.id)
     return Page(data=[_public(w) for w in rows], count=len(rows))
 
 
 @router.post("/workspaces", response_model=WorkspacePublic, status_code=201, summary="Create a workspace")
 def create_workspace(org: CurrentOrg, body: WorkspaceCreate, session: SessionDep) -> WorkspacePublic:
-    return _public(create_workspace_record(session, organization_id=org.id, name=body.name))
+    return _public(accounts.create_workspace(session, organization_id=org.id, name=body.name))

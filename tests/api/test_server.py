@@ -1,13 +1,12 @@
 """The API's edge as uvicorn serves it (api.server): slow or huge request heads are cut
 off, and beyond its concurrency limit uvicorn answers 503, while a well-behaved request
-still gets through. Each test runs the API as `sourcecheck api` does (uvicorn_argv)."""
+still gets through. Each test runs the API as `sourcecheck api` does (cli.processes.api_argv)."""
 
 from __future__ import annotations
 
 import os
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.server import uvicorn_argv
 from api.settings import ApiSettings
+from cli.processes import LOOPBACK, api_argv
 from tests.servers import free_port
 from tests.servers.redis import RedisServer
 
@@ -39,7 +38,7 @@ def api(redis_server: RedisServer, tmp_path: Path, **settings: str) -> Iterator[
     port = free_port()
     with (tmp_path / "api.log").open("ab") as out:
         process = subprocess.Popen(
-            uvicorn_argv(sys.executable, "127.0.0.1", port, ApiSettings(**settings), "--log-level", "warning"),
+            api_argv(LOOPBACK, port, ApiSettings(**settings), extra=("--log-level", "warning")),
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -158,18 +157,25 @@ def test_beyond_the_concurrency_limit_uvicorn_answers_503(redis_server: RedisSer
             time.sleep(0.1)
 
 
-def test_every_launcher_runs_the_api_with_the_bounds() -> None:
-    settings = ApiSettings(api_limit_concurrency=100, api_keep_alive_seconds=3)
-    argv = uvicorn_argv("python", "0.0.0.0", 8000, settings)
+def test_the_api_runs_with_the_bounds_of_its_settings() -> None:
+    argv = api_argv("0.0.0.0", 8000, ApiSettings(api_limit_concurrency=100, api_keep_alive_seconds=3))
     for flag, value in (
         ("--http", "api.server:HeadBoundProtocol"),
         ("--limit-concurrency", "100"),
         ("--timeout-keep-alive", "3"),
     ):
         assert argv[argv.index(flag) + 1] == value
-    root = Path(__file__).parents[2]
-    for launcher in ("api/cli.py", "api/stack.py", "tests/servers/stack.py", "bench/run.py"):
-        assert "uvicorn_argv(" in (root / launcher).read_text(), launcher
+
+
+LAUNCHERS = ("cli/serve.py", "cli/stack.py", "tests/servers/stack.py", "tests/servers/redis.py", "bench/run.py")
+
+
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_every_launcher_takes_its_command_lines_from_cli_processes(launcher: str) -> None:
+    source = (Path(__file__).parents[2] / launcher).read_text()
+    assert "from cli.processes import" in source
+    for own_command_line in ('"uvicorn"', '"celery"', '"worker.app"', '"worker.flower"', "REDIS_SERVER_PATH"):
+        assert own_command_line not in source, f"{launcher} builds a command line of its own"
 
 
 @pytest.mark.parametrize(

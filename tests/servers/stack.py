@@ -22,8 +22,8 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet
 
-from api.server import uvicorn_argv
 from api.settings import ApiSettings
+from cli.processes import LOOPBACK, api_argv, worker_argv
 from tests.servers import free_port
 from tests.servers.redis import RedisServer
 
@@ -102,21 +102,7 @@ def start_worker(env: dict[str, str], log: Path, name: str = "e2e", concurrency:
     """A real Celery worker process (own process group); returns once it takes jobs."""
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "worker.app",
-                "worker",
-                "-E",
-                "-n",
-                f"{name}@%h",
-                "--concurrency",
-                str(concurrency),
-                "--loglevel",
-                "INFO",
-            ],
+            worker_argv(name=name, concurrency=concurrency),
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -175,7 +161,7 @@ def launch_stack(
             stack.start_worker(name)
         with stack.logs["api"].open("ab") as out:
             api = subprocess.Popen(
-                uvicorn_argv(sys.executable, "127.0.0.1", port, ApiSettings(**settings), "--log-level", "warning"),
+                api_argv(LOOPBACK, port, ApiSettings(**settings), extra=("--log-level", "warning")),
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

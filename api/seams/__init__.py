@@ -1,0 +1,1 @@
+"""The api package's seams into its dependencies' internals: one module per dependency."""

@@ -1,0 +1,1 @@
+"""What the API does, behind its routes: keyword-only functions the route modules call."""

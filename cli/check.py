@@ -1,0 +1,332 @@
+"""Is this source going to work? ``sourcecheck check`` runs the connector's check from this
+machine, directly; ``sourcecheck test`` sends the test through the API (the client library)
+and follows it to its result. Both print each step with its timing, then the verdict."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import threading
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from sqlalchemy.exc import SQLAlchemyError
+
+from api.accounts import organization_for_token
+from api.db import get_engine
+from api.settings import get_api_settings
+from cli.console import EXIT_FAILED, EXIT_NO_RESULT, fail, fail_fields
+from connectors.base import run_check
+from connectors.errors import InvalidConfiguration, UnknownConnector
+from connectors.registry import get_connector
+
+
+@dataclass
+class _StepLine:
+    name: str
+    status: str
+    duration_ms: float
+    message: str | None
+
+
+@dataclass
+class _Verdict:
+    status: str
+    duration_ms: float | None = None
+    type: str | None = None
+    message: str | None = None
+    hint: str | None = None
+    retryable: bool | None = None
+    steps: list[_StepLine] = field(default_factory=list)
+
+
+def _marks() -> dict[str, str]:
+    try:
+        "✓✗·".encode(sys.stdout.encoding or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return {"succeeded": "+", "failed": "x", "skipped": "-"}
+    return {"succeeded": "✓", "failed": "✗", "skipped": "·"}
+
+
+def _print_verdict(verdict: _Verdict) -> None:
+    """The steps, one a line with their timing, then the verdict (and the hint on failure)."""
+    marks = _marks()
+    colors = {"succeeded": "green", "failed": "red"}
+    width = max((len(s.name) for s in verdict.steps), default=0)
+    for step in verdict.steps:
+        mark = typer.style(marks.get(step.status, "?"), fg=colors.get(step.status))
+        timing = "" if step.status == "skipped" else f"{step.duration_ms:.1f} ms"
+        message = step.message or step.status
+        if step.status == "skipped":
+            message = typer.style(message, dim=True)
+        typer.echo(f"  {mark} {step.name:<{width}}  {timing:>10}  {message}")
+    took = f" in {verdict.duration_ms:.1f} ms" if verdict.duration_ms is not None else ""
+    if verdict.status == "succeeded":
+        typer.echo(typer.style(f"{marks['succeeded']} succeeded{took}: the source works", fg="green", bold=True))
+        return
+    retry = "" if verdict.retryable is None else (", retryable" if verdict.retryable else ", not retryable")
+    typer.echo(
+        typer.style(
+            f"{marks['failed']} {verdict.status}{took} ({verdict.type or 'unknown'}{retry})", fg="red", bold=True
+        )
+    )
+    if verdict.message:
+        typer.echo(f"  {verdict.message}")
+    if verdict.hint:
+        typer.echo(f"  hint: {verdict.hint}")
+
+
+def _while_waiting(what: str) -> AbstractContextManager[object]:
+    """A spinner on stderr while ``what`` runs, when stderr is a terminal (nothing otherwise)."""
+    console = Console(stderr=True)
+    return console.status(what) if console.is_terminal else nullcontext()
+
+
+def _read_config(path: str) -> dict[str, Any]:
+    """The JSON object in ``path`` ('-': stdin). Errors name the file, never its content."""
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"cannot read the configuration file {path}: {getattr(exc, 'strerror', None) or type(exc).__name__}")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        fail(f"the configuration file {path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}")
+    if not isinstance(data, dict):
+        fail(f"the configuration file {path} must hold a JSON object, not {type(data).__name__}")
+    return data
+
+
+def check(
+    definition: Annotated[
+        str, typer.Argument(help="The source definition: postgres, mysql, http, s3, ...", show_default=False)
+    ],
+    config: Annotated[
+        str,
+        typer.Option(
+            "--config", "-c", help="A JSON file with the configuration ('-': read stdin).", show_default=False
+        ),
+    ],
+    timeout: Annotated[float, typer.Option(min=0.5, max=60.0, help="The check's deadline in seconds.")] = 10.0,
+) -> None:
+    """Check a source from this machine, directly: no API, no queue, no worker.
+
+    Prints each step (resolve, tcp, tls, authenticate, access...) with its timing, then the
+    verdict, and on failure what went wrong and what to fix.
+
+    Exit code: 0 the source works, 1 the check failed, 2 bad input (each bad configuration
+    field is named, its value never shown).
+
+    Example: sourcecheck check postgres --config db.json --timeout 5
+    """
+    data = _read_config(config)
+    try:
+        connector = get_connector(definition)
+    except UnknownConnector as exc:
+        fail(str(exc))
+    try:
+        parsed = connector.parse_config(data)
+    except InvalidConfiguration as exc:
+        fail_fields(f"the configuration is not valid for {definition}:", [(e.field, e.message) for e in exc.errors])
+
+    # run_check keeps its deadline for code that can be cancelled; a connector stuck in C
+    # code would not be, so the check runs in a thread this command stops waiting for.
+    outcome: list[Any] = []
+
+    def work() -> None:
+        try:
+            outcome.append(asyncio.run(run_check(connector, parsed, timeout=timeout)))
+        except BaseException as exc:  # run_check catches the connector's faults; this would be ours
+            outcome.append(exc)
+
+    runner = threading.Thread(target=work, name="check", daemon=True)
+    with _while_waiting(f"Checking {definition} (at most {timeout:g} s)..."):
+        runner.start()
+        runner.join(timeout + 5)
+    if not outcome:
+        _print_verdict(_Verdict(status="failed", type="timeout", message=f"The check did not end within {timeout:g} s"))
+        raise typer.Exit(EXIT_FAILED)
+    result = outcome[0]
+    if isinstance(result, BaseException):
+        _print_verdict(
+            _Verdict(
+                status="failed",
+                type="internal_error",
+                message=f"The check stopped on an unexpected {type(result).__name__}",
+            )
+        )
+        raise typer.Exit(EXIT_FAILED)
+    failure = result.failure
+    _print_verdict(
+        _Verdict(
+            status=result.status.value,
+            duration_ms=result.duration_ms,
+            type=failure.type.value if failure else None,
+            message=failure.message if failure else None,
+            hint=failure.hint if failure else None,
+            retryable=failure.retryable if failure else None,
+            steps=[_StepLine(s.name, s.status.value, s.duration_ms, s.message) for s in result.steps],
+        )
+    )
+    raise typer.Exit(0 if failure is None else EXIT_FAILED)
+
+
+def _organization_of_token(token: str) -> str | None:
+    """The organization of ``token`` in this machine's metadata database, if it has one
+    (the development setup); None when there is none. Never creates the database; one that
+    is there but cannot be read ends the command, naming why."""
+    settings = get_api_settings()
+    if not settings.database_url and not (settings.data_dir / "sourcecheck.db").exists():
+        return None
+    try:
+        with get_engine().connect() as connection:
+            organization = organization_for_token(connection, token)
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        fail(
+            f"cannot find the token's organization in the database {settings.sqlalchemy_url()} "
+            f"({reason[0] if reason else type(exc).__name__}): give --org org_... or SOURCECHECK_ORG"
+        )
+    return organization.id if organization else None
+
+
+def test_through_api(
+    source: Annotated[
+        str | None, typer.Option("--source", help="Test this stored source (src_...).", show_default=False)
+    ] = None,
+    definition: Annotated[
+        str | None,
+        typer.Option("--definition", help="Test inline: the source definition (postgres, ...).", show_default=False),
+    ] = None,
+    config: Annotated[
+        str | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="A JSON file with the configuration: inline, or fields overriding the stored source's ('-': stdin).",
+            show_default=False,
+        ),
+    ] = None,
+    org: Annotated[
+        str | None,
+        typer.Option(
+            "--org",
+            envvar="SOURCECHECK_ORG",
+            help="The organization (org_...); default: the token's, when this machine's database knows it.",
+            show_default=False,
+        ),
+    ] = None,
+    workspace: Annotated[
+        str | None, typer.Option("--workspace", help="Inline: the workspace context.", show_default=False)
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Inline: a name for the source.", show_default=False)
+    ] = None,
+    api_url: Annotated[
+        str, typer.Option("--api-url", envvar="SOURCECHECK_API_URL", help="The API's base URL.")
+    ] = "http://127.0.0.1:8000",
+    token: Annotated[
+        str | None,
+        typer.Option("--token", envvar="SOURCECHECK_TOKEN", help="The API key (sck_...).", show_default=False),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=0.5, max=60.0, help="The check's deadline in seconds (default: the API's, 10).", show_default=False
+        ),
+    ] = None,
+    poll_timeout: Annotated[
+        float,
+        typer.Option(
+            min=1.0, help="How long to wait for the result in all, polling when the API answers 'still running'."
+        ),
+    ] = 120.0,
+) -> None:
+    """Test a source through the API (queued, run by a worker), stored or inline.
+
+    Prints the same step view as `check`; follows the API's "still running" answers (202)
+    until the result is final.
+
+    Exit code: 0 the source works, 1 the check failed, 2 bad input (a refused token, an
+    unknown source, an invalid configuration: each bad field is named), 3 no result (the API
+    unreachable or busy, or no result within --poll-timeout).
+
+    Examples:
+
+      SOURCECHECK_TOKEN=sck_... sourcecheck test --source src_abc123 --org org_xyz789
+
+      sourcecheck test --definition postgres --config db.json --token sck_... --org org_xyz789
+    """
+    try:  # lazily: the client is a package of its own, which only this command needs
+        from sourcecheck_client import (
+            APIConnectionError,
+            APIError,
+            AuthenticationError,
+            Client,
+            NotFoundError,
+            PollTimeoutError,
+            ValidationError,
+        )
+    except ImportError:
+        fail("the sourcecheck-client package is not installed: pip install ./client")
+
+    if (source is None) == (definition is None):
+        fail("give --source src_... to test a stored source, or --definition NAME --config FILE to test inline")
+    if definition is not None and config is None:
+        fail("--config FILE is required with --definition")
+    if not token:
+        fail("an API key is required: --token sck_... or SOURCECHECK_TOKEN")
+    configuration = _read_config(config) if config is not None else None
+    organization = org or _organization_of_token(token)
+    if not organization:
+        fail("give the organization: --org org_... or SOURCECHECK_ORG")
+
+    what = source or definition
+    try:
+        with Client(api_key=token, base_url=api_url, organization_id=organization) as client:
+            with _while_waiting(f"Testing {what} through {api_url}..."):
+                result = client.knowledge_connectors.test_source(
+                    source_id=source,
+                    source_definition_id=definition,
+                    configuration=configuration,
+                    workspace_id=workspace,
+                    name=name,
+                    timeout=timeout,
+                    poll_timeout=poll_timeout,
+                )
+    except ValueError as exc:  # a malformed --api-url
+        fail(str(exc))
+    except ValidationError as exc:
+        fail_fields(exc.message, [(e.field, e.message) for e in exc.errors])
+    except (AuthenticationError, NotFoundError) as exc:
+        fail(exc.message)
+    except PollTimeoutError as exc:
+        typer.echo(f"error: no result within {poll_timeout:g} s; the test {exc.result.job_id} may still end", err=True)
+        raise typer.Exit(EXIT_NO_RESULT) from None
+    except (APIConnectionError, APIError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_NO_RESULT) from None
+
+    info = result.job_info
+    if info is not None:
+        typer.echo(
+            f"{info.source_definition_id} {info.source_id or info.name or ''}  job {info.job_id}"
+            + (f" on {info.worker}" if info.worker else "")
+        )
+    _print_verdict(
+        _Verdict(
+            status=result.status,
+            duration_ms=info.duration_ms if info else None,
+            type=info.type if info else None,
+            message=info.message if info else None,
+            hint=info.hint if info else None,
+            retryable=info.retryable if info else None,
+            steps=[_StepLine(s.name, s.status, s.duration_ms, s.message) for s in (info.steps if info else [])],
+        )
+    )
+    raise typer.Exit(0 if result.succeeded else EXIT_FAILED)
