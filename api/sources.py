@@ -11,9 +11,10 @@ from sqlmodel import Session, col, select
 from api.accounts import default_workspace, find_workspace, new_id
 from api.errors import InvalidConfigurationError, InvalidRequest, NotFound, SecretsRequired
 from api.models import Source, SourceCreate, SourcePublic, SourceUpdate, utcnow
-from connectors.base import MASK, ConnectorConfig, destination_of, secret_paths
+from connectors.base import ConnectorConfig, destination_of, secret_paths
 from connectors.errors import InvalidConfiguration, UnknownConnector
 from connectors.registry import get_connector
+from connectors.text import MASK
 from worker.crypto import Cipher
 
 

@@ -112,7 +112,8 @@ class Connection:
     async def post(self, path: str, body: object, token: str, keep: bool = True) -> Answer:
         data = json.dumps(body).encode()
         request = (
-            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+            "Content-Type: application/json\r\n"
             f"Content-Length: {len(data)}\r\nConnection: {'keep-alive' if keep else 'close'}\r\n\r\n"
         ).encode() + data
         if self._stream is None:

@@ -181,7 +181,6 @@ def _violations() -> list[str]:
     return found
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15: the seams are being moved; remove this mark when it passes")
 def test_product_code_uses_no_private_name_of_a_dependency_outside_its_seam_module() -> None:
     assert _violations() == []
 
