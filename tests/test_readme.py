@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 from api.settings import ApiSettings
@@ -36,3 +37,55 @@ def test_the_readme_gives_the_real_numeric_defaults() -> None:
             assert float(default) == ApiSettings.model_fields[name.lower()].default, name
             checked += 1
     assert checked >= 10
+
+
+def _layout() -> dict[str, str]:
+    """The README's "## Layout" section: each line ``- `folder/`: what it holds``, with the
+    folder's modules named in backticks after it (``- `api/`: ... `main.py` the app, ...``)."""
+    section = README.read_text().split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    lines: dict[str, str] = {}
+    folder = None
+    for line in section.splitlines():
+        found = re.match(r"- `([^`]+/)`", line)
+        if found:
+            folder = found.group(1)
+            lines[folder] = line
+        elif folder and line.startswith("  "):
+            lines[folder] += " " + line.strip()
+        else:
+            folder = None
+    return lines
+
+
+def _tracked() -> list[Path]:
+    root = README.parent
+    listed = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True).stdout
+    return [Path(p) for p in listed.splitlines() if (root / p).exists()]
+
+
+# Folders a newcomer never needs to open, or whose parent's line says what they hold.
+UNLISTED = ("api/migrations/versions/", "tests/plugins/faulty/", ".ci/")
+
+
+def test_the_readme_layout_lists_every_folder_and_each_module_of_the_product_packages() -> None:
+    layout = _layout()
+    folders = {p.parent.as_posix() + "/" for p in _tracked() if p.parent != Path(".")}
+    folders = {f for f in folders if not f.startswith(UNLISTED) and f.count("/") <= 2}
+    assert sorted(folders - layout.keys()) == []
+    for path in _tracked():
+        folder = path.parent.as_posix() + "/"
+        if folder.startswith(UNLISTED) or folder.split("/")[0] not in PRODUCT:
+            continue
+        if path.suffix in (".py", ".lua") and path.name != "__init__.py":
+            assert f"`{path.name}`" in layout.get(folder, ""), f"the Layout line of {folder} names no {path.name}"
+
+
+def test_everything_the_readme_layout_names_exists() -> None:
+    root = README.parent
+    for folder, line in _layout().items():
+        assert (root / folder).is_dir(), f"{folder} is not a folder"
+        for name in re.findall(r"`([\w.-]+\.(?:py|lua|md|toml|txt|yml|yaml))`", line):
+            assert (root / folder / name).exists(), f"{folder}{name} does not exist"
+
+
+PRODUCT = ("api", "worker", "connectors", "cli")
