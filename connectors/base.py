@@ -16,7 +16,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 
@@ -27,6 +27,7 @@ from pydantic import (
     PlainSerializer,
     SecretStr,
     SerializationInfo,
+    TypeAdapter,
     ValidationError,
     WithJsonSchema,
 )
@@ -215,33 +216,9 @@ class CheckResult:
     failure: Failure | None = None
     duration_ms: float = 0.0
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CheckResult:
-        failure = data.get("failure")
-        return cls(
-            status=CheckStatus(data["status"]),
-            steps=[
-                Step(
-                    name=s["name"],
-                    status=StepStatus(s["status"]),
-                    duration_ms=s["duration_ms"],
-                    message=s.get("message"),
-                )
-                for s in data.get("steps", [])
-            ],
-            failure=Failure(
-                type=FailureType(failure["type"]),
-                message=failure["message"],
-                hint=failure["hint"],
-                retryable=failure["retryable"],
-            )
-            if failure
-            else None,
-            duration_ms=data.get("duration_ms", 0.0),
-        )
+CHECK_RESULT: TypeAdapter[CheckResult] = TypeAdapter(CheckResult)
+"""A CheckResult's JSON form, both ways: what the worker stores in Redis and the API reads."""
 
 
 class Probe:

@@ -32,6 +32,8 @@ import redis
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from redis.exceptions import RedisError
 
+from connectors.base import CheckResult, StepStatus
+
 log = logging.getLogger(__name__)
 
 # Probes take from a millisecond (a refused port) to a minute (the largest deadline).
@@ -50,18 +52,13 @@ PROBES = Counter("sourcecheck_probes", "Probes run by this worker, by outcome.",
 IN_FLIGHT = Gauge("sourcecheck_probes_in_flight", "Probes running in this worker's probe processes.")
 
 
-def observe_probe(connector: str, check: dict[str, Any]) -> None:
-    """Record one probe's result (a CheckResult dict)."""
-    status = str(check.get("status") or "unknown")
-    failure = check.get("failure") or {}
-    PROBES.labels(connector, status, str(failure.get("type") or "none")).inc()
-    PROBE_SECONDS.labels(connector).observe(float(check.get("duration_ms") or 0.0) / 1000)
-    for step in check.get("steps") or ():
-        if step.get("status") == "skipped":
-            continue
-        PROBE_STEP_SECONDS.labels(connector, str(step.get("name"))).observe(
-            float(step.get("duration_ms") or 0.0) / 1000
-        )
+def observe_probe(connector: str, check: CheckResult) -> None:
+    """Record one probe's result."""
+    PROBES.labels(connector, check.status, check.failure.type if check.failure else "none").inc()
+    PROBE_SECONDS.labels(connector).observe(check.duration_ms / 1000)
+    for step in check.steps:
+        if step.status != StepStatus.SKIPPED:
+            PROBE_STEP_SECONDS.labels(connector, step.name).observe(step.duration_ms / 1000)
 
 
 def track_in_flight(count: Callable[[], int]) -> None:

@@ -2,7 +2,7 @@
 
 ``{"status": "running", "started_at", "worker"}`` when a worker takes the job;
 ``{"status": "succeeded" | "failed", "started_at", "ended_at", "worker", "check"}`` when it
-ends (``check``: a CheckResult dict), or when it is written off at its deadline.
+ends (``check``: a CheckResult in its JSON form, :data:`~connectors.base.CHECK_RESULT`), or when it is written off at its deadline.
 """
 
 from __future__ import annotations
@@ -11,15 +11,14 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors.base import CheckResult, CheckStatus, Failure
-from connectors.errors import DEFAULT_HINTS, RETRYABLE, FailureType
+from connectors.base import CHECK_RESULT, CheckResult, CheckStatus, Failure
+from connectors.errors import FailureType
 from worker.model import Job, JobStatus, JobView
 
 
-def failed_check(kind: FailureType, message: str) -> dict[str, Any]:
-    """A failed CheckResult as a dict, for failures found outside the connector."""
-    failure = Failure(type=kind, message=message, hint=DEFAULT_HINTS[kind], retryable=RETRYABLE[kind])
-    return CheckResult(status=CheckStatus.FAILED, failure=failure).to_dict()
+def failed_check(kind: FailureType, message: str) -> CheckResult:
+    """A failed CheckResult, for failures found outside the connector."""
+    return CheckResult(status=CheckStatus.FAILED, failure=Failure.of(kind, message))
 
 
 def started_record(started_at: datetime, worker: str | None) -> str:
@@ -27,16 +26,16 @@ def started_record(started_at: datetime, worker: str | None) -> str:
     return json.dumps({"status": JobStatus.RUNNING, "started_at": started_at.isoformat(), "worker": worker})
 
 
-def final_record(check: dict[str, Any], *, started_at: datetime | None, ended_at: datetime, worker: str | None) -> str:
-    """A job's final record: the probe's check (a CheckResult dict), when and where it ran."""
-    status = JobStatus.SUCCEEDED if check.get("status") == CheckStatus.SUCCEEDED else JobStatus.FAILED
+def final_record(check: CheckResult, *, started_at: datetime | None, ended_at: datetime, worker: str | None) -> str:
+    """A job's final record: the probe's check, when and where it ran."""
+    status = JobStatus.SUCCEEDED if check.status == CheckStatus.SUCCEEDED else JobStatus.FAILED
     return json.dumps(
         {
             "status": status,
             "started_at": started_at.isoformat() if started_at else None,
             "ended_at": ended_at.isoformat(),
             "worker": worker,
-            "check": check,
+            "check": CHECK_RESULT.dump_python(check, mode="json"),
         }
     )
 
@@ -64,7 +63,7 @@ def view_from_record(job: Job, raw: str | bytes | None) -> JobView:
         started_at=_parse_time(record.get("started_at")),
         ended_at=_parse_time(record.get("ended_at")),
         worker=record.get("worker"),
-        result=CheckResult.from_dict(check) if check else None,
+        result=CHECK_RESULT.validate_python(check) if check else None,
     )
 
 

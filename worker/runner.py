@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any, NoReturn, cast
 
-from connectors.base import CheckResult, CheckStatus, Connector, ConnectorConfig, Failure, Probe, run_check
+from connectors.base import CHECK_RESULT, CheckResult, CheckStatus, Connector, ConnectorConfig, Failure, Probe, run_check
 from connectors.errors import ConnectorError, FailureType
 from connectors.registry import all_connectors, get_connector
 from worker import logs
@@ -58,17 +58,17 @@ EXIT_OUT_OF_MEMORY = 12  # ENOMEM: a child's exit code when it stops on a Memory
 RESERVE_BYTES = 4 << 20  # held by a child, freed to report that it ran out of memory
 
 
-def out_of_memory(megabytes: int) -> dict[str, Any]:
+def out_of_memory(megabytes: int) -> CheckResult:
     """The result of the probe whose check ran out of its process's memory."""
-    failure = Failure(
-        type=FailureType.WORKER_LOST,
-        message=f"The probe process ran out of memory during this test (a probe process may use {megabytes} MB): "
+    failure = Failure.of(
+        FailureType.WORKER_LOST,
+        f"The probe process ran out of memory during this test (a probe process may use {megabytes} MB): "
         "the test was stopped and the process replaced",
         hint="The test needed more memory than a probe process may use: check what the source sends (a very large "
         "or compressed response), or ask the service's operator about SOURCECHECK_PROBE_MEMORY_MB.",
         retryable=False,
     )
-    return CheckResult(status=CheckStatus.FAILED, failure=failure).to_dict()
+    return CheckResult(status=CheckStatus.FAILED, failure=failure)
 
 
 def limit_memory(megabytes: int) -> None:
@@ -123,7 +123,7 @@ def _child_main(conn: Connection, keys: list[str], memory_mb: int = 0) -> None:
         with contextlib.suppress(Exception):
             log.error("probe process %s ran out of memory (%s MB); exiting", os.getpid(), memory_mb)
             if probe_id is not None:
-                conn.send((probe_id, out_of_memory(memory_mb)))
+                conn.send((probe_id, CHECK_RESULT.dump_json(out_of_memory(memory_mb))))
         os._exit(EXIT_OUT_OF_MEMORY)
 
     gc.freeze()  # start-up's objects stay: the collector need not scan them again
@@ -152,9 +152,7 @@ def _child_main(conn: Connection, keys: list[str], memory_mb: int = 0) -> None:
             connector = get_connector(definition)
             config = connector.parse_config(cipher.decrypt_json(token))
             guard = _MemoryGuard(connector)
-            result = (
-                await run_check(cast(Connector, guard), config, timeout=timeout, egress=egress, profile=profile)
-            ).to_dict()
+            result = await run_check(cast(Connector, guard), config, timeout=timeout, egress=egress, profile=profile)
             if guard.ran_out:
                 exit_out_of_memory(probe_id)
         except MemoryError:
@@ -170,9 +168,9 @@ def _child_main(conn: Connection, keys: list[str], memory_mb: int = 0) -> None:
             result = failed_check(
                 FailureType.INTERNAL_ERROR, f"The check stopped on an unexpected {type(exc).__name__}"
             )
-        log.debug("probe %s of %s ended %s", probe_id, definition, result.get("status"))
-        try:
-            conn.send((probe_id, result))
+        log.debug("probe %s of %s ended %s", probe_id, definition, result.status)
+        try:  # JSON through the pipe: cheaper than pickling the dataclasses and their enums
+            conn.send((probe_id, CHECK_RESULT.dump_json(result)))
         except MemoryError:
             exit_out_of_memory(None)
 
@@ -201,7 +199,7 @@ class _Probe:
     token: str
     deadline: float  # monotonic: when the probe itself gives up
     hard_deadline: float  # monotonic: when the parent stops waiting and kills its child
-    future: Future[dict[str, Any]]
+    future: Future[CheckResult]
     crashes: int = 0
     context: dict[str, str] = field(default_factory=dict)  # the job's log fields (worker.logs)
 
@@ -238,8 +236,8 @@ class ProbeRunner:
 
     # public
 
-    def run(self, definition: str, token: str, timeout: float) -> dict[str, Any]:
-        """Run one probe; returns a CheckResult dict. Never raises for the probe's faults."""
+    def run(self, definition: str, token: str, timeout: float) -> CheckResult:
+        """Run one probe and return its result. Never raises for the probe's faults."""
         now = time.monotonic()
         probe = _Probe(
             id=next(self._ids),
@@ -348,7 +346,7 @@ class ProbeRunner:
             with self._lock:
                 probe = child.inflight.pop(probe_id, None)
             if probe is not None and not probe.future.done():
-                probe.future.set_result(result)
+                probe.future.set_result(CHECK_RESULT.validate_json(result))
         self._lose(child, "it exited")
 
     def _watch(self) -> None:

@@ -12,6 +12,7 @@ from celery import Task
 from celery.exceptions import Reject
 from celery.signals import task_postrun, task_prerun, worker_init, worker_ready, worker_shutdown, worker_shutting_down
 
+from connectors.base import CheckResult
 from connectors.errors import FailureType
 from worker import logs, metrics
 from worker.app import TASK_NAME, app
@@ -114,14 +115,13 @@ def _stop_runner(**_: Any) -> None:
         _runner.close()
 
 
-def summary(check: dict[str, Any]) -> str:
+def summary(check: CheckResult) -> str:
     """What Flower shows as a task's result: ``succeeded in 12 ms``, or
     ``failed (timeout) in 2001 ms: <the failure's message>`` (secrets in it already masked)."""
-    failure = check.get("failure")
-    took = f"{check.get('duration_ms') or 0:.0f} ms"
-    if not failure:
-        return f"{check.get('status')} in {took}"
-    return f"{check.get('status')} ({failure.get('type')}) in {took}: {failure.get('message')}"
+    took = f"{check.duration_ms:.0f} ms"
+    if not check.failure:
+        return f"{check.status} in {took}"
+    return f"{check.status} ({check.failure.type}) in {took}: {check.failure.message}"
 
 
 # The task stores its own result (worker.reporting: with the job's release, in one call),
@@ -145,7 +145,7 @@ def run_probe(self: Task, job: dict[str, Any]) -> str:
         log.info("job %s already has its final result; not run again", job.get("job_id"))
         return "not run: the job already had its final result"  # a redelivered message: the stored result stands
 
-    def end(check: dict[str, Any]) -> None:
+    def end(check: CheckResult) -> None:
         report.finish(job, final_record(check, started_at=started, ended_at=datetime.now(UTC), worker=worker), ttl)
 
     try:
