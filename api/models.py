@@ -13,6 +13,10 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from sqlmodel import Field as DBField
 from sqlmodel import SQLModel
 
+from connectors.base import StepStatus
+from connectors.errors import FailureType
+from worker.model import JobStatus
+
 ORG_ID_PATTERN = r"^org_[A-Za-z0-9_-]{1,60}$"
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,100}$"
 """Source, workspace and job ids (``src_…``, ``ws_…``, ``job_…``): a malformed one is a 422."""
@@ -196,7 +200,7 @@ class TestSourceRequest(BaseModel):
 
 class StepInfo(BaseModel):
     name: str
-    status: str = Field(description="succeeded, failed or skipped")
+    status: StepStatus
     duration_ms: float
     message: str | None
 
@@ -215,7 +219,7 @@ class JobInfo(BaseModel):
     worker: str | None = None
     steps: list[StepInfo] = []
     message: str | None = Field(None, description="On failure: what went wrong, for a person.")
-    type: str | None = Field(None, description="On failure: one of the failure types (docs/failure-types.md).")
+    type: FailureType | None = Field(None, description="On failure: its type (docs/failure-types.md).")
     retryable: bool | None = Field(None, description="On failure: whether running the same test again may help.")
     hint: str | None = Field(None, description="On failure: what to fix.")
 
@@ -223,7 +227,7 @@ class JobInfo(BaseModel):
 class TestResult(BaseModel):
     __test__ = False  # not a pytest class
 
-    status: str = Field(description="succeeded, failed, pending or running", examples=["succeeded"])
+    status: JobStatus = Field(examples=["succeeded"])
     job_info: JobInfo | None
 
 

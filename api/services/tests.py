@@ -134,15 +134,15 @@ def to_result(view: JobView) -> TestResult:
         duration_ms=round(duration, 2) if duration is not None else None,
         worker=view.worker,
         steps=[
-            StepInfo(name=s.name, status=s.status.value, duration_ms=s.duration_ms, message=s.message)
+            StepInfo(name=s.name, status=s.status, duration_ms=s.duration_ms, message=s.message)
             for s in (result.steps if result else [])
         ],
         message=failure.message if failure else None,
-        type=failure.type.value if failure else None,
+        type=failure.type if failure else None,
         retryable=failure.retryable if failure else None,
         hint=failure.hint if failure else None,
     )
-    return TestResult(status=view.status.value, job_info=info)
+    return TestResult(status=view.status, job_info=info)
 
 
 def _observed(view: JobView) -> JobView:

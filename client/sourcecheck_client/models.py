@@ -1,8 +1,11 @@
 """What the API answers, as typed models (mirrors of the service's ``api.models``).
 
 Unknown fields are ignored, so a newer server does not break an older client; statuses
-and failure types are plain strings for the same reason (see the service's
-``docs/failure-types.md`` for the list of types).
+and failure types are plain strings for the same reason: a value this client does not know
+(a failure type added later) is kept as sent. The values known to this version are listed
+in :data:`STATUSES`, :data:`STEP_STATUSES` and :data:`FAILURE_TYPES` (see the service's
+``docs/failure-types.md``). tests/client/test_models_match_openapi.py keeps these models
+and lists in step with the service's OpenAPI document.
 """
 
 from __future__ import annotations
@@ -17,6 +20,28 @@ FAILED = "failed"
 PENDING = "pending"
 RUNNING = "running"
 FINAL_STATUSES = frozenset({SUCCEEDED, FAILED})
+STATUSES = frozenset({SUCCEEDED, FAILED, PENDING, RUNNING})
+"""A test's status."""
+STEP_STATUSES = frozenset({SUCCEEDED, FAILED, "skipped"})
+"""A step's status."""
+FAILURE_TYPES = frozenset(
+    {
+        "dns_resolution_failed",
+        "connection_refused",
+        "connection_timeout",
+        "host_unreachable",
+        "tls_error",
+        "authentication_failed",
+        "authorization_failed",
+        "not_found",
+        "unexpected_response",
+        "timeout",
+        "internal_error",
+        "worker_lost",
+        "egress_blocked",
+    }
+)
+"""The failure types this client knows (a newer server may send others)."""
 
 
 class _Model(BaseModel):
@@ -27,18 +52,18 @@ class Step(_Model):
     """One stage of a check (``resolve``, ``tcp``, ``tls``, ``authenticate``, ``access``...)."""
 
     name: str
-    status: str = Field(description="succeeded, failed or skipped")
-    duration_ms: float = 0.0
-    message: str | None = None
+    status: str = Field(description="One of STEP_STATUSES.")
+    duration_ms: float
+    message: str | None
 
 
 class JobInfo(_Model):
     """The job that ran (or runs) a test: metadata, steps and, on failure, why."""
 
     job_id: str
-    source_id: str | None = None
+    source_id: str | None
     source_definition_id: str
-    workspace_id: str | None = None
+    workspace_id: str | None
     name: str | None = None
     timeout_seconds: float
     created_at: datetime
@@ -48,7 +73,7 @@ class JobInfo(_Model):
     worker: str | None = None
     steps: list[Step] = []
     message: str | None = None
-    type: str | None = None
+    type: str | None = Field(None, description="On failure: one of FAILURE_TYPES, or a newer one.")
     retryable: bool | None = None
     hint: str | None = None
 
@@ -59,8 +84,8 @@ class TestResult(_Model):
 
     __test__ = False  # not a pytest class
 
-    status: str
-    job_info: JobInfo | None = None
+    status: str = Field(description="One of STATUSES.")
+    job_info: JobInfo | None
 
     @property
     def succeeded(self) -> bool:
@@ -101,7 +126,7 @@ class SourceDefinition(_Model):
     name: str
     category: str
     icon: str
-    documentation_url: str | None = None
+    documentation_url: str | None
     connection_specification: dict[str, Any]
 
     @property

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -30,6 +31,20 @@ def test_openapi_lists_every_route_with_its_errors_and_the_contract_examples(sta
     assert {"status": "failed", "job_info": {"message": "Connection refused"}} in [
         e["value"] for e in examples.values()
     ]
+
+
+def test_statuses_and_failure_types_are_enums_in_the_document() -> None:
+    from api.main import app
+
+    schemas = app.openapi()["components"]["schemas"]
+
+    def enum(prop: dict[str, Any]) -> list[str]:
+        ref = next(p["$ref"] for p in [prop, *prop.get("anyOf", [])] if "$ref" in p)
+        return list(schemas[ref.rsplit("/", 1)[1]]["enum"])
+
+    assert enum(schemas["StepInfo"]["properties"]["status"]) == ["succeeded", "failed", "skipped"]
+    assert enum(schemas["TestResult"]["properties"]["status"]) == ["pending", "running", "succeeded", "failed"]
+    assert "connection_refused" in enum(schemas["JobInfo"]["properties"]["type"])
 
 
 def test_docs_page_renders(stack: Stack) -> None:
