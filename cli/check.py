@@ -9,9 +9,8 @@ import json
 import sys
 import threading
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 from rich.console import Console
@@ -21,28 +20,9 @@ from api.accounts import organization_for_token
 from api.db import get_engine
 from api.settings import get_api_settings
 from cli.console import EXIT_FAILED, EXIT_NO_RESULT, fail, fail_fields
-from connectors.base import run_check
-from connectors.errors import InvalidConfiguration, UnknownConnector
+from connectors.base import CheckResult, CheckStatus, Failure, Step, StepStatus, run_check
+from connectors.errors import FailureType, InvalidConfiguration, UnknownConnector
 from connectors.registry import get_connector
-
-
-@dataclass
-class _StepLine:
-    name: str
-    status: str
-    duration_ms: float
-    message: str | None
-
-
-@dataclass
-class _Verdict:
-    status: str
-    duration_ms: float | None = None
-    type: str | None = None
-    message: str | None = None
-    hint: str | None = None
-    retryable: bool | None = None
-    steps: list[_StepLine] = field(default_factory=list)
 
 
 def _marks() -> dict[str, str]:
@@ -53,32 +33,33 @@ def _marks() -> dict[str, str]:
     return {"succeeded": "✓", "failed": "✗", "skipped": "·"}
 
 
-def _print_verdict(verdict: _Verdict) -> None:
+def _print_verdict(result: CheckResult) -> None:
     """The steps, one a line with their timing, then the verdict (and the hint on failure)."""
     marks = _marks()
     colors = {"succeeded": "green", "failed": "red"}
-    width = max((len(s.name) for s in verdict.steps), default=0)
-    for step in verdict.steps:
+    width = max((len(s.name) for s in result.steps), default=0)
+    for step in result.steps:
         mark = typer.style(marks.get(step.status, "?"), fg=colors.get(step.status))
         timing = "" if step.status == "skipped" else f"{step.duration_ms:.1f} ms"
         message = step.message or step.status
         if step.status == "skipped":
             message = typer.style(message, dim=True)
         typer.echo(f"  {mark} {step.name:<{width}}  {timing:>10}  {message}")
-    took = f" in {verdict.duration_ms:.1f} ms" if verdict.duration_ms is not None else ""
-    if verdict.status == "succeeded":
+    took = f" in {result.duration_ms:.1f} ms" if result.duration_ms else ""
+    failure = result.failure
+    if failure is None:
         typer.echo(typer.style(f"{marks['succeeded']} succeeded{took}: the source works", fg="green", bold=True))
         return
-    retry = "" if verdict.retryable is None else (", retryable" if verdict.retryable else ", not retryable")
-    typer.echo(
-        typer.style(
-            f"{marks['failed']} {verdict.status}{took} ({verdict.type or 'unknown'}{retry})", fg="red", bold=True
-        )
-    )
-    if verdict.message:
-        typer.echo(f"  {verdict.message}")
-    if verdict.hint:
-        typer.echo(f"  hint: {verdict.hint}")
+    retry = ", retryable" if failure.retryable else ", not retryable"
+    typer.echo(typer.style(f"{marks['failed']} {result.status}{took} ({failure.type}{retry})", fg="red", bold=True))
+    if failure.message:
+        typer.echo(f"  {failure.message}")
+    if failure.hint:
+        typer.echo(f"  hint: {failure.hint}")
+
+
+def _failed(kind: FailureType, message: str) -> CheckResult:
+    return CheckResult(status=CheckStatus.FAILED, failure=Failure.of(kind, message))
 
 
 def _while_waiting(what: str) -> AbstractContextManager[object]:
@@ -149,31 +130,16 @@ def check(
         runner.start()
         runner.join(timeout + 5)
     if not outcome:
-        _print_verdict(_Verdict(status="failed", type="timeout", message=f"The check did not end within {timeout:g} s"))
+        _print_verdict(_failed(FailureType.TIMEOUT, f"The check did not end within {timeout:g} s"))
         raise typer.Exit(EXIT_FAILED)
     result = outcome[0]
     if isinstance(result, BaseException):
         _print_verdict(
-            _Verdict(
-                status="failed",
-                type="internal_error",
-                message=f"The check stopped on an unexpected {type(result).__name__}",
-            )
+            _failed(FailureType.INTERNAL_ERROR, f"The check stopped on an unexpected {type(result).__name__}")
         )
         raise typer.Exit(EXIT_FAILED)
-    failure = result.failure
-    _print_verdict(
-        _Verdict(
-            status=result.status.value,
-            duration_ms=result.duration_ms,
-            type=failure.type.value if failure else None,
-            message=failure.message if failure else None,
-            hint=failure.hint if failure else None,
-            retryable=failure.retryable if failure else None,
-            steps=[_StepLine(s.name, s.status.value, s.duration_ms, s.message) for s in result.steps],
-        )
-    )
-    raise typer.Exit(0 if failure is None else EXIT_FAILED)
+    _print_verdict(result)
+    raise typer.Exit(0 if result.failure is None else EXIT_FAILED)
 
 
 def _organization_of_token(token: str) -> str | None:
@@ -318,15 +284,20 @@ def test_through_api(
             f"{info.source_definition_id} {info.source_id or info.name or ''}  job {info.job_id}"
             + (f" on {info.worker}" if info.worker else "")
         )
+    # The API's answer as a CheckResult. The client keeps a status or failure type a newer
+    # server added as the text it sent: printed as such, hence the casts.
+    failure = (
+        Failure(cast(FailureType, info.type or "unknown"), info.message or "", info.hint or "", bool(info.retryable))
+        if info and not result.succeeded
+        else None
+    )
+    steps = [Step(s.name, cast(StepStatus, s.status), s.duration_ms, s.message) for s in (info.steps if info else [])]
     _print_verdict(
-        _Verdict(
-            status=result.status,
-            duration_ms=info.duration_ms if info else None,
-            type=info.type if info else None,
-            message=info.message if info else None,
-            hint=info.hint if info else None,
-            retryable=info.retryable if info else None,
-            steps=[_StepLine(s.name, s.status, s.duration_ms, s.message) for s in (info.steps if info else [])],
+        CheckResult(
+            status=CheckStatus.SUCCEEDED if result.succeeded else CheckStatus.FAILED,
+            steps=steps,
+            failure=failure,
+            duration_ms=(info.duration_ms if info else None) or 0.0,
         )
     )
     raise typer.Exit(0 if result.succeeded else EXIT_FAILED)

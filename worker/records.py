@@ -2,7 +2,8 @@
 
 ``{"status": "running", "started_at", "worker"}`` when a worker takes the job;
 ``{"status": "succeeded" | "failed", "started_at", "ended_at", "worker", "check"}`` when it
-ends (``check``: a CheckResult in its JSON form, :data:`~connectors.base.CHECK_RESULT`), or when it is written off at its deadline.
+ends, or when it is written off at its deadline (``check``: a CheckResult, in the JSON form of
+:data:`~connectors.base.CHECK_RESULT`).
 """
 
 from __future__ import annotations

@@ -40,7 +40,16 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any, NoReturn, cast
 
-from connectors.base import CHECK_RESULT, CheckResult, CheckStatus, Connector, ConnectorConfig, Failure, Probe, run_check
+from connectors.base import (
+    CHECK_RESULT,
+    CheckResult,
+    CheckStatus,
+    Connector,
+    ConnectorConfig,
+    Failure,
+    Probe,
+    run_check,
+)
 from connectors.errors import ConnectorError, FailureType
 from connectors.registry import all_connectors, get_connector
 from worker import logs

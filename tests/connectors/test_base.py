@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 from collections.abc import Iterator
+from dataclasses import asdict
 from importlib.metadata import EntryPoint
 from typing import Any, ClassVar
 
@@ -14,6 +16,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from connectors import registry
 from connectors.base import (
+    CHECK_RESULT,
     MASK,
     CheckResult,
     CheckStatus,
@@ -176,7 +179,7 @@ async def test_an_unexpected_exception_is_an_internal_error_without_its_text() -
     assert result.failure is not None
     assert result.failure.type == FailureType.INTERNAL_ERROR
     assert result.failure.message == "The check stopped on an unexpected RuntimeError"
-    assert "SPILLED" not in str(result.to_dict())
+    assert "SPILLED" not in str(asdict(result))
     assert (result.steps[0].status, result.steps[0].message) == (StepStatus.FAILED, "internal error")
 
 
@@ -268,14 +271,23 @@ def test_scrub_masks_a_secret_echoed_percent_encoded_in_a_connection_url() -> No
     assert result.failure.message == f"could not connect to postgresql://reader:{MASK}@db:5432/app (form: {MASK})"
 
 
-def test_a_result_survives_a_round_trip_through_a_dict() -> None:
+def test_a_result_survives_a_round_trip_through_json() -> None:
     result = CheckResult(
         status=CheckStatus.FAILED,
         steps=[Step("one", StepStatus.FAILED, 1.5, "m"), Step("two", StepStatus.SKIPPED)],
         failure=Failure(FailureType.TLS_ERROR, "m", "h", False),
         duration_ms=2.0,
     )
-    assert CheckResult.from_dict(result.to_dict()) == result
+    assert CHECK_RESULT.validate_json(CHECK_RESULT.dump_json(result)) == result
+    assert json.loads(CHECK_RESULT.dump_json(result)) == {  # the form stored in Redis
+        "status": "failed",
+        "steps": [
+            {"name": "one", "status": "failed", "duration_ms": 1.5, "message": "m"},
+            {"name": "two", "status": "skipped", "duration_ms": 0.0, "message": None},
+        ],
+        "failure": {"type": "tls_error", "message": "m", "hint": "h", "retryable": False},
+        "duration_ms": 2.0,
+    }
 
 
 def test_every_failure_type_has_a_hint_and_a_retry_rule() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import asdict
 from typing import Any
 
 import pytest
@@ -42,7 +43,7 @@ async def test_a_readable_space_with_email_and_api_token_succeeds(saas_server: S
     pair = base64.b64encode(f"{CONFLUENCE_EMAIL}:{saas_server.token}".encode()).decode()
     assert sent.headers["authorization"] == f"Basic {pair}"
     assert_no_secret(result, saas_server)
-    assert pair not in str(result.to_dict())
+    assert pair not in str(asdict(result))
 
 
 async def test_a_data_center_personal_access_token_is_sent_as_bearer(saas_server: SaasServer) -> None:
@@ -62,7 +63,7 @@ async def test_a_wrong_api_token_is_authentication_failed_explaining_atlassians_
     assert result.failure.message.startswith("Confluence refused the email and API token")
     assert "id.atlassian.com" in result.failure.hint
     assert step(result, "authenticate").status == StepStatus.FAILED
-    assert wrong not in str(result.to_dict())
+    assert wrong not in str(asdict(result))
 
 
 async def test_credentials_served_as_anonymous_are_authentication_failed(saas_server: SaasServer) -> None:

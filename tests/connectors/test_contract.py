@@ -37,6 +37,7 @@ import time
 import typing
 import urllib.parse
 from collections.abc import Iterator
+from dataclasses import asdict
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
@@ -198,7 +199,7 @@ def leaks(config: ConnectorConfig, *texts: str) -> list[str]:
 
 
 def result_texts(result: CheckResult, config: ConnectorConfig) -> tuple[str, ...]:
-    return (json.dumps(result.to_dict(), default=str), repr(result), str(result), repr(config), str(config))
+    return (json.dumps(asdict(result), default=str), repr(result), str(result), repr(config), str(config))
 
 
 def assert_failed_cleanly(connector: Connector, config: ConnectorConfig, result: CheckResult) -> None:

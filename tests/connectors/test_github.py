@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import pytest
@@ -64,7 +65,7 @@ async def test_bad_credentials_are_authentication_failed(saas_server: SaasServer
     assert result.failure is not None
     assert result.failure.message == "GitHub answered 401 Unauthorized: Bad credentials"
     assert step(result, "authenticate").status == StepStatus.FAILED
-    assert wrong not in str(result.to_dict())
+    assert wrong not in str(asdict(result))
 
 
 async def test_a_token_without_the_contents_permission_is_authorization_failed_naming_it(

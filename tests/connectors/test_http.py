@@ -7,6 +7,7 @@ import json
 import re
 import socket
 import time
+from dataclasses import asdict
 from typing import Any
 
 import pytest
@@ -28,7 +29,7 @@ async def check(config: dict[str, Any], timeout: float = 5.0) -> CheckResult:
 
 def messages(result: CheckResult) -> str:
     """Every text of a result, as the API would show it."""
-    return json.dumps(result.to_dict(), default=str)
+    return json.dumps(asdict(result), default=str)
 
 
 def step(result: CheckResult, name: str) -> Any:

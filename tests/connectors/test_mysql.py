@@ -9,6 +9,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from typing import Any
 
 import pymysql
@@ -29,7 +30,7 @@ ANYONE = {"database": "app", "user": "someone", "password": "a-long-password"}  
 
 
 async def check(data: dict[str, Any], timeout: float = 10.0, profile: Profile | None = None) -> dict[str, Any]:
-    return (await run_check(MYSQL, MYSQL.parse_config(data), timeout=timeout, profile=profile)).to_dict()
+    return asdict(await run_check(MYSQL, MYSQL.parse_config(data), timeout=timeout, profile=profile))
 
 
 def step(result: dict[str, Any], name: str) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import pytest
@@ -66,7 +67,7 @@ async def test_an_invalid_token_is_authentication_failed_with_notions_reason(saa
     assert "integration secret" in result.failure.hint
     assert step(result, "authenticate").status == StepStatus.FAILED
     assert step(result, "access").status == StepStatus.SKIPPED
-    assert wrong not in str(result.to_dict())
+    assert wrong not in str(asdict(result))
     assert_no_secret(result, saas_server)
 
 

@@ -33,7 +33,7 @@ PROBE_SCRIPT = textwrap.dedent(
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
 
     from api.routes.definitions import list_definitions, to_public
-    from connectors.base import run_check
+    from connectors.base import CHECK_RESULT, run_check
     from connectors.errors import UnknownConnector
     from connectors.registry import all_connectors, get_connector
 
@@ -56,7 +56,7 @@ PROBE_SCRIPT = textwrap.dedent(
             port = server.sockets[0].getsockname()[1]
             connector = get_connector("echo")
             config = connector.parse_config(connector.example_config("127.0.0.1", port))
-            return (await run_check(connector, config, timeout=5)).to_dict()
+            return CHECK_RESULT.dump_python(await run_check(connector, config, timeout=5), mode="json")
 
     if "echo" in out["names"]:
         out["echo_definition"] = to_public(get_connector("echo")).model_dump(mode="json")

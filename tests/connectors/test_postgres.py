@@ -11,7 +11,7 @@ import struct
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import psycopg
@@ -83,7 +83,7 @@ async def test_wrong_password_fails_with_authentication_failed(postgres_server: 
     assert result.failure.retryable is False
     assert step(result, "authenticate").status == StepStatus.FAILED
     assert step(result, "access").status == StepStatus.SKIPPED
-    everything = repr(result.to_dict())
+    everything = repr(asdict(result))
     assert wrong not in everything and postgres_server.password not in everything
 
 

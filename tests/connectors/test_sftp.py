@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import asdict
 from typing import Any
 
 import pytest
@@ -44,7 +45,7 @@ def key_body(pem: str) -> str:
 
 
 def assert_no_secret(result: CheckResult, server: SshServer) -> None:
-    text = json.dumps(result.to_dict(), default=str) + repr(result)
+    text = json.dumps(asdict(result), default=str) + repr(result)
     for secret in (server.password, server.passphrase, key_body(server.private_key), key_body(server.encrypted_key)):
         assert secret not in text
 
@@ -120,7 +121,7 @@ async def test_a_wrong_password_fails_authentication_naming_user_and_server(ssh_
         "authenticate": "failed",
         "access": "skipped",
     }
-    assert wrong not in json.dumps(result.to_dict())
+    assert wrong not in json.dumps(asdict(result))
     assert_no_secret(result, ssh_server)
 
 
@@ -132,7 +133,7 @@ async def test_a_key_the_server_does_not_know_fails_authentication(ssh_server: S
 
     assert failure(result).type == FailureType.AUTHENTICATION_FAILED
     assert "authorized_keys" in failure(result).hint
-    assert key_body(stranger) not in json.dumps(result.to_dict())
+    assert key_body(stranger) not in json.dumps(asdict(result))
 
 
 async def test_a_wrong_passphrase_fails_authentication_without_trying_the_key(ssh_server: SshServer) -> None:
@@ -144,7 +145,7 @@ async def test_a_wrong_passphrase_fails_authentication_without_trying_the_key(ss
     assert "the passphrase does not decrypt the private key" in failure(result).message
     assert "passphrase" in failure(result).hint
     assert ssh_server.auth_attempts[attempts:] == []
-    assert "not-the-passphrase" not in json.dumps(result.to_dict())
+    assert "not-the-passphrase" not in json.dumps(asdict(result))
 
 
 async def test_the_connector_itself_keeps_the_password_out_of_its_failure(ssh_server: SshServer) -> None:

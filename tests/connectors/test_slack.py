@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import pytest
@@ -53,7 +54,7 @@ async def test_an_invalid_token_answered_with_http_200_is_authentication_failed(
     assert result.failure.message == "Slack does not accept the token (invalid_auth)"
     assert "OAuth & Permissions" in result.failure.hint
     assert step(result, "authenticate").status == StepStatus.FAILED
-    assert wrong not in str(result.to_dict())
+    assert wrong not in str(asdict(result))
 
 
 async def test_a_missing_scope_is_authorization_failed_naming_the_scope(saas_server: SaasServer) -> None:

@@ -8,6 +8,7 @@ import json
 import sys
 import time
 from collections.abc import AsyncIterator
+from dataclasses import asdict
 from typing import Any
 
 import pytest
@@ -46,7 +47,7 @@ def key_body(pem: str) -> str:
 
 
 def assert_no_secret(result: CheckResult, *secrets: str) -> None:
-    text = json.dumps(result.to_dict(), default=str) + repr(result)
+    text = json.dumps(asdict(result), default=str) + repr(result)
     for secret in secrets:
         assert secret not in text
 

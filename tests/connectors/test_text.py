@@ -7,6 +7,7 @@ import asyncio
 import multiprocessing
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any, TypeVar
 
 import asyncssh
@@ -15,7 +16,7 @@ import psycopg
 import pymysql
 import pytest
 
-from connectors.base import CheckResult, CheckStatus, Failure, Probe, Step, StepStatus, scrub
+from connectors.base import CHECK_RESULT, CheckResult, CheckStatus, Failure, Probe, Step, StepStatus, scrub
 from connectors.errors import FailureType
 from connectors.mysql import MySQLConfig, _Errors
 from connectors.oauth import token_error
@@ -185,7 +186,7 @@ def _attack(server: SaasServer) -> tuple[dict[str, Any], float, dict[str, Any], 
     async def timed_check(config: dict[str, Any]) -> tuple[dict[str, Any], float]:
         started = time.perf_counter()
         result = await run("google_drive", config, timeout=10)
-        return result.to_dict(), time.perf_counter() - started
+        return asdict(result), time.perf_counter() - started
 
     base = {
         "folder_id": "1AbCdEfGhIjKlMnOpQrStUvWxYz012345",
@@ -213,7 +214,7 @@ def _attack(server: SaasServer) -> tuple[dict[str, Any], float, dict[str, Any], 
 
 def test_a_megabyte_error_description_fails_promptly_while_another_check_succeeds(saas_server: SaasServer) -> None:
     bad, bad_s, good, good_s = in_child(lambda: _attack(saas_server))
-    bad_result, good_result = CheckResult.from_dict(bad), CheckResult.from_dict(good)
+    bad_result, good_result = CHECK_RESULT.validate_python(bad), CHECK_RESULT.validate_python(good)
     assert bad_result.status == CheckStatus.FAILED and bad_result.failure is not None
     assert bad_result.failure.type == FailureType.AUTHENTICATION_FAILED
     assert bad_result.failure.message.startswith("Google refused the refresh token: Token has been revoked")

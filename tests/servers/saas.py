@@ -45,7 +45,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -819,7 +819,7 @@ async def run(name: str, config: dict[str, Any], timeout: float = 5.0) -> CheckR
 
 def dump(result: CheckResult) -> str:
     """Every text of a result, as the API would show it."""
-    return json.dumps(result.to_dict(), default=str)
+    return json.dumps(asdict(result), default=str)
 
 
 def step(result: CheckResult, name: str) -> Step:

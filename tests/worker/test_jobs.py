@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from connectors.base import CheckResult, CheckStatus
 from connectors.errors import FailureType
 from tests.servers.redis import RedisServer
 from worker.app import app
@@ -48,7 +49,8 @@ def _payload(job: Job) -> dict[str, Any]:
 
 
 def _record(status: str) -> str:
-    return final_record({"status": status, "steps": []}, started_at=None, ended_at=datetime.now(UTC), worker="w1")
+    check = CheckResult(status=CheckStatus(status))
+    return final_record(check, started_at=None, ended_at=datetime.now(UTC), worker="w1")
 
 
 def test_a_final_result_is_written_once_and_a_job_that_has_one_is_not_started_again(redis_server: RedisServer) -> None:

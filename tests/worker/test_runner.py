@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
+from connectors.base import CheckResult
 from worker.crypto import Cipher
 from worker.runner import ProbeRunner
 
@@ -34,12 +35,12 @@ def runner() -> Iterator[ProbeRunner]:
         sys.path.remove(FAULTY)
 
 
-def run(runner: ProbeRunner, timeout: float, **config: object) -> dict:  # type: ignore[type-arg]
+def run(runner: ProbeRunner, timeout: float, **config: object) -> CheckResult:
     return runner.run("faulty", Cipher([KEY]).encrypt_json(config), timeout)
 
 
 def test_a_cooperative_probe_succeeds(runner: ProbeRunner) -> None:
-    assert run(runner, 5, mode="sleep", seconds=0.1)["status"] == "succeeded"
+    assert run(runner, 5, mode="sleep", seconds=0.1).status == "succeeded"
 
 
 def test_a_probe_blocking_in_c_ends_at_its_deadline_and_the_runner_keeps_serving(runner: ProbeRunner) -> None:
@@ -47,10 +48,10 @@ def test_a_probe_blocking_in_c_ends_at_its_deadline_and_the_runner_keeps_serving
     started = time.monotonic()
     result = run(runner, 1.0, mode="block_in_c", seconds=30)
     elapsed = time.monotonic() - started
-    assert result["status"] == "failed"
-    assert result["failure"]["type"] == "timeout"
+    assert result.status == "failed"
+    assert result.failure.type == "timeout"
     assert elapsed < 1.0 + 0.5 + 1.0  # deadline + grace + the watchdog's reaction
-    assert run(runner, 10, mode="sleep", seconds=0)["status"] == "succeeded"
+    assert run(runner, 10, mode="sleep", seconds=0).status == "succeeded"
     assert runner.pids() != [pid]  # the stuck child was replaced
 
 
@@ -59,8 +60,8 @@ def test_probes_sharing_a_child_with_a_blocked_one_are_run_again_elsewhere(runne
         blocked = pool.submit(run, runner, 1.0, mode="block_in_c", seconds=30)
         time.sleep(0.2)  # the blocked probe holds the only child's loop
         innocent = [pool.submit(run, runner, 8.0, mode="sleep", seconds=0.1, tag=str(i)) for i in range(3)]
-        assert blocked.result()["failure"]["type"] == "timeout"
-        assert [f.result()["status"] for f in innocent] == ["succeeded"] * 3
+        assert blocked.result().failure.type == "timeout"
+        assert [f.result().status for f in innocent] == ["succeeded"] * 3
 
 
 @pytest.mark.parametrize("mode", ["exit", "segfault"])
@@ -68,22 +69,22 @@ def test_a_probe_that_kills_its_process_ends_worker_lost_and_the_runner_recovers
     runner: ProbeRunner, mode: str
 ) -> None:
     result = run(runner, 5.0, mode=mode)
-    assert result["status"] == "failed"
-    assert result["failure"]["type"] == "worker_lost"
-    assert run(runner, 10, mode="sleep", seconds=0)["status"] == "succeeded"
+    assert result.status == "failed"
+    assert result.failure.type == "worker_lost"
+    assert run(runner, 10, mode="sleep", seconds=0).status == "succeeded"
 
 
 def test_hundreds_of_probes_wait_at_once_in_one_child(runner: ProbeRunner) -> None:
     with ThreadPoolExecutor(300) as pool:
         futures = [pool.submit(run, runner, 1.0, mode="sleep", seconds=30, tag=str(i)) for i in range(300)]
         results = [f.result() for f in futures]
-    assert {r["failure"]["type"] for r in results} == {"timeout"}
+    assert {r.failure.type for r in results} == {"timeout"}
 
 
 def test_wait_ready_returns_once_the_children_have_started(runner: ProbeRunner) -> None:
     assert runner.wait_ready(timeout=60)
     started = time.monotonic()
-    assert run(runner, 5, mode="sleep", seconds=0)["status"] == "succeeded"
+    assert run(runner, 5, mode="sleep", seconds=0).status == "succeeded"
     assert time.monotonic() - started < 1.5  # no start-up left to pay
 
 
@@ -96,7 +97,7 @@ def test_a_sigterm_to_the_probe_processes_lets_their_probes_finish(runner: Probe
         probe = pool.submit(run, runner, 10, mode="sleep", seconds=1)
         time.sleep(0.3)
         os.kill(pid, signal.SIGTERM)
-        assert probe.result(timeout=10)["status"] == "succeeded"
+        assert probe.result(timeout=10).status == "succeeded"
     assert runner.pids() == [pid]
 
 
@@ -139,13 +140,13 @@ def test_a_probe_taking_more_memory_than_its_process_may_ends_worker_lost_and_it
     started = time.monotonic()
     result = hog(bounded)
     assert time.monotonic() - started < 10  # at the bound, not at the deadline
-    assert result["status"] == "failed", result
-    assert result["failure"]["type"] == "worker_lost"
-    assert "ran out of memory" in result["failure"]["message"]
-    assert f"{LIMIT_MB} MB" in result["failure"]["message"]
+    assert result.status == "failed", result
+    assert result.failure.type == "worker_lost"
+    assert "ran out of memory" in result.failure.message
+    assert f"{LIMIT_MB} MB" in result.failure.message
     replacement = replaced(bounded, pid)
     # The hog is not sent again: its replacement lives on and serves.
-    assert run(bounded, 10, mode="sleep", seconds=0.5)["status"] == "succeeded"
+    assert run(bounded, 10, mode="sleep", seconds=0.5).status == "succeeded"
     assert bounded.pids() == replacement
 
 
@@ -154,12 +155,12 @@ def test_probes_sharing_a_process_with_a_memory_hog_are_run_again_and_succeed(bo
         innocent = [pool.submit(run, bounded, 30, mode="sleep", seconds=1.5, tag=str(i)) for i in range(3)]
         time.sleep(0.3)  # they are on the only process when the hog arrives
         hostile = pool.submit(hog, bounded)
-        assert hostile.result()["failure"]["type"] == "worker_lost"
-        assert [f.result()["status"] for f in innocent] == ["succeeded"] * 3
+        assert hostile.result().failure.type == "worker_lost"
+        assert [f.result().status for f in innocent] == ["succeeded"] * 3
 
 
 def test_a_probe_within_the_bound_is_not_disturbed(bounded: ProbeRunner) -> None:
     pid = bounded.pids()[0]
     result = run(bounded, 30, mode="memory_hog", megabytes=LIMIT_MB // 2, seconds=0.5)
-    assert result["status"] == "succeeded", result
+    assert result.status == "succeeded", result
     assert bounded.pids() == [pid]

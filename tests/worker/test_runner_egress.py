@@ -33,8 +33,8 @@ def test_a_child_refuses_what_the_production_profile_refuses(production_runner: 
     try:
         token = Cipher([KEY]).encrypt_json({"url": f"http://127.0.0.1:{listener.port}/ok"})
         result = production_runner.run("http", token, 5)
-        assert result["status"] == "failed"
-        assert result["failure"]["type"] == "egress_blocked", result
+        assert result.status == "failed"
+        assert result.failure.type == "egress_blocked", result
         assert listener.accepted == 0
     finally:
         listener.close()
@@ -43,7 +43,7 @@ def test_a_child_refuses_what_the_production_profile_refuses(production_runner: 
         result = production_runner.run(
             "http", Cipher([KEY]).encrypt_json({"url": f"http://127.0.0.2:{allowed.port}/"}), 5
         )
-        assert result["failure"]["type"] != "egress_blocked", result
+        assert result.failure.type != "egress_blocked", result
         assert allowed.accepted >= 1
     finally:
         allowed.close()

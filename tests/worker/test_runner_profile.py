@@ -39,7 +39,7 @@ def test_a_child_requires_tls_of_a_postgres_source_without_ssl_mode(production_r
         }
         result = production_runner.run("postgres", Cipher([KEY]).encrypt_json(config), 5)
 
-        assert result["failure"]["type"] == "tls_error", result
-        assert "require it in production" in result["failure"]["message"]
+        assert result.failure.type == "tls_error", result
+        assert "require it in production" in result.failure.message
         assert server.startups == 0
         assert server.passwords == []
