@@ -2,19 +2,36 @@
 
 ``{"status": "running", "started_at", "worker"}`` when a worker takes the job;
 ``{"status": "succeeded" | "failed", "started_at", "ended_at", "worker", "check"}`` when it
-ends, or when it is written off at its deadline (``check``: a CheckResult, in the JSON form of
-:data:`~connectors.base.CHECK_RESULT`).
+ends, or when it is written off at its deadline. Both are read, and the final one written, as
+a :class:`Record` (the check as a CheckResult, :data:`~connectors.base.CHECK_RESULT`'s JSON form).
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
-from connectors.base import CHECK_RESULT, CheckResult, CheckStatus, Failure
+from pydantic import TypeAdapter
+
+from connectors.base import CheckResult, CheckStatus, Failure
 from connectors.errors import FailureType
 from worker.model import Job, JobStatus, JobView
+
+
+@dataclass
+class Record:
+    """A started or final record, as stored. Times stay ISO 8601 text: as Python writes them."""
+
+    status: JobStatus
+    started_at: str | None = None
+    ended_at: str | None = None
+    worker: str | None = None
+    check: CheckResult | None = None
+
+
+# One encoding of the record and its check at once: cheaper than json with the check as a dict.
+RECORD: TypeAdapter[Record] = TypeAdapter(Record)
 
 
 def failed_check(kind: FailureType, message: str) -> CheckResult:
@@ -29,16 +46,14 @@ def started_record(started_at: datetime, worker: str | None) -> str:
 
 def final_record(check: CheckResult, *, started_at: datetime | None, ended_at: datetime, worker: str | None) -> str:
     """A job's final record: the probe's check, when and where it ran."""
-    status = JobStatus.SUCCEEDED if check.status == CheckStatus.SUCCEEDED else JobStatus.FAILED
-    return json.dumps(
-        {
-            "status": status,
-            "started_at": started_at.isoformat() if started_at else None,
-            "ended_at": ended_at.isoformat(),
-            "worker": worker,
-            "check": CHECK_RESULT.dump_python(check, mode="json"),
-        }
+    record = Record(
+        status=JobStatus.SUCCEEDED if check.status == CheckStatus.SUCCEEDED else JobStatus.FAILED,
+        started_at=started_at.isoformat() if started_at else None,
+        ended_at=ended_at.isoformat(),
+        worker=worker,
+        check=check,
     )
+    return RECORD.dump_json(record).decode()
 
 
 def written_off(view: JobView, now: datetime) -> str:
@@ -56,20 +71,19 @@ def view_from_record(job: Job, raw: str | bytes | None) -> JobView:
     """Turn a started or final record (or None: not started) into a JobView."""
     if not raw:
         return JobView(job=job, status=JobStatus.PENDING)
-    record = json.loads(raw)
-    check = record.get("check")
+    record = RECORD.validate_json(raw)
     return JobView(
         job=job,
-        status=JobStatus(record["status"]),
-        started_at=_parse_time(record.get("started_at")),
-        ended_at=_parse_time(record.get("ended_at")),
-        worker=record.get("worker"),
-        result=CHECK_RESULT.validate_python(check) if check else None,
+        status=record.status,
+        started_at=_parse_time(record.started_at),
+        ended_at=_parse_time(record.ended_at),
+        worker=record.worker,
+        result=record.check,
     )
 
 
-def _parse_time(value: Any) -> datetime | None:
-    if not value or not isinstance(value, str):
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
         return None
     parsed = datetime.fromisoformat(value)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
