@@ -103,6 +103,16 @@ def _tenant_field() -> Any:
     )
 
 
+def _client_id_field(description: str) -> Any:
+    return Field(
+        min_length=1,
+        max_length=100,
+        title="Client ID",
+        description=description,
+        examples=["00000000-0000-0000-0000-000000000000"],
+    )
+
+
 def _token_url_field() -> Any:
     return Field(
         None,
@@ -125,12 +135,8 @@ class GraphAccessToken(_Credentials):
 
 
 class MicrosoftOAuth(OAuthCredentials):
-    client_id: str = Field(
-        min_length=1,
-        max_length=100,
-        title="Client ID",
-        description="The application (client) id of the app registration the refresh token was issued to.",
-        examples=["00000000-0000-0000-0000-000000000000"],
+    client_id: str = _client_id_field(
+        "The application (client) id of the app registration the refresh token was issued to."
     )
     tenant: Annotated[str, Destination] = _tenant_field()
     token_url: Annotated[BaseUrl | None, EmptyIsNone, Destination] = _token_url_field()
@@ -143,13 +149,7 @@ class MicrosoftClientCredentials(_Credentials):
         description="The app signs in as itself with its client secret (application permissions, no user).",
     )
     tenant: Annotated[str, Destination] = _tenant_field()
-    client_id: str = Field(
-        min_length=1,
-        max_length=100,
-        title="Client ID",
-        description="The application (client) id of the app registration.",
-        examples=["00000000-0000-0000-0000-000000000000"],
-    )
+    client_id: str = _client_id_field("The application (client) id of the app registration.")
     client_secret: Secret = Field(
         title="Client secret",
         description="A client secret of the app registration (Certificates & secrets); never shown.",

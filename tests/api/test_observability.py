@@ -26,8 +26,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine
 
 from api.health import readiness
-from tests.api.test_secrets_e2e import assert_absent
 from tests.api.test_server import api
+from tests.helpers import assert_absent
 from tests.servers import free_port, wait_for_port
 from tests.servers.http import HttpServer
 from tests.servers.redis import RedisServer

@@ -11,16 +11,8 @@ import pytest
 from connectors.base import CheckStatus, StepStatus
 from connectors.errors import FailureType
 from connectors.registry import get_connector
-from tests.servers.saas import (
-    CONFLUENCE_EMAIL,
-    CONFLUENCE_GUEST,
-    CONFLUENCE_SPACE,
-    SaasServer,
-    assert_no_secret,
-    failure_type,
-    run,
-    step,
-)
+from tests.helpers import failure_type, step
+from tests.servers.saas import CONFLUENCE_EMAIL, CONFLUENCE_GUEST, CONFLUENCE_SPACE, SaasServer, assert_no_secret, run
 
 
 def config(server: SaasServer, *, api_token: str | None = None, **override: Any) -> dict[str, Any]:

@@ -35,11 +35,19 @@ from connectors.profile import Profile
 from connectors.registry import all_connectors
 from connectors.tls import client_context
 from connectors.transport import PinnedTransport
+from tests import helpers
 from tests.servers.http import HttpServer, start_http_server
 from tests.servers.postgres import PostgresServer
 from tests.servers.ssh import SshServer
 from tests.servers.tcp import CountingListener
 from worker.settings import Settings
+
+
+async def check(
+    name: str, config: dict[str, Any], egress: EgressPolicy | None, timeout: float = 5.0, profile: Profile | None = None
+) -> CheckResult:
+    return await helpers.check(name, config, timeout, egress=egress, profile=profile)
+
 
 PRODUCTION = for_profile("production")
 
@@ -51,13 +59,6 @@ def listener() -> Iterator[CountingListener]:
         yield server
     finally:
         server.close()
-
-
-async def check(
-    name: str, config: dict[str, Any], egress: EgressPolicy | None, timeout: float = 5.0, profile: Profile | None = None
-) -> CheckResult:
-    connector = get_connector(name)
-    return await run_check(connector, connector.parse_config(config), timeout=timeout, egress=egress, profile=profile)
 
 
 def blocked_step(result: CheckResult) -> str:

@@ -10,6 +10,7 @@ import pytest
 from connectors.base import CheckStatus, StepStatus
 from connectors.errors import FailureType, InvalidConfiguration
 from connectors.registry import get_connector
+from tests.helpers import failure_type, step
 from tests.servers.saas import (
     GITHUB_EMPTY_REPO,
     GITHUB_RATE_LIMITED_REPO,
@@ -17,9 +18,7 @@ from tests.servers.saas import (
     GITHUB_SSO_REPO,
     SaasServer,
     assert_no_secret,
-    failure_type,
     run,
-    step,
 )
 
 

@@ -10,17 +10,8 @@ import pytest
 from connectors.base import CheckStatus, StepStatus
 from connectors.errors import FailureType
 from connectors.registry import get_connector
-from tests.servers.saas import (
-    DRIVE_DOC_ID,
-    DRIVE_EMAIL,
-    DRIVE_FOLDER_ID,
-    SaasServer,
-    assert_no_secret,
-    dump,
-    failure_type,
-    run,
-    step,
-)
+from tests.helpers import failure_type, step
+from tests.servers.saas import DRIVE_DOC_ID, DRIVE_EMAIL, DRIVE_FOLDER_ID, SaasServer, assert_no_secret, dump, run
 
 
 def config(server: SaasServer, credentials: dict[str, Any] | None = None, **override: Any) -> dict[str, Any]:

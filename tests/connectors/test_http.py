@@ -7,37 +7,24 @@ import json
 import re
 import socket
 import time
-from dataclasses import asdict
 from typing import Any
 
 import pytest
 
-from connectors import get_connector, run_check
+from connectors import get_connector
 from connectors.base import MASK, CheckResult, CheckStatus, Probe, StepStatus
 from connectors.errors import FailureType, InvalidConfiguration
 from connectors.http import HttpConfig, HttpConnector
 from connectors.network import Address, connect_tcp, resolve
 from connectors.tls import client_context, tls_handshake
+from tests import helpers
+from tests.helpers import failure_type, messages, step
 from tests.servers.http import HttpServer, TestCA, make_ca, self_signed, server_context, start_http_server
 from tests.servers.tcp import HostPort
 
 
 async def check(config: dict[str, Any], timeout: float = 5.0) -> CheckResult:
-    connector = get_connector("http")
-    return await run_check(connector, connector.parse_config(config), timeout=timeout)
-
-
-def messages(result: CheckResult) -> str:
-    """Every text of a result, as the API would show it."""
-    return json.dumps(asdict(result), default=str)
-
-
-def step(result: CheckResult, name: str) -> Any:
-    return next(s for s in result.steps if s.name == name)
-
-
-def failure_type(result: CheckResult) -> FailureType | None:
-    return result.failure.type if result.failure else None
+    return await helpers.check("http", config, timeout)
 
 
 # --- success and the shape of the result ----------------------------------------------

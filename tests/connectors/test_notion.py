@@ -11,15 +11,8 @@ from connectors.base import CheckStatus, StepStatus
 from connectors.errors import FailureType, InvalidConfiguration
 from connectors.notion import NOTION_VERSION
 from connectors.registry import get_connector
-from tests.servers.saas import (
-    NOTION_DATABASE_ID,
-    NOTION_PAGE_ID,
-    SaasServer,
-    assert_no_secret,
-    failure_type,
-    run,
-    step,
-)
+from tests.helpers import failure_type, step
+from tests.servers.saas import NOTION_DATABASE_ID, NOTION_PAGE_ID, SaasServer, assert_no_secret, run
 
 
 def config(server: SaasServer, **override: Any) -> dict[str, Any]:

@@ -21,30 +21,26 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from connectors.base import CheckResult, CheckStatus, StepStatus, run_check
+from connectors.base import CheckResult, CheckStatus, StepStatus
 from connectors.errors import FailureType, InvalidConfiguration
 from connectors.profile import Profile
 from connectors.registry import get_connector
+from tests import helpers
+from tests.helpers import step
 from tests.servers import free_port
 from tests.servers.pgwire import CleartextPostgres
 from tests.servers.postgres import PostgresServer
 
-STEPS = ["resolve", "tcp", "tls", "authenticate", "access"]
-
 
 async def check(data: dict[str, Any], timeout: float = 10.0, profile: Profile | None = None) -> CheckResult:
-    connector = get_connector("postgres")
-    return await run_check(connector, connector.parse_config(data), timeout=timeout, profile=profile)
-
-
-def step(result: CheckResult, name: str) -> Any:
-    return next(s for s in result.steps if s.name == name)
+    return await helpers.check("postgres", data, timeout, profile=profile)
 
 
 def failure_type(result: CheckResult) -> FailureType:
-    assert result.status == CheckStatus.FAILED, result
-    assert result.failure is not None
-    return result.failure.type
+    return helpers.failure(result).type
+
+
+STEPS = ["resolve", "tcp", "tls", "authenticate", "access"]
 
 
 # --- against the real cluster -------------------------------------------------------

@@ -2,39 +2,25 @@
 
 from __future__ import annotations
 
-import json
 import re
 import time
-from dataclasses import asdict
 from typing import Any
 
 import pytest
 
-from connectors import get_connector, run_check
+from connectors import get_connector
 from connectors.base import MASK, CheckResult, CheckStatus, StepStatus
 from connectors.errors import FailureType, InvalidConfiguration
 from connectors.s3 import S3Config, S3Connector, _target
+from tests import helpers
+from tests.helpers import failure_type, messages, step
 from tests.servers.http import HttpServer
 from tests.servers.s3 import EXTERNAL_ID, ROLE_ARN, S3Server, StsServer
 from tests.servers.tcp import HostPort
 
 
 async def check(config: dict[str, Any], timeout: float = 5.0) -> CheckResult:
-    connector = get_connector("s3")
-    return await run_check(connector, connector.parse_config(config), timeout=timeout)
-
-
-def messages(result: CheckResult) -> str:
-    """Every text of a result, as the API would show it."""
-    return json.dumps(asdict(result), default=str)
-
-
-def step(result: CheckResult, name: str) -> Any:
-    return next(s for s in result.steps if s.name == name)
-
-
-def failure_type(result: CheckResult) -> FailureType | None:
-    return result.failure.type if result.failure else None
+    return await helpers.check("s3", config, timeout)
 
 
 def statuses(result: CheckResult) -> list[tuple[str, StepStatus]]:

@@ -16,7 +16,8 @@ from connectors.errors import FailureType, InvalidConfiguration
 from connectors.oauth import AccessToken, token_error
 from connectors.registry import get_connector
 from connectors.saas import ApiClient, provider_message
-from tests.servers.saas import SaasServer, dump, failure_type, run, step
+from tests.helpers import failure_type, step
+from tests.servers.saas import SaasServer, dump, run
 from tests.servers.tcp import HostPort
 
 SAAS = ["notion", "confluence", "github", "slack", "google_drive", "sharepoint"]

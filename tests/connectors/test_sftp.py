@@ -11,22 +11,21 @@ from typing import Any
 
 import pytest
 
-from connectors.base import MASK, CheckResult, CheckStatus, Probe, StepStatus, run_check
+from connectors.base import MASK, CheckResult, CheckStatus, Probe, StepStatus
 from connectors.errors import FailureType, InvalidConfiguration, ProbeFailure
 from connectors.registry import get_connector
+from tests import helpers
+from tests.helpers import step
 from tests.servers.ssh import SshServer
 from tests.servers.tcp import HostPort
 
-SFTP = get_connector("sftp")
-STEPS = ["resolve", "tcp", "ssh", "authenticate", "access"]
-
 
 async def check(data: dict[str, Any], timeout: float = 10.0) -> CheckResult:
-    return await run_check(SFTP, SFTP.parse_config(data), timeout=timeout)
+    return await helpers.check("sftp", data, timeout)
 
 
-def step(result: CheckResult, name: str) -> Any:
-    return next(s for s in result.steps if s.name == name)
+SFTP = get_connector("sftp")
+STEPS = ["resolve", "tcp", "ssh", "authenticate", "access"]
 
 
 def statuses(result: CheckResult) -> dict[str, str]:

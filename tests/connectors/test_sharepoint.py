@@ -9,6 +9,7 @@ import pytest
 from connectors.base import CheckStatus, StepStatus
 from connectors.errors import FailureType, InvalidConfiguration
 from connectors.registry import get_connector
+from tests.helpers import failure_type, step
 from tests.servers.saas import (
     SHAREPOINT_FOLDER,
     SHAREPOINT_SITE,
@@ -17,9 +18,7 @@ from tests.servers.saas import (
     SaasServer,
     assert_no_secret,
     dump,
-    failure_type,
     run,
-    step,
 )
 
 

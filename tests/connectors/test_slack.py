@@ -10,15 +10,8 @@ import pytest
 from connectors.base import CheckStatus, StepStatus
 from connectors.errors import FailureType, InvalidConfiguration
 from connectors.registry import get_connector
-from tests.servers.saas import (
-    SLACK_CHANNEL,
-    SLACK_NOT_MEMBER_CHANNEL,
-    SaasServer,
-    assert_no_secret,
-    failure_type,
-    run,
-    step,
-)
+from tests.helpers import failure_type, step
+from tests.servers.saas import SLACK_CHANNEL, SLACK_NOT_MEMBER_CHANNEL, SaasServer, assert_no_secret, run
 
 
 def config(server: SaasServer, **override: Any) -> dict[str, Any]:

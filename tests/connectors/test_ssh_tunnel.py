@@ -13,11 +13,13 @@ from typing import Any
 
 import pytest
 
-from connectors.base import MASK, CheckResult, CheckStatus, StepStatus, run_check
+from connectors.base import MASK, CheckResult, CheckStatus, StepStatus
 from connectors.errors import FailureType, InvalidConfiguration
 from connectors.network import Address
 from connectors.registry import get_connector
 from connectors.ssh import Tunnel
+from tests import helpers
+from tests.helpers import failure, step
 from tests.servers.mariadb import MariaDB
 from tests.servers.postgres import PostgresServer
 from tests.servers.ssh import SshServer
@@ -28,18 +30,7 @@ MYSQL_STEPS = ["resolve", "tcp", "ssh", "ssh_auth", "tunnel", "authenticate", "a
 
 
 async def check(name: str, data: dict[str, Any], timeout: float = 10.0) -> CheckResult:
-    connector = get_connector(name)
-    return await run_check(connector, connector.parse_config(data), timeout=timeout)
-
-
-def step(result: CheckResult, name: str) -> Any:
-    return next(s for s in result.steps if s.name == name)
-
-
-def failure(result: CheckResult) -> Any:
-    assert result.status == CheckStatus.FAILED, result
-    assert result.failure is not None
-    return result.failure
+    return await helpers.check(name, data, timeout)
 
 
 def key_body(pem: str) -> str:

@@ -8,26 +8,19 @@ from typing import Any
 
 import pytest
 
-from connectors import get_connector, run_check
+from connectors import get_connector
 from connectors.base import CheckResult, CheckStatus, StepStatus
 from connectors.errors import FailureType, InvalidConfiguration
 from connectors.website import WebsiteConnector
+from tests import helpers
+from tests.helpers import failure_type, step
 from tests.servers.http import HttpServer
 from tests.servers.tcp import HostPort
 from tests.servers.website import Route, Site
 
 
 async def check(config: dict[str, Any], timeout: float = 5.0) -> CheckResult:
-    connector = get_connector("website")
-    return await run_check(connector, connector.parse_config(config), timeout=timeout)
-
-
-def step(result: CheckResult, name: str) -> Any:
-    return next(s for s in result.steps if s.name == name)
-
-
-def failure_type(result: CheckResult) -> FailureType | None:
-    return result.failure.type if result.failure else None
+    return await helpers.check("website", config, timeout)
 
 
 # --- success -------------------------------------------------------------------------------

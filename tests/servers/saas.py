@@ -53,8 +53,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 
 from connectors import get_connector, run_check
-from connectors.base import CheckResult, Step
-from connectors.errors import FailureType
+from connectors.base import CheckResult
 from tests.servers.http import TestCA, _Server, server_context
 
 NOTION_PAGE_ID = "59833787-2cf9-4fdf-8782-e53db20768a5"
@@ -820,14 +819,6 @@ async def run(name: str, config: dict[str, Any], timeout: float = 5.0) -> CheckR
 def dump(result: CheckResult) -> str:
     """Every text of a result, as the API would show it."""
     return json.dumps(asdict(result), default=str)
-
-
-def step(result: CheckResult, name: str) -> Step:
-    return next(s for s in result.steps if s.name == name)
-
-
-def failure_type(result: CheckResult) -> FailureType | None:
-    return result.failure.type if result.failure else None
 
 
 def assert_no_secret(result: CheckResult, server: SaasServer) -> None:

@@ -19,12 +19,12 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 import psycopg
 import pytest
 
+from tests.helpers import faulty
 from tests.servers.postgres import PostgresServer
 from tests.servers.stack import Stack, own_stack
 from tests.servers.tcp import HostPort, TcpProxy
@@ -69,13 +69,6 @@ def outage(tmp_path_factory: pytest.TempPathFactory, metadata_db: MetadataDataba
         tmp_path_factory, "outage", workers=("o1",), database_url=metadata_db.url, org_tests_per_minute="0"
     ) as running:
         yield running
-
-
-def faulty(seconds: float = 0) -> dict[str, Any]:
-    return {
-        "source_definition_id": "faulty",
-        "configuration": {"mode": "sleep", "seconds": seconds, "tag": uuid.uuid4().hex},
-    }
 
 
 def timed(call: Callable[[], httpx.Response]) -> tuple[httpx.Response, float]:
@@ -129,7 +122,9 @@ def test_redis_stopped_is_a_prompt_503_and_api_and_workers_recover_by_themselves
         assert first.json()["status"] == "succeeded"
         job = outage.url(f"/sources/test/{first.json()['job_info']['job_id']}")
         # A request awaiting its result when Redis goes away (its probe runs on).
-        waiting = pool.submit(lambda: client.post(outage.url("/sources/test"), json=faulty(5), params={"wait": 30}))
+        waiting = pool.submit(
+            lambda: client.post(outage.url("/sources/test"), json=faulty(seconds=5), params={"wait": 30})
+        )
         probe_ends = time.monotonic() + 5
         time.sleep(1)
 

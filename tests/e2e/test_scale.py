@@ -11,6 +11,7 @@ from datetime import datetime
 
 import pytest
 
+from tests.helpers import faulty
 from tests.servers.http import HttpServer
 from tests.servers.stack import Stack, own_stack
 from tests.servers.tcp import HungListener
@@ -33,13 +34,6 @@ def one_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """One worker process, the default per-organization cap, no rate limit."""
     with own_stack(tmp_path_factory, "one-worker", org_tests_per_minute="0") as running:
         yield running
-
-
-def faulty(mode: str, seconds: float = 0, tag: str = "") -> dict:  # type: ignore[type-arg]
-    return {
-        "source_definition_id": "faulty",
-        "configuration": {"mode": mode, "seconds": seconds, "tag": tag or uuid.uuid4().hex},
-    }
 
 
 async def _post_many(

@@ -17,26 +17,12 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.helpers import assert_absent
 from tests.servers import free_port, wait_for_port
 from tests.servers.postgres import PostgresServer
 from tests.servers.stack import Stack
 
 pytestmark = pytest.mark.e2e
-
-
-def forms(secret: str) -> list[bytes]:
-    """The secret as it would appear in plaintext or inside base64 at any alignment."""
-    raw = secret.encode()
-    found = [raw]
-    for pad in range(3):
-        encoded = base64.b64encode(b"\0" * pad + raw)
-        found.append(encoded[(pad * 8 + 5) // 6 + 1 : -4])
-    return found
-
-
-def assert_absent(secret: str, data: bytes, where: str) -> None:
-    for form in forms(secret):
-        assert form not in data, f"the secret appears in {where} (as {form!r})"
 
 
 def test_forms_finds_a_secret_hidden_in_base64() -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import redis as redis_lib
 
+from tests.helpers import faulty
 from tests.servers import free_port
 from tests.servers.http import HttpServer, start_http_server
 from tests.servers.redis import RedisServer
@@ -52,13 +53,6 @@ def allowed_server() -> Iterator[HttpServer]:
         yield server
 
 
-def _faulty(tag: str | None = None) -> dict[str, Any]:
-    return {
-        "source_definition_id": "faulty",
-        "configuration": {"mode": "sleep", "seconds": 0, "tag": tag or uuid.uuid4().hex},
-    }
-
-
 def _jobs(client: redis_lib.Redis) -> set[bytes]:
     return set(client.scan_iter("sourcecheck:job:*"))
 
@@ -71,10 +65,10 @@ def test_an_organization_over_its_tests_per_minute_gets_429_and_nothing_is_enque
     r.delete(RATE_KEY.format(limited.org_id))  # a fresh window for this organization
     with limited.client() as client:
         for _ in range(PER_MINUTE):
-            ok = client.post(limited.url("/sources/test"), json=_faulty(), params={"wait": 0})
+            ok = client.post(limited.url("/sources/test"), json=faulty(), params={"wait": 0})
             assert ok.status_code in (200, 202), ok.text
         before = _jobs(r)
-        over = client.post(limited.url("/sources/test"), json=_faulty(), params={"wait": 0})
+        over = client.post(limited.url("/sources/test"), json=faulty(), params={"wait": 0})
         assert over.status_code == 429, over.text
         assert over.json()["error"]["code"] == "too_many_requests"
         assert f"{PER_MINUTE} tests in the last minute" in over.json()["error"]["message"]
@@ -88,7 +82,7 @@ def test_an_organization_over_its_tests_per_minute_gets_429_and_nothing_is_enque
         ).status_code in (200, 202)
     with limited.client(limited.other_token) as other:  # per organization: the other one is not limited
         theirs = other.post(
-            limited.url("/sources/test", org_id=limited.other_org_id), json=_faulty(), params={"wait": 10}
+            limited.url("/sources/test", org_id=limited.other_org_id), json=faulty(), params={"wait": 10}
         )
     assert theirs.status_code == 200 and theirs.json()["status"] == "succeeded", theirs.text
 
@@ -99,16 +93,16 @@ def test_the_window_slides_the_oldest_test_leaving_makes_room(limited: Stack) ->
     r.delete(key)
     with limited.client() as client:
         for _ in range(PER_MINUTE):
-            assert client.post(limited.url("/sources/test"), json=_faulty(), params={"wait": 0}).status_code in (
+            assert client.post(limited.url("/sources/test"), json=faulty(), params={"wait": 0}).status_code in (
                 200,
                 202,
             )
-        assert client.post(limited.url("/sources/test"), json=_faulty(), params={"wait": 0}).status_code == 429
+        assert client.post(limited.url("/sources/test"), json=faulty(), params={"wait": 0}).status_code == 429
         # Age the window's oldest entry past 60 s, as time would: one more test fits, then none.
         oldest, score = r.zrange(key, 0, 0, withscores=True)[0]
         r.zadd(key, {oldest: score - RATE_WINDOW_SECONDS - 1})
-        assert client.post(limited.url("/sources/test"), json=_faulty(), params={"wait": 0}).status_code in (200, 202)
-        assert client.post(limited.url("/sources/test"), json=_faulty(), params={"wait": 0}).status_code == 429
+        assert client.post(limited.url("/sources/test"), json=faulty(), params={"wait": 0}).status_code in (200, 202)
+        assert client.post(limited.url("/sources/test"), json=faulty(), params={"wait": 0}).status_code == 429
 
 
 def test_joining_an_identical_test_in_flight_costs_nothing(limited: Stack) -> None:

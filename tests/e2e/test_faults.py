@@ -23,6 +23,7 @@ import httpx
 import pytest
 from celery import Celery
 
+from tests.helpers import faulty
 from tests.servers.http import HttpServer
 from tests.servers.stack import Stack, own_stack
 from worker.app import QUEUE
@@ -46,13 +47,6 @@ def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         queue_timeout_seconds=str(QUEUE_TIMEOUT),
     ) as running:
         yield running
-
-
-def faulty(mode: str, seconds: float = 0, tag: str = "") -> dict[str, Any]:
-    return {
-        "source_definition_id": "faulty",
-        "configuration": {"mode": mode, "seconds": seconds, "tag": tag or uuid.uuid4().hex},
-    }
 
 
 async def _post_many(stack: Stack, bodies: list[dict[str, Any]], **params: Any) -> list[httpx.Response]:
