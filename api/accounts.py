@@ -66,8 +66,8 @@ def revoke_api_key(session: Session, *, key_id: str) -> None:
     session.commit()
 
 
-# Built once: every authenticated request runs it, as a plain SQL query (Core, without the
-# ORM's session and identity map, whose cost every request would pay).
+# Built once and run as a Core query: every authenticated request makes this read, which
+# needs none of the ORM session's tracking.
 _TOKEN_LOOKUP = (
     sql.select(
         col(Organization.id),
