@@ -22,13 +22,19 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
 
-import httpx
 import pytest
 
 from connectors.registry import all_connectors
+from tests.e2e.catalog import (
+    WRONG,
+    Case,
+    Failing,
+    check_inline_failure,
+    check_inline_success,
+    check_stored,
+    secret_names,
+)
 from tests.servers.http import HttpServer, TestCA, server_context, start_http_server
 from tests.servers.mariadb import MariaDB
 from tests.servers.postgres import PostgresServer
@@ -89,27 +95,6 @@ NEVER_SECRET = {"host", "port", "user", "database", "url", "bucket", "base_url",
 _DIRECT = ("resolve", "tcp", "tls", "authenticate", "access")
 
 
-@dataclass(frozen=True)
-class Failing:
-    """A configuration (or an override of a stored one) that must fail, and how."""
-
-    configuration: dict[str, Any]
-    type: str
-    step: str  # the step blamed
-    mentions: tuple[str, ...]  # what the message must name (case-insensitive)
-    secrets: tuple[str, ...] = ()  # values that must not show anywhere in the answer
-
-
-@dataclass(frozen=True)
-class Case:
-    name: str  # the source definition id
-    good: dict[str, Any]
-    steps: tuple[str, ...]  # the planned steps of ``good``, in order
-    inline_bad: Failing
-    stored_bad: Failing  # an override of ``good``
-    secrets: tuple[str, ...] = ()  # the real secrets of ``good``
-
-
 # --- servers that are function-scoped elsewhere, shared by this module ------------------------
 
 
@@ -132,8 +117,6 @@ def catalog_saas(test_ca: TestCA) -> Iterator[SaasServer]:
 
 
 # --- the cases, one builder per connector -------------------------------------------------------
-
-WRONG = "Wrong-Secret-7d41c9"
 
 
 def _postgres(request: pytest.FixtureRequest) -> Case:
@@ -411,72 +394,7 @@ def case(request: pytest.FixtureRequest) -> Case:
     return BUILDERS[request.param](request)
 
 
-# --- helpers ---------------------------------------------------------------------------------
-
-
-def _test(stack: Stack, body: dict[str, Any]) -> httpx.Response:
-    with stack.client() as client:
-        return client.post(stack.url("/sources/test"), json=body, params={"timeout": 15})
-
-
-def _succeeded(r: httpx.Response, case: Case) -> dict[str, Any]:
-    assert r.status_code == 200, r.text
-    body = r.json()
-    info = body["job_info"]
-    assert body["status"] == "succeeded", f"{case.name}: {info['type']}: {info['message']} ({info['hint']})"
-    assert [s["name"] for s in info["steps"]] == list(case.steps)
-    # Every planned step ran, except one recorded as skipped in its place with its reason (no TLS on http://).
-    for s in info["steps"]:
-        assert s["status"] == "succeeded" or (s["status"] == "skipped" and s["message"]), s
-    assert info["type"] is None and info["message"] is None and info["hint"] is None
-    _no_secret(r, case.secrets)
-    return dict(info)
-
-
-def _failed(r: httpx.Response, case: Case, expected: Failing) -> dict[str, Any]:
-    assert r.status_code == 200, r.text
-    body = r.json()
-    info = body["job_info"]
-    assert body["status"] == "failed", f"{case.name}: expected {expected.type}, got a success: {info['steps']}"
-    assert info["type"] == expected.type, f"{case.name}: {info['type']}: {info['message']}"
-    assert isinstance(info["hint"], str) and info["hint"].strip(), f"{case.name}: no hint"
-    for text in expected.mentions:
-        assert text.lower() in info["message"].lower(), f"{case.name}: {text!r} not in {info['message']!r}"
-    assert info["retryable"] is False, f"{case.name}: a wrong configuration is not fixed by retrying"
-    # The planned steps, each once, in order; the blamed one failed, the later ones skipped.
-    assert [s["name"] for s in info["steps"]] == list(case.steps)
-    statuses = {s["name"]: s["status"] for s in info["steps"]}
-    assert statuses[expected.step] == "failed", f"{case.name}: {info['steps']}"
-    after = list(case.steps)[list(case.steps).index(expected.step) + 1 :]
-    assert all(statuses[name] == "skipped" for name in after), info["steps"]
-    _no_secret(r, case.secrets + expected.secrets)
-    return dict(info)
-
-
-def _no_secret(r: httpx.Response, secrets: tuple[str, ...]) -> None:
-    leaked = [f"a {len(s)}-character secret" for s in secrets if s and s in r.text]
-    assert not leaked, f"leaked into the answer: {leaked}"
-
-
 # --- the catalog -----------------------------------------------------------------------------
-
-
-def _secret_names(schema: dict[str, Any]) -> tuple[set[str], set[str]]:
-    """(names of properties marked secret, names of properties not marked) in ``schema`` and its $defs."""
-
-    def marked(prop: dict[str, Any]) -> bool:
-        if prop.get("secret") is True:
-            return True
-        branches = [b for b in prop.get("anyOf", prop.get("oneOf", [])) if b.get("type") != "null"]
-        return bool(branches) and all(marked(b) for b in branches)
-
-    secret: set[str] = set()
-    plain: set[str] = set()
-    models = [schema, *schema.get("$defs", {}).values()]
-    for model in models:
-        for name, prop in model.get("properties", {}).items():
-            (secret if marked(prop) else plain).add(name)
-    return secret, plain
 
 
 def test_the_definitions_list_every_connector_with_its_schema_and_secrets_marked(stack: Stack) -> None:
@@ -493,7 +411,7 @@ def test_the_definitions_list_every_connector_with_its_schema_and_secrets_marked
         assert spec["type"] == "object" and spec["properties"] and spec.get("additionalProperties") is False, name
         # Complete: what the API serves is the connector's whole schema.
         assert spec == registered[name].connection_specification(), name
-        secret, plain = _secret_names(spec)
+        secret, plain = secret_names(spec)
         assert SECRET_FIELDS[name] <= secret, f"{name}: not marked secret: {SECRET_FIELDS[name] - secret}"
         assert not (secret & NEVER_SECRET), f"{name}: marked secret by mistake: {secret & NEVER_SECRET}"
         assert not (SECRET_FIELDS[name] & plain), f"{name}: a secret field is also unmarked somewhere"
@@ -506,35 +424,12 @@ def test_the_definitions_list_every_connector_with_its_schema_and_secrets_marked
 
 
 def test_inline_correct_configuration_succeeds(stack: Stack, case: Case) -> None:
-    r = _test(stack, {"source_definition_id": case.name, "configuration": case.good})
-    info = _succeeded(r, case)
-    assert info["source_definition_id"] == case.name and info["source_id"] is None
+    check_inline_success(stack, case)
 
 
 def test_inline_incorrect_configuration_fails_saying_what_to_fix(stack: Stack, case: Case) -> None:
-    r = _test(stack, {"source_definition_id": case.name, "configuration": case.inline_bad.configuration})
-    _failed(r, case, case.inline_bad)
+    check_inline_failure(stack, case)
 
 
 def test_stored_source_succeeds_and_a_wrong_override_fails_without_being_saved(stack: Stack, case: Case) -> None:
-    with stack.client() as client:
-        created = client.post(
-            stack.url("/sources"),
-            json={"source_definition_id": case.name, "name": f"catalog {case.name}", "configuration": case.good},
-        )
-    assert created.status_code == 201, created.text
-    _no_secret(created, case.secrets)
-    source_id = created.json()["id"]
-    try:
-        info = _succeeded(_test(stack, {"source_id": source_id}), case)
-        assert info["source_id"] == source_id and info["source_definition_id"] == case.name
-
-        bad = case.stored_bad
-        info = _failed(_test(stack, {"source_id": source_id, "configuration": bad.configuration}), case, bad)
-        assert info["source_id"] == source_id
-
-        # The override was not saved: the stored source still works.
-        _succeeded(_test(stack, {"source_id": source_id}), case)
-    finally:
-        with stack.client() as client:
-            client.delete(stack.url(f"/sources/{source_id}"))
+    check_stored(stack, case)
