@@ -34,7 +34,15 @@ from pydantic import (
 
 from connectors.egress import EgressPolicy
 from connectors.egress import using as using_egress
-from connectors.errors import DEFAULT_HINTS, RETRYABLE, FailureType, FieldError, InvalidConfiguration, ProbeFailure
+from connectors.errors import (
+    DEFAULT_HINTS,
+    RETRYABLE,
+    FailureType,
+    FieldError,
+    InvalidConfiguration,
+    ProbeFailure,
+    WarningCode,
+)
 from connectors.fields import DESTINATION_KEY
 from connectors.profile import Profile
 from connectors.profile import using as using_profile
@@ -45,6 +53,13 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = 10.0
 MIN_TIMEOUT = 0.5
 MAX_TIMEOUT = 60.0
+
+FIRST_BYTES = 1024
+"""How much of the first object a file-like source reads (a ranged read where the protocol
+has one): enough to prove it can be downloaded, little enough to cost nothing."""
+
+MAX_WARNINGS = 20
+"""Warnings one result keeps: a check that finds more reports the first ones."""
 
 
 def _refuse_mask(value: SecretStr) -> SecretStr:
@@ -189,22 +204,46 @@ class Step:
 
 @dataclass
 class Failure:
-    """Why a check failed: a fixed type, a human message, a hint, and whether to retry."""
+    """Why a check failed: a fixed type, a human message, a hint, whether to retry, and the
+    configuration fields it is about."""
 
     type: FailureType
     message: str
     hint: str
     retryable: bool
+    fields: list[str] = field(default_factory=list)
+    retry_after_s: float | None = None
 
     @classmethod
-    def of(cls, type: FailureType, message: str, *, hint: str | None = None, retryable: bool | None = None) -> Failure:
+    def of(
+        cls,
+        type: FailureType,
+        message: str,
+        *,
+        hint: str | None = None,
+        retryable: bool | None = None,
+        fields: list[str] | tuple[str, ...] = (),
+        retry_after_s: float | None = None,
+    ) -> Failure:
         """A failure of ``type``, with that type's default hint and retry rule unless given."""
         return cls(
             type=type,
             message=message,
             hint=hint or DEFAULT_HINTS[type],
             retryable=RETRYABLE[type] if retryable is None else retryable,
+            fields=list(fields),
+            retry_after_s=retry_after_s,
         )
+
+
+@dataclass
+class CheckWarning:
+    """A finding that does not fail the check but that the user should act on (a token that
+    expires soon, an empty folder): a fixed code, a message and what to do."""
+
+    code: WarningCode
+    message: str
+    hint: str
 
 
 @dataclass
@@ -215,6 +254,7 @@ class CheckResult:
     steps: list[Step] = field(default_factory=list)
     failure: Failure | None = None
     duration_ms: float = 0.0
+    warnings: list[CheckWarning] = field(default_factory=list)
 
 
 CHECK_RESULT: TypeAdapter[CheckResult] = TypeAdapter(CheckResult)
@@ -229,10 +269,17 @@ class Probe:
         self.deadline = deadline  # time.monotonic() value
         self.steps: list[Step] = []
         self.current: Step | None = None
+        self.warnings: list[CheckWarning] = []
 
     def remaining(self) -> float:
         """Seconds left before the check's deadline (never negative)."""
         return max(0.0, self.deadline - time.monotonic())
+
+    def warn(self, code: WarningCode, message: str, *, hint: str) -> None:
+        """Record a warning: the check goes on, and a succeeded result carries it (a failed one
+        too: what was found before the failure stays true). run_check masks secrets in it."""
+        if len(self.warnings) < MAX_WARNINGS:
+            self.warnings.append(CheckWarning(code=code, message=message, hint=hint))
 
     @asynccontextmanager
     async def step(self, name: str, success_message: str | None = None) -> AsyncIterator[Step]:
@@ -369,7 +416,14 @@ async def run_check(
             async with deadline:
                 await connector.check(config, probe)
     except ProbeFailure as exc:
-        failure = Failure.of(exc.type, exc.message, hint=exc.hint, retryable=exc.retryable)
+        failure = Failure.of(
+            exc.type,
+            exc.message,
+            hint=exc.hint,
+            retryable=exc.retryable,
+            fields=exc.fields,
+            retry_after_s=exc.retry_after_s,
+        )
     except TimeoutError:
         step = probe.current
         name = step.name if step else "check"
@@ -399,6 +453,7 @@ async def run_check(
         steps=steps,
         failure=failure,
         duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        warnings=probe.warnings,
     )
     return scrub(result, config.secret_values())
 
@@ -426,6 +481,9 @@ def scrub(result: CheckResult, secrets: list[str]) -> CheckResult:
 
     for step in result.steps:
         step.message = clean(step.message)
+    for warning in result.warnings:
+        warning.message = clean(warning.message) or ""
+        warning.hint = clean(warning.hint) or ""
     if result.failure:
         result.failure.message = clean(result.failure.message) or ""
         result.failure.hint = clean(result.failure.hint) or ""

@@ -39,6 +39,8 @@ class FailureType(StrEnum):
     INTERNAL_ERROR = "internal_error"
     WORKER_LOST = "worker_lost"
     EGRESS_BLOCKED = "egress_blocked"
+    RATE_LIMITED = "rate_limited"
+    PROVIDER_UNAVAILABLE = "provider_unavailable"
 
 
 # Whether running the same test again, unchanged, may give another answer.
@@ -56,6 +58,8 @@ RETRYABLE: dict[FailureType, bool] = {
     FailureType.INTERNAL_ERROR: True,
     FailureType.WORKER_LOST: True,
     FailureType.EGRESS_BLOCKED: False,
+    FailureType.RATE_LIMITED: True,
+    FailureType.PROVIDER_UNAVAILABLE: True,
 }
 
 DEFAULT_HINTS: dict[FailureType, str] = {
@@ -83,7 +87,27 @@ DEFAULT_HINTS: dict[FailureType, str] = {
     FailureType.EGRESS_BLOCKED: "This address is not allowed by the service's egress policy (cloud metadata and "
     "link-local addresses never are; loopback and private networks depend on how the service is set up): use the "
     "source's public address, or ask the service's operator to allow its network (SOURCECHECK_EGRESS_ALLOW).",
+    FailureType.RATE_LIMITED: "The provider is limiting the requests of these credentials: try again after the "
+    "time it asked for; if it persists, other clients may be using up the same quota.",
+    FailureType.PROVIDER_UNAVAILABLE: "The provider could not handle the request now (an outage or maintenance), "
+    "which is not a fault of this configuration: check its status page, then try again.",
 }
+
+
+class WarningCode(StrEnum):
+    """Findings that do not fail a check but that the user should act on. Documented in
+    docs/failure-types.md ("Warnings")."""
+
+    TOKEN_EXPIRING = "token_expiring"  # noqa: S105 (a warning code, not a password)
+    CERTIFICATE_EXPIRING = "certificate_expiring"
+    MISSING_OPTIONAL_SCOPE = "missing_optional_scope"
+    EMPTY_LOCATION = "empty_location"
+    UNPINNED_HOST_KEY = "unpinned_host_key"
+    WEAK_AUTHENTICATION = "weak_authentication"
+
+
+EXPIRY_WARNING_DAYS = 14
+"""A token or certificate that expires within this many days is warned about."""
 
 
 class ConnectorError(Exception):
@@ -100,12 +124,19 @@ class ProbeFailure(ConnectorError):
         *,
         hint: str | None = None,
         retryable: bool | None = None,
+        fields: tuple[str, ...] | list[str] = (),
+        retry_after_s: float | None = None,
     ) -> None:
         super().__init__(message)
         self.type = type
         self.message = message
         self.hint = hint or DEFAULT_HINTS[type]
         self.retryable = RETRYABLE[type] if retryable is None else retryable
+        self.fields = list(fields)
+        """The configuration fields this failure is about (``["password"]``, ``["host", "port"]``),
+        dotted for nested ones (``ssh_tunnel.host``), so a form can point at them."""
+        self.retry_after_s = retry_after_s
+        """For a retryable failure: in how many seconds the provider said to try again."""
 
 
 class UnknownConnector(ConnectorError):

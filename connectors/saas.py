@@ -18,8 +18,11 @@ refresh is not in the configuration, so ``run_check``'s scrubbing alone would mi
 
 from __future__ import annotations
 
+import asyncio
+import email.utils
 import json
 import re
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -234,13 +237,20 @@ class ApiClient:
         sent = httpx.Headers(headers or {})
         if credentials and self._authorization and _same_origin(url, httpx.URL(self.base_url)):
             sent["Authorization"] = self._authorization
-        timeout = max(self.probe.remaining(), 0.05)
-        async with stream(
-            self.http, method, url, params=params, data=data, headers=sent, timeout=timeout, trust_fix=TRUST_FIX
-        ) as response:
-            peer = response_peer(response)
-            body = await response.aread()
-        return _parse(response, body, peer)
+        for attempt in range(2):
+            timeout = max(self.probe.remaining(), 0.05)
+            async with stream(
+                self.http, method, url, params=params, data=data, headers=sent, timeout=timeout, trust_fix=TRUST_FIX
+            ) as response:
+                peer = response_peer(response)
+                body = await response.aread()
+            answer = _parse(response, body, peer)
+            wait = retry_after_seconds(answer)
+            # Honour one Retry-After when it leaves time for the retry's answer (a second of it).
+            if attempt or answer.status != 429 or wait is None or wait + 1.0 > self.probe.remaining():
+                return answer
+            await asyncio.sleep(wait)
+        return answer
 
     # texts and failures
 
@@ -269,7 +279,14 @@ class ApiClient:
         return f"{self.provider} answered {status_text(response.status)}" + (f": {reason}" if reason else "")
 
     def failure(
-        self, type: FailureType, message: str, *, hint: str | None = None, retryable: bool | None = None
+        self,
+        type: FailureType,
+        message: str,
+        *,
+        hint: str | None = None,
+        retryable: bool | None = None,
+        fields: tuple[str, ...] | list[str] = (),
+        retry_after_s: float | None = None,
     ) -> ProbeFailure:
         """A ProbeFailure whose message and hint are cleaned of every known secret."""
         return ProbeFailure(
@@ -277,6 +294,8 @@ class ApiClient:
             self.clean(message, limit=1000),
             hint=self.clean(hint, limit=1000) if hint else None,
             retryable=retryable,
+            fields=fields,
+            retry_after_s=retry_after_s,
         )
 
     def status_failure(
@@ -286,10 +305,13 @@ class ApiClient:
         unauthorized_hint: str | None = None,
         forbidden_hint: str | None = None,
         not_found_hint: str | None = None,
+        credential_fields: tuple[str, ...] = (),
+        resource_fields: tuple[str, ...] = (),
     ) -> ProbeFailure:
-        """The generic meaning of an HTTP error status: 401 authentication, 403 authorization,
-        404/410 not found, 429 and 5xx retryable, any other unexpected. Connectors recognise
-        their provider's special bodies first and fall back to this."""
+        """The generic meaning of an HTTP error status: 401 authentication, 403 authorization
+        (both about ``credential_fields``), 404/410 not found (about ``resource_fields``), 429
+        rate limited, 5xx provider unavailable, any other unexpected (about base_url).
+        Connectors recognise their provider's special bodies first and fall back to this."""
         status = response.status
         message = self.answered(response)
         if status == 401:
@@ -298,33 +320,46 @@ class ApiClient:
                 message,
                 hint=unauthorized_hint
                 or f"Check the {self.provider} credentials: the token may be wrong, expired or revoked.",
+                fields=credential_fields,
             )
         if status == 403:
-            return self.failure(FailureType.AUTHORIZATION_FAILED, message, hint=forbidden_hint)
+            return self.failure(
+                FailureType.AUTHORIZATION_FAILED, message, hint=forbidden_hint, fields=credential_fields
+            )
         if status in (404, 410):
-            return self.failure(FailureType.NOT_FOUND, message, hint=not_found_hint)
+            return self.failure(FailureType.NOT_FOUND, message, hint=not_found_hint, fields=resource_fields)
         if status == 429:
-            return self.failure(
-                FailureType.UNEXPECTED_RESPONSE,
-                f"{self.provider} is rate limiting these credentials ({status_text(status)})",
-                hint=(
-                    f"Try again {retry_after(response)}; if it persists, other clients may be using up the same quota."
-                ),
-                retryable=True,
-            )
+            return self.rate_limited(response)
         if status >= 500:
-            return self.failure(
-                FailureType.UNEXPECTED_RESPONSE,
-                message,
-                hint=f"{self.provider} could not handle the request now: check its status page, then try again.",
-                retryable=True,
-            )
+            return self.unavailable(response)
         if 200 <= status < 300:
             return self.not_json(response)
         return self.failure(
             FailureType.UNEXPECTED_RESPONSE,
             message,
             hint=f"Check base_url: it must be the root of the {self.provider} API.",
+            fields=("base_url",),
+        )
+
+    def rate_limited(self, response: ApiResponse) -> ProbeFailure:
+        """A 429 (or a provider's own "slow down" answer) that did not clear within the deadline."""
+        wait = retry_after_seconds(response)
+        return self.failure(
+            FailureType.RATE_LIMITED,
+            f"{self.provider} is rate limiting these credentials ({status_text(response.status)})"
+            + (f" and asked to wait {wait:g} s, more than this test's deadline left" if wait is not None else ""),
+            hint=f"Try again {retry_after(response)}; if it persists, other clients may be using up the same quota.",
+            retry_after_s=wait,
+        )
+
+    def unavailable(self, response: ApiResponse) -> ProbeFailure:
+        """A 5xx: an outage or maintenance of the provider, not a fault of the configuration."""
+        return self.failure(
+            FailureType.PROVIDER_UNAVAILABLE,
+            self.answered(response),
+            hint=f"{self.provider} could not handle the request now: check its status page, then try again"
+            + (f" {retry_after(response)}." if retry_after_seconds(response) is not None else "."),
+            retry_after_s=retry_after_seconds(response),
         )
 
     def wrong_endpoint(self, response: ApiResponse) -> ProbeFailure:
@@ -355,10 +390,31 @@ class ApiClient:
         return response.data
 
 
+MAX_RETRY_AFTER = 86400.0
+"""A Retry-After beyond a day is read as a day (a hostile or broken header)."""
+
+
+def retry_after_seconds(response: ApiResponse) -> float | None:
+    """The seconds a Retry-After header (delta-seconds or an HTTP date, RFC 9110) asks to
+    wait, at most a day; None when there is no such header or it is not valid."""
+    value = response.headers.get("retry-after", "").strip()[:64]
+    if not value:
+        return None
+    if value.isdigit():
+        return min(float(value[:6]), MAX_RETRY_AFTER)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return min(max(0.0, when.timestamp() - time.time()), MAX_RETRY_AFTER)
+
+
 def retry_after(response: ApiResponse) -> str:
-    """``in 30 s`` from a Retry-After header in seconds, else ``later``."""
-    value = response.headers.get("retry-after", "")
-    return f"in {int(value)} s" if value.isdigit() else "later"
+    """``in 30 s`` from a Retry-After header, else ``later``."""
+    wait = retry_after_seconds(response)
+    return f"in {wait:.0f} s" if wait is not None else "later"
 
 
 def _same_origin(a: httpx.URL, b: httpx.URL) -> bool:

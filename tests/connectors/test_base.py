@@ -20,6 +20,7 @@ from connectors.base import (
     MASK,
     CheckResult,
     CheckStatus,
+    CheckWarning,
     Connector,
     ConnectorConfig,
     Failure,
@@ -37,6 +38,7 @@ from connectors.errors import (
     InvalidConfiguration,
     ProbeFailure,
     UnknownConnector,
+    WarningCode,
 )
 from connectors.network import Address, connect_tcp, resolve
 from tests.servers.tcp import HostPort
@@ -275,8 +277,9 @@ def test_a_result_survives_a_round_trip_through_json() -> None:
     result = CheckResult(
         status=CheckStatus.FAILED,
         steps=[Step("one", StepStatus.FAILED, 1.5, "m"), Step("two", StepStatus.SKIPPED)],
-        failure=Failure(FailureType.TLS_ERROR, "m", "h", False),
+        failure=Failure(FailureType.TLS_ERROR, "m", "h", False, fields=["ca_cert"]),
         duration_ms=2.0,
+        warnings=[CheckWarning(WarningCode.TOKEN_EXPIRING, "w", "wh")],
     )
     assert CHECK_RESULT.validate_json(CHECK_RESULT.dump_json(result)) == result
     assert json.loads(CHECK_RESULT.dump_json(result)) == {  # the form stored in Redis
@@ -285,8 +288,16 @@ def test_a_result_survives_a_round_trip_through_json() -> None:
             {"name": "one", "status": "failed", "duration_ms": 1.5, "message": "m"},
             {"name": "two", "status": "skipped", "duration_ms": 0.0, "message": None},
         ],
-        "failure": {"type": "tls_error", "message": "m", "hint": "h", "retryable": False},
+        "failure": {
+            "type": "tls_error",
+            "message": "m",
+            "hint": "h",
+            "retryable": False,
+            "fields": ["ca_cert"],
+            "retry_after_s": None,
+        },
         "duration_ms": 2.0,
+        "warnings": [{"code": "token_expiring", "message": "w", "hint": "wh"}],
     }
 
 
@@ -372,3 +383,45 @@ def test_a_broken_entry_point_is_logged_and_left_out(
 
 def test_the_installed_registry_lists_the_http_connector() -> None:
     assert "http" in registry.all_connectors()
+
+
+class _Warns(Connector):
+    name = "warns"
+    title = "Warns"
+    steps = ("one", "two")
+
+    class config_model(ConnectorConfig):
+        token: Secret
+
+    async def check(self, config: Any, probe: Probe) -> None:
+        async with probe.step("one"):
+            probe.warn(
+                WarningCode.TOKEN_EXPIRING,
+                f"the token {config.token.get_secret_value()} expires tomorrow",
+                hint="renew it",
+            )
+        async with probe.step("two"):
+            raise ProbeFailure(FailureType.RATE_LIMITED, "slow down", fields=("token",), retry_after_s=30.0)
+
+
+async def test_warnings_fields_and_retry_after_reach_the_result_with_secrets_masked() -> None:
+    connector = _Warns()
+    result = await run_check(connector, connector.parse_config({"token": "tok-secret-1234"}), timeout=5)
+    assert [w.code for w in result.warnings] == [WarningCode.TOKEN_EXPIRING]
+    assert "tok-secret-1234" not in result.warnings[0].message and MASK in result.warnings[0].message
+    assert result.failure is not None
+    assert (result.failure.type, result.failure.fields, result.failure.retry_after_s) == (
+        FailureType.RATE_LIMITED,
+        ["token"],
+        30.0,
+    )
+    assert result.failure.retryable is True
+
+
+def test_a_probe_keeps_a_bounded_number_of_warnings() -> None:
+    from connectors.base import MAX_WARNINGS
+
+    probe = Probe(("one",), deadline=0)
+    for i in range(MAX_WARNINGS * 5):
+        probe.warn(WarningCode.EMPTY_LOCATION, f"w{i}", hint="h")
+    assert len(probe.warnings) == MAX_WARNINGS
