@@ -14,7 +14,7 @@ from sqlmodel import Field as DBField
 from sqlmodel import SQLModel
 
 from connectors.base import StepStatus
-from connectors.errors import FailureType
+from connectors.errors import FailureType, WarningCode
 from worker.model import JobStatus
 
 ORG_ID_PATTERN = r"^org_[A-Za-z0-9_-]{1,60}$"
@@ -205,6 +205,12 @@ class StepInfo(BaseModel):
     message: str | None
 
 
+class WarningInfo(BaseModel):
+    code: WarningCode = Field(description='What was found (docs/failure-types.md, "Warnings").')
+    message: str
+    hint: str = Field(description="What to do about it.")
+
+
 class JobInfo(BaseModel):
     job_id: str
     source_id: str | None
@@ -222,6 +228,17 @@ class JobInfo(BaseModel):
     type: FailureType | None = Field(None, description="On failure: its type (docs/failure-types.md).")
     retryable: bool | None = Field(None, description="On failure: whether running the same test again may help.")
     hint: str | None = Field(None, description="On failure: what to fix.")
+    fields: list[str] | None = Field(
+        None,
+        description="On failure: the configuration fields it is about (dotted when nested: ssh_tunnel.host), "
+        "for a form to point at; empty when it is about none in particular.",
+    )
+    retry_after_s: float | None = Field(
+        None, description="On a rate_limited or provider_unavailable failure: when the provider said to try again."
+    )
+    warnings: list[WarningInfo] = Field(
+        [], description="Findings that did not fail the test but need attention (a token that expires soon...)."
+    )
 
 
 class TestResult(BaseModel):

@@ -444,6 +444,8 @@ async def run_check(
         if not isinstance(exc, MemoryError):  # the process's, not the connector's: its runner reports it
             _log_bug(connector, step, exc, config)
         failure = Failure.of(FailureType.INTERNAL_ERROR, f"The check stopped on an unexpected {type(exc).__name__}")
+    if failure is not None and not failure.fields and failure.type in _ABOUT_THE_DESTINATION:
+        failure.fields = _destination_fields(connector, config)
     reached = {s.name for s in probe.steps}
     steps = probe.steps + [Step(name=n, status=StepStatus.SKIPPED) for n in planned if n not in reached and failure]
     order = {name: i for i, name in enumerate(planned)}
@@ -456,6 +458,29 @@ async def run_check(
         warnings=probe.warnings,
     )
     return scrub(result, config.secret_values())
+
+
+# Failures about reaching the source: when a connector does not name the fields, they are its
+# destination fields (host and port, the URL), which is where a form should point.
+_ABOUT_THE_DESTINATION = frozenset(
+    {
+        FailureType.DNS_RESOLUTION_FAILED,
+        FailureType.CONNECTION_REFUSED,
+        FailureType.CONNECTION_TIMEOUT,
+        FailureType.HOST_UNREACHABLE,
+        FailureType.EGRESS_BLOCKED,
+    }
+)
+
+
+def _destination_fields(connector: Connector, config: ConnectorConfig) -> list[str]:
+    """The dotted names of ``config``'s destination fields (see :func:`destination_of`)."""
+    try:
+        paths = destination_of(connector.connection_specification(), config.revealed())
+    except Exception:  # a broken schema hook: the failure is still reported, without fields
+        log.error("%s: its destination fields could not be read", type(connector).__name__)
+        return []
+    return [".".join(path) for path in paths if path[-1] != "type"]
 
 
 def _log_bug(connector: Connector, step: Step | None, exc: Exception, config: ConnectorConfig) -> None:

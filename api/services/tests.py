@@ -24,7 +24,7 @@ from api.accounts import find_workspace
 from api.admission import Admission, AdmissionSlot
 from api.db import get_engine, run_db
 from api.errors import ApiError, InvalidRequest, NotFound, ServiceUnavailable, TooManyRequests
-from api.models import JobInfo, StepInfo, TestResult, TestSourceRequest
+from api.models import JobInfo, StepInfo, TestResult, TestSourceRequest, WarningInfo
 from api.settings import get_api_settings
 from api.sources import find_source, merged_configuration, stored_configuration, validate_configuration
 from worker import logs
@@ -141,6 +141,11 @@ def to_result(view: JobView) -> TestResult:
         type=failure.type if failure else None,
         retryable=failure.retryable if failure else None,
         hint=failure.hint if failure else None,
+        fields=failure.fields if failure else None,
+        retry_after_s=failure.retry_after_s if failure else None,
+        warnings=[
+            WarningInfo(code=w.code, message=w.message, hint=w.hint) for w in (result.warnings if result else [])
+        ],
     )
     return TestResult(status=view.status, job_info=info)
 

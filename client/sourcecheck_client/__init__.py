@@ -28,7 +28,7 @@ from sourcecheck_client.errors import (
     ServiceUnavailableError,
     ValidationError,
 )
-from sourcecheck_client.models import FieldError, JobInfo, Source, SourceDefinition, Step, TestResult
+from sourcecheck_client.models import CheckWarning, FieldError, JobInfo, Source, SourceDefinition, Step, TestResult
 
 __all__ = [
     "APIConnectionError",
@@ -38,6 +38,7 @@ __all__ = [
     "AsyncSourceDefinitions",
     "AsyncSources",
     "AuthenticationError",
+    "CheckWarning",
     "Client",
     "FieldError",
     "JobInfo",

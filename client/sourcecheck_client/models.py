@@ -39,9 +39,22 @@ FAILURE_TYPES = frozenset(
         "internal_error",
         "worker_lost",
         "egress_blocked",
+        "rate_limited",
+        "provider_unavailable",
     }
 )
 """The failure types this client knows (a newer server may send others)."""
+WARNING_CODES = frozenset(
+    {
+        "token_expiring",
+        "certificate_expiring",
+        "missing_optional_scope",
+        "empty_location",
+        "unpinned_host_key",
+        "weak_authentication",
+    }
+)
+"""The warning codes this client knows (a newer server may send others)."""
 
 
 class _Model(BaseModel):
@@ -55,6 +68,14 @@ class Step(_Model):
     status: str = Field(description="One of STEP_STATUSES.")
     duration_ms: float
     message: str | None
+
+
+class CheckWarning(_Model):
+    """A finding that did not fail the test but needs attention."""
+
+    code: str = Field(description="One of WARNING_CODES, or a newer one.")
+    message: str
+    hint: str
 
 
 class JobInfo(_Model):
@@ -76,6 +97,9 @@ class JobInfo(_Model):
     type: str | None = Field(None, description="On failure: one of FAILURE_TYPES, or a newer one.")
     retryable: bool | None = None
     hint: str | None = None
+    fields: list[str] | None = Field(None, description="On failure: the configuration fields it is about.")
+    retry_after_s: float | None = Field(None, description="On a provider's refusal: when to try again.")
+    warnings: list[CheckWarning] = []
 
 
 class TestResult(_Model):

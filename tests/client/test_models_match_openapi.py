@@ -15,6 +15,7 @@ from api.main import app
 MIRRORS: dict[type[BaseModel], str] = {
     models.Step: "StepInfo",
     models.JobInfo: "JobInfo",
+    models.CheckWarning: "WarningInfo",
     models.TestResult: "TestResult",
     models.Source: "SourcePublic",
     models.SourceDefinition: "SourceDefinitionPublic",
@@ -25,6 +26,7 @@ KNOWN_VALUES = {
     "StepStatus": models.STEP_STATUSES,
     "JobStatus": models.STATUSES,
     "FailureType": models.FAILURE_TYPES,
+    "WarningCode": models.WARNING_CODES,
 }
 
 

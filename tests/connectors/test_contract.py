@@ -22,6 +22,13 @@ What is checked, for each connector:
 - pointed at a server that accepts TCP connections and never answers, it ends in
   ``timeout`` / ``connection_timeout`` within its deadline;
 - no secret of the configuration appears in a message, a step, a hint or a repr;
+- a failure names only fields its schema has (``fields``; dotted for nested ones), and a
+  failure to reach the server names at least one; every warning has a known code, a
+  message and a hint;
+- one whose API root is configurable (``base_url`` and ``ca_cert``), pointed at a provider
+  that answers 503 everywhere, fails ``provider_unavailable``; at one that answers 429 with
+  a ``Retry-After`` longer than the deadline, fails ``rate_limited`` with ``retry_after_s``
+  at once (it does not wait out what cannot fit);
 - it declares where it connects: at least one field marked ``"x-destination": true`` in its
   schema (``connectors.fields.Destination``), and every field named like a host, port, URL
   or endpoint is marked, so a change of it never takes a stored secret along.
@@ -30,14 +37,17 @@ What is checked, for each connector:
 from __future__ import annotations
 
 import base64
+import contextlib
 import importlib.util
 import json
 import re
+import threading
 import time
 import typing
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import asdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
@@ -46,9 +56,10 @@ from jsonschema import Draft202012Validator
 from pydantic import BaseModel, SecretStr
 
 from connectors.base import MASK, CheckResult, CheckStatus, Connector, ConnectorConfig, Probe, StepStatus, run_check
-from connectors.errors import FailureType, InvalidConfiguration, ProbeFailure
+from connectors.errors import FailureType, InvalidConfiguration, ProbeFailure, WarningCode
 from connectors.fields import DESTINATION_KEY
 from connectors.registry import GROUP, all_connectors
+from tests.servers.http import TestCA, server_context
 from tests.servers.tcp import HostPort
 
 CONNECTORS = all_connectors()
@@ -202,9 +213,47 @@ def result_texts(result: CheckResult, config: ConnectorConfig) -> tuple[str, ...
     return (json.dumps(asdict(result), default=str), repr(result), str(result), repr(config), str(config))
 
 
+def _resolve(schema: dict[str, Any], root: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """``schema`` and every schema it refers to or combines."""
+    ref = schema.get("$ref")
+    if isinstance(ref, str):
+        schema = root.get("$defs", {}).get(ref.rsplit("/", 1)[-1], {})
+    yield schema
+    for key in ("anyOf", "oneOf", "allOf"):
+        for branch in schema.get(key, ()):
+            yield from _resolve(branch, root)
+
+
+def has_field(schema: dict[str, Any], dotted: str) -> bool:
+    """Whether ``dotted`` (``ssh_tunnel.host``) names a property of ``schema``, nested ones included."""
+    level = [schema]
+    for name in dotted.split("."):
+        level = [
+            branch["properties"][name]
+            for current in level
+            for branch in _resolve(current, schema)
+            if name in branch.get("properties", {})
+        ]
+        if not level:
+            return False
+    return True
+
+
+def assert_well_formed(connector: Connector, result: CheckResult) -> None:
+    """The fields a failure names exist in the schema; each warning has a known code and texts."""
+    schema = connector.connection_specification()
+    if result.failure is not None:
+        unknown = [f for f in result.failure.fields if not has_field(schema, f)]
+        assert not unknown, f"{connector.name}: the failure names fields its schema does not have: {unknown}"
+    for warning in result.warnings:
+        assert warning.code in set(WarningCode), f"{connector.name}: unknown warning code {warning.code!r}"
+        assert warning.message.strip() and warning.hint.strip(), f"{connector.name}: a warning without texts"
+
+
 def assert_failed_cleanly(connector: Connector, config: ConnectorConfig, result: CheckResult) -> None:
     """A failed result with a typed failure, every planned step once and in order, one step blamed."""
     name = connector.name
+    assert_well_formed(connector, result)
     assert result.status == CheckStatus.FAILED, f"{name}: expected a failed check, got {result}"
     assert result.failure is not None, f"{name}: a failed result must carry its failure"
     assert result.failure.type != FailureType.INTERNAL_ERROR, (
@@ -499,6 +548,9 @@ async def test_a_closed_port_fails_cleanly_within_the_deadline(connector: Connec
     assert elapsed < CLOSED_PORT_TIMEOUT + GRACE, (
         f"{connector.name}: took {elapsed:.2f} s, deadline {CLOSED_PORT_TIMEOUT} s"
     )
+    assert result.failure is not None and result.failure.fields, (
+        f"{connector.name}: a server that cannot be reached must name the fields to check (host, port, URL)"
+    )
 
 
 @each_connector
@@ -515,3 +567,90 @@ async def test_a_server_that_never_answers_times_out_within_the_deadline(
         f"{connector.name}: a silent server must end in timeout or connection_timeout, got {result.failure}"
     )
     assert elapsed < 2 * HUNG_TIMEOUT, f"{connector.name}: took {elapsed:.2f} s, deadline {HUNG_TIMEOUT} s"
+
+
+# --- the provider's own state ------------------------------------------------------------------
+
+
+def _api_connectors() -> list[Connector]:
+    """The connectors whose API root and trusted CA are configuration fields (the SaaS ones)."""
+    return [
+        c
+        for c in CONNECTORS.values()
+        if {"base_url", "ca_cert"} <= set(c.connection_specification().get("properties", {}))
+    ]
+
+
+@contextlib.contextmanager
+def _refusing_provider(test_ca: TestCA, status: int, headers: dict[str, str]) -> Iterator[str]:
+    """An HTTPS server answering every request ``status`` with ``headers``; yields its base URL."""
+
+    class Refuse(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            body = json.dumps({"error": {"message": "try later"}, "message": "try later"}).encode()
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = do_PUT = do_HEAD = do_OPTIONS = do_PROPFIND = _answer
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    httpd.daemon_threads = True
+    httpd.socket = server_context(*test_ca.issue()).wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def _aimed(connector: Connector, base_url: str, test_ca: TestCA) -> ConnectorConfig:
+    port = int(base_url.rsplit(":", 1)[1])
+    data = example(connector, "127.0.0.1", port) | {"ca_cert": test_ca.pem}
+    return parse(connector, data)
+
+
+each_api_connector = pytest.mark.parametrize("connector", _api_connectors(), ids=lambda c: c.name)
+
+
+@each_api_connector
+async def test_a_provider_outage_is_provider_unavailable(connector: Connector, test_ca: TestCA) -> None:
+    with _refusing_provider(test_ca, 503, {}) as base_url:
+        config = _aimed(connector, base_url, test_ca)
+        result = await run_check(connector, config, timeout=CLOSED_PORT_TIMEOUT)
+    assert_failed_cleanly(connector, config, result)
+    assert result.failure is not None
+    assert (result.failure.type, result.failure.retryable) == (FailureType.PROVIDER_UNAVAILABLE, True), result
+
+
+@each_api_connector
+async def test_a_rate_limit_longer_than_the_deadline_fails_at_once_saying_when(
+    connector: Connector, test_ca: TestCA
+) -> None:
+    with _refusing_provider(test_ca, 429, {"Retry-After": "3600"}) as base_url:
+        config = _aimed(connector, base_url, test_ca)
+        started = time.perf_counter()
+        result = await run_check(connector, config, timeout=CLOSED_PORT_TIMEOUT)
+        elapsed = time.perf_counter() - started
+    assert_failed_cleanly(connector, config, result)
+    assert result.failure is not None
+    assert (result.failure.type, result.failure.retryable) == (FailureType.RATE_LIMITED, True), result
+    assert result.failure.retry_after_s == 3600
+    assert elapsed < CLOSED_PORT_TIMEOUT, f"{connector.name}: waited for a Retry-After that could not fit"
+
+
+def test_every_failure_type_and_warning_code_is_documented() -> None:
+    with open("docs/failure-types.md", encoding="utf-8") as doc:
+        text = doc.read()
+    missing = [t.value for t in FailureType if f"| `{t.value}` |" not in text]
+    missing += [w.value for w in WarningCode if f"| `{w.value}` |" not in text]
+    assert not missing, f"docs/failure-types.md does not describe {missing}"

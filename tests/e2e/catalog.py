@@ -27,6 +27,7 @@ class Failing:
     step: str  # the step blamed
     mentions: tuple[str, ...]  # what the message must name (case-insensitive)
     secrets: tuple[str, ...] = ()  # values that must not show anywhere in the answer
+    fields: tuple[str, ...] | None = None  # the configuration fields the failure must name (None: not checked)
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class Case:
     inline_bad: Failing
     stored_bad: Failing  # an override of ``good``
     secrets: tuple[str, ...] = ()  # the real secrets of ``good``
+    warnings: tuple[str, ...] = ()  # warning codes a success of ``good`` must carry (others may come too)
 
 
 def run_test(stack: Stack, body: dict[str, Any]) -> httpx.Response:
@@ -53,7 +55,10 @@ def assert_succeeded(r: httpx.Response, case: Case) -> dict[str, Any]:
     # Every planned step ran, except one recorded as skipped in its place with its reason (no TLS on http://).
     for s in info["steps"]:
         assert s["status"] == "succeeded" or (s["status"] == "skipped" and s["message"]), s
-    assert info["type"] is None and info["message"] is None and info["hint"] is None
+    assert info["type"] is None and info["message"] is None and info["hint"] is None and info["fields"] is None
+    codes = [w["code"] for w in info["warnings"]]
+    assert set(case.warnings) <= set(codes), f"{case.name}: expected the warnings {case.warnings}, got {codes}"
+    assert all(w["message"] and w["hint"] for w in info["warnings"]), info["warnings"]
     assert_no_secret_in(r, case.secrets)
     return dict(info)
 
@@ -68,6 +73,9 @@ def assert_failed(r: httpx.Response, case: Case, expected: Failing) -> dict[str,
     for text in expected.mentions:
         assert text.lower() in info["message"].lower(), f"{case.name}: {text!r} not in {info['message']!r}"
     assert info["retryable"] is False, f"{case.name}: a wrong configuration is not fixed by retrying"
+    assert isinstance(info["fields"], list), info
+    if expected.fields is not None:
+        assert set(expected.fields) <= set(info["fields"]), f"{case.name}: fields {info['fields']}"
     # The planned steps, each once, in order; the blamed one failed, the later ones skipped.
     assert [s["name"] for s in info["steps"]] == list(case.steps)
     statuses = {s["name"]: s["status"] for s in info["steps"]}
@@ -145,6 +153,7 @@ def check_unreachable(
     info = r.json()["job_info"]
     assert r.json()["status"] == "failed" and info["type"] == expected, info
     assert info["retryable"] is True and info["hint"], info
+    assert info["fields"], f"{name}: an unreachable server must name the fields to check: {info}"
 
 
 def check_hung(stack: Stack, name: str, configuration: dict[str, Any], timeout: float = 2.0) -> None:
