@@ -3,9 +3,14 @@ steps against base_url, timeouts, TLS trust, the configuration schema, and secre
 
 from __future__ import annotations
 
+import contextlib
+import email.utils
 import json
 import logging
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -15,7 +20,14 @@ from connectors.base import MASK, CheckStatus, Probe, StepStatus
 from connectors.errors import FailureType, InvalidConfiguration
 from connectors.oauth import AccessToken, token_error
 from connectors.registry import get_connector
-from connectors.saas import ApiClient, provider_message
+from connectors.saas import (
+    MAX_RETRY_AFTER,
+    ApiClient,
+    ApiResponse,
+    open_api,
+    provider_message,
+    retry_after_seconds,
+)
 from tests.helpers import failure_type, step
 from tests.servers.saas import SaasServer, dump, run
 from tests.servers.tcp import HostPort
@@ -290,3 +302,94 @@ def test_token_endpoint_errors_map_to_failures(body: dict[str, Any], expected: F
     assert failure.type == expected
     assert words in failure.message
     assert "Trace ID" not in failure.message
+
+
+# --- a provider's rate limit ----------------------------------------------------------------
+
+
+class _Endpoint:
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.ca_cert = None
+
+
+@contextlib.contextmanager
+def _busy_api(retry_after: str, busy_answers: int) -> Iterator[tuple[str, list[float]]]:
+    """An HTTP API answering 429 with ``Retry-After: retry_after`` to its first ``busy_answers``
+    requests, then 200 ``{"ok": true}``; yields its URL and the times requests came in."""
+    seen: list[float] = []
+
+    class Busy(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(time.monotonic())
+            busy = len(seen) <= busy_answers
+            body = b'{"message": "slow down"}' if busy else b'{"ok": true}'
+            self.send_response(429 if busy else 200)
+            if busy:
+                self.send_header("Retry-After", retry_after)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Busy)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", seen
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+async def _call(base_url: str, deadline_s: float) -> ApiResponse:
+    probe = Probe(("resolve", "tcp", "tls"), deadline=time.monotonic() + deadline_s)
+    async with open_api(probe, _Endpoint(base_url), "Busy") as api:
+        return await api.call("GET", "/thing")
+
+
+async def test_a_retry_after_that_fits_in_the_deadline_is_waited_out_once() -> None:
+    with _busy_api("1", busy_answers=1) as (url, seen):
+        response = await _call(url, deadline_s=5)
+    assert response.status == 200 and len(seen) == 2
+    assert seen[1] - seen[0] >= 0.95  # it waited as asked, not less
+
+
+async def test_a_retry_after_as_an_http_date_is_understood() -> None:
+    when = email.utils.formatdate(time.time() + 1.5, usegmt=True)
+    with _busy_api(when, busy_answers=1) as (url, seen):
+        response = await _call(url, deadline_s=6)
+    assert response.status == 200 and len(seen) == 2
+    assert seen[1] - seen[0] >= 0.4
+
+
+async def test_a_retry_after_beyond_the_deadline_is_not_waited_and_fails_rate_limited_saying_when() -> None:
+    with _busy_api("120", busy_answers=5) as (url, seen):
+        started = time.monotonic()
+        response = await _call(url, deadline_s=5)
+        assert time.monotonic() - started < 2
+    assert response.status == 429 and len(seen) == 1
+    probe = Probe((), deadline=time.monotonic() + 5)
+    failure = ApiClient(provider="Busy", base_url=url, probe=probe, http=httpx.AsyncClient()).status_failure(response)
+    assert failure.type == FailureType.RATE_LIMITED and failure.retryable
+    assert failure.retry_after_s == 120 and "in 120 s" in failure.hint
+
+
+async def test_a_second_rate_limit_in_a_row_is_not_waited_again() -> None:
+    with _busy_api("1", busy_answers=5) as (url, seen):
+        response = await _call(url, deadline_s=8)
+    assert response.status == 429 and len(seen) == 2
+
+
+def test_a_hostile_retry_after_is_bounded() -> None:
+    probe = Probe((), deadline=time.monotonic() + 5)
+    api = ApiClient(provider="Busy", base_url="https://x", probe=probe, http=httpx.AsyncClient())
+    for value, expected in (("9" * 5000, MAX_RETRY_AFTER), ("soon", None), ("-5", None), ("Mon, 99 Foo", None)):
+        response = ApiResponse(
+            status=429, headers=httpx.Headers({"Retry-After": value}), data=None, text="", url=httpx.URL("https://x")
+        )
+        assert retry_after_seconds(response) == expected, value
+        assert api.status_failure(response).type == FailureType.RATE_LIMITED
