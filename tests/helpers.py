@@ -70,3 +70,13 @@ def forms(secret: str) -> list[bytes]:
 def assert_absent(secret: str, data: bytes, where: str) -> None:
     for form in forms(secret):
         assert form not in data, f"the secret appears in {where} (as {form!r})"
+
+
+def failed_at(result: CheckResult, type: FailureType, step_name: str, fields: set[str]) -> str:
+    """The message of ``result``, which must have failed with ``type`` in step ``step_name``,
+    naming exactly ``fields``, with every planned step reported."""
+    assert result.status == CheckStatus.FAILED and result.failure is not None, result
+    assert result.failure.type == type, result.failure
+    assert set(result.failure.fields) == fields, result.failure
+    assert step(result, step_name).status == "failed", result.steps
+    return result.failure.message

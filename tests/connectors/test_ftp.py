@@ -15,6 +15,7 @@ import pytest
 from connectors import get_connector, run_check
 from connectors.base import FIRST_BYTES, CheckResult, StepStatus
 from connectors.errors import FailureType, WarningCode
+from tests.helpers import failed_at
 from tests.servers.ftp import MASQUERADE, FtpServer
 
 STEPS = ["resolve", "tcp", "tls", "authenticate", "access"]
@@ -32,12 +33,8 @@ def _succeeded(result: CheckResult) -> dict[str, str | None]:
 
 
 def _failed(result: CheckResult, type: FailureType, step: str, fields: set[str]) -> str:
-    assert result.status == "failed" and result.failure is not None, result
-    assert result.failure.type == type, result.failure
-    assert set(result.failure.fields) == fields, result.failure
     assert [s.name for s in result.steps] == STEPS
-    assert {s.name: s.status for s in result.steps}[step] == StepStatus.FAILED, result.steps
-    return result.failure.message
+    return failed_at(result, type, step, fields)
 
 
 def _codes(result: CheckResult) -> list[WarningCode]:

@@ -1,11 +1,11 @@
 """The transfer connectors through the real stack (API, Redis, a Celery worker): ``ftp``
-against pyftpdlib (tests/servers/ftp.py).
+against pyftpdlib (tests/servers/ftp.py), ``git`` against ``git http-backend`` (tests/servers/git.py).
 
-Inline and stored, a correct configuration (explicit FTPS) succeeds with the planned steps;
-a missing folder fails with ``not_found`` naming ``folder``; a stored source with a wrong
-password as an override fails with ``authentication_failed`` naming ``username`` and
-``password``, and still works after; a closed port and a silent server fail retryable; the
-definition marks the password secret.
+Inline and stored, a correct configuration (explicit FTPS; a basic-auth HTTPS repository)
+succeeds with the planned steps; a missing folder (a missing branch) fails with ``not_found``
+naming the field; a stored source with a wrong password as an override fails with
+``authentication_failed`` naming the credential fields, and still works after; a closed port
+and a silent server fail retryable; the definition marks the secrets.
 """
 
 from __future__ import annotations
@@ -27,13 +27,18 @@ from tests.e2e.catalog import (
     check_unreachable,
 )
 from tests.servers.ftp import FtpServer
+from tests.servers.git import GitServer
 from tests.servers.stack import Stack
 from tests.servers.tcp import HostPort
 
 pytestmark = pytest.mark.e2e
 
 
-def _ftp(request: pytest.FixtureRequest) -> tuple[Case, Callable[..., dict[str, Any]], set[str]]:
+Built = tuple[Case, Callable[[str, int], dict[str, Any]], set[str]]
+"""A connector's case, its good configuration moved to another host and port, its secret fields."""
+
+
+def _ftp(request: pytest.FixtureRequest) -> Built:
     server: FtpServer = request.getfixturevalue("ftp_server")
     case = Case(
         "ftp",
@@ -52,10 +57,32 @@ def _ftp(request: pytest.FixtureRequest) -> tuple[Case, Callable[..., dict[str, 
         ),
         secrets=(server.password,),
     )
-    return case, server.config, {"password"}
+    return case, lambda host, port: server.config(host=host, port=port), {"password"}
 
 
-BUILDERS = {"ftp": _ftp}
+def _git(request: pytest.FixtureRequest) -> Built:
+    server: GitServer = request.getfixturevalue("git_server")
+    case = Case(
+        "git",
+        good=server.config(),
+        steps=("resolve", "tcp", "tls", "authenticate", "access"),
+        inline_bad=Failing(
+            server.config(branch="no-such-branch"), "not_found", "access", ("no-such-branch",), fields=("branch",)
+        ),
+        stored_bad=Failing(
+            {"auth": {"password": WRONG}},
+            "authentication_failed",
+            "authenticate",
+            ("401",),
+            (WRONG,),
+            fields=("auth.username", "auth.password"),
+        ),
+        secrets=(server.password,),
+    )
+    return case, lambda host, port: server.config(url=f"https://{host}:{port}/docs.git"), {"password", "token"}
+
+
+BUILDERS = {"ftp": _ftp, "git": _git}
 
 
 @pytest.mark.parametrize("name", list(BUILDERS))
@@ -66,6 +93,6 @@ def test_the_transfer_connectors_work_through_the_stack(
     check_inline_success(stack, case)
     check_inline_failure(stack, case)
     check_stored(stack, case)
-    check_unreachable(stack, name, config(port=closed_port))
-    check_hung(stack, name, config(host=hung_server.host, port=hung_server.port))
+    check_unreachable(stack, name, config("127.0.0.1", closed_port))
+    check_hung(stack, name, config(hung_server.host, hung_server.port))
     check_definition(stack, name, secret_fields)
