@@ -203,12 +203,15 @@ class _Control:
             raise _lost(self.host, exc) from None
         return raw.decode("utf-8", errors="replace").rstrip("\r\n")
 
-    async def command(self, line: str) -> tuple[int, str]:
+    async def send(self, line: str) -> None:
         try:
             self.writer.write(line.encode("utf-8", errors="surrogateescape") + b"\r\n")
             await self.writer.drain()
         except OSError as exc:
             raise _lost(self.host, exc) from None
+
+    async def command(self, line: str) -> tuple[int, str]:
+        await self.send(line)
         return await self.reply()
 
     async def greeting(self) -> str:
@@ -419,16 +422,17 @@ async def _read_folder(probe: Probe, control: _Control, config: FtpConfig, addre
     if listing is None:
         raise _unexpected(config.host, "MLSD and NLST", 502, "not implemented")
     entries, files = _entries(listing.data, mlsd=mlsd)
-    count = f"{len(entries)}+" if not listing.complete or len(entries) >= MAX_ENTRIES else str(len(entries))
+    more = "+" if not listing.complete or len(entries) >= MAX_ENTRIES else ""
+    count = f"{len(entries)}{more} {'entry' if len(entries) == 1 and not more else 'entries'}"
     note = f" ({'; '.join(dict.fromkeys(notes))})" if notes else ""
     if not files:
         probe.warn(
             WarningCode.EMPTY_LOCATION,
-            f"Folder {where} holds no files ({count} entries)",
+            f"Folder {where} holds no files ({count})",
             hint="Check folder: a sync from it finds nothing to read. Put the files there, or choose the folder "
             "that holds them.",
         )
-        return f"Folder {where} is readable ({count} entries, no files in it){note}"
+        return f"Folder {where} is readable ({count}, no files in it){note}"
     refused: tuple[str, int, str] | None = None
     for name in files[:3]:
         try:
@@ -438,7 +442,7 @@ async def _read_folder(probe: Probe, control: _Control, config: FtpConfig, addre
             continue
         assert first is not None
         shown_name = _shown(name)
-        return f"Folder {where} is readable ({count} entries; read {len(first.data)} bytes of '{shown_name}'){note}"
+        return f"Folder {where} is readable ({count}; read {len(first.data)} bytes of '{shown_name}'){note}"
     assert refused is not None
     name, code, text = refused
     raise ProbeFailure(
@@ -537,6 +541,8 @@ async def _transfer(
             if retr:
                 raise _Refused(code, text)
             raise _unexpected(config.host, f"the end of {verb}", code, text)
+    elif retr:  # the check's last command: the session ends, nothing to wait for
+        await control.send("ABOR")
     else:
         await _abort(probe, control)
     return _Transfer(data, complete)
@@ -625,12 +631,17 @@ async def _read(reader: asyncio.StreamReader, limit: int, host: str) -> tuple[by
 
 
 async def _abort(probe: Probe, control: _Control) -> None:
-    """``ABOR`` of a transfer read far enough, its replies (426 then 226, or one 226) read briefly."""
+    """``ABOR`` of a transfer read far enough, and its replies read, so the next command's reply is
+    its own: 426 (the transfer) then 226 (the ABOR), or 226 (the transfer had ended) then 225."""
     try:
         async with asyncio.timeout(min(2.0, probe.remaining() / 2)):
-            code, _ = await control.command("ABOR")
-            if code in (426, 451):
-                await control.reply()
+            await control.send("ABOR")
+            previous = 0
+            for _ in range(2):
+                code, _ = await control.reply()
+                if code == 225 or (code == 226 and previous // 100 == 4):
+                    return
+                previous = code
     except TimeoutError:
         pass
 

@@ -45,7 +45,7 @@ def test_explicit_ftps_logs_in_lists_the_folder_and_reads_its_first_file(ftp_ser
     messages = _succeeded(_check(ftp_server.config()))
     assert "AUTH TLS: TLS 1." in str(messages["tls"]) and "not verified" not in str(messages["tls"])
     assert "PROT P" in str(messages["authenticate"])
-    assert "3 entries; read 14 bytes of 'a.csv'" in str(messages["access"])
+    assert "(3 entries; read 14 bytes of 'a.csv')" in str(messages["access"])
 
 
 def test_implicit_ftps_speaks_tls_from_the_first_byte(ftp_server: FtpServer) -> None:
@@ -102,6 +102,16 @@ def test_an_empty_folder_succeeds_with_an_empty_location_warning(ftp_server: Ftp
 def test_a_large_file_is_read_for_its_first_bytes_only_and_the_session_stays_usable(ftp_server: FtpServer) -> None:
     result = _check(ftp_server.config(folder="/big"), timeout=5)
     assert f"read {FIRST_BYTES} bytes of 'big.bin'" in str(_succeeded(result)["access"])
+
+
+def test_a_listing_longer_than_the_bound_is_cut_and_the_session_stays_in_step(ftp_server: FtpServer) -> None:
+    access = str(_succeeded(_check(ftp_server.config(folder="/crowded"), timeout=5))["access"])
+    assert "(1000+ entries; read 2 bytes of 'file-0" in access
+
+
+def test_over_ipv6_the_data_channel_is_opened_by_epsv(ftp_server: FtpServer) -> None:
+    result = _check(ftp_server.config(host="::1", port=ftp_server.ipv6_port, tls="none"))
+    assert "read 14 bytes of 'a.csv'" in str(_succeeded(result)["access"])
 
 
 def test_a_wrong_pasv_address_is_ignored_and_said(ftp_server: FtpServer) -> None:

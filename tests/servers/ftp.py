@@ -17,10 +17,11 @@ I/O loop in a daemon thread):
 - ``nat_port``: plain FTP listening on 127.0.0.2, reached through a TCP forwarder on
   127.0.0.1 that forwards the control port only: its PASV replies name 127.0.0.2, and the
   data port on 127.0.0.1 refuses (a NAT that forwards port 21 and not the passive range).
+- ``ipv6_port``: plain FTP on ::1 (data channels by EPSV).
 - ``user``/``password``: read ``/`` (``elr``); ``/data`` holds ``a.csv`` and ``b.csv`` and a
   folder ``sub``; ``/empty`` has only a folder; ``/nolist`` may be entered but not listed;
   ``/noread`` may be listed but its files not downloaded (pyftpdlib answers 550 "Not enough
-  privileges"); ``/big`` holds one 4 MiB file.
+  privileges"); ``/big`` holds one 4 MiB file; ``/crowded`` 4000 files (a listing of 400 KB).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class FtpServer:
     implicit_port: int
     masquerading_port: int
     nat_port: int
+    ipv6_port: int
     user: str
     password: str
     ca_pem: str
@@ -88,6 +90,10 @@ def _make_tree(root: Path) -> None:
     (root / "noread" / "r.csv").write_text("r\n")
     (root / "big").mkdir()
     (root / "big" / "big.bin").write_bytes(b"\0" * (4 * 1024 * 1024))
+    crowded = root / "crowded"
+    crowded.mkdir()
+    for n in range(4000):  # a listing longer than the connector reads (MAX_LISTING)
+        (crowded / f"file-{n:05d}-{'x' * 40}.csv").write_text("c\n")
 
 
 def _handler(base: type[FTPHandler], authorizer: DummyAuthorizer, **attributes: Any) -> type[FTPHandler]:
@@ -122,6 +128,7 @@ def ftp_server(test_ca: TestCA) -> Iterator[FtpServer]:
         FTPServer(("127.0.0.1", 0), _handler(_ImplicitTls, authorizer, **tls), ioloop=ioloop),
         FTPServer(("127.0.0.1", 0), _handler(FTPHandler, authorizer, masquerade_address=MASQUERADE), ioloop=ioloop),
         FTPServer(("127.0.0.2", 0), _handler(FTPHandler, authorizer), ioloop=ioloop),
+        FTPServer(("::1", 0), _handler(FTPHandler, authorizer), ioloop=ioloop),
     ]
     ports = [int(server.socket.getsockname()[1]) for server in servers]
     thread = threading.Thread(target=ioloop.loop, kwargs={"timeout": 0.2}, name="ftp-server", daemon=True)
@@ -134,6 +141,7 @@ def ftp_server(test_ca: TestCA) -> Iterator[FtpServer]:
                 implicit_port=ports[1],
                 masquerading_port=ports[2],
                 nat_port=nat.port,
+                ipv6_port=ports[4],
                 user=user,
                 password=password,
                 ca_pem=test_ca.pem,
