@@ -327,16 +327,19 @@ async def _login(control: _Control, config: FtpConfig) -> str:
     user = config.username
     code, text = await control.command(f"USER {user}")
     if code in (331, 332):
-        if config.password is None:
+        if config.password is None and user == "anonymous":
+            code, text = await control.command("PASS anonymous@")  # the customary anonymous password
+        elif config.password is None:
             raise ProbeFailure(
                 FailureType.AUTHENTICATION_FAILED,
                 f"The FTP server asks a password for user '{user}', and none is configured",
                 hint="Set password (or username 'anonymous' if the server allows anonymous logins).",
                 fields=("password",),
             )
-        # The reply to PASS is never quoted: a server may echo what it was sent.
-        code, _ = await control.command(f"PASS {config.password.get_secret_value()}")
-        text = ""
+        else:
+            # The reply to PASS is never quoted: a server may echo what it was sent.
+            code, _ = await control.command(f"PASS {config.password.get_secret_value()}")
+            text = ""
     if code in (530, 430, 331, 332):
         if config.tls == "none" and re.search(r"TLS|SSL|encrypt", text, re.IGNORECASE):
             raise _tls_required(config.host, code, text)

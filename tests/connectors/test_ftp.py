@@ -62,6 +62,13 @@ def test_plain_ftp_with_a_password_succeeds_with_a_weak_authentication_warning(f
     assert "clear text" in result.warnings[0].message and "explicit" in result.warnings[0].hint
 
 
+def test_an_anonymous_login_needs_no_password_and_is_not_weak(ftp_server: FtpServer) -> None:
+    config = ftp_server.config(tls="none", username="anonymous", password=None, folder="")
+    result = _check(config)
+    assert "the login folder is readable (3 entries" in str(_succeeded(result)["access"]).lower()
+    assert not result.warnings
+
+
 def test_an_untrusted_certificate_fails_the_tls_step(ftp_server: FtpServer) -> None:
     result = _check(ftp_server.config(ca_cert=None))
     message = _failed(result, FailureType.TLS_ERROR, "tls", {"ca_cert", "verify_tls"})

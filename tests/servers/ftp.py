@@ -17,6 +17,7 @@ I/O loop in a daemon thread):
 - ``nat_port``: plain FTP listening on 127.0.0.2, reached through a TCP forwarder on
   127.0.0.1 that forwards the control port only: its PASV replies name 127.0.0.2, and the
   data port on 127.0.0.1 refuses (a NAT that forwards port 21 and not the passive range).
+- ``anonymous`` logins (any password) read ``/data`` as their root.
 - ``ipv6_port``: plain FTP on ::1 (data channels by EPSV).
 - ``user``/``password``: read ``/`` (``elr``); ``/data`` holds ``a.csv`` and ``b.csv`` and a
   folder ``sub``; ``/empty`` has only a folder; ``/nolist`` may be entered but not listed;
@@ -121,6 +122,7 @@ def ftp_server(test_ca: TestCA) -> Iterator[FtpServer]:
     authorizer.add_user(user, password, str(root), perm="elr")
     authorizer.override_perm(user, str(root / "nolist"), perm="e")
     authorizer.override_perm(user, str(root / "noread"), perm="el")
+    authorizer.add_anonymous(str(root / "data"))
     tls = {"certfile": str(certfile), "ssl_context": None}
     ioloop = IOLoop()
     servers = [
