@@ -62,7 +62,7 @@ MAX_LISTED = 5
 # --- configuration -------------------------------------------------------------------
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_SAS_KEYS = {"sv", "ss", "srt", "sp", "se", "st", "spr", "sip", "sr", "sig", "si", "skoid", "sktid", "skt", "ske"}
+_ACCOUNT = re.compile(r"[a-z0-9]{3,24}")
 
 
 def _prefix(value: str) -> str:
@@ -178,7 +178,7 @@ def _decode_key(value: str, field: str) -> bytes:
 def _parse_sas(value: str, field: str) -> tuple[tuple[str, str], ...]:
     pairs = tuple(parse_qsl(value.strip().lstrip("?"), keep_blank_values=True))
     names = {name for name, _ in pairs}
-    if "sig" not in names or not names <= _SAS_KEYS | {name for name in names if name.startswith("r")}:
+    if not {"sv", "sig"} <= names:
         raise ValueError(f"{field}: must be a SAS token (sv=...&sp=...&sig=...), without the URL before the ?")
     return pairs
 
@@ -219,8 +219,13 @@ def _credentials(config: AzureBlobConfig) -> _Credentials:
     if not endpoint:
         raise ValueError("connection_string: needs AccountName or BlobEndpoint")
     if not account:
-        # A SAS connection string may name only the endpoint: its first host label is the account.
-        account = httpx.URL(endpoint).host.split(".")[0]
+        # A SAS connection string may name only the endpoint: the account is its first host label,
+        # or (path-style, as Azurite's http://127.0.0.1:10000/devstoreaccount1) its first path segment.
+        url = httpx.URL(endpoint)
+        path_style = url.host.replace(".", "").isdigit() or ":" in url.host or url.host == "localhost"
+        account = url.path.strip("/").split("/")[0] if path_style else url.host.split(".")[0]
+    if not _ACCOUNT.fullmatch(account):
+        raise ValueError("connection_string: its account name must be 3 to 24 lower-case letters and digits")
     if parts.get("accountkey"):
         return _Credentials(
             account, endpoint, "connection_string", key=_decode_key(parts["accountkey"], "connection_string")

@@ -14,7 +14,7 @@ from connectors.base import CheckResult, CheckStatus, StepStatus
 from connectors.errors import FailureType, InvalidConfiguration, WarningCode
 from tests import helpers
 from tests.helpers import failure, failure_type, messages, step
-from tests.servers.azurite import ACCOUNT, AzuriteServer
+from tests.servers.azurite import ACCOUNT, ODD_NAME, AzuriteServer
 
 
 async def check(config: dict[str, Any], timeout: float = 5.0) -> CheckResult:
@@ -52,6 +52,16 @@ async def test_the_first_byte_read_is_ranged(azurite: AzuriteServer) -> None:
     assert "read the first 1024 bytes of 'reports/big.bin'" in step(result, "access").message
 
 
+@pytest.mark.parametrize("auth", ["account_key", "sas_token"])
+async def test_a_blob_name_that_needs_encoding_is_signed_and_read(azurite: AzuriteServer, auth: str) -> None:
+    config = azurite.config(prefix="odd/")
+    if auth == "sas_token":
+        config = {**config, "account_key": None, "sas_token": azurite.sas("data", "rl")}
+    result = await check(config)
+    assert result.status == CheckStatus.SUCCEEDED, result
+    assert f"read the first 13 bytes of '{ODD_NAME}'" in step(result, "access").message
+
+
 async def test_a_connection_string_with_the_key_succeeds(azurite: AzuriteServer) -> None:
     conn = f"BlobEndpoint={azurite.endpoint_url};AccountName={ACCOUNT};AccountKey={azurite.key}"
     result = await check({"container": "data", "connection_string": conn})
@@ -66,10 +76,11 @@ async def test_a_sas_with_read_and_list_succeeds(azurite: AzuriteServer) -> None
     assert sas not in messages(result)
 
 
-async def test_a_sas_connection_string_succeeds(azurite: AzuriteServer) -> None:
+async def test_a_sas_connection_string_succeeds_naming_the_account_from_its_endpoint(azurite: AzuriteServer) -> None:
     conn = f"BlobEndpoint={azurite.endpoint_url};SharedAccessSignature={azurite.sas('data', 'rl')}"
-    result = await check({"container": "data", "connection_string": conn, "account_name": ACCOUNT})
+    result = await check({"container": "data", "connection_string": conn})
     assert result.status == CheckStatus.SUCCEEDED, result
+    assert f"accepted by account '{ACCOUNT}'" in step(result, "authenticate").message
 
 
 async def test_a_sas_expiring_soon_succeeds_with_a_token_expiring_warning(azurite: AzuriteServer) -> None:
@@ -138,7 +149,7 @@ async def test_a_sas_without_list_fails_the_access_step(azurite: AzuriteServer) 
 
 
 async def test_a_sas_without_read_fails_the_first_byte_read(azurite: AzuriteServer) -> None:
-    result = await check(azurite.config(account_key=None, sas_token=azurite.sas("data", "l")))
+    result = await check(azurite.config(prefix="reports/", account_key=None, sas_token=azurite.sas("data", "l")))
     assert failure_type(result) == FailureType.AUTHORIZATION_FAILED, result
     assert "read blob 'reports/2024.csv'" in failure(result).message
     assert "r (read)" in failure(result).hint
@@ -147,7 +158,7 @@ async def test_a_sas_without_read_fails_the_first_byte_read(azurite: AzuriteServ
 
 def test_exactly_one_credential_is_required(azurite: AzuriteServer) -> None:
     with pytest.raises(InvalidConfiguration, match="exactly one"):
-        get_connector("azure_blob").parse_config(azurite.config(sas_token="sv=1&sig=x"))
+        get_connector("azure_blob").parse_config(azurite.config(sas_token="sv=2023-11-03&sig=x"))
     with pytest.raises(InvalidConfiguration, match="base64"):
         get_connector("azure_blob").parse_config(azurite.config(account_key="not base64!"))
 
@@ -156,21 +167,21 @@ def test_exactly_one_credential_is_required(azurite: AzuriteServer) -> None:
 
 
 async def test_server_busy_fails_as_rate_limited_with_retry_after(azure_standin: str) -> None:
-    config = {"account_name": ACCOUNT, "container": "data", "sas_token": "sv=1&sig=x"}
+    config = {"account_name": ACCOUNT, "container": "data", "sas_token": "sv=2023-11-03&sig=x"}
     result = await check({**config, "endpoint_url": f"{azure_standin}/busy"})
     assert failure_type(result) == FailureType.RATE_LIMITED
     assert failure(result).retry_after_s == 120
 
 
 async def test_a_disabled_account_fails_naming_the_account(azure_standin: str) -> None:
-    config = {"account_name": ACCOUNT, "container": "data", "sas_token": "sv=1&sig=x"}
+    config = {"account_name": ACCOUNT, "container": "data", "sas_token": "sv=2023-11-03&sig=x"}
     result = await check({**config, "endpoint_url": f"{azure_standin}/disabled"})
     assert failure_type(result) == FailureType.AUTHORIZATION_FAILED
     assert failure(result).fields == ["account_name"]
 
 
 async def test_a_huge_listing_and_an_unranged_blob_are_cut(azure_standin: str) -> None:
-    config = {"account_name": ACCOUNT, "container": "data", "sas_token": "sv=1&sig=x"}
+    config = {"account_name": ACCOUNT, "container": "data", "sas_token": "sv=2023-11-03&sig=x"}
     result = await check({**config, "endpoint_url": f"{azure_standin}/huge"})
     assert result.status == CheckStatus.SUCCEEDED, result
     assert step(result, "access").message == "Container 'data' listed; read the first 1024 bytes of 'b0'"

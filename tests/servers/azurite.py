@@ -10,7 +10,7 @@ One server per test session (only if a test asks for it), on a free 127.0.0.1 po
 temp dir; stopped and deleted at the end. What is in it::
 
     account   ACCOUNT, key server.key (random)
-    data      blobs reports/2024.csv, reports/2025.csv (CSV_BODY), reports/big.bin (4 KiB)
+    data      blobs reports/2024.csv, reports/2025.csv (CSV_BODY), reports/big.bin (4 KiB), ODD_NAME
     empty     no blobs
 
 :meth:`AzuriteServer.sas` makes a service SAS for a container, signed independently of the
@@ -38,7 +38,7 @@ from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import httpx
 import pytest
@@ -47,6 +47,7 @@ from connectors.azure_blob import API_VERSION, shared_key_signature
 
 ACCOUNT = "sourcecheck"
 CSV_BODY = b"id,value\n1,2\n"
+ODD_NAME = "odd/a b+ü&=.csv"  # a name that must be percent-encoded in the URL (and signed so)
 ROOT = Path(__file__).resolve().parents[2]
 AZURITE = ROOT / ".ci" / "node" / "node_modules" / ".bin" / "azurite-blob"
 
@@ -143,6 +144,7 @@ def azurite() -> Iterator[AzuriteServer]:
         for name in ("reports/2024.csv", "reports/2025.csv"):
             server.put(f"data/{name}", body=CSV_BODY, **blob)
         server.put("data/reports/big.bin", body=b"x" * 4096, **blob)
+        server.put(f"data/{quote(ODD_NAME)}", body=CSV_BODY, **blob)
         yield server
     finally:
         process.terminate()
