@@ -164,6 +164,10 @@ class _Credentials:
     def kind(self) -> str:
         return "account key" if self.key is not None else "SAS token"
 
+    @property
+    def title(self) -> str:
+        return "Account key" if self.key is not None else "SAS token"
+
 
 def _decode_key(value: str, field: str) -> bytes:
     try:
@@ -355,7 +359,7 @@ class _Session:
             body = b""
             async for chunk in response.aiter_bytes():
                 body += chunk
-                if limit is not None and len(body) >= limit:
+                if limit is not None and len(body) >= limit and response.status_code < 300:  # errors: whole
                     body = body[:limit]
                     break
         code = response.headers.get("x-ms-error-code") if response.status_code >= 300 else None
@@ -396,14 +400,18 @@ def _failure(session: _Session, answer: _Answer, what: str) -> ProbeFailure:
     said = api.answered(response)
     if answer.unauthenticated:
         if credentials.key is not None:
-            hint = f"Check {field}: it must be a current access key of account '{credentials.account}' (keys change "
-            "when rotated)" + ("" if field == "connection_string" else ", and account_name")
+            hint = (
+                f"Check {field}: it must be a current access key of account '{credentials.account}' (keys change "
+                "when rotated)" + ("" if field == "connection_string" else ", and account_name")
+            )
         else:
-            hint = f"Check {field}: the SAS may be expired, revoked (its stored access policy or the key that signed "
-            "it rotated), or not for this account; generate a new one"
+            hint = (
+                f"Check {field}: the SAS may be expired, revoked (its stored access policy or the key that signed "
+                "it rotated), or not for this account or container; generate a new one"
+            )
         return api.failure(
             FailureType.AUTHENTICATION_FAILED,
-            f"Azure Blob Storage rejected the {credentials.kind} ({what}): {said}",
+            f"The {credentials.kind} was refused: {said}",
             hint=hint + ".",
             fields=(field,) if field == "connection_string" or credentials.key is None else (field, "account_name"),
         )
@@ -509,22 +517,22 @@ async def _authenticate(session: _Session, probe: Probe) -> str:
     # Signatures are checked before permissions: a permission refusal proves the credentials.
     proven = answer.code in {"AuthorizationPermissionMismatch", "AuthorizationResourceTypeMismatch"}
     if answer.response.status != 200 and not proven:
-        raise _failure(session, answer, "sign in (Get Account Information)")
+        raise _failure(session, answer, "call Get Account Information")
     if expiry is not None and expiry - now < datetime.timedelta(days=EXPIRY_WARNING_DAYS):
         probe.warn(
             WarningCode.TOKEN_EXPIRING,
-            f"The SAS token expires on {expiry:%Y-%m-%d %H:%M} UTC, in {(expiry - now).days} days",
+            f"The SAS token expires on {expiry:%Y-%m-%d %H:%M} UTC, in {_days(expiry - now)}",
             hint=f"Generate a new SAS with a later expiry (se=) and update {credentials.field} before then.",
         )
     if proven:
-        return f"{credentials.kind.capitalize()} accepted by account '{credentials.account}' (it may not read the "
-        "account information, which is fine)"
+        return (
+            f"{credentials.title} accepted by account '{credentials.account}' (it may not read the account "
+            "information, which is fine)"
+        )
     kind = answer.response.headers.get("x-ms-account-kind", "")
     sku = answer.response.headers.get("x-ms-sku-name", "")
     about = ", ".join(session.api.clean(v, 40) for v in (kind, sku) if v)
-    return f"{credentials.kind.capitalize()} accepted by account '{credentials.account}'" + (
-        f" ({about})" if about else ""
-    )
+    return f"{credentials.title} accepted by account '{credentials.account}'" + (f" ({about})" if about else "")
 
 
 async def _access(session: _Session, config: AzureBlobConfig, probe: Probe) -> str:
@@ -543,14 +551,16 @@ async def _access(session: _Session, config: AzureBlobConfig, probe: Probe) -> s
             fields=("endpoint_url",),
         )
     blobs = _blobs(root)
-    scope = f"under prefix '{config.prefix}'" if config.prefix else "in the container"
     if not blobs:
+        empty = f"Container '{config.container}' has no blob" + (
+            f" under prefix '{config.prefix}'" if config.prefix else ""
+        )
         probe.warn(
             WarningCode.EMPTY_LOCATION,
-            f"Container '{config.container}' has no blob {scope}",
-            hint="Check the container and prefix if you expected files; the credentials themselves work.",
+            empty,
+            hint="Check container and prefix if you expected files there; the credentials themselves work.",
         )
-        return f"Container '{config.container}' listed: no blob {scope} yet"
+        return f"{empty} yet (listed)"
     name, size = next(((n, s) for n, s in blobs if s != 0), blobs[0])
     # A zero-byte blob has no range to read: it is read whole (nothing).
     headers = {"x-ms-range": f"bytes=0-{FIRST_BYTES - 1}"} if size != 0 else {}
@@ -559,6 +569,11 @@ async def _access(session: _Session, config: AzureBlobConfig, probe: Probe) -> s
     if read.response.status not in (200, 206):
         raise _failure(session, read, f"read blob '{shown}'")
     return f"Container '{config.container}' listed; read the first {len(read.body)} bytes of '{shown}'"
+
+
+def _days(left: datetime.timedelta) -> str:
+    days = left.days
+    return "less than a day" if days < 1 else f"{days} day" + ("s" if days > 1 else "")
 
 
 def _blobs(root: Any) -> list[tuple[str, int | None]]:

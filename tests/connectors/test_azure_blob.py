@@ -107,7 +107,7 @@ async def test_an_empty_prefix_succeeds_with_an_empty_location_warning(azurite: 
     result = await check(azurite.config(prefix="nothing-here/"))
     assert result.status == CheckStatus.SUCCEEDED, result
     assert codes(result) == [WarningCode.EMPTY_LOCATION]
-    assert "under prefix 'nothing-here/'" in step(result, "access").message
+    assert step(result, "access").message == "Container 'data' has no blob under prefix 'nothing-here/' yet (listed)"
 
 
 # --- failures --------------------------------------------------------------------------
