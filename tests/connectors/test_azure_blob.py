@@ -173,6 +173,19 @@ async def test_server_busy_fails_as_rate_limited_with_retry_after(azure_standin:
     assert failure(result).retry_after_s == 120
 
 
+@pytest.mark.parametrize(
+    ("path", "expected", "retry_after"),
+    [("down", FailureType.PROVIDER_UNAVAILABLE, None), ("limit", FailureType.RATE_LIMITED, 3600)],
+)
+async def test_an_outage_or_a_rate_limit_fails_retryable(
+    azure_standin: str, path: str, expected: FailureType, retry_after: float | None
+) -> None:
+    config = {"account_name": ACCOUNT, "container": "data", "sas_token": "sv=2023-11-03&sig=x"}
+    result = await check({**config, "endpoint_url": f"{azure_standin}/{path}"})
+    assert (failure_type(result), failure(result).retryable) == (expected, True)
+    assert failure(result).retry_after_s == retry_after
+
+
 async def test_a_disabled_account_fails_naming_the_account(azure_standin: str) -> None:
     config = {"account_name": ACCOUNT, "container": "data", "sas_token": "sv=2023-11-03&sig=x"}
     result = await check({**config, "endpoint_url": f"{azure_standin}/disabled"})

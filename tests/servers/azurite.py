@@ -169,7 +169,8 @@ _LISTING = (
 
 
 class _StandIn(BaseHTTPRequestHandler):
-    """``/busy/...``: 503 ServerBusy (Retry-After 120); ``/disabled/...``: 403 AccountIsDisabled;
+    """``/busy/...``: 503 ServerBusy (Retry-After 120); ``/down/...``: 500 InternalError; ``/limit/...``:
+    429 (Retry-After 3600); ``/disabled/...``: 403 AccountIsDisabled;
     ``/huge/...``: a 5000-blob listing, then Get Blob ignoring the range (8 MiB)."""
 
     def log_message(self, *args: Any) -> None:
@@ -188,6 +189,10 @@ class _StandIn(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - the http.server hook
         if self.path.startswith("/busy/"):
             return self._error(503, "ServerBusy", Retry_After="120")
+        if self.path.startswith("/down/"):
+            return self._error(500, "InternalError")
+        if self.path.startswith("/limit/"):
+            return self._error(429, "TooManyRequests", Retry_After="3600")
         if self.path.startswith("/disabled/"):
             return self._error(403, "AccountIsDisabled")
         if "comp=properties" in self.path:
