@@ -232,20 +232,25 @@ class SharePointConnector(Connector):
 
     async def check(self, config: SharePointConfig, probe: Probe) -> None:
         async with open_api(probe, config, "Microsoft Graph") as api:
-            await _token(probe, api, config)
+            await graph_token_step(probe, api, config.credentials, config.base_url)
             async with probe.step("authenticate") as step:
                 step.message = await _authenticate(api, config)
             async with probe.step("access") as step:
                 step.message = await _access(api, config)
 
 
-async def _token(probe: Probe, api: ApiClient, config: SharePointConfig) -> None:
-    credentials = config.credentials
-    if isinstance(credentials, GraphAccessToken):  # no token step (see planned_steps)
+async def graph_token_step(
+    probe: Probe,
+    api: ApiClient,
+    credentials: GraphAccessToken | MicrosoftOAuth | MicrosoftClientCredentials,
+    base_url: str,
+) -> None:
+    """Step ``token`` for Microsoft Graph at ``base_url`` (none for an access token: see planned_steps)."""
+    if isinstance(credentials, GraphAccessToken):
         api.use_bearer(credentials.access_token.get_secret_value())
         return
     token_url = credentials.token_url or f"{LOGIN}/{credentials.tenant}/oauth2/v2.0/token"
-    base = httpx.URL(config.base_url)
+    base = httpx.URL(base_url)
     resource = f"{base.scheme}://{base.netloc.decode('ascii')}/.default"  # the Graph of this cloud
     if isinstance(credentials, MicrosoftOAuth):
         await refresh_step(
