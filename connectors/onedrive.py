@@ -16,12 +16,12 @@ licence has none), 429 with Retry-After and 503 (``ApiClient.status_failure``).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from pydantic import AfterValidator, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from connectors.base import FIRST_BYTES, Connector, ConnectorConfig, Probe
+from connectors.base import FIRST_BYTES, ConnectorConfig, Probe
 from connectors.errors import FailureType, ProbeFailure, WarningCode
 from connectors.fields import PemCertificates
 from connectors.saas import (
@@ -29,13 +29,19 @@ from connectors.saas import (
     ApiResponse,
     BaseUrl,
     EmptyIsNone,
-    base_url_field,
     ca_cert_field,
     example_base_url,
     open_api,
 )
-from connectors.sharepoint import GraphAccessToken, MicrosoftOAuth, graph_token_step
-from connectors.sharepoint import _folder as _folder_path
+from connectors.sharepoint import (
+    FolderPath,
+    GraphAccessToken,
+    GraphConnector,
+    MicrosoftOAuth,
+    graph_base_url_field,
+    graph_token_step,
+    graph_unauthorized_hint,
+)
 
 MAX_LISTED = 20
 """Children of the folder asked for in one listing, to find a file among them."""
@@ -79,33 +85,23 @@ class OneDriveConfig(ConnectorConfig):
         description="The id of the drive to read; empty: the signed-in user's own OneDrive (/me/drive).",
         examples=["b!t18F8ybsHUq1z3LTz8xvZqP8zaSWjkFNhsME-Fepo75dTf9vQKfeRblBZjoSQrd7"],
     )
-    folder: Annotated[str | None, Field(max_length=2000), AfterValidator(_folder_path)] = Field(
+    folder: FolderPath = Field(
         None,
         title="Folder",
         description="A folder inside the drive, as a path; empty: the drive's top.",
         examples=["Documents/Reports"],
     )
-    base_url: BaseUrl = base_url_field(
-        "https://graph.microsoft.com",
-        provider="Microsoft Graph",
-        examples=["https://graph.microsoft.com", "https://graph.microsoft.us"],
-    )
+    base_url: BaseUrl = graph_base_url_field()
     ca_cert: PemCertificates = ca_cert_field()
 
 
-class OneDriveConnector(Connector):
+class OneDriveConnector(GraphConnector):
     name = "onedrive"
     title = "OneDrive"
     category = "saas"
     icon = "onedrive"
     documentation_url = "https://learn.microsoft.com/en-us/graph/api/resources/onedrive"
     config_model = OneDriveConfig
-    steps: ClassVar[tuple[str, ...]] = ("resolve", "tcp", "tls", "token", "authenticate", "access")
-
-    def planned_steps(self, config: OneDriveConfig) -> tuple[str, ...]:
-        if isinstance(config.credentials, GraphAccessToken):
-            return tuple(s for s in self.steps if s != "token")
-        return self.steps
 
     @classmethod
     def example_config(cls, host: str, port: int) -> dict[str, Any]:
@@ -127,17 +123,13 @@ async def _authenticate(api: ApiClient, config: OneDriveConfig) -> tuple[str, st
     path = f"/v1.0/drives/{quote(config.drive_id, safe='!')}" if config.drive_id else "/v1.0/me/drive"
     response = await api.call("GET", path, params={"$select": "id,name,driveType,owner"})
     if response.status == 404:
-        if config.drive_id:
-            raise api.failure(
-                FailureType.NOT_FOUND,
-                f"Microsoft Graph has no drive {config.drive_id} these credentials can see",
-                hint="Check drive_id (GET /me/drives lists the user's drives), or leave it empty for the user's own.",
-                fields=("drive_id",),
-            )
         raise api.failure(
             FailureType.NOT_FOUND,
-            f"The signed-in user has no OneDrive ({api.reason(response) or 'Graph found no drive'})",
-            hint="Give the user a licence that includes OneDrive and let them open it once, or set drive_id.",
+            f"Microsoft Graph has no drive {config.drive_id} these credentials can see"
+            if config.drive_id
+            else f"The signed-in user has no OneDrive ({api.reason(response) or 'Graph found no drive'})",
+            hint="Check drive_id (GET /me/drives lists the user's drives), or leave it empty for the user's own "
+            "OneDrive, which needs a licence that includes OneDrive and to have been opened once.",
             fields=("drive_id",),
         )
     if not response.ok:
@@ -208,12 +200,7 @@ def _failure(api: ApiClient, response: ApiResponse, config: OneDriveConfig, *, r
         return api.failure(
             FailureType.AUTHENTICATION_FAILED,
             api.answered(response) + what,
-            hint=(
-                "The access token is wrong, expired (they last about an hour) or for another API than Microsoft "
-                "Graph: use a refresh token so it is renewed."
-                if isinstance(config.credentials, GraphAccessToken)
-                else "Microsoft Graph refused the token Entra ID had just issued: check the app registration's tenant."
-            ),
+            hint=graph_unauthorized_hint(config.credentials),
             fields=fields,
         )
     if reading and response.status == 404:

@@ -160,6 +160,42 @@ class MicrosoftClientCredentials(_Credentials):
 
 Credentials = Annotated[GraphAccessToken | MicrosoftOAuth | MicrosoftClientCredentials, Field(discriminator="type")]
 
+FolderPath = Annotated[str | None, Field(max_length=2000), AfterValidator(_folder)]
+"""A folder inside a drive or library, as a path (None: its top)."""
+
+
+def graph_base_url_field() -> Any:
+    """The ``base_url`` field of a connector that talks to Microsoft Graph."""
+    return base_url_field(
+        "https://graph.microsoft.com",
+        provider="Microsoft Graph",
+        examples=["https://graph.microsoft.com", "https://graph.microsoft.us"],
+    )
+
+
+class GraphConnector(Connector):
+    """What the Microsoft Graph connectors share: their steps; ``token`` is not planned for an access token."""
+
+    steps: ClassVar[tuple[str, ...]] = ("resolve", "tcp", "tls", "token", "authenticate", "access")
+
+    def planned_steps(self, config: Any) -> tuple[str, ...]:
+        if isinstance(config.credentials, GraphAccessToken):  # an access token: nothing to obtain
+            return tuple(s for s in self.steps if s != "token")
+        return tuple(self.steps)
+
+
+def graph_unauthorized_hint(credentials: BaseModel) -> str:
+    """What to fix when Graph answers 401 to the token of ``credentials``."""
+    if isinstance(credentials, GraphAccessToken):
+        return (
+            "The access token is wrong, expired (they last about an hour) or for another API than Microsoft "
+            "Graph: use client credentials or a refresh token so it is renewed."
+        )
+    return (
+        "Microsoft Graph refused the token Entra ID had just issued: check that the app registration is for this "
+        "tenant."
+    )
+
 
 class SharePointConfig(ConnectorConfig):
     """Microsoft credentials and the SharePoint site (library, folder) they must read."""
@@ -194,33 +230,23 @@ class SharePointConfig(ConnectorConfig):
         description="The document library to read, by name; empty: the site's default library (Documents).",
         examples=["Documents", "Policies"],
     )
-    folder: Annotated[str | None, Field(max_length=2000), AfterValidator(_folder)] = Field(
+    folder: FolderPath = Field(
         None,
         title="Folder",
         description="A folder inside the library, as a path; empty: the library's top.",
         examples=["Handbook/2024"],
     )
-    base_url: BaseUrl = base_url_field(
-        "https://graph.microsoft.com",
-        provider="Microsoft Graph",
-        examples=["https://graph.microsoft.com", "https://graph.microsoft.us"],
-    )
+    base_url: BaseUrl = graph_base_url_field()
     ca_cert: PemCertificates = ca_cert_field()
 
 
-class SharePointConnector(Connector):
+class SharePointConnector(GraphConnector):
     name = "sharepoint"
     title = "SharePoint"
     category = "saas"
     icon = "sharepoint"
     documentation_url = "https://learn.microsoft.com/en-us/graph/api/resources/sharepoint"
     config_model = SharePointConfig
-    steps: ClassVar[tuple[str, ...]] = ("resolve", "tcp", "tls", "token", "authenticate", "access")
-
-    def planned_steps(self, config: SharePointConfig) -> tuple[str, ...]:
-        if isinstance(config.credentials, GraphAccessToken):  # an access token: nothing to obtain
-            return tuple(s for s in self.steps if s != "token")
-        return self.steps
 
     @classmethod
     def example_config(cls, host: str, port: int) -> dict[str, Any]:
@@ -291,15 +317,7 @@ async def _authenticate(api: ApiClient, config: SharePointConfig) -> str:
         raise api.failure(
             FailureType.AUTHENTICATION_FAILED,
             api.answered(response),
-            hint=(
-                "The access token is wrong, expired (they last about an hour) or for another API than Microsoft "
-                "Graph: use client credentials or a refresh token so it is renewed."
-                if isinstance(config.credentials, GraphAccessToken)
-                else (
-                    "Microsoft Graph refused the token Entra ID had just issued: check that the app registration "
-                    "is for this tenant."
-                )
-            ),
+            hint=graph_unauthorized_hint(config.credentials),
         )
     raise _failure(api, response)
 
