@@ -7,8 +7,8 @@ from typing import Any
 from connectors.base import CheckStatus, StepStatus
 from connectors.errors import FailureType, WarningCode
 from tests.helpers import failure_type, step
-from tests.servers.saas import TENANT, SaasServer, assert_no_secret, run
-from tests.servers.saas_files import ONEDRIVE_ID, ONEDRIVE_MISSING_ID
+from tests.servers.saas import SaasServer, assert_no_secret, run
+from tests.servers.saas_files import ONEDRIVE_ID, ONEDRIVE_MISSING_ID, entra_oauth
 
 
 def config(server: SaasServer, credentials: dict[str, Any] | None = None, **override: Any) -> dict[str, Any]:
@@ -16,18 +16,6 @@ def config(server: SaasServer, credentials: dict[str, Any] | None = None, **over
         "credentials": credentials or {"type": "token", "access_token": server.token},
         "base_url": server.url("/onedrive"),
         "ca_cert": server.ca_pem,
-        **override,
-    }
-
-
-def oauth(server: SaasServer, **override: Any) -> dict[str, Any]:
-    return {
-        "type": "oauth",
-        "tenant": TENANT,
-        "client_id": server.client_id,
-        "client_secret": server.client_secret,
-        "refresh_token": server.refresh_token,
-        "token_url": server.url(f"/login/{TENANT}/oauth2/v2.0/token"),
         **override,
     }
 
@@ -52,7 +40,7 @@ async def test_the_first_file_of_the_users_drive_is_read_with_a_ranged_get(saas_
 
 async def test_a_refresh_token_a_drive_id_and_a_folder(saas_files_server: SaasServer) -> None:
     result = await run(
-        "onedrive", config(saas_files_server, oauth(saas_files_server), drive_id=ONEDRIVE_ID, folder="/Reports/")
+        "onedrive", config(saas_files_server, entra_oauth(saas_files_server), drive_id=ONEDRIVE_ID, folder="/Reports/")
     )
     assert result.status == CheckStatus.SUCCEEDED, result.failure
     assert step(result, "token").status == StepStatus.SUCCEEDED
@@ -64,7 +52,7 @@ async def test_a_refresh_token_a_drive_id_and_a_folder(saas_files_server: SaasSe
 
 
 async def test_a_revoked_refresh_token_fails_at_the_token_step(saas_files_server: SaasServer) -> None:
-    credentials = oauth(saas_files_server, refresh_token=saas_files_server.revoked_refresh_token)
+    credentials = entra_oauth(saas_files_server, refresh_token=saas_files_server.revoked_refresh_token)
     result = await run("onedrive", config(saas_files_server, credentials))
     assert failure_type(result) == FailureType.AUTHENTICATION_FAILED
     assert step(result, "token").status == StepStatus.FAILED

@@ -31,7 +31,7 @@ import pytest
 
 from tests.servers import saas
 from tests.servers.http import TestCA
-from tests.servers.saas import Reply, SaasServer, _App, start_saas_server
+from tests.servers.saas import TENANT, Reply, SaasServer, _App, start_saas_server
 
 ONEDRIVE_ID = "b!onedrive-ada"
 ONEDRIVE_MISSING_ID = "b!no-such-drive"
@@ -143,6 +143,19 @@ class _Files:
                 "Content-Range": f"bytes {start}-{end}/{len(ONEDRIVE_FILE_BYTES)}",
             },
         )
+
+
+def entra_oauth(server: SaasServer, **override: Any) -> dict[str, Any]:
+    """Credentials ``oauth`` of the Microsoft connectors: the server's client and live grant at its Entra ID."""
+    return {
+        "type": "oauth",
+        "tenant": TENANT,
+        "client_id": server.client_id,
+        "client_secret": server.client_secret,
+        "refresh_token": server.refresh_token,
+        "token_url": server.url(f"/login/{TENANT}/oauth2/v2.0/token"),
+        **override,
+    }
 
 
 @contextmanager

@@ -1,0 +1,93 @@
+"""The cloud file connectors (onedrive) through the real stack, against the stand-ins of
+tests/servers/saas_files.py: inline and stored, a closed port, a server that never answers,
+and the definition each serves (the helpers of tests/e2e/catalog.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.e2e.catalog import (
+    WRONG,
+    Case,
+    Failing,
+    check_definition,
+    check_hung,
+    check_inline_failure,
+    check_inline_success,
+    check_stored,
+    check_unreachable,
+)
+from tests.servers.saas import SaasServer
+from tests.servers.saas_files import entra_oauth
+from tests.servers.stack import Stack
+
+pytestmark = pytest.mark.e2e
+
+CLOUD = ("onedrive",)
+
+SECRET_FIELDS: dict[str, set[str]] = {"onedrive": {"access_token", "client_secret", "refresh_token"}}
+
+
+def _onedrive(server: SaasServer) -> Case:
+    good = {
+        "credentials": entra_oauth(server),
+        "folder": "Reports",
+        "base_url": server.url("/onedrive"),
+        "ca_cert": server.ca_pem,
+    }
+    return Case(
+        "onedrive",
+        good=good,
+        steps=("resolve", "tcp", "tls", "token", "authenticate", "access"),
+        inline_bad=Failing(
+            good | {"folder": "NoSuchFolder"}, "not_found", "access", ("NoSuchFolder",), fields=("folder",)
+        ),
+        stored_bad=Failing(
+            {"credentials": {"client_secret": WRONG}},
+            "authentication_failed",
+            "token",
+            ("client id or secret",),
+            (WRONG,),
+        ),
+        secrets=(server.client_secret, server.refresh_token),
+    )
+
+
+BUILDERS: dict[str, Callable[[SaasServer], Case]] = {"onedrive": _onedrive}
+
+
+def _at(case: Case, base_url: str) -> dict[str, Any]:
+    """``case.good`` with an access token (no token step) against ``base_url``."""
+    return case.good | {"credentials": {"type": "token", "access_token": "example-access-token"}, "base_url": base_url}
+
+
+@pytest.fixture(params=CLOUD)
+def case(request: pytest.FixtureRequest, saas_files_server: SaasServer) -> Case:
+    return BUILDERS[request.param](saas_files_server)
+
+
+def test_inline_correct_configuration_succeeds(stack: Stack, case: Case) -> None:
+    check_inline_success(stack, case)
+
+
+def test_inline_incorrect_configuration_fails_naming_the_field(stack: Stack, case: Case) -> None:
+    check_inline_failure(stack, case)
+
+
+def test_stored_source_and_a_wrong_override(stack: Stack, case: Case) -> None:
+    check_stored(stack, case)
+
+
+def test_a_closed_port_is_unreachable(stack: Stack, case: Case, closed_port: int) -> None:
+    check_unreachable(stack, case.name, _at(case, f"https://127.0.0.1:{closed_port}"))
+
+
+def test_a_server_that_never_answers_times_out(stack: Stack, case: Case, saas_files_server: SaasServer) -> None:
+    check_hung(stack, case.name, _at(case, saas_files_server.url("/hang")))
+
+
+def test_the_definition(stack: Stack, case: Case) -> None:
+    check_definition(stack, case.name, SECRET_FIELDS[case.name])
