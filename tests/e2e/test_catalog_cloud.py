@@ -26,9 +26,12 @@ from tests.servers.stack import Stack
 
 pytestmark = pytest.mark.e2e
 
-CLOUD = ("onedrive",)
+CLOUD = ("onedrive", "dropbox")
 
-SECRET_FIELDS: dict[str, set[str]] = {"onedrive": {"access_token", "client_secret", "refresh_token"}}
+SECRET_FIELDS: dict[str, set[str]] = {
+    "onedrive": {"access_token", "client_secret", "refresh_token"},
+    "dropbox": {"access_token", "client_secret", "refresh_token"},
+}
 
 
 def _onedrive(server: SaasServer) -> Case:
@@ -56,12 +59,41 @@ def _onedrive(server: SaasServer) -> Case:
     )
 
 
-BUILDERS: dict[str, Callable[[SaasServer], Case]] = {"onedrive": _onedrive}
+def _dropbox(server: SaasServer) -> Case:
+    good = {
+        "credentials": {"type": "token", "access_token": server.token},
+        "path": "/Reports",
+        "base_url": server.url("/dropbox/api"),
+        "content_url": server.url("/dropbox/content"),
+        "ca_cert": server.ca_pem,
+    }
+    return Case(
+        "dropbox",
+        good=good,
+        steps=("resolve", "tcp", "tls", "authenticate", "access"),
+        inline_bad=Failing(
+            good | {"path": "/NoSuchFolder"}, "not_found", "access", ("/NoSuchFolder",), fields=("path",)
+        ),
+        stored_bad=Failing(
+            {"credentials": {"access_token": WRONG}},
+            "authentication_failed",
+            "authenticate",
+            ("invalid_access_token",),
+            (WRONG,),
+            fields=("credentials.access_token",),
+        ),
+        secrets=(server.token,),
+    )
+
+
+BUILDERS: dict[str, Callable[[SaasServer], Case]] = {"onedrive": _onedrive, "dropbox": _dropbox}
 
 
 def _at(case: Case, base_url: str) -> dict[str, Any]:
     """``case.good`` with an access token (no token step) against ``base_url``."""
-    return case.good | {"credentials": {"type": "token", "access_token": "example-access-token"}, "base_url": base_url}
+    token = {"type": "token", "access_token": "example-access-token"}
+    urls = {key: base_url for key in ("base_url", "content_url") if key in case.good}
+    return case.good | {"credentials": token, **urls}
 
 
 @pytest.fixture(params=CLOUD)

@@ -6,6 +6,8 @@ valid without the file-read permission, ``client_id``/``client_secret``/``refres
 an OAuth client and live grant) whose routes are::
 
     /onedrive                          Microsoft Graph, the drive endpoints (onedrive)
+    /dropbox/api, /dropbox/content  Dropbox's API and content hosts (base_url, content_url of dropbox)
+    /dropbox/oauth2/token             its token endpoint (RFC 6749 answers)
     /onedrive-download/<id>            the pre-authenticated download URL Graph redirects to (honours Range)
     /login/<tenant>/oauth2/v2.0/token  Microsoft Entra ID's token endpoint (tests.servers.saas's)
 
@@ -18,20 +20,23 @@ ignores Range and sends more than the transport's bound), ``Busy`` (429, Retry-A
 
 from __future__ import annotations
 
+import json
 import re
+import secrets
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from unittest.mock import patch
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
 from tests.servers import saas
 from tests.servers.http import TestCA
-from tests.servers.saas import TENANT, Reply, SaasServer, _App, start_saas_server
+from tests.servers.saas import TENANT, Reply, Request, SaasServer, _App, start_saas_server
 
 ONEDRIVE_ID = "b!onedrive-ada"
 ONEDRIVE_MISSING_ID = "b!no-such-drive"
@@ -55,6 +60,28 @@ _FILES: dict[str, dict[str, Any]] = {
 }
 
 
+DROPBOX_TEAM_TOKEN = "team-" + secrets.token_urlsafe(18)
+DROPBOX_MEMBER = "dbmid:AAHhy7WsR0x-u4ZCqiDl5Fz5zvuL3kmspwU"
+DROPBOX_TEAM_ERROR = (
+    'Error in call to API function "users/get_current_account": This API function operates on a single Dropbox '
+    "account, but the OAuth 2 access token you provided is for an entire Dropbox Business team.  Since your API "
+    "app key has team member file access permissions, you can operate on a team member's Dropbox by providing "
+    'the "Dropbox-API-Select-User" HTTP header or "select_user" URL parameter to specify the exact user '
+    "<https://www.dropbox.com/developers/documentation/http/teams>."
+)
+_DROPBOX_STATE = {
+    "Busy": Reply(
+        429,
+        {
+            "error_summary": "too_many_requests/..",
+            "error": {"reason": {".tag": "too_many_requests"}, "retry_after": 120},
+        },
+        {"Retry-After": "120"},
+    ),
+    "Down": Reply(503, b"Service Unavailable", {"Content-Type": "text/plain", "Retry-After": "30"}),
+}
+
+
 def _graph_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Reply:
     inner = {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "request-id": str(uuid.uuid4())}
     return Reply(status, {"error": {"code": code, "message": message, "innerError": inner}}, headers or {})
@@ -66,18 +93,61 @@ class _Files:
         self.saas = _App(server)  # Entra ID's token endpoint
         self.flaky = 0
 
-    def route(
-        self, method: str, path: str, query: dict[str, str], form: dict[str, str], headers: dict[str, str]
-    ) -> Reply:
+    def route(self, method: str, path: str, form: dict[str, str], headers: dict[str, str], body: Any) -> Reply:
         auth = headers.get("authorization", "")
         bearer = auth[7:] if auth.startswith("Bearer ") else ""
         if path.startswith("/login/"):
-            return self.saas.microsoft_token(method, path[len("/login/") :], query, form, headers, bearer)
+            return self.saas.microsoft_token(method, path[len("/login/") :], {}, form, headers, bearer)
         if path.startswith("/onedrive-download/"):
             return self.download(path[len("/onedrive-download/") :], headers)
+        if path.startswith("/dropbox/"):
+            return self.dropbox(path[len("/dropbox") :], form, headers, body, bearer)
         if path.startswith("/onedrive/"):
             return self.onedrive(unquote(path[len("/onedrive") :]), bearer)
         return Reply(404, {"message": "Not Found"})
+
+    # --- Dropbox -------------------------------------------------------------------------
+
+    def dropbox(self, path: str, form: dict[str, str], headers: dict[str, str], body: Any, token: str) -> Reply:
+        def error(status: int, tag: str, extra: dict[str, Any] | None = None, summary: str = "") -> Reply:
+            inner = {".tag": tag, **(extra or {})}
+            return Reply(status, {"error_summary": summary or f"{tag}/..", "error": inner})
+
+        if path == "/oauth2/token":  # RFC 6749 answers, as Dropbox's token endpoint gives them
+            return self.saas.google_token("POST", path, {}, form, headers, token)
+        if token == DROPBOX_TEAM_TOKEN and "dropbox-api-select-user" not in headers:
+            return Reply(400, DROPBOX_TEAM_ERROR.encode(), {"Content-Type": "text/plain; charset=utf-8"})
+        if not (self.s.valid(token) or token == DROPBOX_TEAM_TOKEN):
+            return error(401, "invalid_access_token")
+        if path == "/api/2/users/get_current_account":
+            return Reply(
+                200,
+                {
+                    "account_id": "dbid:AAH4f99T0taONIb-OurWxbNQ6ywGRopQngc",
+                    "name": {"display_name": "Ada Reader", "given_name": "Ada"},
+                    "email": "ada@example.com",
+                },
+            )
+        if token == self.s.limited_token:
+            return error(401, "missing_scope", {"required_scope": "files.metadata.read"})
+        if path == "/api/2/files/list_folder":
+            folder = str((body or {}).get("path", "")).lstrip("/")
+            if folder in _DROPBOX_STATE:
+                return _DROPBOX_STATE[folder]
+            if folder not in _FILES:
+                return error(409, "path", {"path": {".tag": "not_found"}}, "path/not_found/..")
+            entries = [
+                {".tag": "file" if "file" in e else "folder", "id": "id:" + e["id"], "name": e["name"]}
+                for e in _FILES[folder]["value"]
+            ]
+            return Reply(200, {"entries": entries[: int((body or {}).get("limit", 100))], "has_more": len(entries) > 1})
+        if path == "/content/2/files/download":
+            arg = json.loads(headers.get("dropbox-api-arg", "{}"))
+            item = str(arg.get("path", "")).removeprefix("id:")
+            if item == "01LOCKED":
+                return error(409, "path", {"path": {".tag": "restricted_content"}}, "path/restricted_content/..")
+            return self.download(item, headers)
+        return Reply(404, b"Unknown API function", {"Content-Type": "text/plain"})
 
     # --- OneDrive (Microsoft Graph) -----------------------------------------------------
 
@@ -158,12 +228,55 @@ def entra_oauth(server: SaasServer, **override: Any) -> dict[str, Any]:
     }
 
 
+def _handler(server: SaasServer) -> type[BaseHTTPRequestHandler]:
+    """A handler that hands :class:`_Files` the JSON body too (Dropbox's RPC arguments)."""
+    files = _Files(server)
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        timeout = 15
+        disable_nagle_algorithm = True
+
+        def do_GET(self) -> None:
+            self.answer()
+
+        do_POST = do_GET
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def answer(self) -> None:
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            raw = self.rfile.read(int(headers.get("content-length") or 0)).decode()
+            kind = headers.get("content-type", "")
+            form = {k: v[0] for k, v in parse_qs(raw).items()} if "form-urlencoded" in kind else {}
+            server.requests.append(Request(self.command, self.path, headers, form))
+            parts = urlsplit(self.path)
+            if parts.path.startswith("/hang"):
+                server.stopping.wait(30)
+                return
+            try:
+                body = json.loads(raw) if "json" in kind and raw else None
+            except ValueError:
+                body = None
+            reply = files.route(self.command, parts.path, form, headers, body)
+            out = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
+            self.send_response(reply.status)
+            extra = {} if isinstance(reply.body, bytes) else {"Content-Type": "application/json"}
+            for name, value in {**extra, **reply.headers, "Content-Length": str(len(out))}.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(out)
+
+    return Handler
+
+
 @contextmanager
 def start_saas_files_server(test_ca: TestCA) -> Iterator[SaasServer]:
-    """tests.servers.saas's HTTPS server (its handler, TLS and shutdown), routing to :class:`_Files`:
-    its ``_App`` is swapped only while the server's handler class is made."""
+    """tests.servers.saas's HTTPS server (TLS, thread, shutdown) with :func:`_handler`, swapped in only while
+    the server is made."""
     with ExitStack() as stack:
-        with patch.object(saas, "_App", _Files):
+        with patch.object(saas, "_handler", _handler):
             server = stack.enter_context(start_saas_server(test_ca))
         yield server
 
