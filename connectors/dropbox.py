@@ -25,7 +25,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from connectors.base import FIRST_BYTES, Connector, ConnectorConfig, Probe, Secret
 from connectors.errors import FailureType, ProbeFailure, WarningCode
 from connectors.fields import Destination, PemCertificates
-from connectors.oauth import OAuthCredentials, refresh_step
+from connectors.oauth import OAuthCredentials, credential_fields, refresh_step, token_url_field
 from connectors.saas import (
     TRUST_FIX,
     ApiClient,
@@ -66,11 +66,8 @@ class DropboxAccessToken(BaseModel):
 
 
 class DropboxOAuth(OAuthCredentials):
-    token_url: Annotated[BaseUrl, Destination] = Field(
-        "https://api.dropboxapi.com/oauth2/token",
-        title="Token URL",
-        description="Dropbox's OAuth 2.0 token endpoint. Keep the default unless you test against another server.",
-        examples=["https://api.dropboxapi.com/oauth2/token"],
+    token_url: Annotated[BaseUrl, Destination] = token_url_field(
+        "https://api.dropboxapi.com/oauth2/token", issuer="Dropbox"
     )
 
 
@@ -166,12 +163,6 @@ class DropboxConnector(Connector):
                 step.message = await _access(probe, api, config, token)
 
 
-def _credential_fields(config: DropboxConfig) -> tuple[str, ...]:
-    if isinstance(config.credentials, DropboxAccessToken):
-        return ("credentials.access_token",)
-    return ("credentials.refresh_token", "credentials.client_id")
-
-
 async def _authenticate(api: ApiClient, config: DropboxConfig) -> str:
     response = await api.call("POST", "/2/users/get_current_account")
     if response.status in (404, 405):
@@ -241,7 +232,7 @@ def _summary(response: ApiResponse) -> str:
 
 
 def _failure(api: ApiClient, response: ApiResponse, config: DropboxConfig, *, reading: str = "") -> ProbeFailure:
-    fields = _credential_fields(config)
+    fields = credential_fields(config.credentials)
     tag = response.get("error", ".tag")
     said = api.clean(_summary(response), 200)
     what = f" (downloading '{reading}')" if reading else ""

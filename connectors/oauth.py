@@ -64,6 +64,23 @@ class OAuthCredentials(BaseModel):
     )
 
 
+def token_url_field(default: str, *, issuer: str) -> Any:
+    """The ``token_url`` field of an :class:`OAuthCredentials` subclass, defaulting to ``issuer``'s endpoint."""
+    return Field(
+        default,
+        title="Token URL",
+        description=f"{issuer}'s OAuth 2.0 token endpoint. Keep the default unless you test against another server.",
+        examples=[default],
+    )
+
+
+def credential_fields(credentials: BaseModel) -> tuple[str, ...]:
+    """The configuration fields a refused token is about: the refresh grant's, or the access token."""
+    if isinstance(credentials, OAuthCredentials):
+        return ("credentials.refresh_token", "credentials.client_id")
+    return ("credentials.access_token",)
+
+
 # --- the grant -------------------------------------------------------------------------
 
 

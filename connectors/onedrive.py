@@ -24,6 +24,7 @@ from pydantic import ConfigDict, Field
 from connectors.base import FIRST_BYTES, ConnectorConfig, Probe
 from connectors.errors import FailureType, ProbeFailure, WarningCode
 from connectors.fields import PemCertificates
+from connectors.oauth import credential_fields
 from connectors.saas import (
     ApiClient,
     ApiResponse,
@@ -52,12 +53,6 @@ _PERMISSION_HINT = (
 )
 
 Credentials = Annotated[GraphAccessToken | MicrosoftOAuth, Field(discriminator="type")]
-
-
-def _credential_fields(credentials: GraphAccessToken | MicrosoftOAuth) -> tuple[str, ...]:
-    if isinstance(credentials, GraphAccessToken):
-        return ("credentials.access_token",)
-    return ("credentials.refresh_token", "credentials.client_id")
 
 
 class OneDriveConfig(ConnectorConfig):
@@ -187,7 +182,7 @@ async def _access(probe: Probe, api: ApiClient, config: OneDriveConfig, drive_id
 
 
 def _failure(api: ApiClient, response: ApiResponse, config: OneDriveConfig, *, reading: str = "") -> ProbeFailure:
-    fields = _credential_fields(config.credentials)
+    fields = credential_fields(config.credentials)
     what = f" (downloading '{reading}')" if reading else ""
     if response.status == 403 or response.get("error", "code") == "accessDenied":
         return api.failure(
