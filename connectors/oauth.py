@@ -118,6 +118,9 @@ def _without_trace(description: str) -> str:
     return text[:cut].rstrip()
 
 
+_CLIENT_FIELDS = ("credentials.client_id", "credentials.client_secret")
+"""Where every OAuth credential of a connector keeps its client (see :class:`OAuthCredentials`)."""
+
 _NEW_GRANT_HINT = (
     "Sign in again through the app to get a new refresh token: refresh tokens stop working when the user revokes "
     "access, changes password, or does not use them for a long time."
@@ -190,7 +193,12 @@ def token_from_response(api: ApiClient, issuer: str, response: ApiResponse, *, w
     if isinstance(data, dict) and isinstance(data.get("error"), str) and data["error"]:
         raise token_error(api, issuer, data, response.status, what=what, quote=may_quote(response))
     if not response.ok:
-        raise api.status_failure(response, unauthorized_hint=_CLIENT_HINT)
+        raise api.status_failure(
+            response,
+            unauthorized_hint=_CLIENT_HINT,
+            credential_fields=_CLIENT_FIELDS,
+            resource_fields=("credentials.token_url",),
+        )
     if not isinstance(data, dict):
         raise api.not_json(response)
     value = data.get("access_token")
@@ -226,6 +234,7 @@ def token_error(
         return api.failure(
             FailureType.AUTHORIZATION_FAILED,
             f"{issuer} refused {what}: the app lacks consent for the permissions it asks for{said}",
+            fields=_CLIENT_FIELDS,
             hint=(
                 "An administrator must grant admin consent to the app's API permissions (Entra admin center > App "
                 "registrations > API permissions)."
@@ -235,35 +244,41 @@ def token_error(
         return api.failure(
             FailureType.NOT_FOUND,
             f"{issuer} does not know the tenant{said}",
+            fields=("credentials.tenant",),
             hint="Check tenant: the directory (tenant) id or a verified domain such as contoso.onmicrosoft.com.",
         )
     if code in _BAD_GRANT:
         return api.failure(
             FailureType.AUTHENTICATION_FAILED,
             f"{issuer} refused {what}: {reason or 'it has expired or been revoked'}",
+            fields=("credentials.refresh_token",) if "refresh_token" in what.replace(" ", "_") else _CLIENT_FIELDS,
             hint=_NEW_GRANT_HINT,
         )
     if code in _BAD_CLIENT:
         return api.failure(
             FailureType.AUTHENTICATION_FAILED,
             f"{issuer} refused the OAuth client: client id or secret is wrong{said}",
+            fields=_CLIENT_FIELDS,
             hint=_CLIENT_HINT,
         )
     if code == "unauthorized_client":
         return api.failure(
             FailureType.AUTHENTICATION_FAILED,
             f"{issuer} does not let this client use {what}{said}",
+            fields=("credentials.client_id",),
             hint="Check the client id, and that the app registration allows this grant type and is in this tenant.",
         )
     if code == "invalid_scope":
         return api.failure(
             FailureType.AUTHORIZATION_FAILED,
             f"{issuer} refused the scopes asked for{said}",
+            fields=("credentials.client_id",),
             hint="Add the missing API permissions (scopes) to the app's registration and grant them again.",
         )
     return api.failure(
         FailureType.UNEXPECTED_RESPONSE,
         f"{issuer}'s token endpoint answered with error '{api.clean(code, 60)}'{said}",
         hint="Check token_url and the client settings of the app.",
+        fields=("credentials.token_url", "credentials.client_id"),
         retryable=code in {"temporarily_unavailable", "server_error"} or status >= 500,
     )

@@ -21,16 +21,17 @@ from tests.e2e.catalog import (
     check_unreachable,
 )
 from tests.servers.saas import SaasServer
-from tests.servers.saas_files import entra_oauth
+from tests.servers.saas_files import BOX_ENTERPRISE, entra_oauth
 from tests.servers.stack import Stack
 
 pytestmark = pytest.mark.e2e
 
-CLOUD = ("onedrive", "dropbox")
+CLOUD = ("onedrive", "dropbox", "box")
 
 SECRET_FIELDS: dict[str, set[str]] = {
     "onedrive": {"access_token", "client_secret", "refresh_token"},
     "dropbox": {"access_token", "client_secret", "refresh_token"},
+    "box": {"access_token", "client_secret"},
 }
 
 
@@ -86,7 +87,37 @@ def _dropbox(server: SaasServer) -> Case:
     )
 
 
-BUILDERS: dict[str, Callable[[SaasServer], Case]] = {"onedrive": _onedrive, "dropbox": _dropbox}
+def _box(server: SaasServer) -> Case:
+    good = {
+        "credentials": {
+            "type": "client_credentials",
+            "client_id": server.client_id,
+            "client_secret": server.client_secret,
+            "subject_id": BOX_ENTERPRISE,
+            "token_url": server.url("/box/oauth2/token"),
+        },
+        "folder_id": "8000001",
+        "base_url": server.url("/box/api"),
+        "ca_cert": server.ca_pem,
+    }
+    return Case(
+        "box",
+        good=good,
+        steps=("resolve", "tcp", "tls", "token", "authenticate", "access"),
+        inline_bad=Failing(good | {"folder_id": "7777"}, "not_found", "access", ("not found",), fields=("folder_id",)),
+        stored_bad=Failing(
+            {"credentials": {"client_secret": WRONG}},
+            "authentication_failed",
+            "token",
+            ("client id or secret",),
+            (WRONG,),
+            fields=("credentials.client_secret",),
+        ),
+        secrets=(server.client_secret,),
+    )
+
+
+BUILDERS: dict[str, Callable[[SaasServer], Case]] = {"onedrive": _onedrive, "dropbox": _dropbox, "box": _box}
 
 
 def _at(case: Case, base_url: str) -> dict[str, Any]:

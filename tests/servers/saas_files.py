@@ -6,6 +6,7 @@ valid without the file-read permission, ``client_id``/``client_secret``/``refres
 an OAuth client and live grant) whose routes are::
 
     /onedrive                          Microsoft Graph, the drive endpoints (onedrive)
+    /box/api, /box/oauth2/token       Box's API and token endpoint (box); downloads redirect to /onedrive-download
     /dropbox/api, /dropbox/content  Dropbox's API and content hosts (base_url, content_url of dropbox)
     /dropbox/oauth2/token             its token endpoint (RFC 6749 answers)
     /onedrive-download/<id>            the pre-authenticated download URL Graph redirects to (honours Range)
@@ -82,6 +83,30 @@ _DROPBOX_STATE = {
 }
 
 
+BOX_UNAUTHORIZED_CLIENT = "box-app-not-authorized"
+BOX_ENTERPRISE = "123456789"
+BOX_LOCKED_FILE = "9000001"
+BOX_LOOP_FILE = "9000002"
+BOX_FOLDERS: dict[str, list[dict[str, Any]] | Reply] = {
+    "0": [{"id": "8000001", "name": "Reports", "folder": {}}],
+    "8000001": [{"id": "9000000", "name": "report.pdf", "file": {}}],
+    "8000002": [],
+    "8000003": [{"id": BOX_LOCKED_FILE, "name": "salaries.xlsx", "file": {}}],
+    "8000004": [{"id": BOX_LOOP_FILE, "name": "loop.bin", "file": {}}],
+    "8000005": Reply(
+        429,
+        {
+            "type": "error",
+            "status": 429,
+            "code": "rate_limit_exceeded",
+            "message": "Request rate limit exceeded, please try again later",
+        },
+        {"Retry-After": "120"},
+    ),
+    "8000006": Reply(503, b"<html><body>Service Unavailable</body></html>", {"Content-Type": "text/html"}),
+}
+
+
 def _graph_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Reply:
     inner = {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "request-id": str(uuid.uuid4())}
     return Reply(status, {"error": {"code": code, "message": message, "innerError": inner}}, headers or {})
@@ -100,11 +125,62 @@ class _Files:
             return self.saas.microsoft_token(method, path[len("/login/") :], {}, form, headers, bearer)
         if path.startswith("/onedrive-download/"):
             return self.download(path[len("/onedrive-download/") :], headers)
+        if path.startswith("/box/"):
+            return self.box(path[len("/box") :], form, headers, bearer)
         if path.startswith("/dropbox/"):
             return self.dropbox(path[len("/dropbox") :], form, headers, body, bearer)
         if path.startswith("/onedrive/"):
             return self.onedrive(unquote(path[len("/onedrive") :]), bearer)
         return Reply(404, {"message": "Not Found"})
+
+    # --- Box -----------------------------------------------------------------------------
+
+    def box(self, path: str, form: dict[str, str], headers: dict[str, str], token: str) -> Reply:
+        def error(status: int, code: str, message: str, extra: dict[str, str] | None = None) -> Reply:
+            body = {"type": "error", "status": status, "code": code, "message": message, "request_id": uuid.uuid4().hex}
+            return Reply(status, body, extra or {})
+
+        if path == "/oauth2/token":
+            return self.box_token(form)
+        if not self.s.valid(token):
+            invalid = 'Bearer realm="Service", error="invalid_token", error_description="The access token is invalid."'
+            return Reply(401, b"", {"WWW-Authenticate": invalid})
+        if path == "/api/2.0/users/me":
+            return Reply(200, {"type": "user", "id": "33333", "name": "Ada Reader", "login": "ada@example.com"})
+        if token == self.s.limited_token:
+            return error(403, "access_denied_insufficient_permissions", "Access denied - insufficient permission")
+        found = re.fullmatch(r"/api/2.0/folders/(\d+)/items", path)
+        if found is not None:
+            folder = BOX_FOLDERS.get(found.group(1))
+            if folder is None:
+                return error(404, "not_found", "Not Found")
+            if isinstance(folder, Reply):
+                return folder
+            entries = [{"type": "file" if "file" in e else "folder", "id": e["id"], "name": e["name"]} for e in folder]
+            return Reply(200, {"total_count": len(entries), "entries": entries[:1], "offset": 0, "limit": 1})
+        found = re.fullmatch(r"/api/2.0/files/(\d+)/content", path)
+        if found is not None:
+            if found.group(1) == BOX_LOCKED_FILE:
+                return error(403, "access_denied_insufficient_permissions", "Access denied - insufficient permission")
+            if found.group(1) == BOX_LOOP_FILE:  # a redirect to itself, for ever
+                return Reply(302, b"", {"Location": self.s.url(f"/box{path}")})
+            return Reply(302, b"", {"Location": self.s.url(f"/onedrive-download/{found.group(1)}?box=1")})
+        return error(404, "not_found", "Not Found")
+
+    def box_token(self, form: dict[str, str]) -> Reply:
+        if form.get("client_id") == BOX_UNAUTHORIZED_CLIENT:
+            return Reply(
+                400,
+                {
+                    "error": "unauthorized_client",
+                    "error_description": 'The "box_subject_type" value is unauthorized for this client_id',
+                },
+            )
+        if form.get("client_id") != self.s.client_id or form.get("client_secret") != self.s.client_secret:
+            return Reply(400, {"error": "invalid_client", "error_description": "The client credentials are invalid"})
+        access = "box-" + secrets.token_urlsafe(24)
+        self.s.issued_app.append(access)
+        return Reply(200, {"access_token": access, "expires_in": 3600, "token_type": "bearer", "restricted_to": []})
 
     # --- Dropbox -------------------------------------------------------------------------
 
