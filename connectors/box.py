@@ -17,16 +17,16 @@ enterprise's Admin Console, or lacks the scope), 401 ``invalid_token``, 404 ``no
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from connectors.base import FIRST_BYTES, Connector, ConnectorConfig, Probe, Secret
+from connectors.base import FIRST_BYTES, ConnectorConfig, Probe, Secret
 from connectors.errors import FailureType, ProbeFailure, WarningCode
 from connectors.fields import Destination, PemCertificates
-from connectors.oauth import token_from_response, token_url_field
-from connectors.saas import ApiClient, ApiResponse, BaseUrl, base_url_field, ca_cert_field, example_base_url, open_api
+from connectors.oauth import TokenConnector, token_from_response, token_url_field
+from connectors.saas import ApiClient, ApiResponse, BaseUrl, base_url_field, ca_cert_field, open_api
 
 _AUTHORIZE_HINT = (
     "A Box admin must authorize the app: Admin Console > Integrations > Platform Apps Manager > Server Authentication "
@@ -84,26 +84,13 @@ class BoxConfig(ConnectorConfig):
     ca_cert: PemCertificates = ca_cert_field()
 
 
-class BoxConnector(Connector):
+class BoxConnector(TokenConnector):
     name = "box"
     title = "Box"
     category = "saas"
     icon = "box"
     documentation_url = "https://developer.box.com/guides/authentication/client-credentials/"
     config_model = BoxConfig
-    steps: ClassVar[tuple[str, ...]] = ("resolve", "tcp", "tls", "token", "authenticate", "access")
-
-    def planned_steps(self, config: BoxConfig) -> tuple[str, ...]:
-        if isinstance(config.credentials, BoxClientCredentials):
-            return self.steps
-        return tuple(s for s in self.steps if s != "token")
-
-    @classmethod
-    def example_config(cls, host: str, port: int) -> dict[str, Any]:
-        return {
-            "credentials": {"type": "token", "access_token": "example-access-token"},
-            "base_url": example_base_url(host, port),
-        }
 
     async def check(self, config: BoxConfig, probe: Probe) -> None:
         async with open_api(probe, config, "Box") as api:

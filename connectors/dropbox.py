@@ -17,15 +17,15 @@ the ``Dropbox-API-Select-User`` header (set ``team_member_id``).
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
 import httpx
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from connectors.base import FIRST_BYTES, Connector, ConnectorConfig, Probe, Secret
+from connectors.base import FIRST_BYTES, ConnectorConfig, Probe, Secret
 from connectors.errors import FailureType, ProbeFailure, WarningCode
 from connectors.fields import Destination, PemCertificates
-from connectors.oauth import OAuthCredentials, credential_fields, refresh_step, token_url_field
+from connectors.oauth import OAuthCredentials, TokenConnector, credential_fields, refresh_step, token_url_field
 from connectors.saas import (
     TRUST_FIX,
     ApiClient,
@@ -116,27 +116,17 @@ class DropboxConfig(ConnectorConfig):
     ca_cert: PemCertificates = ca_cert_field()
 
 
-class DropboxConnector(Connector):
+class DropboxConnector(TokenConnector):
     name = "dropbox"
     title = "Dropbox"
     category = "saas"
     icon = "dropbox"
     documentation_url = "https://www.dropbox.com/developers/documentation/http/documentation"
     config_model = DropboxConfig
-    steps: ClassVar[tuple[str, ...]] = ("resolve", "tcp", "tls", "token", "authenticate", "access")
-
-    def planned_steps(self, config: DropboxConfig) -> tuple[str, ...]:
-        if isinstance(config.credentials, DropboxOAuth):
-            return self.steps
-        return tuple(s for s in self.steps if s != "token")
 
     @classmethod
     def example_config(cls, host: str, port: int) -> dict[str, Any]:
-        return {
-            "credentials": {"type": "token", "access_token": "example-access-token"},
-            "base_url": example_base_url(host, port),
-            "content_url": example_base_url(host, port),
-        }
+        return super().example_config(host, port) | {"content_url": example_base_url(host, port)}
 
     async def check(self, config: DropboxConfig, probe: Probe) -> None:
         headers = {"Dropbox-API-Select-User": config.team_member_id} if config.team_member_id else None

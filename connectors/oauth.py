@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from connectors.base import Probe, Secret
+from connectors.base import Connector, Probe, Secret
 from connectors.errors import FailureType, ProbeFailure
-from connectors.saas import ApiClient, ApiResponse, may_quote
+from connectors.saas import ApiClient, ApiResponse, example_base_url, may_quote
 from connectors.text import server_text
 
 # --- configuration ---------------------------------------------------------------------
@@ -79,6 +79,25 @@ def credential_fields(credentials: BaseModel) -> tuple[str, ...]:
     if isinstance(credentials, OAuthCredentials):
         return ("credentials.refresh_token", "credentials.client_id")
     return ("credentials.access_token",)
+
+
+class TokenConnector(Connector):
+    """A SaaS connector whose credentials are an access token (``type`` ``token``) or a grant that the
+    ``token`` step exchanges for one: ``token`` is planned for the grant only."""
+
+    steps: ClassVar[tuple[str, ...]] = ("resolve", "tcp", "tls", "token", "authenticate", "access")
+
+    def planned_steps(self, config: Any) -> tuple[str, ...]:
+        if getattr(config.credentials, "type", None) == "token":  # an access token: nothing to obtain
+            return tuple(s for s in self.steps if s != "token")
+        return tuple(self.steps)
+
+    @classmethod
+    def example_config(cls, host: str, port: int) -> dict[str, Any]:
+        return {
+            "credentials": {"type": "token", "access_token": "example-access-token"},
+            "base_url": example_base_url(host, port),
+        }
 
 
 # --- the grant -------------------------------------------------------------------------

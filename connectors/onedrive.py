@@ -16,7 +16,7 @@ licence has none), 429 with Retry-After and 503 (``ApiClient.status_failure``).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import quote
 
 from pydantic import ConfigDict, Field
@@ -31,7 +31,6 @@ from connectors.saas import (
     BaseUrl,
     EmptyIsNone,
     ca_cert_field,
-    example_base_url,
     open_api,
 )
 from connectors.sharepoint import (
@@ -97,13 +96,6 @@ class OneDriveConnector(GraphConnector):
     icon = "onedrive"
     documentation_url = "https://learn.microsoft.com/en-us/graph/api/resources/onedrive"
     config_model = OneDriveConfig
-
-    @classmethod
-    def example_config(cls, host: str, port: int) -> dict[str, Any]:
-        return {
-            "credentials": {"type": "token", "access_token": "example-access-token"},
-            "base_url": example_base_url(host, port),
-        }
 
     async def check(self, config: OneDriveConfig, probe: Probe) -> None:
         async with open_api(probe, config, "Microsoft Graph") as api:

@@ -15,16 +15,16 @@ exist is a 404 ``itemNotFound``.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 import httpx
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from connectors.base import Connector, ConnectorConfig, Probe, Secret
+from connectors.base import ConnectorConfig, Probe, Secret
 from connectors.errors import FailureType, ProbeFailure
 from connectors.fields import Destination, PemCertificates
-from connectors.oauth import OAuthCredentials, client_credentials_step, refresh_step
+from connectors.oauth import OAuthCredentials, TokenConnector, client_credentials_step, refresh_step
 from connectors.saas import (
     ApiClient,
     ApiResponse,
@@ -173,15 +173,8 @@ def graph_base_url_field() -> Any:
     )
 
 
-class GraphConnector(Connector):
-    """What the Microsoft Graph connectors share: their steps; ``token`` is not planned for an access token."""
-
-    steps: ClassVar[tuple[str, ...]] = ("resolve", "tcp", "tls", "token", "authenticate", "access")
-
-    def planned_steps(self, config: Any) -> tuple[str, ...]:
-        if isinstance(config.credentials, GraphAccessToken):  # an access token: nothing to obtain
-            return tuple(s for s in self.steps if s != "token")
-        return tuple(self.steps)
+class GraphConnector(TokenConnector):
+    """What the Microsoft Graph connectors share: their steps (``token`` not planned for an access token)."""
 
 
 def graph_unauthorized_hint(credentials: BaseModel) -> str:
