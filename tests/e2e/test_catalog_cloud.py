@@ -21,17 +21,18 @@ from tests.e2e.catalog import (
     check_unreachable,
 )
 from tests.servers.saas import SaasServer
-from tests.servers.saas_files import BOX_ENTERPRISE, entra_oauth
+from tests.servers.saas_files import BOX_ENTERPRISE, SALESFORCE_KEY_PEM, SALESFORCE_USER, entra_oauth
 from tests.servers.stack import Stack
 
 pytestmark = pytest.mark.e2e
 
-CLOUD = ("onedrive", "dropbox", "box")
+CLOUD = ("onedrive", "dropbox", "box", "salesforce")
 
 SECRET_FIELDS: dict[str, set[str]] = {
     "onedrive": {"access_token", "client_secret", "refresh_token"},
     "dropbox": {"access_token", "client_secret", "refresh_token"},
     "box": {"access_token", "client_secret"},
+    "salesforce": {"private_key", "client_secret", "refresh_token"},
 }
 
 
@@ -117,14 +118,47 @@ def _box(server: SaasServer) -> Case:
     )
 
 
-BUILDERS: dict[str, Callable[[SaasServer], Case]] = {"onedrive": _onedrive, "dropbox": _dropbox, "box": _box}
+def _salesforce(server: SaasServer) -> Case:
+    good = {
+        "credentials": {
+            "type": "jwt",
+            "consumer_key": server.client_id,
+            "username": SALESFORCE_USER,
+            "private_key": SALESFORCE_KEY_PEM,
+            "login_url": server.url("/salesforce"),
+        },
+        "base_url": server.url("/salesforce"),
+        "ca_cert": server.ca_pem,
+    }
+    return Case(
+        "salesforce",
+        good=good,
+        steps=("resolve", "tcp", "tls", "token", "authenticate", "access"),
+        inline_bad=Failing(good | {"object": "NoSuch__c"}, "not_found", "access", ("NoSuch__c",), fields=("object",)),
+        stored_bad=Failing(
+            {"credentials": {"consumer_key": WRONG}},
+            "authentication_failed",
+            "token",
+            ("client identifier invalid",),
+            fields=("credentials.consumer_key",),
+        ),
+        secrets=(SALESFORCE_KEY_PEM.splitlines()[2],),
+    )
+
+
+BUILDERS: dict[str, Callable[[SaasServer], Case]] = {
+    "onedrive": _onedrive,
+    "dropbox": _dropbox,
+    "box": _box,
+    "salesforce": _salesforce,
+}
 
 
 def _at(case: Case, base_url: str) -> dict[str, Any]:
-    """``case.good`` with an access token (no token step) against ``base_url``."""
-    token = {"type": "token", "access_token": "example-access-token"}
+    """``case.good`` with every URL (the credentials' token or login URL too) at ``base_url``."""
+    credentials = {k: base_url if k.endswith("_url") else v for k, v in case.good["credentials"].items()}
     urls = {key: base_url for key in ("base_url", "content_url") if key in case.good}
-    return case.good | {"credentials": token, **urls}
+    return case.good | {"credentials": credentials, **urls}
 
 
 @pytest.fixture(params=CLOUD)

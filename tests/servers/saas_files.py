@@ -6,6 +6,7 @@ valid without the file-read permission, ``client_id``/``client_secret``/``refres
 an OAuth client and live grant) whose routes are::
 
     /onedrive                          Microsoft Graph, the drive endpoints (onedrive)
+    /salesforce                       a Salesforce org (salesforce): REST API, userinfo, token endpoint (JWT bearer)
     /box/api, /box/oauth2/token       Box's API and token endpoint (box); downloads redirect to /onedrive-download
     /dropbox/api, /dropbox/content  Dropbox's API and content hosts (base_url, content_url of dropbox)
     /dropbox/oauth2/token             its token endpoint (RFC 6749 answers)
@@ -21,6 +22,7 @@ ignores Range and sends more than the transport's bound), ``Busy`` (429, Retry-A
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import secrets
@@ -34,6 +36,9 @@ from unittest.mock import patch
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from tests.servers import saas
 from tests.servers.http import TestCA
@@ -107,6 +112,26 @@ BOX_FOLDERS: dict[str, list[dict[str, Any]] | Reply] = {
 }
 
 
+SALESFORCE_USER = "ada@example.com"
+SALESFORCE_NO_API_USER = "noapi@example.com"
+SALESFORCE_GONE_USER = "gone@example.com"
+SALESFORCE_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+SALESFORCE_KEY_PEM = SALESFORCE_KEY.private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+).decode()
+_FIELDS = [{"name": n, "type": t} for n, t in (("Id", "id"), ("Name", "string"), ("OwnerId", "reference"))]
+SALESFORCE_OBJECTS = {
+    "Account": Reply(200, {"name": "Account", "label": "Account", "queryable": True, "fields": _FIELDS}),
+    "Busy__c": Reply(403, [{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}]),
+    "Throttled__c": Reply(
+        429, [{"message": "Too many requests", "errorCode": "REQUEST_LIMIT_EXCEEDED"}], {"Retry-After": "120"}
+    ),
+    "Down__c": Reply(
+        503, [{"message": "Server unavailable", "errorCode": "SERVER_UNAVAILABLE"}], {"Retry-After": "30"}
+    ),
+}
+
+
 def _graph_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Reply:
     inner = {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "request-id": str(uuid.uuid4())}
     return Reply(status, {"error": {"code": code, "message": message, "innerError": inner}}, headers or {})
@@ -125,6 +150,8 @@ class _Files:
             return self.saas.microsoft_token(method, path[len("/login/") :], {}, form, headers, bearer)
         if path.startswith("/onedrive-download/"):
             return self.download(path[len("/onedrive-download/") :], headers)
+        if path.startswith("/salesforce/"):
+            return self.salesforce(path[len("/salesforce") :], form, headers, bearer)
         if path.startswith("/box/"):
             return self.box(path[len("/box") :], form, headers, bearer)
         if path.startswith("/dropbox/"):
@@ -132,6 +159,57 @@ class _Files:
         if path.startswith("/onedrive/"):
             return self.onedrive(unquote(path[len("/onedrive") :]), bearer)
         return Reply(404, {"message": "Not Found"})
+
+    # --- Salesforce ----------------------------------------------------------------------
+
+    def salesforce(self, path: str, form: dict[str, str], headers: dict[str, str], token: str) -> Reply:
+        def error(status: int, code: str, message: str, extra: dict[str, str] | None = None) -> Reply:
+            return Reply(status, [{"message": message, "errorCode": code}], extra or {})
+
+        if path == "/services/oauth2/token":
+            if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer":
+                return self.saas.google_token("POST", path, {}, form, headers, token)
+            return self.salesforce_jwt(form.get("assertion", ""))
+        if not self.s.valid(token):
+            return error(401, "INVALID_SESSION_ID", "Session expired or invalid")
+        if path == "/services/oauth2/userinfo":
+            return Reply(200, {"preferred_username": SALESFORCE_USER, "name": "Ada Reader", "user_id": "005xx"})
+        if token == self.s.limited_token:
+            return error(403, "API_DISABLED_FOR_ORG", "API is not enabled for this Organization or Partner")
+        found = re.fullmatch(r"/services/data/v\d+\.0/sobjects/(\w+)/describe", path)
+        if found is None or found.group(1) not in SALESFORCE_OBJECTS:
+            return error(404, "NOT_FOUND", "The requested resource does not exist")
+        return SALESFORCE_OBJECTS[found.group(1)]
+
+    def salesforce_jwt(self, assertion: str) -> Reply:
+        def error(code: str, description: str) -> Reply:
+            return Reply(400, {"error": code, "error_description": description})
+
+        try:
+            head, body, signature = assertion.split(".")
+            SALESFORCE_KEY.public_key().verify(
+                base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4)),
+                f"{head}.{body}".encode(),
+                padding.PKCS1v15(),
+                hashes.SHA256(),
+            )
+            claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+        except (ValueError, InvalidSignature):
+            return error("invalid_grant", "invalid assertion")
+        if claims.get("iss") != self.s.client_id:
+            return error("invalid_client_id", "client identifier invalid")
+        user = claims.get("sub")
+        if user not in (SALESFORCE_USER, SALESFORCE_NO_API_USER, SALESFORCE_GONE_USER) or claims["exp"] < time.time():
+            return error("invalid_grant", "user hasn't approved this consumer")
+        access = "00Dxx!" + secrets.token_urlsafe(24)
+        if user == SALESFORCE_NO_API_USER:  # valid, on a profile without "API Enabled"
+            access = self.s.limited_token
+        elif user == SALESFORCE_USER:  # SALESFORCE_GONE_USER's session is revoked as soon as issued
+            self.s.issued.append(access)
+        return Reply(
+            200,
+            {"access_token": access, "instance_url": self.s.url("/salesforce"), "token_type": "Bearer", "scope": "api"},
+        )
 
     # --- Box -----------------------------------------------------------------------------
 
