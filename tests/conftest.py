@@ -13,4 +13,5 @@ pytest_plugins = [
     "tests.servers.website",
     "tests.servers.bomb",
     "tests.servers.azurite",
+    "tests.servers.saas_files",
 ]
