@@ -12,4 +12,5 @@ pytest_plugins = [
     "tests.servers.s3",
     "tests.servers.website",
     "tests.servers.bomb",
+    "tests.servers.imap",
 ]
