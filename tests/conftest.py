@@ -14,4 +14,5 @@ pytest_plugins = [
     "tests.servers.bomb",
     "tests.servers.azurite",
     "tests.servers.saas_files",
+    "tests.servers.imap",
 ]
