@@ -15,4 +15,5 @@ pytest_plugins = [
     "tests.servers.azurite",
     "tests.servers.saas_files",
     "tests.servers.imap",
+    "tests.servers.webdav",
 ]
