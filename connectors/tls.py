@@ -35,22 +35,23 @@ _WRONG_HOST = {62, 64}
 _EXPIRY_WARNING = dt.timedelta(days=30)
 
 
-def client_context(*, verify: bool = True, ca_pem: str | None = None) -> ssl.SSLContext:
+def client_context(*, verify: bool = True, ca_pem: str | None = None, alpn: str = "http/1.1") -> ssl.SSLContext:
     """A client context for HTTP over TLS trusting the system's CAs plus ``ca_pem``, or
-    nothing checked at all; it offers ALPN ``http/1.1``.
+    nothing checked at all; it offers ALPN ``http/1.1`` (another protocol passes its own:
+    ``ftp``, which vsftpd requires of a client that offers ALPN at all).
 
     Shared, not built per check: loading the system's CAs costs more CPU than a whole
     local probe. Contexts are not changed after they are made (httpcore sets the same ALPN
     on a context before each handshake of its own: set here, the ``tls`` step's handshake,
     whose connection carries the request, offers it too, from a process's first check on).
     """
-    return _client_context(verify, ca_pem)
+    return _client_context(verify, ca_pem, alpn)
 
 
 @functools.lru_cache(maxsize=128)
-def _client_context(verify: bool, ca_pem: str | None) -> ssl.SSLContext:
+def _client_context(verify: bool, ca_pem: str | None, alpn: str) -> ssl.SSLContext:
     context = ssl.create_default_context()
-    context.set_alpn_protocols(["http/1.1"])
+    context.set_alpn_protocols([alpn])
     if not verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE

@@ -16,4 +16,5 @@ pytest_plugins = [
     "tests.servers.saas_files",
     "tests.servers.imap",
     "tests.servers.webdav",
+    "tests.servers.ftp",
 ]
