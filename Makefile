@@ -18,7 +18,13 @@ install: $(BIN)/sourcecheck
 run: install
 	$(BIN)/sourcecheck run
 
-test: install
+# Test servers from registries that are not Python packages (npm): installed once, never at test time.
+AZURITE_VERSION = 3.35.0
+AZURITE = .ci/node/node_modules/azurite/package.json
+$(AZURITE):
+	mkdir -p .ci/node && npm install --prefix .ci/node --no-audit --no-fund --loglevel=error azurite@$(AZURITE_VERSION)
+
+test: install $(AZURITE)
 	$(BIN)/pytest
 
 lint: install

@@ -21,7 +21,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field
 
 from connectors.base import Connector, ConnectorConfig, Probe, Secret
-from connectors.errors import FailureType, ProbeFailure
+from connectors.errors import EXPIRY_WARNING_DAYS, FailureType, ProbeFailure, WarningCode
 from connectors.fields import PemCertificates
 from connectors.saas import ApiClient, ApiResponse, BaseUrl, base_url_field, ca_cert_field, example_base_url, open_api
 
@@ -115,6 +115,7 @@ async def _authenticate(api: ApiClient, token: str) -> tuple[str, list[str] | No
             raise api.wrong_endpoint(response)
         if response.ok:
             user = api.require_json(response)
+            _warn_expiry(api, response)
             header = response.headers.get("x-oauth-scopes")
             scopes = [s.strip() for s in header.split(",") if s.strip()] if header is not None else None
             said = f" (token scopes: {', '.join(scopes) or 'none'})" if scopes is not None else ""
@@ -179,16 +180,18 @@ def _failure(api: ApiClient, response: ApiResponse, *, forbidden_hint: str | Non
         headers.get("x-ratelimit-remaining") == "0" or "rate limit" in api.reason(response).lower()
     ):
         return api.failure(
-            FailureType.UNEXPECTED_RESPONSE,
+            FailureType.RATE_LIMITED,
             f"GitHub's API rate limit for these credentials is used up{_reset(headers.get('x-ratelimit-reset'))}",
             hint=(
                 "Try again after the reset, or use a token of an account (or App) that is not shared with other "
                 "clients."
             ),
-            retryable=True,
+            retry_after_s=_seconds_to(headers.get("x-ratelimit-reset")),
         )
     if status == 401:
-        return api.failure(FailureType.AUTHENTICATION_FAILED, api.answered(response), hint=_REISSUE_HINT)
+        return api.failure(
+            FailureType.AUTHENTICATION_FAILED, api.answered(response), hint=_REISSUE_HINT, fields=("token",)
+        )
     if status == 403 and "x-github-sso" in headers:
         return api.failure(
             FailureType.AUTHORIZATION_FAILED,
@@ -203,6 +206,37 @@ def _failure(api: ApiClient, response: ApiResponse, *, forbidden_hint: str | Non
         message = api.answered(response) + (f" (it needs the permission {needed})" if needed else "")
         return api.failure(FailureType.AUTHORIZATION_FAILED, message, hint=forbidden_hint)
     return api.status_failure(response)
+
+
+# "2026-12-10 09:00:00 UTC" or "2026-12-10 09:00:00 -0800", as GitHub sends it.
+_EXPIRATION_FORMATS = ("%Y-%m-%d %H:%M:%S %Z", "%Y-%m-%d %H:%M:%S %z")
+
+
+def _warn_expiry(api: ApiClient, response: ApiResponse) -> None:
+    """A TOKEN_EXPIRING warning from GitHub's ``github-authentication-token-expiration`` header."""
+    value = response.headers.get("github-authentication-token-expiration", "")[:64].strip()
+    for form in _EXPIRATION_FORMATS:
+        try:
+            when = dt.datetime.strptime(value, form)
+        except ValueError:
+            continue
+        when = when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+        left = when - dt.datetime.now(dt.UTC)
+        if left <= dt.timedelta(days=EXPIRY_WARNING_DAYS):
+            api.probe.warn(
+                WarningCode.TOKEN_EXPIRING,
+                f"The GitHub token expires on {when.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC"
+                f" (in {max(left.days, 0)} days)",
+                hint="Make a new token (or extend it) in GitHub's developer settings before then, and update this "
+                "source.",
+            )
+        return
+
+
+def _seconds_to(reset: str | None) -> float | None:
+    if not reset or not re.fullmatch(r"\d{1,12}", reset):
+        return None
+    return max(0.0, int(reset) - dt.datetime.now(dt.UTC).timestamp())
 
 
 def _reset(value: str | None) -> str:

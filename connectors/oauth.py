@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from connectors.base import Probe, Secret
+from connectors.base import Connector, Probe, Secret
 from connectors.errors import FailureType, ProbeFailure
-from connectors.saas import ApiClient, ApiResponse, may_quote
+from connectors.saas import ApiClient, ApiResponse, example_base_url, may_quote
 from connectors.text import server_text
 
 # --- configuration ---------------------------------------------------------------------
@@ -62,6 +62,42 @@ class OAuthCredentials(BaseModel):
         description="The refresh token obtained when the user granted access, never shown.",
         examples=["example-refresh-token"],
     )
+
+
+def token_url_field(default: str, *, issuer: str) -> Any:
+    """The ``token_url`` field of an :class:`OAuthCredentials` subclass, defaulting to ``issuer``'s endpoint."""
+    return Field(
+        default,
+        title="Token URL",
+        description=f"{issuer}'s OAuth 2.0 token endpoint. Keep the default unless you test against another server.",
+        examples=[default],
+    )
+
+
+def credential_fields(credentials: BaseModel) -> tuple[str, ...]:
+    """The configuration fields a refused token is about: the refresh grant's, or the access token."""
+    if isinstance(credentials, OAuthCredentials):
+        return ("credentials.refresh_token", "credentials.client_id")
+    return ("credentials.access_token",)
+
+
+class TokenConnector(Connector):
+    """A SaaS connector whose credentials are an access token (``type`` ``token``) or a grant that the
+    ``token`` step exchanges for one: ``token`` is planned for the grant only."""
+
+    steps: ClassVar[tuple[str, ...]] = ("resolve", "tcp", "tls", "token", "authenticate", "access")
+
+    def planned_steps(self, config: Any) -> tuple[str, ...]:
+        if getattr(config.credentials, "type", None) == "token":  # an access token: nothing to obtain
+            return tuple(s for s in self.steps if s != "token")
+        return tuple(self.steps)
+
+    @classmethod
+    def example_config(cls, host: str, port: int) -> dict[str, Any]:
+        return {
+            "credentials": {"type": "token", "access_token": "example-access-token"},
+            "base_url": example_base_url(host, port),
+        }
 
 
 # --- the grant -------------------------------------------------------------------------
@@ -100,6 +136,9 @@ def _without_trace(description: str) -> str:
     cut = min((i for marker in _TRACE_MARKERS if (i := text.find(marker)) != -1), default=len(text))
     return text[:cut].rstrip()
 
+
+_CLIENT_FIELDS = ("credentials.client_id", "credentials.client_secret")
+"""Where every OAuth credential of a connector keeps its client (see :class:`OAuthCredentials`)."""
 
 _NEW_GRANT_HINT = (
     "Sign in again through the app to get a new refresh token: refresh tokens stop working when the user revokes "
@@ -173,7 +212,12 @@ def token_from_response(api: ApiClient, issuer: str, response: ApiResponse, *, w
     if isinstance(data, dict) and isinstance(data.get("error"), str) and data["error"]:
         raise token_error(api, issuer, data, response.status, what=what, quote=may_quote(response))
     if not response.ok:
-        raise api.status_failure(response, unauthorized_hint=_CLIENT_HINT)
+        raise api.status_failure(
+            response,
+            unauthorized_hint=_CLIENT_HINT,
+            credential_fields=_CLIENT_FIELDS,
+            resource_fields=("credentials.token_url",),
+        )
     if not isinstance(data, dict):
         raise api.not_json(response)
     value = data.get("access_token")
@@ -209,6 +253,7 @@ def token_error(
         return api.failure(
             FailureType.AUTHORIZATION_FAILED,
             f"{issuer} refused {what}: the app lacks consent for the permissions it asks for{said}",
+            fields=_CLIENT_FIELDS,
             hint=(
                 "An administrator must grant admin consent to the app's API permissions (Entra admin center > App "
                 "registrations > API permissions)."
@@ -218,35 +263,41 @@ def token_error(
         return api.failure(
             FailureType.NOT_FOUND,
             f"{issuer} does not know the tenant{said}",
+            fields=("credentials.tenant",),
             hint="Check tenant: the directory (tenant) id or a verified domain such as contoso.onmicrosoft.com.",
         )
     if code in _BAD_GRANT:
         return api.failure(
             FailureType.AUTHENTICATION_FAILED,
             f"{issuer} refused {what}: {reason or 'it has expired or been revoked'}",
+            fields=("credentials.refresh_token",) if "refresh_token" in what.replace(" ", "_") else _CLIENT_FIELDS,
             hint=_NEW_GRANT_HINT,
         )
     if code in _BAD_CLIENT:
         return api.failure(
             FailureType.AUTHENTICATION_FAILED,
             f"{issuer} refused the OAuth client: client id or secret is wrong{said}",
+            fields=_CLIENT_FIELDS,
             hint=_CLIENT_HINT,
         )
     if code == "unauthorized_client":
         return api.failure(
             FailureType.AUTHENTICATION_FAILED,
             f"{issuer} does not let this client use {what}{said}",
+            fields=("credentials.client_id",),
             hint="Check the client id, and that the app registration allows this grant type and is in this tenant.",
         )
     if code == "invalid_scope":
         return api.failure(
             FailureType.AUTHORIZATION_FAILED,
             f"{issuer} refused the scopes asked for{said}",
+            fields=("credentials.client_id",),
             hint="Add the missing API permissions (scopes) to the app's registration and grant them again.",
         )
     return api.failure(
         FailureType.UNEXPECTED_RESPONSE,
         f"{issuer}'s token endpoint answered with error '{api.clean(code, 60)}'{said}",
         hint="Check token_url and the client settings of the app.",
+        fields=("credentials.token_url", "credentials.client_id"),
         retryable=code in {"temporarily_unavailable", "server_error"} or status >= 500,
     )

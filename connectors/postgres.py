@@ -336,6 +336,7 @@ async def _check_access(probe: Probe, config: PostgresConfig, conn: psycopg.Asyn
                 FailureType.NOT_FOUND,
                 f'schema "{schema}" does not exist in database "{config.database}"',
                 hint="Check the schema name (case matters); list them with: SELECT nspname FROM pg_namespace",
+                fields=("schema_name",),
             )
         if not row[1]:
             raise ProbeFailure(
@@ -343,6 +344,7 @@ async def _check_access(probe: Probe, config: PostgresConfig, conn: psycopg.Asyn
                 f'user "{user}" has no USAGE privilege on schema "{schema}"',
                 hint="As the schema's owner or a superuser run: "
                 f"GRANT USAGE ON SCHEMA {_ident(schema)} TO {_ident(user)}",
+                fields=("user", "schema_name"),
             )
         step.message = f'"{user}" may use schema "{schema}"'
 
@@ -418,6 +420,7 @@ def _driver_failure(exc: psycopg.Error, config: PostgresConfig) -> ProbeFailure:
             FailureType.AUTHENTICATION_FAILED,
             f'password authentication failed for user "{user}"',
             hint=f"Check the password for user '{user}' (and that the role exists and may log in).",
+            fields=("user", "password"),
         )
     if state == "28000" and "pg_hba" in said:
         return ProbeFailure(
@@ -425,18 +428,21 @@ def _driver_failure(exc: psycopg.Error, config: PostgresConfig) -> ProbeFailure:
             text,
             hint=f"The server's pg_hba.conf does not let user '{user}' reach database '{db}' from the workers' "
             "address with this ssl_mode: add a matching host/hostssl line and reload the server.",
+            fields=("user", "database", "ssl_mode"),
         )
     if state == "28000":
         return ProbeFailure(
             FailureType.AUTHENTICATION_FAILED,
             text,
             hint=f"Check the user name '{user}' and that the role may log in (LOGIN).",
+            fields=("user",),
         )
     if state == "3D000":
         return ProbeFailure(
             FailureType.NOT_FOUND,
             f'database "{db}" does not exist',
             hint="Check the database name (case matters); list them with: SELECT datname FROM pg_database",
+            fields=("database",),
         )
     if state == "42501":
         return ProbeFailure(
@@ -444,6 +450,7 @@ def _driver_failure(exc: psycopg.Error, config: PostgresConfig) -> ProbeFailure:
             text,
             hint="As the database's owner or a superuser run: "
             f"GRANT CONNECT ON DATABASE {_ident(db)} TO {_ident(user)}",
+            fields=("user", "database"),
         )
     if state in ("53300", "57P03"):
         return ProbeFailure(

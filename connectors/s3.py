@@ -363,14 +363,17 @@ def _credential_failure(answer: _Answer, where: str) -> ProbeFailure | None:
             f"{where} does not know this access key ID ({code})",
             hint=(
                 "Check access_key_id: it must be an active key of this account or store (copy it again, without "
-                "spaces)."
+                "spaces). A key is only known in its own partition: keys of AWS GovCloud (us-gov-* regions) or "
+                "AWS China (cn-* regions) work only there, so check that region matches where the key was made."
             ),
+            fields=("access_key_id", "region"),
         )
     if code in _BAD_SIGNATURE:
         return ProbeFailure(
             FailureType.AUTHENTICATION_FAILED,
             f"{where} rejected the request signature ({code}): the secret access key does not match the access key ID",
             hint="Check secret_access_key: copy it again, without spaces, for this access key ID.",
+            fields=("secret_access_key",),
         )
     if code in _EXPIRED:
         return ProbeFailure(
@@ -396,12 +399,17 @@ def _credential_failure(answer: _Answer, where: str) -> ProbeFailure | None:
 
 def _unexpected(answer: _Answer, what: str, where: str) -> ProbeFailure:
     code = f" ({answer.code})" if answer.code else ""
-    if answer.status >= 500 or answer.status == 429 or answer.code in {"SlowDown", "ServiceUnavailable", "Throttling"}:
+    if answer.status == 429 or answer.code in {"SlowDown", "Throttling"}:
         return ProbeFailure(
-            FailureType.UNEXPECTED_RESPONSE,
+            FailureType.RATE_LIMITED,
+            f"{where} answered {status_text(answer.status)}{code} to {what}: it is slowing these requests down",
+            hint="Try again in a minute; if it persists, other clients may be using up the request rate of the bucket.",
+        )
+    if answer.status >= 500 or answer.code == "ServiceUnavailable":
+        return ProbeFailure(
+            FailureType.PROVIDER_UNAVAILABLE,
             f"{where} answered {status_text(answer.status)}{code} to {what}",
             hint="The service could not handle the request now: check its health, then try again.",
-            retryable=True,
         )
     if answer.code is None and answer.status != 403:
         kind = answer.headers.get("content-type", "no content type").split(";")[0]

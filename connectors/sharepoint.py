@@ -15,16 +15,16 @@ exist is a 404 ``itemNotFound``.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 import httpx
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from connectors.base import Connector, ConnectorConfig, Probe, Secret
+from connectors.base import ConnectorConfig, Probe, Secret
 from connectors.errors import FailureType, ProbeFailure
 from connectors.fields import Destination, PemCertificates
-from connectors.oauth import OAuthCredentials, client_credentials_step, refresh_step
+from connectors.oauth import OAuthCredentials, TokenConnector, client_credentials_step, refresh_step
 from connectors.saas import (
     ApiClient,
     ApiResponse,
@@ -160,6 +160,35 @@ class MicrosoftClientCredentials(_Credentials):
 
 Credentials = Annotated[GraphAccessToken | MicrosoftOAuth | MicrosoftClientCredentials, Field(discriminator="type")]
 
+FolderPath = Annotated[str | None, Field(max_length=2000), AfterValidator(_folder)]
+"""A folder inside a drive or library, as a path (None: its top)."""
+
+
+def graph_base_url_field() -> Any:
+    """The ``base_url`` field of a connector that talks to Microsoft Graph."""
+    return base_url_field(
+        "https://graph.microsoft.com",
+        provider="Microsoft Graph",
+        examples=["https://graph.microsoft.com", "https://graph.microsoft.us"],
+    )
+
+
+class GraphConnector(TokenConnector):
+    """What the Microsoft Graph connectors share: their steps (``token`` not planned for an access token)."""
+
+
+def graph_unauthorized_hint(credentials: BaseModel) -> str:
+    """What to fix when Graph answers 401 to the token of ``credentials``."""
+    if isinstance(credentials, GraphAccessToken):
+        return (
+            "The access token is wrong, expired (they last about an hour) or for another API than Microsoft "
+            "Graph: use client credentials or a refresh token so it is renewed."
+        )
+    return (
+        "Microsoft Graph refused the token Entra ID had just issued: check that the app registration is for this "
+        "tenant."
+    )
+
 
 class SharePointConfig(ConnectorConfig):
     """Microsoft credentials and the SharePoint site (library, folder) they must read."""
@@ -194,33 +223,23 @@ class SharePointConfig(ConnectorConfig):
         description="The document library to read, by name; empty: the site's default library (Documents).",
         examples=["Documents", "Policies"],
     )
-    folder: Annotated[str | None, Field(max_length=2000), AfterValidator(_folder)] = Field(
+    folder: FolderPath = Field(
         None,
         title="Folder",
         description="A folder inside the library, as a path; empty: the library's top.",
         examples=["Handbook/2024"],
     )
-    base_url: BaseUrl = base_url_field(
-        "https://graph.microsoft.com",
-        provider="Microsoft Graph",
-        examples=["https://graph.microsoft.com", "https://graph.microsoft.us"],
-    )
+    base_url: BaseUrl = graph_base_url_field()
     ca_cert: PemCertificates = ca_cert_field()
 
 
-class SharePointConnector(Connector):
+class SharePointConnector(GraphConnector):
     name = "sharepoint"
     title = "SharePoint"
     category = "saas"
     icon = "sharepoint"
     documentation_url = "https://learn.microsoft.com/en-us/graph/api/resources/sharepoint"
     config_model = SharePointConfig
-    steps: ClassVar[tuple[str, ...]] = ("resolve", "tcp", "tls", "token", "authenticate", "access")
-
-    def planned_steps(self, config: SharePointConfig) -> tuple[str, ...]:
-        if isinstance(config.credentials, GraphAccessToken):  # an access token: nothing to obtain
-            return tuple(s for s in self.steps if s != "token")
-        return self.steps
 
     @classmethod
     def example_config(cls, host: str, port: int) -> dict[str, Any]:
@@ -232,20 +251,25 @@ class SharePointConnector(Connector):
 
     async def check(self, config: SharePointConfig, probe: Probe) -> None:
         async with open_api(probe, config, "Microsoft Graph") as api:
-            await _token(probe, api, config)
+            await graph_token_step(probe, api, config.credentials, config.base_url)
             async with probe.step("authenticate") as step:
                 step.message = await _authenticate(api, config)
             async with probe.step("access") as step:
                 step.message = await _access(api, config)
 
 
-async def _token(probe: Probe, api: ApiClient, config: SharePointConfig) -> None:
-    credentials = config.credentials
-    if isinstance(credentials, GraphAccessToken):  # no token step (see planned_steps)
+async def graph_token_step(
+    probe: Probe,
+    api: ApiClient,
+    credentials: GraphAccessToken | MicrosoftOAuth | MicrosoftClientCredentials,
+    base_url: str,
+) -> None:
+    """Step ``token`` for Microsoft Graph at ``base_url`` (none for an access token: see planned_steps)."""
+    if isinstance(credentials, GraphAccessToken):
         api.use_bearer(credentials.access_token.get_secret_value())
         return
     token_url = credentials.token_url or f"{LOGIN}/{credentials.tenant}/oauth2/v2.0/token"
-    base = httpx.URL(config.base_url)
+    base = httpx.URL(base_url)
     resource = f"{base.scheme}://{base.netloc.decode('ascii')}/.default"  # the Graph of this cloud
     if isinstance(credentials, MicrosoftOAuth):
         await refresh_step(
@@ -286,15 +310,7 @@ async def _authenticate(api: ApiClient, config: SharePointConfig) -> str:
         raise api.failure(
             FailureType.AUTHENTICATION_FAILED,
             api.answered(response),
-            hint=(
-                "The access token is wrong, expired (they last about an hour) or for another API than Microsoft "
-                "Graph: use client credentials or a refresh token so it is renewed."
-                if isinstance(config.credentials, GraphAccessToken)
-                else (
-                    "Microsoft Graph refused the token Entra ID had just issued: check that the app registration "
-                    "is for this tenant."
-                )
-            ),
+            hint=graph_unauthorized_hint(config.credentials),
         )
     raise _failure(api, response)
 

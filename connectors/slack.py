@@ -18,7 +18,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import BeforeValidator, ConfigDict, Field
 
 from connectors.base import Connector, ConnectorConfig, Probe, Secret
-from connectors.errors import FailureType, ProbeFailure
+from connectors.errors import FailureType, ProbeFailure, WarningCode
 from connectors.fields import PemCertificates
 from connectors.saas import ApiClient, ApiResponse, BaseUrl, base_url_field, ca_cert_field, example_base_url, open_api
 
@@ -95,12 +95,51 @@ class SlackConnector(Connector):
         async with open_api(probe, config, "Slack") as api:
             api.use_bearer(config.token.get_secret_value())
             async with probe.step("authenticate") as step:
-                data = await _method(api, "auth.test", {})
+                answer = await _answer(api, "auth.test", {})
+                data, granted = answer.data, _granted_scopes(answer)
+                if granted is not None:
+                    _check_scopes(api, probe, granted)
                 who = data.get("user") or data.get("user_id") or "the token"
                 kind = "Bot" if data.get("bot_id") else "User"
                 step.message = f"{kind} token of {who} in workspace {data.get('team') or data.get('team_id')}"
             async with probe.step("access") as step:
                 step.message = await _access(api, config.channel_id)
+
+
+# What reading a channel takes: its info and its history, for public channels (channels:*)
+# or private ones (groups:*); the other kind is optional.
+_NEEDED = (("channels:read", "groups:read"), ("channels:history", "groups:history"))
+
+
+def _granted_scopes(response: ApiResponse) -> set[str] | None:
+    """The scopes an answer's ``X-OAuth-Scopes`` header says the token has, None without one."""
+    header = response.headers.get("x-oauth-scopes")
+    if header is None:
+        return None
+    return {s.strip() for s in header[:4000].split(",") if s.strip()}
+
+
+def _check_scopes(api: ApiClient, probe: Probe, granted: set[str]) -> None:
+    """Fail naming every scope the check needs and the token lacks; warn for the optional kind."""
+    missing = [public for public, private in _NEEDED if public not in granted and private not in granted]
+    if missing:
+        has = ", ".join(sorted(granted)) or "no scopes"
+        raise api.failure(
+            FailureType.AUTHORIZATION_FAILED,
+            f"The token lacks the scopes {', '.join(missing)}, which reading a channel needs; it has {api.clean(has)}",
+            hint=f"Add {' and '.join(missing)} (groups:* for private channels) under OAuth & Permissions > Scopes in "
+            "the app's settings, then reinstall the app to the workspace.",
+            fields=("token",),
+        )
+    optional = [scope for pair in _NEEDED for scope in pair if scope not in granted]
+    if optional:
+        probe.warn(
+            WarningCode.MISSING_OPTIONAL_SCOPE,
+            f"The token lacks {', '.join(optional)}: "
+            + ("private" if optional[0].startswith("groups") else "public")
+            + " channels cannot be read",
+            hint=f"Add {', '.join(optional)} in the app's OAuth & Permissions if those channels should be synced.",
+        )
 
 
 async def _access(api: ApiClient, channel_id: str) -> str:
@@ -125,14 +164,21 @@ async def _method(
     api: ApiClient, method: str, form: dict[str, str], *, not_found_hint: str | None = None, channel: str = ""
 ) -> dict[str, Any]:
     """Call a Web API method; its JSON when ``ok`` is true, else the failure its ``error`` means."""
+    data: dict[str, Any] = (await _answer(api, method, form, not_found_hint=not_found_hint, channel=channel)).data
+    return data
+
+
+async def _answer(
+    api: ApiClient, method: str, form: dict[str, str], *, not_found_hint: str | None = None, channel: str = ""
+) -> ApiResponse:
+    """:func:`_method`'s whole answer (its headers too), when ``ok`` is true."""
     response = await api.call("POST", f"/{method}", data=form)
     if response.status in (404, 405):
         raise api.wrong_endpoint(response)
     if not response.ok:
         raise api.status_failure(response, unauthorized_hint=_REISSUE_HINT)
-    data = api.require_json(response)
-    if data.get("ok") is True:
-        return data
+    if api.require_json(response).get("ok") is True:
+        return response
     raise _error(api, method, response, not_found_hint=not_found_hint, channel=channel)
 
 

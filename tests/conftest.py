@@ -12,6 +12,10 @@ pytest_plugins = [
     "tests.servers.s3",
     "tests.servers.website",
     "tests.servers.bomb",
+    "tests.servers.azurite",
+    "tests.servers.saas_files",
+    "tests.servers.imap",
+    "tests.servers.webdav",
     "tests.servers.ftp",
     "tests.servers.git",
 ]

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from connectors.base import CheckStatus, StepStatus
-from connectors.errors import FailureType, InvalidConfiguration
+from connectors.errors import FailureType, InvalidConfiguration, WarningCode
 from connectors.registry import get_connector
 from tests.helpers import failure_type, step
 from tests.servers.saas import (
@@ -102,8 +102,9 @@ async def test_a_private_repository_seen_with_a_public_repo_token_names_the_miss
 
 async def test_a_used_up_rate_limit_is_retryable_not_a_permission_problem(saas_server: SaasServer) -> None:
     result = await run("github", config(saas_server, repository=GITHUB_RATE_LIMITED_REPO))
-    assert failure_type(result) == FailureType.UNEXPECTED_RESPONSE
+    assert failure_type(result) == FailureType.RATE_LIMITED
     assert result.failure is not None and result.failure.retryable
+    assert result.failure.retry_after_s is not None and 0 <= result.failure.retry_after_s <= 3600
     assert result.failure.message.startswith("GitHub's API rate limit for these credentials is used up until ")
 
 
@@ -132,3 +133,14 @@ def test_something_that_is_not_owner_name_is_rejected(given: str) -> None:
     with pytest.raises(InvalidConfiguration) as info:
         get_connector("github").parse_config({"token": "t", "repository": given})
     assert [e.field for e in info.value.errors] == ["repository"]
+
+
+async def test_a_token_that_expires_within_two_weeks_is_a_warning(saas_server: SaasServer) -> None:
+    result = await run("github", config(saas_server, token=saas_server.public_token))
+    assert [w.code for w in result.warnings] == [WarningCode.TOKEN_EXPIRING], result
+    assert "in 3 days" in result.warnings[0].message
+
+
+async def test_a_token_without_an_expiration_is_not_warned_about(saas_server: SaasServer) -> None:
+    result = await run("github", config(saas_server))
+    assert result.status == CheckStatus.SUCCEEDED and result.warnings == []

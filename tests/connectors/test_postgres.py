@@ -77,6 +77,7 @@ async def test_wrong_password_fails_with_authentication_failed(postgres_server: 
     assert result.failure.message == 'password authentication failed for user "reader"'
     assert "Check the password for user 'reader'" in result.failure.hint
     assert result.failure.retryable is False
+    assert result.failure.fields == ["user", "password"]  # what a form points at
     assert step(result, "authenticate").status == StepStatus.FAILED
     assert step(result, "access").status == StepStatus.SKIPPED
     everything = repr(asdict(result))
@@ -89,6 +90,7 @@ async def test_unknown_database_fails_with_not_found(postgres_server: PostgresSe
     assert failure_type(result) == FailureType.NOT_FOUND
     assert result.failure is not None
     assert result.failure.message == 'database "no_such_db" does not exist'
+    assert result.failure.fields == ["database"]
 
 
 async def test_user_without_connect_privilege_fails_with_authorization_failed(postgres_server: PostgresServer) -> None:

@@ -92,6 +92,8 @@ async def test_an_unknown_access_key_is_authentication_failed(s3_server: S3Serve
     assert failure_type(result) == FailureType.AUTHENTICATION_FAILED
     assert result.failure is not None
     assert result.failure.message == "The S3 endpoint does not know this access key ID (InvalidAccessKeyId)"
+    assert "GovCloud" in result.failure.hint and "China" in result.failure.hint
+    assert result.failure.fields == ["access_key_id", "region"]
     assert "AKNOSUCHKEY0000" not in messages(result)
 
 

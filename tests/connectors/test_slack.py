@@ -54,11 +54,13 @@ async def test_a_missing_scope_is_authorization_failed_naming_the_scope(saas_ser
     result = await run("slack", config(saas_server, token=saas_server.limited_token))
     assert failure_type(result) == FailureType.AUTHORIZATION_FAILED
     assert result.failure is not None
+    # Every missing scope, named at once from the granted ones (X-OAuth-Scopes), before any channel call.
     assert result.failure.message == (
-        "The token lacks the scope channels:read, which conversations.info needs; the token has chat:write"
+        "The token lacks the scopes channels:read, channels:history, which reading a channel needs; it has chat:write"
     )
-    assert result.failure.hint.startswith("Add channels:read under OAuth & Permissions > Scopes")
-    assert step(result, "access").status == StepStatus.FAILED
+    assert result.failure.hint.startswith("Add channels:read and channels:history")
+    assert result.failure.fields == ["token"]
+    assert step(result, "authenticate").status == StepStatus.FAILED
 
 
 async def test_an_unknown_channel_is_not_found_with_a_hint_about_private_channels(saas_server: SaasServer) -> None:
@@ -93,3 +95,22 @@ def test_a_channel_name_is_rejected_with_where_to_find_the_id() -> None:
         get_connector("slack").parse_config({"token": "t", "channel_id": "#general"})
     assert info.value.errors[0].field == "channel_id"
     assert "not its name" in info.value.errors[0].message
+
+
+def test_the_scopes_of_one_kind_of_channel_only_warn_about_the_other() -> None:
+    import time
+
+    import httpx
+
+    from connectors.base import Probe
+    from connectors.errors import WarningCode
+    from connectors.saas import ApiClient
+    from connectors.slack import _check_scopes
+
+    probe = Probe((), deadline=time.monotonic() + 5)
+    api = ApiClient(provider="Slack", base_url="https://slack.test/api", probe=probe, http=httpx.AsyncClient())
+    _check_scopes(api, probe, {"channels:read", "channels:history", "chat:write"})
+    assert [w.code for w in probe.warnings] == [WarningCode.MISSING_OPTIONAL_SCOPE]
+    assert "groups:read, groups:history" in probe.warnings[0].message and "private" in probe.warnings[0].message
+    _check_scopes(api, probe, {"channels:read", "channels:history", "groups:read", "groups:history"})
+    assert len(probe.warnings) == 1  # nothing more when every scope is there

@@ -331,6 +331,9 @@ class _App:
         installation = token == self.s.installation_token
         scopes = {self.s.token: "repo, read:org", self.s.public_token: "public_repo"}
         classic = {"X-OAuth-Scopes": scopes[token]} if token in scopes else {}
+        if token == self.s.public_token:  # a classic token made with a 3-day expiration, as GitHub reports it
+            soon = time.gmtime(time.time() + 3 * 86400 + 3600)
+            classic["GitHub-Authentication-Token-Expiration"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", soon)
         if path == "/user":
             if installation:
                 return error(403, "Resource not accessible by integration")
