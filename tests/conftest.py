@@ -17,4 +17,5 @@ pytest_plugins = [
     "tests.servers.imap",
     "tests.servers.webdav",
     "tests.servers.ftp",
+    "tests.servers.gcs",
 ]
