@@ -18,7 +18,8 @@ SimpleDomainController. What is in the tree::
 
 Fixture ``hostile_webdav``: a stand-in that signs in and then answers PROPFIND with whatever
 ``server.mode`` says (``huge``: megabytes of folder entries; ``entities``: an entity-expansion
-bomb; ``elsewhere``: a file on another host; ``whole``: a 3 MiB file that ignores Range).
+bomb; ``elsewhere``: a file on another host; ``garbage``: a file whose href is no URL;
+``whole``: a 3 MiB file that ignores Range).
 
 Run as ``python -m tests.servers.webdav CONFIG.json``, this module is that child process.
 """
@@ -281,8 +282,9 @@ def _hostile_handler(server: HostileWebDav) -> type[BaseHTTPRequestHandler]:
             head = b'<?xml version="1.0"?><d:multistatus xmlns:d="DAV:">'
             if server.mode == "entities":
                 body = _entity_bomb()
-            elif server.mode in ("elsewhere", "whole"):
-                href = b"https://elsewhere.example/file.txt" if server.mode == "elsewhere" else b"/dav/big.bin"
+            elif server.mode in ("elsewhere", "whole", "garbage"):
+                hrefs = {"elsewhere": b"https://elsewhere.example/file.txt", "whole": b"/dav/big.bin"}
+                href = hrefs.get(server.mode, b"http://[::1")
                 body = head + b"<d:response><d:href>" + href + b"</d:href></d:response></d:multistatus>"
             else:  # huge: folders only, far past every bound
                 body = head + b"".join(entry % b"f%06d" % i for i in range(100000)) + b"</d:multistatus>"
