@@ -224,7 +224,7 @@ def _who(config: GcsConfig) -> str:
     credentials = config.credentials
     if isinstance(credentials, GoogleServiceAccount):
         return str(_key_file(credentials.service_account_json)["client_email"])
-    return "the account"
+    return "the token's account"
 
 
 def _forbidden(response: ApiResponse) -> bool:
@@ -267,14 +267,12 @@ async def _authenticate(api: ApiClient, config: GcsConfig, fields: tuple[str, ..
         )
     if _forbidden(response):
         # Object readers (roles/storage.objectViewer) have no storage.buckets.get: the token is valid.
-        return (
-            f"Signed in as {_who(config)} (it may not read the bucket's metadata, which reading objects does not need)"
-        )
+        return f"Token accepted for {_who(config)} (no bucket metadata, which reading objects does not need)"
     if not response.ok:
         raise _failure(api, config, response, fields)
     bucket_info = api.require_json(response)
     where = api.clean(str(bucket_info.get("location") or ""), 60)
-    return f"Signed in as {_who(config)}; bucket '{config.bucket}' found" + (f" ({where})" if where else "")
+    return f"Token accepted for {_who(config)}; bucket '{config.bucket}' found" + (f" ({where})" if where else "")
 
 
 async def _access(api: ApiClient, config: GcsConfig, fields: tuple[str, ...]) -> str:
@@ -285,7 +283,7 @@ async def _access(api: ApiClient, config: GcsConfig, fields: tuple[str, ...]) ->
         params["prefix"] = config.prefix
     listing = await api.call("GET", f"/storage/v1/b/{bucket}/o", params=params)
     if _forbidden(listing):
-        message = f"{_who(config)} may not list the objects of bucket '{config.bucket}'"
+        message = f"The credentials of {_who(config)} may not list the objects of bucket '{config.bucket}'"
         raise _denied(api, listing, fields, message, _ROLE_HINT.format(bucket=config.bucket))
     if not listing.ok:
         raise _failure(api, config, listing, fields)

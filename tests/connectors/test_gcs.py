@@ -62,7 +62,7 @@ async def test_a_prefix_with_objects_is_listed_and_its_first_object_read(gcs_emu
     result = await check({"credentials": token(), "bucket": "data", "prefix": "reports/", "base_url": gcs_emulator})
     assert result.status == CheckStatus.SUCCEEDED, result
     assert step(result, "tls").status == StepStatus.SKIPPED  # the emulator speaks http://
-    assert step(result, "authenticate").message == "Signed in as the account; bucket 'data' found (US)"
+    assert step(result, "authenticate").message == "Token accepted for the token's account; bucket 'data' found (US)"
     assert step(result, "access").message == (
         "Bucket 'data' listed under prefix 'reports/': read the first 1024 bytes of 'reports/2024.csv'"
     )
@@ -103,7 +103,7 @@ async def test_a_service_account_gets_a_token_with_a_signed_jwt_and_reads(gcs_st
     assert result.status == CheckStatus.SUCCEEDED, result
     assert [s.name for s in result.steps] == ["resolve", "tcp", "tls", "token", "authenticate", "access"]
     assert step(result, "token").message.startswith("Google issued an access token at 127.0.0.1 (valid for 59 min)")
-    assert step(result, "authenticate").message == f"Signed in as {SERVICE_ACCOUNT}; bucket 'data' found (EU)"
+    assert step(result, "authenticate").message == f"Token accepted for {SERVICE_ACCOUNT}; bucket 'data' found (EU)"
     assert "read the first 1024 bytes of 'reports/2024.csv'" in step(result, "access").message
     assert not any(t in messages(result) for t in gcs_standin.issued)
 
