@@ -220,7 +220,7 @@ async def _access(api: ApiClient, folder_id: str, email: str) -> str:
     return f"Folder '{name}' is readable"
 
 
-def _reasons(response: ApiResponse) -> set[str]:
+def error_reasons(response: ApiResponse) -> set[str]:
     """The ``reason`` codes of a Google error body (``errors[].reason`` and ``details[].reason``)."""
     found: set[str] = set()
     for key in ("errors", "details"):
@@ -235,7 +235,7 @@ def _reasons(response: ApiResponse) -> set[str]:
 
 
 def _failure(api: ApiClient, response: ApiResponse) -> ProbeFailure:
-    reasons = _reasons(response)
+    reasons = error_reasons(response)
     if response.status in (403, 429) and reasons & _QUOTA_REASONS:
         return api.failure(
             FailureType.UNEXPECTED_RESPONSE,

@@ -4,7 +4,9 @@ A configuration that holds a refresh token (plus the app's client id and secret)
 of an access token is checked the way the app will use it: the step ``token`` performs
 the real refresh-token grant (RFC 6749 section 6) at the provider's token endpoint, then
 the later steps use the access token it returns. :func:`client_credentials_step` does
-the same with the client-credentials grant (section 4.4; app-only Microsoft Graph access).
+the same with the client-credentials grant (section 4.4; app-only Microsoft Graph access),
+and :func:`jwt_bearer_step` with the JWT bearer grant (RFC 7523: an assertion signed by
+:func:`signed_jwt` with the app's or service account's RSA key; Salesforce, Google).
 
 The token endpoint's error codes (section 5.2) become failures a person can act on:
 ``invalid_grant`` (refresh token expired, revoked, or issued to another client) and
@@ -18,11 +20,15 @@ where refresh tokens are single-use (rotation), a check would spend the stored t
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import httpx
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.base import Connector, Probe, Secret
@@ -201,6 +207,65 @@ async def _token_step(
         # No Authorization header: the client authenticates in the form (client_secret_post).
         response = await api.call("POST", url, data=form, credentials=False)
         token = token_from_response(api, issuer, response, what=what)
+        api.use_bearer(token.value)
+        step.message = f"{issuer} issued an access token at {url.host}{token.lifetime()}"
+        return token
+
+
+JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+
+
+def rsa_private_key(pem: str) -> rsa.RSAPrivateKey:
+    """The unencrypted PEM RSA private key in ``pem``; ValueError (for a validator) otherwise."""
+    try:
+        key = serialization.load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError):
+        raise ValueError("must be an unencrypted PEM private key (-----BEGIN PRIVATE KEY-----)") from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValueError("must be an RSA private key (JWTs are signed with RS256)")
+    return key
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def signed_jwt(private_key_pem: str, claims: dict[str, Any], *, key_id: str | None = None) -> str:
+    """The RS256 JWT (RFC 7519) of ``claims``, signed with the PEM RSA private key (checked at parse time)."""
+    header: dict[str, str] = {"alg": "RS256", "typ": "JWT"} | ({"kid": key_id} if key_id else {})
+    signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
+    signature = rsa_private_key(private_key_pem).sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{signing_input}.{_b64(signature)}"
+
+
+async def jwt_bearer_step(
+    probe: Probe,
+    api: ApiClient,
+    *,
+    issuer: str,
+    token_url: str,
+    assertion: str,
+    fields: tuple[str, ...],
+    hint: str,
+) -> AccessToken:
+    """Step ``token``: exchange the signed ``assertion`` for an access token (RFC 7523).
+
+    A refusal is about ``fields`` (where the key, the account and the token endpoint are
+    configured), with ``hint`` for a refused assertion."""
+    api.add_secret(assertion)
+    url = httpx.URL(token_url)
+    async with probe.step("token") as step:
+        response = await api.call(
+            "POST", url, data={"grant_type": JWT_GRANT, "assertion": assertion}, credentials=False
+        )
+        try:
+            token = token_from_response(api, issuer, response, what="the JWT assertion")
+        except ProbeFailure as failure:
+            if failure.type in (FailureType.AUTHENTICATION_FAILED, FailureType.AUTHORIZATION_FAILED):
+                failure.hint = hint
+            if failure.fields:  # the grant's names (client_id, token_url...) are not this configuration's
+                failure.fields = list(fields)
+            raise
         api.use_bearer(token.value)
         step.message = f"{issuer} issued an access token at {url.host}{token.lifetime()}"
         return token

@@ -13,35 +13,31 @@ daily API requests are used up) rate_limited; ``NOT_FOUND`` (404) names the ``ob
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from typing import Annotated, Any, Literal
 
-import httpx
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from connectors.base import ConnectorConfig, Probe, Secret
 from connectors.errors import FailureType, ProbeFailure
 from connectors.fields import Destination, PemCertificates
-from connectors.oauth import OAuthCredentials, TokenConnector, refresh_step, token_from_response, token_url_field
+from connectors.oauth import (
+    OAuthCredentials,
+    TokenConnector,
+    jwt_bearer_step,
+    refresh_step,
+    rsa_private_key,
+    signed_jwt,
+    token_url_field,
+)
 from connectors.saas import ApiClient, ApiResponse, BaseUrl, base_url_field, ca_cert_field, example_base_url, open_api
 
 LOGIN = "https://login.salesforce.com"
-JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 JWT_FIELDS = ("credentials.consumer_key", "credentials.username", "credentials.private_key")
 
 
 def _rsa_key(value: Any) -> Any:
-    text = value.get_secret_value()
-    try:
-        key = serialization.load_pem_private_key(text.encode(), password=None)
-    except (ValueError, TypeError):
-        raise ValueError("must be an unencrypted PEM private key (-----BEGIN PRIVATE KEY-----)") from None
-    if not isinstance(key, rsa.RSAPrivateKey):
-        raise ValueError("must be an RSA private key (Salesforce signs JWTs with RS256)")
+    rsa_private_key(value.get_secret_value())
     return value
 
 
@@ -171,41 +167,27 @@ class SalesforceConnector(TokenConnector):
                 step.message = f"The object {label} ({config.object}) is readable, with {count} fields"
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 def assertion(credentials: SalesforceJwt, now: float | None = None) -> str:
     """The RS256 JWT the bearer flow posts: iss the consumer key, sub the user, aud the login URL."""
     issued = int(now if now is not None else time.time())
-    header = _b64(json.dumps({"alg": "RS256", "typ": "JWT"}).encode())
     claims = {"iss": credentials.consumer_key, "sub": credentials.username, "aud": credentials.login_url}
-    payload = _b64(json.dumps(claims | {"exp": issued + 180}).encode())
-    key = serialization.load_pem_private_key(credentials.private_key.get_secret_value().encode(), password=None)
-    assert isinstance(key, rsa.RSAPrivateKey)  # checked when the configuration was parsed
-    signature = key.sign(f"{header}.{payload}".encode(), padding.PKCS1v15(), hashes.SHA256())
-    return f"{header}.{payload}.{_b64(signature)}"
+    return signed_jwt(credentials.private_key.get_secret_value(), claims | {"exp": issued + 180})
 
 
 async def _jwt_step(probe: Probe, api: ApiClient, credentials: SalesforceJwt) -> None:
-    signed = assertion(credentials)
-    api.add_secret(signed)
-    url = httpx.URL(credentials.login_url + "/services/oauth2/token")
-    async with probe.step("token") as step:
-        response = await api.call("POST", url, data={"grant_type": JWT_GRANT, "assertion": signed}, credentials=False)
-        try:
-            token = token_from_response(api, "Salesforce", response, what="the JWT assertion")
-        except ProbeFailure as failure:
-            if failure.type in (FailureType.AUTHENTICATION_FAILED, FailureType.AUTHORIZATION_FAILED):
-                failure.fields = list(JWT_FIELDS)
-                failure.hint = (
-                    "Check the consumer key, that the connected app has the certificate of this private key, and "
-                    "that the user is pre-authorized (Permitted Users: Admin approved users are pre-authorized, "
-                    "with the user's profile or a permission set added)."
-                )
-            raise
-        api.use_bearer(token.value)
-        step.message = f"Salesforce issued an access token at {url.host}"
+    await jwt_bearer_step(
+        probe,
+        api,
+        issuer="Salesforce",
+        token_url=credentials.login_url + "/services/oauth2/token",
+        assertion=assertion(credentials),
+        fields=JWT_FIELDS,
+        hint=(
+            "Check the consumer key, that the connected app has the certificate of this private key, and "
+            "that the user is pre-authorized (Permitted Users: Admin approved users are pre-authorized, "
+            "with the user's profile or a permission set added)."
+        ),
+    )
 
 
 def _codes(response: ApiResponse) -> set[str]:

@@ -242,7 +242,7 @@ def _warn_weak(api: ApiClient, config: WebDavConfig, offered: set[str]) -> None:
     if offered == {"basic"} or (not offered and config.username is not None):
         api.probe.warn(
             WarningCode.WEAK_AUTHENTICATION,
-            "The server offers only Basic authentication, over plain http://: the password travels unencrypted",
+            "The server offers only Basic authentication, over plain http://: passwords travel unencrypted",
             hint="Serve WebDAV over https:// and set url to the https:// address.",
         )
 
@@ -309,7 +309,11 @@ class _Listing:
 
 
 def _clean_path(href: str) -> str:
-    return unquote(httpx.URL(href).path).rstrip("/")
+    try:
+        path = httpx.URL(href).path
+    except httpx.InvalidURL:  # a server's garbage: compared as it is, never requested
+        path = href
+    return unquote(path).rstrip("/")
 
 
 def _is_file(entry: _Entry, folder: str) -> bool:

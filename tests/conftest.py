@@ -17,5 +17,6 @@ pytest_plugins = [
     "tests.servers.imap",
     "tests.servers.webdav",
     "tests.servers.ftp",
+    "tests.servers.gcs",
     "tests.servers.git",
 ]

@@ -170,6 +170,13 @@ async def test_a_listed_file_on_another_host_is_not_fetched(hostile_webdav: Host
     assert "GET" not in hostile_webdav.requests
 
 
+async def test_a_listed_href_that_is_no_url_is_an_unexpected_response(hostile_webdav: HostileWebDav) -> None:
+    hostile_webdav.mode = "garbage"
+    found = failure(await check(hostile_webdav.config()))
+    assert found.type == FailureType.UNEXPECTED_RESPONSE
+    assert "GET" not in hostile_webdav.requests
+
+
 async def test_a_server_that_ignores_range_is_read_only_for_the_first_bytes(hostile_webdav: HostileWebDav) -> None:
     hostile_webdav.mode = "whole"
     result = await check(hostile_webdav.config())

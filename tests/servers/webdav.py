@@ -18,7 +18,8 @@ SimpleDomainController. What is in the tree::
 
 Fixture ``hostile_webdav``: a stand-in that signs in and then answers PROPFIND with whatever
 ``server.mode`` says (``huge``: megabytes of folder entries; ``entities``: an entity-expansion
-bomb; ``elsewhere``: a file on another host; ``whole``: a 3 MiB file that ignores Range).
+bomb; ``elsewhere``: a file on another host; ``garbage``: a file whose href is no URL;
+``whole``: a 3 MiB file that ignores Range).
 
 Run as ``python -m tests.servers.webdav CONFIG.json``, this module is that child process.
 """
@@ -105,6 +106,27 @@ def _wait_ready(process: subprocess.Popen[bytes], urls: list[str], ca_pem: str, 
         raise TimeoutError(f"WsgiDAV did not start within 30 s:\n{log.read_text()[-3000:]}")
 
 
+def start_child(command: list[str], log: Path, cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    """A server process writing to ``log``, killed with the test process if that dies first."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            command,
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, before exec
+        )
+
+
+def stop_child(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @pytest.fixture(scope="session")
 def webdav_server(test_ca: TestCA) -> Iterator[WebDavServer]:
     try:
@@ -135,25 +157,13 @@ def webdav_server(test_ca: TestCA) -> Iterator[WebDavServer]:
     )
     settings.chmod(0o600)
     log = workdir / "wsgidav.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tests.servers.webdav", str(settings)],
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, before exec
-        )
+    process = start_child([sys.executable, "-m", "tests.servers.webdav", str(settings)], log, cwd=REPO)
     try:
         url, plain_url = f"https://127.0.0.1:{port}", f"http://127.0.0.1:{plain_port}"
         _wait_ready(process, [url, plain_url], test_ca.pem, log)
         yield WebDavServer(url, plain_url, port, plain_port, username, password, test_ca.pem)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_child(process)
 
 
 # --- the child process ---------------------------------------------------------------------
@@ -272,8 +282,9 @@ def _hostile_handler(server: HostileWebDav) -> type[BaseHTTPRequestHandler]:
             head = b'<?xml version="1.0"?><d:multistatus xmlns:d="DAV:">'
             if server.mode == "entities":
                 body = _entity_bomb()
-            elif server.mode in ("elsewhere", "whole"):
-                href = b"https://elsewhere.example/file.txt" if server.mode == "elsewhere" else b"/dav/big.bin"
+            elif server.mode in ("elsewhere", "whole", "garbage"):
+                hrefs = {"elsewhere": b"https://elsewhere.example/file.txt", "whole": b"/dav/big.bin"}
+                href = hrefs.get(server.mode, b"http://[::1")
                 body = head + b"<d:response><d:href>" + href + b"</d:href></d:response></d:multistatus>"
             else:  # huge: folders only, far past every bound
                 body = head + b"".join(entry % b"f%06d" % i for i in range(100000)) + b"</d:multistatus>"
