@@ -182,3 +182,21 @@ def check_definition(stack: Stack, name: str, secret_fields: set[str]) -> None:
     secret, plain = secret_names(spec)
     assert secret_fields <= secret, f"{name}: not marked secret: {secret_fields - secret}"
     assert not (secret_fields & plain), f"{name}: a secret field is also unmarked somewhere"
+
+
+def check_through_the_stack(
+    stack: Stack,
+    case: Case,
+    *,
+    unreachable: dict[str, Any],
+    hung: dict[str, Any],
+    secret_fields: set[str],
+) -> None:
+    """Every check of ``case``: inline success and failure, stored with an override, aimed at a
+    closed port (``unreachable``) and at a silent server (``hung``), and its definition."""
+    check_inline_success(stack, case)
+    check_inline_failure(stack, case)
+    check_stored(stack, case)
+    check_unreachable(stack, case.name, unreachable)
+    check_hung(stack, case.name, hung)
+    check_definition(stack, case.name, secret_fields)

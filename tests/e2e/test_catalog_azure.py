@@ -13,16 +13,7 @@ import base64
 
 import pytest
 
-from tests.e2e.catalog import (
-    Case,
-    Failing,
-    check_definition,
-    check_hung,
-    check_inline_failure,
-    check_inline_success,
-    check_stored,
-    check_unreachable,
-)
+from tests.e2e.catalog import Case, Failing, check_through_the_stack
 from tests.servers.azurite import AzuriteServer
 from tests.servers.stack import Stack
 from tests.servers.tcp import HostPort
@@ -51,10 +42,11 @@ def test_the_azure_connectors_work_through_the_stack(
     stack: Stack, azurite: AzuriteServer, closed_port: int, hung_server: HostPort, name: str
 ) -> None:
     case = _case(azurite)
-    check_inline_success(stack, case)
-    check_inline_failure(stack, case)
-    check_stored(stack, case)
-    check_unreachable(stack, name, azurite.config(endpoint_url=f"http://127.0.0.1:{closed_port}/sourcecheck"))
     hung = f"http://{hung_server.host}:{hung_server.port}/sourcecheck"
-    check_hung(stack, name, azurite.config(endpoint_url=hung))
-    check_definition(stack, name, SECRET_FIELDS)
+    check_through_the_stack(
+        stack,
+        case,
+        unreachable=azurite.config(endpoint_url=f"http://127.0.0.1:{closed_port}/sourcecheck"),
+        hung=azurite.config(endpoint_url=hung),
+        secret_fields=SECRET_FIELDS,
+    )

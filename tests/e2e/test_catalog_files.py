@@ -18,17 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.catalog import (
-    WRONG,
-    Case,
-    Failing,
-    check_definition,
-    check_hung,
-    check_inline_failure,
-    check_inline_success,
-    check_stored,
-    check_unreachable,
-)
+from tests.e2e.catalog import WRONG, Case, Failing, check_through_the_stack
 from tests.servers.gcs import other_key_json, service_account_json
 from tests.servers.saas import SaasServer
 from tests.servers.stack import Stack
@@ -92,9 +82,10 @@ def test_the_file_connectors_work_through_the_stack(
     request: pytest.FixtureRequest, stack: Stack, closed_port: int, hung_server: HostPort, name: str
 ) -> None:
     case, aimed_at = BUILDERS[name](request)
-    check_inline_success(stack, case)
-    check_inline_failure(stack, case)
-    check_stored(stack, case)
-    check_unreachable(stack, name, aimed_at(f"127.0.0.1:{closed_port}"))
-    check_hung(stack, name, aimed_at(f"{hung_server.host}:{hung_server.port}"))
-    check_definition(stack, name, SECRET_FIELDS[name])
+    check_through_the_stack(
+        stack,
+        case,
+        unreachable=aimed_at(f"127.0.0.1:{closed_port}"),
+        hung=aimed_at(f"{hung_server.host}:{hung_server.port}"),
+        secret_fields=SECRET_FIELDS[name],
+    )

@@ -11,17 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.catalog import (
-    WRONG,
-    Case,
-    Failing,
-    check_definition,
-    check_hung,
-    check_inline_failure,
-    check_inline_success,
-    check_stored,
-    check_unreachable,
-)
+from tests.e2e.catalog import WRONG, Case, Failing, check_through_the_stack
 from tests.servers.imap import Dovecot
 from tests.servers.stack import Stack
 from tests.servers.tcp import HostPort
@@ -56,9 +46,10 @@ def test_the_mail_connectors_work_through_the_stack(
     stack: Stack, imap_server: Dovecot, closed_port: int, hung_server: HostPort, name: str
 ) -> None:
     case = _case(imap_server)
-    check_inline_success(stack, case)
-    check_inline_failure(stack, case)
-    check_stored(stack, case)
-    check_unreachable(stack, name, imap_server.config(port=closed_port))
-    check_hung(stack, name, imap_server.config(host=hung_server.host, port=hung_server.port))
-    check_definition(stack, name, SECRET_FIELDS)
+    check_through_the_stack(
+        stack,
+        case,
+        unreachable=imap_server.config(port=closed_port),
+        hung=imap_server.config(host=hung_server.host, port=hung_server.port),
+        secret_fields=SECRET_FIELDS,
+    )

@@ -15,17 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.catalog import (
-    WRONG,
-    Case,
-    Failing,
-    check_definition,
-    check_hung,
-    check_inline_failure,
-    check_inline_success,
-    check_stored,
-    check_unreachable,
-)
+from tests.e2e.catalog import WRONG, Case, Failing, check_through_the_stack
 from tests.servers.ftp import FtpServer
 from tests.servers.git import GitServer
 from tests.servers.stack import Stack
@@ -90,9 +80,10 @@ def test_the_transfer_connectors_work_through_the_stack(
     stack: Stack, request: pytest.FixtureRequest, closed_port: int, hung_server: HostPort, name: str
 ) -> None:
     case, config, secret_fields = BUILDERS[name](request)
-    check_inline_success(stack, case)
-    check_inline_failure(stack, case)
-    check_stored(stack, case)
-    check_unreachable(stack, name, config("127.0.0.1", closed_port))
-    check_hung(stack, name, config(hung_server.host, hung_server.port))
-    check_definition(stack, name, secret_fields)
+    check_through_the_stack(
+        stack,
+        case,
+        unreachable=config("127.0.0.1", closed_port),
+        hung=config(hung_server.host, hung_server.port),
+        secret_fields=secret_fields,
+    )

@@ -204,7 +204,7 @@ class _Files:
         access = "00Dxx!" + secrets.token_urlsafe(24)
         if user == SALESFORCE_NO_API_USER:  # valid, on a profile without "API Enabled"
             access = self.s.limited_token
-        elif user == SALESFORCE_USER:  # SALESFORCE_GONE_USER's session is revoked as soon as issued
+        elif user == SALESFORCE_USER:  # SALESFORCE_GONE_USER's token is never valid: a revoked session
             self.s.issued.append(access)
         return Reply(
             200,
