@@ -35,7 +35,7 @@ from connectors.fields import DestinationHost, DestinationPort, Name, PemCertifi
 from connectors.network import Address, connect_tcp, resolve
 from connectors.text import server_text
 from connectors.threads import ThreadPool
-from connectors.tls import PeerCertificate, handshake, tls_failure
+from connectors.tls import PeerCertificate, client_context, handshake, tls_failure
 
 T = TypeVar("T")
 
@@ -325,18 +325,6 @@ def _protocol_failure(config: ImapConfig, text: str) -> ProbeFailure:
     )
 
 
-@functools.lru_cache(maxsize=128)
-def _context(verify: bool, ca_pem: str | None) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.set_alpn_protocols(["imap"])
-    if not verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    elif ca_pem:
-        context.load_verify_locations(cadata=ca_pem)
-    return context
-
-
 def _peer_message(session: _Session, sock: ssl.SSLSocket) -> str:
     """The ``tls`` step's message, and the CERTIFICATE_EXPIRING warning when it is due."""
     der = sock.getpeercert(binary_form=True)
@@ -356,7 +344,7 @@ def _peer_message(session: _Session, sock: ssl.SSLSocket) -> str:
 async def _implicit_tls(session: _Session, address: Address) -> None:
     """Step ``tls`` for security tls: the handshake right after connecting (port 993)."""
     config = session.config
-    context = _context(config.verify_tls, config.ca_cert)
+    context = client_context(verify=config.verify_tls, ca_pem=config.ca_cert, alpn="imap")
 
     def wrap() -> ssl.SSLSocket | ssl.SSLCertVerificationError:
         try:
@@ -377,7 +365,7 @@ async def _unverified_peer(session: _Session, address: Address) -> PeerCertifica
     message can say when it expired, whom it is for, who issued it."""
     try:
         async with asyncio.timeout(min(2.0, session.probe.remaining() / 2)):
-            connection = await handshake(address, session.config.host, _context(False, None))
+            connection = await handshake(address, session.config.host, client_context(verify=False, alpn="imap"))
     except (OSError, ValueError):  # TimeoutError is an OSError
         return None
     try:
@@ -395,7 +383,7 @@ def _with_fields(failure: ProbeFailure) -> ProbeFailure:
 async def _starttls(session: _Session) -> None:
     """Step ``tls`` for security starttls: the greeting, STARTTLS, the handshake."""
     config = session.config
-    context = _context(config.verify_tls, config.ca_cert)
+    context = client_context(verify=config.verify_tls, ca_pem=config.ca_cert, alpn="imap")
     async with session.probe.step("tls") as step:
         imap = await session.run(session.greet)
         if "STARTTLS" not in imap.capabilities:
