@@ -233,3 +233,11 @@ async def test_a_hostile_list_of_scopes_is_cut_in_the_message(gitlab_server: Git
     assert found.type == FailureType.AUTHORIZATION_FAILED
     assert found.message.startswith("The GitLab token has the scopes read_user, ssss")
     assert len(found.message) <= MAX_REASON + 100
+
+
+async def test_a_base_url_that_is_not_a_gitlab_instance_is_unexpected_naming_base_url(
+    gitlab_server: GitLabServer,
+) -> None:
+    found = failure(await run("gitlab", gitlab_server.config(base_url=gitlab_server.url("/elsewhere"))))
+    assert (found.type, found.fields) == (FailureType.UNEXPECTED_RESPONSE, ["base_url"])
+    assert "personal_access_tokens/self" in found.message
