@@ -27,7 +27,7 @@ from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field
 from connectors.base import Connector, ConnectorConfig, Probe, Secret
 from connectors.errors import EXPIRY_WARNING_DAYS, FailureType, ProbeFailure, WarningCode
 from connectors.fields import PemCertificates
-from connectors.git import _BRANCH, _check_branch
+from connectors.git import BRANCH_PATTERN, check_branch
 from connectors.saas import (
     MAX_RETRY_AFTER,
     ApiClient,
@@ -100,10 +100,10 @@ class GitLabConfig(ConnectorConfig):
         description="The project: its numeric ID, or its full path (group/subgroup/project), or its URL.",
         examples=["acme/docs/handbook", "278964", "https://gitlab.com/acme/docs/handbook"],
     )
-    branch: Annotated[str | None, EmptyIsNone, AfterValidator(_check_branch)] = Field(
+    branch: Annotated[str | None, EmptyIsNone, AfterValidator(check_branch)] = Field(
         None,
         max_length=255,
-        pattern=_BRANCH,
+        pattern=BRANCH_PATTERN,
         title="Branch",
         description="The branch to read; empty for the project's default branch.",
         examples=["main"],
