@@ -224,12 +224,14 @@ class ApiClient:
         *,
         params: Mapping[str, str | int] | None = None,
         data: Mapping[str, str] | None = None,
+        json: Any = None,
         headers: Mapping[str, str] | None = None,
         credentials: bool = True,
     ) -> ApiResponse:
         """Send one request and read its answer (bounded by the transport).
 
         ``path_or_url``: a path under the base URL, or an absolute URL (a token endpoint).
+        ``data`` is sent as a form, ``json`` as a JSON body (an RPC API such as Dropbox's).
         ``credentials``: send the Authorization header (only ever to the base URL's origin).
         A network or protocol error is raised as a ProbeFailure; any status is returned.
         """
@@ -240,7 +242,15 @@ class ApiClient:
         for attempt in range(2):
             timeout = max(self.probe.remaining(), 0.05)
             async with stream(
-                self.http, method, url, params=params, data=data, headers=sent, timeout=timeout, trust_fix=TRUST_FIX
+                self.http,
+                method,
+                url,
+                params=params,
+                data=data,
+                json=json,
+                headers=sent,
+                timeout=timeout,
+                trust_fix=TRUST_FIX,
             ) as response:
                 peer = response_peer(response)
                 body = await response.aread()
