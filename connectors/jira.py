@@ -24,7 +24,7 @@ import itertools
 from typing import Annotated, Any, ClassVar, Literal
 
 import httpx
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from connectors.base import Connector, ConnectorConfig, Probe, Secret
 from connectors.errors import FailureType, ProbeFailure, WarningCode
@@ -133,6 +133,15 @@ class JiraConfig(ConnectorConfig):
         examples=["ENG"],
     )
     ca_cert: PemCertificates = ca_cert_field()
+
+    @model_validator(mode="after")
+    def _cloud_site_takes_cloud_credentials(self) -> JiraConfig:
+        # Jira Cloud has no personal access tokens: a bearer token there could only be refused.
+        if not self.cloud and httpx.URL(self.base_url).host.endswith(".atlassian.net"):
+            raise ValueError(
+                "a Jira Cloud site (*.atlassian.net) takes the cloud credentials: the account's email and an API token"
+            )
+        return self
 
     @property
     def cloud(self) -> bool:

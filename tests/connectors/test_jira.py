@@ -242,9 +242,8 @@ async def test_a_body_past_the_transports_bound_is_unexpected_response(jira_serv
     ],
 )
 def test_a_cloud_site_is_its_origin_and_a_data_center_keeps_its_context_path(given: str, expected: str) -> None:
-    parsed = get_connector("jira").parse_config(
-        {"base_url": given, "credentials": {"type": "data_center", "token": "t"}, "project_key": "ENG"}
-    )
+    credentials = {"type": "cloud", "email": EMAIL, "api_token": "t"}
+    parsed = get_connector("jira").parse_config({"base_url": given, "credentials": credentials, "project_key": "ENG"})
     assert parsed.base_url == expected  # type: ignore[attr-defined]
 
 
@@ -253,9 +252,22 @@ def test_a_project_key_that_could_change_the_query_or_path_is_refused(key: str) 
     with pytest.raises(InvalidConfiguration) as refused:
         get_connector("jira").parse_config(
             {
-                "base_url": "https://acme.atlassian.net",
+                "base_url": "https://jira.example.com",
                 "credentials": {"type": "data_center", "token": "t"},
                 "project_key": key,
             }
         )
     assert "project_key" in str(refused.value)
+
+
+def test_a_personal_access_token_for_a_cloud_site_is_refused_at_parse_time() -> None:
+    with pytest.raises(InvalidConfiguration) as refused:
+        get_connector("jira").parse_config(
+            {
+                "base_url": "https://acme.atlassian.net",
+                "credentials": {"type": "data_center", "token": "a-secret-token"},
+                "project_key": "ENG",
+            }
+        )
+    assert "cloud credentials" in str(refused.value)
+    assert "a-secret-token" not in str(refused.value)
