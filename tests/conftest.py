@@ -19,4 +19,5 @@ pytest_plugins = [
     "tests.servers.ftp",
     "tests.servers.gcs",
     "tests.servers.git",
+    "tests.servers.smb",
 ]
