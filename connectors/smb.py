@@ -329,8 +329,8 @@ class _Client:
                 retryable=True,
                 fields=("host", "port"),
             ) from None
-        except (ValueError, KeyError, IndexError, TypeError, struct.error):
-            # smbprotocol's parsers on bytes that are not SMB2.
+        except (ValueError, KeyError, IndexError, struct.error):
+            # smbprotocol's parsers (and its receive thread) on bytes that are not SMB 2/3.
             raise _garbled(config) from None
 
 

@@ -9,6 +9,7 @@ import socket
 import struct
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -142,8 +143,14 @@ def test_a_silent_server_times_out_in_negotiate(hung_server: HostPort) -> None:
     assert result.duration_ms < 3000
 
 
+@dataclass
+class Hostile:
+    port: int
+    held: list[socket.socket]
+
+
 @pytest.fixture
-def hostile(request: pytest.FixtureRequest) -> Iterator[int]:
+def hostile(request: pytest.FixtureRequest) -> Iterator[Hostile]:
     """A server that answers every connection with ``request.param`` and then holds it."""
     payload: bytes = request.param
     listener = socket.socket()
@@ -165,7 +172,7 @@ def hostile(request: pytest.FixtureRequest) -> Iterator[int]:
                 pass
 
     threading.Thread(target=serve, daemon=True).start()
-    yield int(listener.getsockname()[1])
+    yield Hostile(int(listener.getsockname()[1]), held)
     listener.close()
     for conn in held:
         conn.close()
@@ -182,9 +189,11 @@ def hostile(request: pytest.FixtureRequest) -> Iterator[int]:
     indirect=["hostile"],
     ids=["huge-length", "http", "smb1", "garbled"],
 )
-def test_a_hostile_answer_is_bounded_and_named(hostile: int, said: str) -> None:
-    config = {"host": "127.0.0.1", "port": hostile, "share": "docs", "username": "u", "password": WRONG}
+def test_a_hostile_answer_is_bounded_and_named(hostile: Hostile, said: str) -> None:
+    config = {"host": "127.0.0.1", "port": hostile.port, "share": "docs", "username": "u", "password": WRONG}
     result = _check(config, timeout=5)
     message = _failed(result, FailureType.UNEXPECTED_RESPONSE, "negotiate", {"host", "port"})
     assert said in message
     assert result.duration_ms < 4000
+    # smbprotocol spoke on the tcp step's connection: it never opened one of its own.
+    assert len(hostile.held) == 1
