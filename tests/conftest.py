@@ -21,4 +21,5 @@ pytest_plugins = [
     "tests.servers.git",
     "tests.servers.gitlab",
     "tests.servers.jira",
+    "tests.servers.smb",
 ]
