@@ -10,6 +10,10 @@ provider lives under its own prefix, so a connector's ``base_url`` is ``server.u
     /slack/api            Slack Web API           (slack)
     /google               www.googleapis.com      (google_drive)
     /google-oauth/token   Google's OAuth 2.0 token endpoint
+    /google-sa-token      Google's token endpoint for service accounts (the JWT bearer grant,
+                          signature checked with :func:`drive_service_account_json`'s key;
+                          ``unauthorized_client`` for a ``sub`` when the account has no
+                          domain-wide delegation)
     /hostile-oauth/token  a token endpoint answering a megabyte-long error_description
     /graph                Microsoft Graph         (sharepoint)
     /login/<tenant>/oauth2/v2.0/token   Microsoft Entra ID's token endpoint
@@ -37,6 +41,7 @@ Every request is appended to ``server.requests``.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 import secrets
@@ -51,6 +56,9 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from connectors import get_connector, run_check
 from connectors.base import CheckResult
@@ -70,6 +78,19 @@ SLACK_NOT_MEMBER_CHANNEL = "C0NOTMEMBER"
 DRIVE_FOLDER_ID = "1AbCdEfGhIjKlMnOpQrStUvWxYz012345"
 DRIVE_DOC_ID = "1DocDocDocDocDocDocDocDocDoc0123"
 DRIVE_EMAIL = "ada@example.com"
+# Drive folders for the first-bytes read: the main folder lists DRIVE_AGENDA_ID (a Google Doc,
+# skipped) then DRIVE_FILE_ID (a PDF, downloadable with Range); the others hold nothing, one file
+# whose download its owner turned off (403 cannotDownloadFile), and only a Google Doc.
+DRIVE_FILE_ID = "1PdfPdfPdfPdfPdfPdfPdfPdfPdf0123"
+DRIVE_FILE_BYTES = bytes(range(256)) * 12  # 3 KiB: more than FIRST_BYTES
+DRIVE_AGENDA_ID = "1AgendaAgendaAgendaAgendaAg0123"
+DRIVE_EMPTY_FOLDER_ID = "1EmptyEmptyEmptyEmptyEmptyEm0123"
+DRIVE_LOCKED_FOLDER_ID = "1LockedLockedLockedLockedLoc0123"
+DRIVE_LOCKED_FILE_ID = "1SalariesSalariesSalariesSal0123"
+DRIVE_DOCS_FOLDER_ID = "1DocsOnlyDocsOnlyDocsOnlyDoc0123"
+DRIVE_SERVICE_ACCOUNT = "drive-reader@sourcecheck-test.iam.gserviceaccount.com"  # domain-wide delegation granted
+DRIVE_UNDELEGATED_ACCOUNT = "drive-plain@sourcecheck-test.iam.gserviceaccount.com"  # none granted
+DRIVE_DELEGATED_CLIENT_IDS = {"118000000000000000001"}
 SHAREPOINT_HOST = "contoso.sharepoint.com"
 SHAREPOINT_SITE = "contoso.sharepoint.com:/sites/Marketing"
 SHAREPOINT_SITE_ID = "contoso.sharepoint.com,2c712604-1370-44e7-a1f5-426573fda80a,2d2244c3-251a-49ea-93a8-39e1c3a060fe"
@@ -167,6 +188,7 @@ class _App:
             ("/slack/api", self.slack),
             ("/hostile-oauth/token", self.hostile_token),
             ("/google-oauth/token", self.google_token),
+            ("/google-sa-token", self.google_sa_token),
             ("/google", self.google),
             ("/graph", self.graph),
             ("/login/", self.microsoft_token),
@@ -523,10 +545,39 @@ class _App:
                     }
                 },
             )
+        if path == "/drive/v3/files":
+            parent = re.search(r"'([A-Za-z0-9_-]+)' in parents", query.get("q", ""))
+            children = _DRIVE_CHILDREN.get(parent.group(1), []) if parent is not None else []
+            return Reply(200, {"kind": "drive#fileList", "incompleteSearch": False, "files": children})
         found = re.fullmatch(r"/drive/v3/files/([^/]+)", path)
         if found is None:
             return error(404, "Not Found", "notFound")
         file_id = unquote(found.group(1))
+        if query.get("alt") == "media":
+            if file_id == DRIVE_LOCKED_FILE_ID:
+                return error(403, "The user does not have permission to download this file.", "cannotDownloadFile")
+            if file_id != DRIVE_FILE_ID:
+                return error(404, f"File not found: {file_id}.", "notFound")
+            ranged = re.fullmatch(r"bytes=0-(\d+)", headers.get("range", ""))
+            if ranged is None:
+                return Reply(200, DRIVE_FILE_BYTES, {"Content-Type": "application/pdf"})
+            end = min(int(ranged.group(1)), len(DRIVE_FILE_BYTES) - 1)
+            return Reply(
+                206,
+                DRIVE_FILE_BYTES[: end + 1],
+                {"Content-Type": "application/pdf", "Content-Range": f"bytes 0-{end}/{len(DRIVE_FILE_BYTES)}"},
+            )
+        if file_id in (DRIVE_EMPTY_FOLDER_ID, DRIVE_LOCKED_FOLDER_ID, DRIVE_DOCS_FOLDER_ID):
+            return Reply(
+                200,
+                {
+                    "id": file_id,
+                    "name": {DRIVE_EMPTY_FOLDER_ID: "Empty", DRIVE_LOCKED_FOLDER_ID: "Payroll"}.get(file_id, "Docs"),
+                    "mimeType": "application/vnd.google-apps.folder",
+                    "trashed": False,
+                    "capabilities": {"canListChildren": True},
+                },
+            )
         if file_id == DRIVE_FOLDER_ID:
             return Reply(
                 200,
@@ -581,6 +632,42 @@ class _App:
                 "token_type": "Bearer",
             },
         )
+
+    def google_sa_token(
+        self, method: str, path: str, query: dict[str, str], form: dict[str, str], headers: dict[str, str], token: str
+    ) -> Reply:
+        """Google's answers to a service account's JWT bearer grant (the signature is checked)."""
+
+        def invalid(description: str) -> Reply:
+            return Reply(400, {"error": "invalid_grant", "error_description": description})
+
+        if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer":
+            return Reply(400, {"error": "unsupported_grant_type", "error_description": "Invalid grant_type: "})
+        try:
+            head, body, signature = form.get("assertion", "").split(".")
+            claims = json.loads(_b64decode(body))
+            drive_key().public_key().verify(
+                _b64decode(signature), f"{head}.{body}".encode(), padding.PKCS1v15(), hashes.SHA256()
+            )
+        except (ValueError, InvalidSignature):
+            return invalid("Invalid JWT Signature.")
+        account = claims.get("iss")
+        if account not in _DRIVE_CLIENT_IDS:
+            return invalid("Invalid grant: account not found")
+        if claims.get("aud") != self.s.url("/google-sa-token") or "drive" not in str(claims.get("scope")):
+            return invalid("Invalid JWT: Failed audience check.")
+        if "sub" in claims and _DRIVE_CLIENT_IDS[account] not in DRIVE_DELEGATED_CLIENT_IDS:
+            return Reply(
+                401,
+                {
+                    "error": "unauthorized_client",
+                    "error_description": "Client is unauthorized to retrieve access tokens using this method, or "
+                    "client not authorized for any of the scopes requested.",
+                },
+            )
+        access = "ya29.sa-" + secrets.token_urlsafe(24)
+        self.s.issued.append(access)
+        return Reply(200, {"access_token": access, "expires_in": 3599, "token_type": "Bearer"})
 
     def hostile_token(
         self, method: str, path: str, query: dict[str, str], form: dict[str, str], headers: dict[str, str], token: str
@@ -783,6 +870,54 @@ def _handler(server: SaasServer) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(content)
 
     return Handler
+
+
+_DRIVE_CLIENT_IDS = {DRIVE_SERVICE_ACCOUNT: "118000000000000000001", DRIVE_UNDELEGATED_ACCOUNT: "118000000000000000002"}
+
+
+def _drive_file(file_id: str, name: str, mime: str, size: int | None = None) -> dict[str, Any]:
+    return {"kind": "drive#file", "id": file_id, "name": name, "mimeType": mime} | (
+        {"size": str(size)} if size is not None else {}
+    )
+
+
+_DRIVE_CHILDREN = {
+    DRIVE_FOLDER_ID: [
+        _drive_file(DRIVE_AGENDA_ID, "Agenda", "application/vnd.google-apps.document"),
+        _drive_file(DRIVE_FILE_ID, "Handbook.pdf", "application/pdf", len(DRIVE_FILE_BYTES)),
+    ],
+    DRIVE_EMPTY_FOLDER_ID: [],
+    DRIVE_LOCKED_FOLDER_ID: [_drive_file(DRIVE_LOCKED_FILE_ID, "Salaries.xlsx", "application/vnd.ms-excel", 2048)],
+    DRIVE_DOCS_FOLDER_ID: [_drive_file(DRIVE_AGENDA_ID, "Agenda", "application/vnd.google-apps.document")],
+}
+
+
+def _b64decode(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+@functools.cache
+def drive_key() -> rsa.RSAPrivateKey:
+    """The private key of the Drive service accounts (made once, when first needed)."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def drive_service_account_json(token_uri: str, account: str = DRIVE_SERVICE_ACCOUNT) -> str:
+    """A key file for ``account`` (one of the two Drive service accounts), as the Cloud console downloads it."""
+    pem = drive_key().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return json.dumps(
+        {
+            "type": "service_account",
+            "project_id": "sourcecheck-test",
+            "private_key_id": "7a6b5c4d3e2f",
+            "private_key": pem.decode(),
+            "client_email": account,
+            "client_id": _DRIVE_CLIENT_IDS[account],
+            "token_uri": token_uri,
+        }
+    )
 
 
 @contextmanager
