@@ -16,6 +16,7 @@ provider lives under its own prefix, so a connector's ``base_url`` is ``server.u
                           domain-wide delegation)
     /hostile-oauth/token  a token endpoint answering a megabyte-long error_description
     /graph                Microsoft Graph         (sharepoint)
+    /graph-download/<id>  the pre-authenticated download URL Graph's .../content redirects to
     /login/<tenant>/oauth2/v2.0/token   Microsoft Entra ID's token endpoint
     /hang/...             accepts the request and never answers (until the server stops)
 
@@ -95,6 +96,13 @@ SHAREPOINT_HOST = "contoso.sharepoint.com"
 SHAREPOINT_SITE = "contoso.sharepoint.com:/sites/Marketing"
 SHAREPOINT_SITE_ID = "contoso.sharepoint.com,2c712604-1370-44e7-a1f5-426573fda80a,2d2244c3-251a-49ea-93a8-39e1c3a060fe"
 SHAREPOINT_FOLDER = "Handbook/2024"
+# Folders of the Documents library for the first-bytes read: Handbook/2024 lists a subfolder, then
+# report.pdf (SHAREPOINT_FILE_BYTES; its content redirects to /graph-download, which honours Range).
+SHAREPOINT_EMPTY_FOLDER = "Handbook/Empty"
+SHAREPOINT_ONLY_FOLDERS = "Handbook/Archive"  # subfolders only
+SHAREPOINT_LOCKED_FOLDER = "Handbook/Confidential"  # its file's download is denied (403 accessDenied)
+SHAREPOINT_ELSEWHERE_FOLDER = "Handbook/Elsewhere"  # its file's download redirects to a metadata address
+SHAREPOINT_FILE_BYTES = bytes(range(256)) * 8  # 2 KiB: more than FIRST_BYTES
 TENANT = "contoso.onmicrosoft.com"
 
 _DRIVES = {
@@ -190,6 +198,7 @@ class _App:
             ("/google-oauth/token", self.google_token),
             ("/google-sa-token", self.google_sa_token),
             ("/google", self.google),
+            ("/graph-download", self.graph_download),
             ("/graph", self.graph),
             ("/login/", self.microsoft_token),
         ):
@@ -558,15 +567,7 @@ class _App:
                 return error(403, "The user does not have permission to download this file.", "cannotDownloadFile")
             if file_id != DRIVE_FILE_ID:
                 return error(404, f"File not found: {file_id}.", "notFound")
-            ranged = re.fullmatch(r"bytes=0-(\d+)", headers.get("range", ""))
-            if ranged is None:
-                return Reply(200, DRIVE_FILE_BYTES, {"Content-Type": "application/pdf"})
-            end = min(int(ranged.group(1)), len(DRIVE_FILE_BYTES) - 1)
-            return Reply(
-                206,
-                DRIVE_FILE_BYTES[: end + 1],
-                {"Content-Type": "application/pdf", "Content-Range": f"bytes 0-{end}/{len(DRIVE_FILE_BYTES)}"},
-            )
+            return ranged(DRIVE_FILE_BYTES, headers, "application/pdf")
         if file_id in (DRIVE_EMPTY_FOLDER_ID, DRIVE_LOCKED_FOLDER_ID, DRIVE_DOCS_FOLDER_ID):
             return Reply(
                 200,
@@ -725,13 +726,27 @@ class _App:
             return Reply(200, {"id": "b!documents", **_DRIVES["b!documents"]})
         if path == f"/v1.0/sites/{site_id}/drives":
             return Reply(200, {"value": [{"id": k, "driveType": "documentLibrary", **v} for k, v in _DRIVES.items()]})
+        content = re.fullmatch(r"/v1.0/drives/b!documents/items/([^/]+)/content", path)
+        if content is not None:
+            item = content.group(1)
+            if item == "01SECRET":
+                return error(403, "accessDenied", "Access denied")
+            if item == "01ELSEWHERE":
+                return Reply(302, b"", {"Location": "https://169.254.169.254/latest/meta-data/"})
+            if item not in ("01REPORT", "01CHILD"):
+                return error(404, "itemNotFound", "The resource could not be found.")
+            return Reply(302, b"", {"Location": self.s.url(f"/graph-download/{item}?tempauth=v1.eyJ0")})
         found = re.fullmatch(r"/v1.0/drives/([^/]+)/(root|items/[^/]+)(?::/(.*?))?(/children)?", path)
         if found is None or found.group(1) not in _DRIVES:
             return error(404, "itemNotFound", "The resource could not be found.")
         item_path = found.group(3)
+        if found.group(2).startswith("items/") and found.group(4) and found.group(2)[6:] in _SHAREPOINT_CHILDREN:
+            return Reply(200, {"value": _SHAREPOINT_CHILDREN[found.group(2)[6:]]})
         if item_path is not None:
-            if found.group(1) == "b!documents" and item_path == SHAREPOINT_FOLDER:
-                return Reply(200, {"id": "01FOLDER", "name": "2024", "folder": {"childCount": 3}})
+            if found.group(1) == "b!documents" and item_path in _SHAREPOINT_FOLDERS:
+                return Reply(
+                    200, {"id": _SHAREPOINT_FOLDERS[item_path], "name": item_path.rsplit("/", 1)[-1], "folder": {}}
+                )
             if found.group(1) == "b!documents" and item_path == "Handbook/readme.docx":
                 return Reply(
                     200,
@@ -743,8 +758,16 @@ class _App:
                 )
             return error(404, "itemNotFound", "The resource could not be found.")
         if found.group(4):
-            return Reply(200, {"value": [{"id": "01CHILD", "name": "Welcome.docx"}]})
+            return Reply(200, {"value": [{"id": "01CHILD", "name": "Welcome.docx", "file": {}, "size": 512}]})
         return Reply(200, {"id": "01ROOT", "name": "root", "folder": {"childCount": 3}})
+
+    def graph_download(
+        self, method: str, path: str, query: dict[str, str], form: dict[str, str], headers: dict[str, str], token: str
+    ) -> Reply:
+        """A pre-authenticated download URL: no token needed (and none should come), Range honoured."""
+        if "tempauth" not in query:
+            return Reply(401, {"error": {"code": "InvalidAuthenticationToken", "message": "no tempauth"}})
+        return ranged(SHAREPOINT_FILE_BYTES, headers, "application/octet-stream")
 
     def microsoft_token(
         self, method: str, path: str, query: dict[str, str], form: dict[str, str], headers: dict[str, str], token: str
@@ -872,6 +895,24 @@ def _handler(server: SaasServer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+_SHAREPOINT_FOLDERS = {
+    SHAREPOINT_FOLDER: "01FOLDER",
+    SHAREPOINT_EMPTY_FOLDER: "01EMPTY",
+    SHAREPOINT_ONLY_FOLDERS: "01ARCHIVE",
+    SHAREPOINT_LOCKED_FOLDER: "01LOCKED",
+    SHAREPOINT_ELSEWHERE_FOLDER: "01AWAY",
+}
+_SHAREPOINT_CHILDREN: dict[str, list[dict[str, Any]]] = {
+    "01FOLDER": [
+        {"id": "01SUB", "name": "Drafts", "folder": {"childCount": 2}},
+        {"id": "01REPORT", "name": "report.pdf", "file": {"mimeType": "application/pdf"}, "size": 2048},
+    ],
+    "01EMPTY": [],
+    "01ARCHIVE": [{"id": "01OLD", "name": "2019", "folder": {"childCount": 9}}],
+    "01LOCKED": [{"id": "01SECRET", "name": "salaries.xlsx", "file": {}, "size": 4096}],
+    "01AWAY": [{"id": "01ELSEWHERE", "name": "elsewhere.docx", "file": {}, "size": 4096}],
+}
+
 _DRIVE_CLIENT_IDS = {DRIVE_SERVICE_ACCOUNT: "118000000000000000001", DRIVE_UNDELEGATED_ACCOUNT: "118000000000000000002"}
 
 
@@ -890,6 +931,17 @@ _DRIVE_CHILDREN = {
     DRIVE_LOCKED_FOLDER_ID: [_drive_file(DRIVE_LOCKED_FILE_ID, "Salaries.xlsx", "application/vnd.ms-excel", 2048)],
     DRIVE_DOCS_FOLDER_ID: [_drive_file(DRIVE_AGENDA_ID, "Agenda", "application/vnd.google-apps.document")],
 }
+
+
+def ranged(content: bytes, headers: dict[str, str], content_type: str) -> Reply:
+    """``content``, or its first bytes for a ``Range: bytes=0-N`` request (206, as the providers answer)."""
+    found = re.fullmatch(r"bytes=0-(\d+)", headers.get("range", ""))
+    if found is None:
+        return Reply(200, content, {"Content-Type": content_type})
+    end = min(int(found.group(1)), len(content) - 1)
+    return Reply(
+        206, content[: end + 1], {"Content-Type": content_type, "Content-Range": f"bytes 0-{end}/{len(content)}"}
+    )
 
 
 def _b64decode(part: str) -> bytes:
