@@ -27,7 +27,8 @@ Credentials (random per server, so a test can search any output for them):
                         capability, Confluence space scope, GitHub Contents permission
                         (a fine-grained token), Slack channels:read, a Google Drive scope,
                         Graph Sites.Read.All
-``public_token``        GitHub: a classic token with only ``public_repo``
+``public_token``        GitHub: a classic token with only ``public_repo``; Confluence: a
+                        bearer token whose user can view no space
 ``installation_token``  GitHub: an App installation token (``ghs_``)
 ``client_id`` / ``client_secret`` / ``refresh_token``: an OAuth client and a live grant
 (for Google and Microsoft); ``revoked_refresh_token`` is refused with ``invalid_grant``.
@@ -329,6 +330,19 @@ class _App:
                     "publicName": "Ada Reader",
                     "displayName": "Ada Reader",
                 },
+            )
+        if path == "/rest/api/space" and token == self.s.limited_token:
+            return Reply(401, {"code": 401, "message": "Unauthorized; scope does not match"})
+        if path == "/rest/api/space":  # the spaces the user can view; public_token's user views none
+            limit = int(query.get("limit", "25"))
+            visible = (
+                []
+                if token == self.s.public_token
+                else [{"id": 98305, "key": CONFLUENCE_SPACE, "name": "Engineering", "type": "global"}]
+            )
+            return Reply(
+                200,
+                {"results": visible[:limit], "start": 0, "limit": limit, "size": len(visible[:limit]), "_links": {}},
             )
         found = re.fullmatch(r"/rest/api/space/([^/]+)", path)
         if found is None:
