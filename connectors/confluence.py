@@ -17,14 +17,14 @@ answers 403 with ``X-Authentication-Denied-Reason`` (a CAPTCHA must be solved in
 
 from __future__ import annotations
 
-import base64
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import quote
 
 import httpx
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field
 
-from connectors.base import Connector, ConnectorConfig, Probe, Secret
+from connectors.atlassian import AccessToken, EmailAndApiToken, sign_in
+from connectors.base import Connector, ConnectorConfig, Probe
 from connectors.errors import FailureType, ProbeFailure
 from connectors.fields import PemCertificates
 from connectors.saas import (
@@ -51,39 +51,17 @@ def _site(value: str) -> str:
     return value
 
 
-class _Credentials(BaseModel):
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
-
-
-class EmailApiToken(_Credentials):
+class EmailApiToken(EmailAndApiToken):
     model_config = ConfigDict(title="Email and API token (Cloud)")
     type: Literal["basic"] = Field(
         title="Type", description="Confluence Cloud: your Atlassian account email and an API token."
     )
-    email: str = Field(
-        min_length=3,
-        max_length=320,
-        pattern=r"^[^:\s]+@[^:\s]+$",
-        title="Email",
-        description="The email address of the Atlassian account the API token belongs to.",
-        examples=["reader@example.com"],
-    )
-    api_token: Secret = Field(
-        title="API token",
-        description="An API token of that account (id.atlassian.com > Security > API tokens); never shown.",
-        examples=["ATATT3xFfGF0example"],
-    )
 
 
-class BearerToken(_Credentials):
+class BearerToken(AccessToken):
     model_config = ConfigDict(title="Personal access token (Data Center) or OAuth token")
     type: Literal["bearer"] = Field(
         title="Type", description="Confluence Data Center/Server personal access token, or an OAuth 2.0 access token."
-    )
-    token: Secret = Field(
-        title="Token",
-        description="Sent as Authorization: Bearer; never shown.",
-        examples=["NjU4OTIzexample"],
     )
 
 
@@ -139,13 +117,7 @@ class ConfluenceConnector(Connector):
 
     async def check(self, config: ConfluenceConfig, probe: Probe) -> None:
         async with open_api(probe, config, "Confluence") as api:
-            credentials = config.credentials
-            if isinstance(credentials, EmailApiToken):
-                secret = credentials.api_token.get_secret_value()
-                pair = base64.b64encode(f"{credentials.email}:{secret}".encode()).decode()
-                api.use_authorization(f"Basic {pair}", secret, pair)
-            else:
-                api.use_bearer(credentials.token.get_secret_value())
+            sign_in(api, config.credentials)
             async with probe.step("authenticate") as step:
                 step.message = await _authenticate(api, config)
             async with probe.step("access") as step:
@@ -153,9 +125,7 @@ class ConfluenceConnector(Connector):
 
 
 def _credential_fields(config: ConfluenceConfig) -> tuple[str, ...]:
-    if isinstance(config.credentials, EmailApiToken):
-        return ("credentials.email", "credentials.api_token")
-    return ("credentials.token",)
+    return config.credentials.field_paths
 
 
 def _login_hint(config: ConfluenceConfig) -> str:

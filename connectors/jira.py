@@ -19,14 +19,14 @@ CAPTCHA_CHALLENGE`` (a CAPTCHA must be solved in a browser); 429 with Retry-Afte
 
 from __future__ import annotations
 
-import base64
 import itertools
 from typing import Annotated, Any, ClassVar, Literal
 
 import httpx
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
-from connectors.base import Connector, ConnectorConfig, Probe, Secret
+from connectors.atlassian import AccessToken, EmailAndApiToken, sign_in
+from connectors.base import Connector, ConnectorConfig, Probe
 from connectors.errors import FailureType, ProbeFailure, WarningCode
 from connectors.fields import PemCertificates
 from connectors.saas import (
@@ -67,40 +67,17 @@ def _site(value: str) -> str:
     return value
 
 
-class _Credentials(BaseModel):
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
-
-
-class CloudCredentials(_Credentials):
+class CloudCredentials(EmailAndApiToken):
     model_config = ConfigDict(title="Jira Cloud: email and API token")
     type: Literal["cloud"] = Field(
         title="Type", description="Jira Cloud: your Atlassian account email and an API token (REST API v3)."
     )
-    email: str = Field(
-        min_length=3,
-        max_length=320,
-        pattern=r"^[^:\s]+@[^:\s]+$",
-        title="Email",
-        description="The email address of the Atlassian account the API token belongs to.",
-        examples=["reader@example.com"],
-    )
-    api_token: Secret = Field(
-        title="API token",
-        description="An API token of that account (id.atlassian.com > Security > API tokens), not its password; "
-        "never shown.",
-        examples=["ATATT3xFfGF0example"],
-    )
 
 
-class DataCenterCredentials(_Credentials):
+class DataCenterCredentials(AccessToken):
     model_config = ConfigDict(title="Jira Data Center or Server: personal access token")
     type: Literal["data_center"] = Field(
         title="Type", description="Jira Data Center or Server: a personal access token, sent as bearer (REST API v2)."
-    )
-    token: Secret = Field(
-        title="Personal access token",
-        description="A personal access token (Profile > Personal Access Tokens); never shown.",
-        examples=["NjU4OTIzexample"],
     )
 
 
@@ -154,9 +131,7 @@ class JiraConfig(ConnectorConfig):
 
     @property
     def credential_fields(self) -> tuple[str, ...]:
-        if self.cloud:
-            return ("credentials.email", "credentials.api_token")
-        return ("credentials.token",)
+        return self.credentials.field_paths
 
 
 class JiraConnector(Connector):
@@ -178,13 +153,7 @@ class JiraConnector(Connector):
 
     async def check(self, config: JiraConfig, probe: Probe) -> None:
         async with open_api(probe, config, "Jira") as api:
-            credentials = config.credentials
-            if isinstance(credentials, CloudCredentials):
-                secret = credentials.api_token.get_secret_value()
-                pair = base64.b64encode(f"{credentials.email}:{secret}".encode()).decode()
-                api.use_authorization(f"Basic {pair}", secret, pair)
-            else:
-                api.use_bearer(credentials.token.get_secret_value())
+            sign_in(api, config.credentials)
             async with probe.step("authenticate") as step:
                 step.message = await _authenticate(api, config)
             async with probe.step("access") as step:

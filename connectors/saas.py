@@ -19,6 +19,7 @@ refresh is not in the configuration, so ``run_check``'s scrubbing alone would mi
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
 import json
 import re
@@ -206,6 +207,10 @@ class ApiClient:
 
     def use_bearer(self, token: str) -> None:
         self.use_authorization(f"Bearer {token}", token)
+
+    def use_basic(self, user: str, password: str) -> None:
+        pair = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+        self.use_authorization(f"Basic {pair}", password, pair)
 
     def add_secret(self, *values: str) -> None:
         """Mask ``values`` in every text this client puts in a message."""
