@@ -20,4 +20,5 @@ pytest_plugins = [
     "tests.servers.gcs",
     "tests.servers.git",
     "tests.servers.gitlab",
+    "tests.servers.zendesk",
 ]
