@@ -217,3 +217,9 @@ def test_a_bad_locale_is_rejected(locale: str) -> None:
             {"subdomain": "acme", "locale": locale, "credentials": api_token(AGENT_EMAIL, "t")}
         )
     assert [e.field for e in info.value.errors] == ["locale"]
+
+
+def test_subdomain_and_base_url_are_destinations_so_moving_them_needs_the_secrets_again() -> None:
+    properties = get_connector("zendesk").connection_specification()["properties"]
+    assert properties["subdomain"].get("x-destination") is True
+    assert properties["base_url"].get("x-destination") is True
