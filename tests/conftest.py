@@ -22,4 +22,5 @@ pytest_plugins = [
     "tests.servers.gitlab",
     "tests.servers.jira",
     "tests.servers.smb",
+    "tests.servers.zendesk",
 ]

@@ -23,23 +23,20 @@ release), ``acme/empty`` (an empty repository), ``acme/guest`` (its tree is 403:
 from __future__ import annotations
 
 import datetime as dt
-import json
 import secrets
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
-from http.server import BaseHTTPRequestHandler
 from typing import Any
-from unittest.mock import patch
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote
 
 import pytest
 
-from tests.servers import saas
 from tests.servers.http import TestCA
-from tests.servers.saas import Reply, Request, SaasServer, start_saas_server
+from tests.servers.saas import Reply, Request, SaasServer
+from tests.servers.standin import start_standin
 
 PREFIX = "/gitlab"
 PROJECT = "acme/docs/handbook"
@@ -206,52 +203,13 @@ class _App:
         )
 
 
-def _handler(server: GitLabServer) -> type[BaseHTTPRequestHandler]:
-    app = _App(server)
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        timeout = 15
-        disable_nagle_algorithm = True
-
-        def do_GET(self) -> None:
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            server.requests.append(Request(self.command, self.path, headers, {}))
-            parts = urlsplit(self.path)
-            if parts.path.startswith("/hang"):
-                server.stopping.wait(30)  # never answers while the server runs
-                return
-            query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-            # The raw path: a project path arrives percent-encoded (acme%2Fdocs%2Fhandbook), as GitLab wants it.
-            reply = app.route(parts.path, query, headers)
-            out = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
-            self.send_response(reply.status)
-            extra = {} if isinstance(reply.body, bytes) else {"Content-Type": "application/json"}
-            for name, value in {**extra, **reply.headers, "Content-Length": str(len(out))}.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(out)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    return Handler
-
-
 @contextmanager
 def start_gitlab_server(test_ca: TestCA) -> Iterator[GitLabServer]:
-    """tests.servers.saas's HTTPS server (TLS, thread, shutdown) with this module's handler, swapped
-    in only while the server is made (as tests.servers.saas_files does)."""
-    made: list[GitLabServer] = []
+    def make(base: SaasServer) -> GitLabServer:
+        return GitLabServer(base.base_url, base.port, base.ca_pem, requests=base.requests, stopping=base.stopping)
 
-    def handler(base: SaasServer) -> type[BaseHTTPRequestHandler]:
-        made.append(GitLabServer(base.base_url, base.port, base.ca_pem, requests=base.requests, stopping=base.stopping))
-        return _handler(made[0])
-
-    with ExitStack() as stack:
-        with patch.object(saas, "_handler", handler):
-            stack.enter_context(start_saas_server(test_ca))
-        yield made[0]
+    with start_standin(test_ca, make, lambda server: _App(server).route) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
