@@ -29,7 +29,6 @@ from connectors.errors import EXPIRY_WARNING_DAYS, FailureType, ProbeFailure, Wa
 from connectors.fields import PemCertificates
 from connectors.git import BRANCH_PATTERN, check_branch
 from connectors.saas import (
-    MAX_RETRY_AFTER,
     ApiClient,
     ApiResponse,
     BaseUrl,
@@ -38,8 +37,8 @@ from connectors.saas import (
     ca_cert_field,
     example_base_url,
     open_api,
-    retry_after_seconds,
 )
+from connectors.transport import MAX_RETRY_AFTER, retry_after_seconds
 
 API = "/api/v4"
 
@@ -323,7 +322,7 @@ def _failure(
 
 def _rate_limited(api: ApiClient, response: ApiResponse) -> ProbeFailure:
     """A 429: Retry-After when GitLab sent it, else its ``RateLimit-Reset`` Unix time."""
-    if retry_after_seconds(response) is not None:
+    if retry_after_seconds(response.headers) is not None:
         return api.rate_limited(response)
     reset = response.headers.get("ratelimit-reset", "")[:16].strip()
     wait = None

@@ -43,7 +43,15 @@ from connectors.base import FIRST_BYTES, Connector, ConnectorConfig, Probe, Secr
 from connectors.errors import FailureType, ProbeFailure, WarningCode
 from connectors.fields import Destination, PemCertificates, WebUrl
 from connectors.tls import client_context
-from connectors.transport import USER_AGENT, PinnedTransport, open_pinned, status_text, stream
+from connectors.transport import (
+    USER_AGENT,
+    PinnedTransport,
+    open_pinned,
+    retry_after,
+    retry_after_seconds,
+    status_text,
+    stream,
+)
 
 # --- configuration -------------------------------------------------------------------
 
@@ -439,7 +447,9 @@ def _unexpected(answer: _Answer, what: str, where: str) -> ProbeFailure:
         return ProbeFailure(
             FailureType.RATE_LIMITED,
             f"{where} answered {status_text(answer.status)}{code} to {what}: it is slowing these requests down",
-            hint="Try again in a minute; if it persists, other clients may be using up the request rate of the bucket.",
+            hint=f"Try again {retry_after(answer.headers)}; if it persists, other clients may be using up the "
+            "request rate of the bucket.",
+            retry_after_s=retry_after_seconds(answer.headers),
         )
     if answer.status >= 500 or answer.code == "ServiceUnavailable":
         return ProbeFailure(
