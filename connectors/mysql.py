@@ -47,7 +47,7 @@ from connectors.profile import is_production
 from connectors.ssh import TUNNEL_STEPS, OptionalTunnel, TunnelledConnector, open_tunnel
 from connectors.text import server_text
 from connectors.threads import ThreadPool
-from connectors.tls import tls_failure
+from connectors.tls import PeerCertificate, tls_failure, warn_if_expiring
 
 T = TypeVar("T")
 
@@ -214,6 +214,7 @@ class _TlsContext(ssl.SSLContext):
     """The context of one connection; it keeps the TLS version the handshake agreed on."""
 
     agreed: str | None = None
+    peer_der: bytes | None = None  # the server's certificate, for the expiry warning
 
     def wrap_socket(
         self,
@@ -228,6 +229,7 @@ class _TlsContext(ssl.SSLContext):
             sock, server_side, do_handshake_on_connect, suppress_ragged_eofs, server_hostname, session
         )
         self.agreed = wrapped.version()
+        self.peer_der = wrapped.getpeercert(binary_form=True)
         return wrapped
 
 
@@ -279,6 +281,7 @@ _REFUSE_CLEARTEXT = {name: functools.partial(_RefuseCleartext, name) for name in
 class _Session:
     connection: Any  # pymysql.Connection
     tls: str | None  # the TLS version, or None without TLS
+    peer: PeerCertificate | None = None  # the server's certificate when it was verified
 
 
 def _login(config: MySQLConfig, sock: socket.socket, greeting: _Greeting, tls: bool, timeout: float) -> _Session:
@@ -300,7 +303,10 @@ def _login(config: MySQLConfig, sock: socket.socket, greeting: _Greeting, tls: b
         defer_connect=True,
     )
     conn.connect(sock=_Replayed(sock, greeting.packet))
-    return _Session(conn, context.agreed if context else None)
+    if context is None:
+        return _Session(conn, None)
+    der = context.peer_der if context.verify_mode != ssl.CERT_NONE else None
+    return _Session(conn, context.agreed, PeerCertificate.from_der(context.agreed or "TLS", der) if der else None)
 
 
 async def _blocking(sock: socket.socket, work: Callable[[], T]) -> T:
@@ -377,6 +383,8 @@ async def _check_database(config: MySQLConfig, probe: Probe, sock: socket.socket
                 session = await _blocking(sock, lambda: _login(config, sock, greeting, tls, timeout))
             except _DRIVER_ERRORS as exc:
                 raise errors.failure(exc, tls_started=tls) from None
+            if session.peer is not None:
+                warn_if_expiring(probe, session.peer, config.host, hint=_RENEW)
             tls_name = f"TLS {session.tls.removeprefix('TLSv')}" if session.tls else "no TLS"
             step.message = f"Logged in as '{config.user}' to {_server_name(greeting.version)} ({tls_name})"
         async with probe.step("access") as step:
@@ -536,6 +544,7 @@ class _Errors:
         )
 
 
+_RENEW = "Renew the server's certificate (ssl_cert in the server's configuration) and restart it before then."
 _TRUST_FIX = "put the CA certificate that signed it in ssl_ca, or use ssl_mode 'required' to encrypt without verifying"
 
 _AUTH, _AUTHZ = FailureType.AUTHENTICATION_FAILED, FailureType.AUTHORIZATION_FAILED

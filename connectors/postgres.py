@@ -40,6 +40,7 @@ from connectors.network import Address, connect_tcp, resolve, shown
 from connectors.profile import is_production
 from connectors.ssh import TUNNEL_STEPS, OptionalTunnel, TunnelledConnector, open_tunnel
 from connectors.text import mask_secrets, server_text
+from connectors.tls import PeerCertificate, warn_if_expiring
 
 SslMode = Literal["disable", "prefer", "require", "verify-ca", "verify-full"]
 
@@ -165,6 +166,8 @@ def _ssl_context(config: PostgresConfig) -> ssl.SSLContext:
     return context
 
 
+_RENEW = "Renew the server's certificate (ssl_cert_file in postgresql.conf) and reload the server before then."
+
 _UNTRUSTED_HINT = (
     "Paste the CA certificate that signed the server's certificate into ssl_root_cert, "
     "or use ssl_mode 'require' to encrypt without verifying the certificate."
@@ -226,6 +229,9 @@ async def _check_tls(probe: Probe, config: PostgresConfig, address: Address) -> 
                     return False
                 raise ProbeFailure(FailureType.TLS_ERROR, f"TLS handshake with the server failed ({reason})") from None
             tls = writer.get_extra_info("ssl_object")
+            der = tls.getpeercert(binary_form=True) if tls else None
+            if der and config.verifies_certificate():
+                warn_if_expiring(probe, PeerCertificate.from_der(tls.version() or "TLS", der), config.host, hint=_RENEW)
             verified = {"verify-full": "issuer and host name verified", "verify-ca": "issuer verified"}.get(
                 mode, "issuer verified" if config.verifies_certificate() else "certificate not verified"
             )

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from cryptography import x509
 
 from connectors.base import Probe
-from connectors.errors import FailureType, ProbeFailure
+from connectors.errors import EXPIRY_WARNING_DAYS, FailureType, ProbeFailure, WarningCode
 from connectors.network import Address
 
 TRUST_FIX = "set ca_cert or verify_tls=false"
@@ -181,11 +181,36 @@ async def tls_handshake(
         except OSError as exc:  # ssl.SSLError is an OSError too
             raise tls_failure(exc, server_hostname, trust_fix=trust_fix) from None
         try:
-            step.message = connection.peer.describe(verified=context.verify_mode != ssl.CERT_NONE)
+            peer = connection.peer
+            verified = context.verify_mode != ssl.CERT_NONE
+            step.message = peer.describe(verified=verified)
+            if verified:  # an unverified certificate is not trusted anyway: its end says nothing
+                warn_if_expiring(probe, peer, server_hostname)
         except BaseException:
             connection.abort()
             raise
         return connection
+
+
+RENEW_HINT = (
+    "Ask the server's administrator to renew its certificate before then: once it expires, checks and syncs fail."
+)
+
+
+def warn_if_expiring(probe: Probe, peer: PeerCertificate, host: str, *, hint: str = RENEW_HINT) -> None:
+    """Warn CERTIFICATE_EXPIRING when ``peer`` (a verified certificate of ``host``) ends within
+    EXPIRY_WARNING_DAYS: the check passes today, the sync fails when it ends."""
+    left = peer.not_after - dt.datetime.now(dt.UTC)
+    if left >= dt.timedelta(days=EXPIRY_WARNING_DAYS):
+        return
+    names = ", ".join(peer.names[:5]) or host
+    when = f"in {left.days} days" if left.days > 1 else ("in 1 day" if left.days == 1 else "within a day")
+    probe.warn(
+        WarningCode.CERTIFICATE_EXPIRING,
+        f"The TLS certificate of {host} (for {names}, issued by {peer.issuer}) expires on "
+        f"{peer.not_after:%Y-%m-%d %H:%M} UTC, {when}",
+        hint=hint,
+    )
 
 
 def tls_failure(

@@ -7,13 +7,14 @@ import json
 import re
 import socket
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from connectors import get_connector
 from connectors.base import MASK, CheckResult, CheckStatus, Probe, StepStatus
-from connectors.errors import FailureType, InvalidConfiguration
+from connectors.errors import FailureType, InvalidConfiguration, WarningCode
 from connectors.http import HttpConfig, HttpConnector
 from connectors.network import Address, connect_tcp, resolve
 from connectors.tls import client_context, tls_handshake
@@ -469,3 +470,38 @@ async def test_a_self_signed_certificate_given_as_ca_cert_is_trusted() -> None:
     with start_http_server(server_context(cert_pem, key_pem)) as server:
         result = await check({"url": server.url("/ok"), "ca_cert": cert_pem})
     assert result.status == CheckStatus.SUCCEEDED, result.failure
+
+
+# --- warnings -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def expiring_https_server(test_ca: TestCA) -> Iterator[HttpServer]:
+    """As https_server, but its certificate ends in three days."""
+    cert = test_ca.issue(not_after=dt.datetime.now(dt.UTC) + dt.timedelta(days=3))
+    with start_http_server(server_context(*cert), ca_pem=test_ca.pem) as server:
+        yield server
+
+
+async def test_a_certificate_that_expires_within_two_weeks_is_warned_about(
+    expiring_https_server: HttpServer,
+) -> None:
+    result = await check({"url": expiring_https_server.url("/ok"), "ca_cert": expiring_https_server.ca_pem})
+    assert result.status == CheckStatus.SUCCEEDED, result.failure
+    [warning] = result.warnings
+    assert warning.code == WarningCode.CERTIFICATE_EXPIRING
+    assert "127.0.0.1" in warning.message and "sourcecheck test CA" in warning.message
+    assert re.search(r"expires on \d{4}-\d\d-\d\d .*in 2 days", warning.message), warning.message
+    assert "renew" in warning.hint
+
+
+async def test_a_long_lived_certificate_is_not_warned_about(https_server: HttpServer) -> None:
+    result = await check({"url": https_server.url("/ok"), "ca_cert": https_server.ca_pem})
+    assert result.status == CheckStatus.SUCCEEDED, result.failure
+    assert result.warnings == []
+
+
+async def test_an_unverified_certificate_is_not_warned_about(expiring_https_server: HttpServer) -> None:
+    result = await check({"url": expiring_https_server.url("/ok"), "verify_tls": False})
+    assert result.status == CheckStatus.SUCCEEDED, result.failure
+    assert result.warnings == []

@@ -465,3 +465,19 @@ def test_the_greeting_is_read_as_the_driver_reads_it(plugin: bytes, tls: bool) -
         assert ours.offers_tls == bool(driver.server_capabilities & CLIENT.SSL) == tls
         assert ours.version == driver.server_version
         driver._rfile.close()
+
+
+async def test_a_verified_certificate_that_expires_within_two_weeks_is_warned_about(mariadb_server: MariaDB) -> None:
+    server = tls_server(mariadb_server)  # its certificate ends two days after the server started
+    result = await check(server.config(host="localhost", ssl_mode="verify_identity", ssl_ca=server.ca_pem))
+    assert result["status"] == "succeeded", result["failure"]
+    [warning] = result["warnings"]
+    assert warning["code"] == "certificate_expiring"
+    assert "localhost" in warning["message"] and "expires on" in warning["message"]
+    assert "ssl_cert" in warning["hint"]
+
+
+async def test_an_unverified_certificate_is_not_warned_about(mariadb_server: MariaDB) -> None:
+    result = await check(tls_server(mariadb_server).config(ssl_mode="required"))
+    assert result["status"] == "succeeded", result["failure"]
+    assert [w for w in result["warnings"] if w["code"] == "certificate_expiring"] == []

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from connectors.base import CheckResult, CheckStatus, StepStatus
-from connectors.errors import FailureType, InvalidConfiguration
+from connectors.errors import FailureType, InvalidConfiguration, WarningCode
 from connectors.profile import Profile
 from connectors.registry import get_connector
 from tests import helpers
@@ -518,3 +518,29 @@ def test_config_rejects_a_root_certificate_that_is_not_pem() -> None:
         )
 
     assert [e.field for e in caught.value.errors] == ["ssl_root_cert"]
+
+
+async def test_a_verified_certificate_that_expires_within_two_weeks_is_warned_about(tls_server: Any, ca: Certs) -> None:
+    port = await tls_server(*_cert("localhost", ca, days=(-30, 3)))
+    result = await check(tls_config(port, "verify-full", ca.ca_pem))
+
+    assert step(result, "tls").status == StepStatus.SUCCEEDED  # the fake server then hangs up: the login fails
+    [warning] = result.warnings
+    assert warning.code == WarningCode.CERTIFICATE_EXPIRING
+    assert "localhost" in warning.message and "in 2 days" in warning.message
+    assert "ssl_cert_file" in warning.hint
+
+
+async def test_a_certificate_valid_for_a_month_is_not_warned_about(postgres_tls_server: PostgresServer) -> None:
+    result = await check(
+        postgres_tls_server.config(host="localhost", ssl_mode="verify-full", ssl_root_cert=postgres_tls_server.ca_cert)
+    )
+    assert result.status == CheckStatus.SUCCEEDED, result
+    assert result.warnings == []
+
+
+async def test_an_unverified_certificate_is_not_warned_about(tls_server: Any, ca: Certs) -> None:
+    port = await tls_server(*_cert("localhost", ca, days=(-30, 3)))
+    result = await check(tls_config(port, "require"))
+    assert step(result, "tls").status == StepStatus.SUCCEEDED
+    assert result.warnings == []
