@@ -47,7 +47,7 @@ from connectors.profile import is_production
 from connectors.ssh import TUNNEL_STEPS, OptionalTunnel, TunnelledConnector, open_tunnel
 from connectors.text import server_text
 from connectors.threads import ThreadPool
-from connectors.tls import PeerCertificate, tls_failure, warn_if_expiring
+from connectors.tls import PeerCertificate, TlsFields, tls_failure, warn_if_expiring
 
 T = TypeVar("T")
 
@@ -339,8 +339,8 @@ class MySQLConnector(TunnelledConnector):
 
     async def check(self, config: MySQLConfig, probe: Probe) -> None:
         if config.ssh_tunnel is None:
-            addresses = await resolve(probe, config.host, config.port)
-            address, sock = await connect_tcp(probe, addresses, keep=True)
+            addresses = await resolve(probe, config.host, config.port, fields=["host"])
+            address, sock = await connect_tcp(probe, addresses, keep=True, fields=["host", "port"])
             await _check_database(config, probe, sock, _hostport(shown(address), address.port))
             return
         async with open_tunnel(probe, config.ssh_tunnel) as tunnel:
@@ -485,6 +485,7 @@ class _Errors:
                 "connection without TLS: it was not sent",
                 hint="Enable TLS on the server and set ssl_mode to required or stricter, or give the account "
                 "caching_sha2_password or mysql_native_password.",
+                fields=("ssl_mode", "user"),
             )
         if isinstance(exc, OSError):  # reading the greeting
             return self._connection_failure(exc, tls_started)
@@ -495,6 +496,7 @@ class _Errors:
                 FailureType.UNEXPECTED_RESPONSE,
                 f"The server at {self.where} does not speak the MySQL protocol",
                 hint="Check that the host and port point at a MySQL or MariaDB server, not a proxy or another service.",
+                fields=("host", "port"),
             )
         if code == CR.CR_CONN_HOST_ERROR:  # the driver's wrapping of an OSError while connecting, TLS included
             return self._connection_failure(exc.__context__, tls_started)
@@ -515,7 +517,9 @@ class _Errors:
         hint = hint.format(
             user=self.config.user, db=self.config.database, grant=self.grant(), visible=self.visible_hint()
         )
-        return ProbeFailure(kind, text, hint=hint, retryable=True if code in _BUSY else None)
+        return ProbeFailure(
+            kind, text, hint=hint, retryable=True if code in _BUSY else None, fields=_FIELDS_BY_CODE.get(code, ())
+        )
 
     def _no_tls(self) -> ProbeFailure:
         why = f"ssl_mode is '{self.config.ssl_mode}'"
@@ -526,13 +530,14 @@ class _Errors:
             f"The server at {self.where} does not offer TLS, but {why}",
             hint="Enable TLS on the server (ssl_cert and ssl_key), or set ssl_mode to preferred on this source "
             "if the network is trusted.",
+            fields=("ssl_mode",),
         )
 
     def _connection_failure(self, cause: BaseException | None, tls_started: bool) -> ProbeFailure:
         if isinstance(cause, TimeoutError):  # an OSError too, so first
             return ProbeFailure(FailureType.TIMEOUT, f"No answer from {self.where} while connecting")
         if isinstance(cause, OSError) and (tls_started or isinstance(cause, ssl.SSLError)):
-            return tls_failure(cause, self.config.host, trust_fix=_TRUST_FIX)
+            return tls_failure(cause, self.config.host, trust_fix=_TRUST_FIX, fields=_TLS_FIELDS)
         if isinstance(cause, ConnectionRefusedError):
             return ProbeFailure(FailureType.CONNECTION_REFUSED, f"Connection refused ({self.where})")
         reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else type(cause).__name__
@@ -545,6 +550,7 @@ class _Errors:
 
 
 _RENEW = "Renew the server's certificate (ssl_cert in the server's configuration) and restart it before then."
+_TLS_FIELDS = TlsFields(trust=("ssl_ca", "ssl_mode"))
 _TRUST_FIX = "put the CA certificate that signed it in ssl_ca, or use ssl_mode 'required' to encrypt without verifying"
 
 _AUTH, _AUTHZ = FailureType.AUTHENTICATION_FAILED, FailureType.AUTHORIZATION_FAILED
@@ -602,6 +608,20 @@ _BY_CODE: dict[int, tuple[FailureType, str]] = {
             "The user has used up a resource limit (e.g. MAX_CONNECTIONS_PER_HOUR): wait, or raise it.",
         ),
         ((3159,), FailureType.TLS_ERROR, "The server only accepts TLS: set ssl_mode to required or stricter."),
+    ]
+    for code in codes
+}
+# Server error codes -> the configuration fields to fix (none for the server's own limits).
+_FIELDS_BY_CODE: dict[int, tuple[str, ...]] = {
+    code: fields
+    for codes, fields in [
+        ((1045, 1698), ("user", "password")),
+        ((1820, 1862), ("password",)),
+        ((3118, 4151, 1251, 2059, 1130, 1203, 1226), ("user",)),
+        ((1129,), ("host",)),
+        ((1044, 1142, 1143), ("user", "database")),
+        ((1049,), ("database",)),
+        ((3159,), ("ssl_mode",)),
     ]
     for code in codes
 }

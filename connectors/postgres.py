@@ -125,8 +125,8 @@ class PostgresConnector(TunnelledConnector):
 
     async def check(self, config: PostgresConfig, probe: Probe) -> None:
         if config.ssh_tunnel is None:
-            addresses = await resolve(probe, config.host, config.port)
-            address = await connect_tcp(probe, addresses)
+            addresses = await resolve(probe, config.host, config.port, fields=["host"])
+            address = await connect_tcp(probe, addresses, fields=["host", "port"])
             await self._check_database(config, probe, address)
             return
         async with open_tunnel(probe, config.ssh_tunnel) as tunnel:
@@ -188,7 +188,9 @@ def _verify_failure(exc: ssl.SSLCertVerificationError, host: str) -> ProbeFailur
             "Use a host name the certificate was issued for, or ssl_mode 'verify-ca' to check the issuer only.",
         ),
     }.get(exc.verify_code, (f"failed verification ({exc.verify_message})", None))
-    return ProbeFailure(FailureType.TLS_ERROR, f"The server's certificate {what}", hint=hint)
+    trusted = hint == _UNTRUSTED_HINT
+    fields = ("ssl_root_cert", "ssl_mode") if trusted else ("host",)  # the server's certificate is at fault
+    return ProbeFailure(FailureType.TLS_ERROR, f"The server's certificate {what}", hint=hint, fields=fields)
 
 
 async def _check_tls(probe: Probe, config: PostgresConfig, address: Address) -> bool:
@@ -227,7 +229,9 @@ async def _check_tls(probe: Probe, config: PostgresConfig, address: Address) -> 
                 if mode == "prefer":  # libpq then retries without TLS, so the check goes on
                     step.message = f"TLS handshake failed ({reason}): the connection will not be encrypted"
                     return False
-                raise ProbeFailure(FailureType.TLS_ERROR, f"TLS handshake with the server failed ({reason})") from None
+                raise ProbeFailure(
+                    FailureType.TLS_ERROR, f"TLS handshake with the server failed ({reason})", fields=("ssl_mode",)
+                ) from None
             tls = writer.get_extra_info("ssl_object")
             der = tls.getpeercert(binary_form=True) if tls else None
             if der and config.verifies_certificate():
@@ -252,11 +256,13 @@ def _no_tls_failure(config: PostgresConfig) -> ProbeFailure:
             FailureType.TLS_ERROR,
             "The server does not support SSL, and sources without an ssl_mode require it in production",
             hint=f"Turn on TLS in the server (ssl = on in postgresql.conf, with a certificate), {opt_out}",
+            fields=("ssl_mode",),
         )
     return ProbeFailure(
         FailureType.TLS_ERROR,
         f"The server does not support SSL, but ssl_mode '{config.ssl_mode}' requires it",
         hint=f"Turn on TLS in the server (ssl = on in postgresql.conf, with a certificate), {opt_out}",
+        fields=("ssl_mode",),
     )
 
 
