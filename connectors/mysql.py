@@ -40,7 +40,7 @@ from pydantic import Field, model_validator
 from pymysql.constants import CLIENT, CR
 
 from connectors.base import ConnectorConfig, Probe, Secret
-from connectors.errors import FailureType, ProbeFailure
+from connectors.errors import FailureType, ProbeFailure, WarningCode
 from connectors.fields import DestinationHost, DestinationPort, Name, PemCertificates
 from connectors.network import connect_tcp, resolve, shown
 from connectors.profile import is_production
@@ -385,6 +385,14 @@ async def _check_database(config: MySQLConfig, probe: Probe, sock: socket.socket
                 raise errors.failure(exc, tls_started=tls) from None
             if session.peer is not None:
                 warn_if_expiring(probe, session.peer, config.host, hint=_RENEW)
+            if session.tls is None and config.password.get_secret_value():
+                probe.warn(
+                    WarningCode.WEAK_AUTHENTICATION,
+                    f"'{config.user}' logged in with a password over a connection without TLS: whoever records the "
+                    "login can attack the password offline, and every row read travels unencrypted",
+                    hint="Enable TLS on the server (ssl_cert and ssl_key) and set ssl_mode to verify_identity (or "
+                    "required).",
+                )
             tls_name = f"TLS {session.tls.removeprefix('TLSv')}" if session.tls else "no TLS"
             step.message = f"Logged in as '{config.user}' to {_server_name(greeting.version)} ({tls_name})"
         async with probe.step("access") as step:

@@ -34,7 +34,7 @@ from psycopg.rows import TupleRow
 from pydantic import Field
 
 from connectors.base import ConnectorConfig, Probe, Secret, Step, StepStatus
-from connectors.errors import FailureType, ProbeFailure
+from connectors.errors import FailureType, ProbeFailure, WarningCode
 from connectors.fields import DestinationHost, DestinationPort, Name, PemCertificates
 from connectors.network import Address, connect_tcp, resolve, shown
 from connectors.profile import is_production
@@ -323,6 +323,15 @@ async def _authenticate(
                 os.unlink(rootcert)
         version = (conn.info.parameter_status("server_version") or "?").split()[0]
         tls = "TLS" if conn.pgconn.ssl_in_use else "no TLS"
+        if not conn.pgconn.ssl_in_use and conn.pgconn.used_password:
+            probe.warn(
+                WarningCode.WEAK_AUTHENTICATION,
+                f'"{config.user}" logged in with a password over a connection without TLS: whoever records the '
+                "login can attack the password offline, a man-in-the-middle can take the session over, and "
+                "every row read travels unencrypted",
+                hint="Turn on TLS in the server (ssl = on in postgresql.conf, with a certificate) and set ssl_mode to "
+                "'verify-full' (or 'require').",
+            )
         step.message = f'Logged in as "{config.user}" to database "{config.database}" (PostgreSQL {version}, {tls})'
         return conn
 

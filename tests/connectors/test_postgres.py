@@ -544,3 +544,29 @@ async def test_an_unverified_certificate_is_not_warned_about(tls_server: Any, ca
     result = await check(tls_config(port, "require"))
     assert step(result, "tls").status == StepStatus.SUCCEEDED
     assert result.warnings == []
+
+
+async def test_a_password_login_without_tls_is_warned_about_as_weak(postgres_server: PostgresServer) -> None:
+    result = await check(postgres_server.config(ssl_mode="disable"))
+    assert result.status == CheckStatus.SUCCEEDED, result
+    [warning] = [w for w in result.warnings if w.code == WarningCode.WEAK_AUTHENTICATION]
+    assert "without TLS" in warning.message and "ssl_mode" in warning.hint
+
+
+async def test_a_password_login_over_tls_is_not_warned_about(postgres_tls_server: PostgresServer) -> None:
+    result = await check(postgres_tls_server.config(ssl_mode="require"))
+    assert result.status == CheckStatus.SUCCEEDED, result
+    assert [w for w in result.warnings if w.code == WarningCode.WEAK_AUTHENTICATION] == []
+
+
+async def test_network_and_tls_failures_name_their_fields(
+    postgres_server: PostgresServer, postgres_tls_server: PostgresServer, closed_port: int
+) -> None:
+    unresolvable = await check(postgres_server.config(host="db.invalid"), 3)
+    assert unresolvable.failure is not None and unresolvable.failure.fields == ["host"]
+    refused = await check(postgres_server.config(port=closed_port), 3)
+    assert refused.failure is not None and refused.failure.fields == ["host", "port"]
+    untrusted = await check(postgres_tls_server.config(ssl_mode="verify-full"))
+    assert untrusted.failure is not None and untrusted.failure.fields == ["ssl_root_cert", "ssl_mode"]
+    no_tls = await check(postgres_server.config(ssl_mode="require"))
+    assert no_tls.failure is not None and no_tls.failure.fields == ["ssl_mode"]
