@@ -398,7 +398,7 @@ async def test_an_unpinned_bastion_key_is_warned_about_with_the_fingerprint_to_p
     pinned = ssh_server.tunnel(host_key=ssh_server.host_fingerprint)
     again = await check("postgres", postgres_server.config(ssh_tunnel=pinned, ssl_mode="disable"))
     assert again.status == CheckStatus.SUCCEEDED, again
-    assert again.warnings == []
+    assert [w for w in again.warnings if w.code == WarningCode.UNPINNED_HOST_KEY] == []
 
 
 @pytest.mark.parametrize("name", ["postgres", "mysql"])
