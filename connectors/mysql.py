@@ -517,6 +517,7 @@ class _Errors:
                 hint="Check that this is a MySQL or MariaDB port, and that the server (or a proxy in front) "
                 "accepts the workers' address.",
                 retryable=True,
+                fields=("host", "port"),
             )
         text = server_text(str(exc.args[1]) if len(exc.args) > 1 else str(exc))  # the server's own words
         if code not in _BY_CODE:
@@ -547,13 +548,16 @@ class _Errors:
         if isinstance(cause, OSError) and (tls_started or isinstance(cause, ssl.SSLError)):
             return tls_failure(cause, self.config.host, trust_fix=_TRUST_FIX, fields=_TLS_FIELDS)
         if isinstance(cause, ConnectionRefusedError):
-            return ProbeFailure(FailureType.CONNECTION_REFUSED, f"Connection refused ({self.where})")
+            return ProbeFailure(
+                FailureType.CONNECTION_REFUSED, f"Connection refused ({self.where})", fields=("host", "port")
+            )
         reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else type(cause).__name__
         return ProbeFailure(
             FailureType.UNEXPECTED_RESPONSE,
             f"The connection to {self.where} failed during the MySQL handshake ({reason})",
             hint="Check that this is a MySQL or MariaDB port, not a proxy or another service.",
             retryable=True,
+            fields=("host", "port"),
         )
 
 

@@ -203,7 +203,9 @@ async def _check_tls(probe: Probe, config: PostgresConfig, address: Address) -> 
             reader, writer = await asyncio.open_connection(address.ip, address.port)
         except OSError as exc:
             raise ProbeFailure(
-                FailureType.CONNECTION_REFUSED, f"Could not connect again to {where}: {exc.strerror}"
+                FailureType.CONNECTION_REFUSED,
+                f"Could not connect again to {where}: {exc.strerror}",
+                fields=("host", "port"),
             ) from None
         try:
             writer.write(_SSL_REQUEST)
@@ -219,6 +221,7 @@ async def _check_tls(probe: Probe, config: PostgresConfig, address: Address) -> 
                 raise ProbeFailure(
                     FailureType.UNEXPECTED_RESPONSE,
                     f"The server answered the SSL request {said}: is this a PostgreSQL server on port {address.port}?",
+                    fields=("host", "port"),
                 )
             try:
                 await writer.start_tls(_ssl_context(config), server_hostname=config.host)
@@ -487,11 +490,12 @@ def _driver_failure(exc: psycopg.Error, config: PostgresConfig) -> ProbeFailure:
             "The server asked for the password in cleartext over a connection without TLS: it was not sent",
             hint="Turn on TLS in the server and set ssl_mode to 'require' or stricter, or let the role log in "
             "with scram-sha-256 (password_encryption and the pg_hba.conf line's method).",
+            fields=("ssl_mode", "user"),
         )
     if re.search(r"SSL|certificate|TLS", said):
-        return ProbeFailure(FailureType.TLS_ERROR, text)
+        return ProbeFailure(FailureType.TLS_ERROR, text, fields=("ssl_mode", "ssl_root_cert"))
     if "timeout expired" in said:
         return ProbeFailure(FailureType.TIMEOUT, "The server did not complete the login in time")
     if "Connection refused" in said:
-        return ProbeFailure(FailureType.CONNECTION_REFUSED, f"Connection refused ({text})")
+        return ProbeFailure(FailureType.CONNECTION_REFUSED, f"Connection refused ({text})", fields=("host", "port"))
     return ProbeFailure(FailureType.UNEXPECTED_RESPONSE, text, retryable="closed the connection" in said)

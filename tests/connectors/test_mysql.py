@@ -352,6 +352,7 @@ async def test_a_greeting_that_asks_for_a_cleartext_password_without_tls_gets_no
 
     assert result["failure"]["type"] == "authentication_failed"
     assert "in cleartext" in result["failure"]["message"]
+    assert result["failure"]["fields"] == ["ssl_mode", "user"]
     assert await recorded(received) == [b""]
 
 

@@ -437,6 +437,7 @@ async def test_a_cleartext_password_request_without_tls_is_never_answered(
     assert failure_type(attacked) == FailureType.AUTHENTICATION_FAILED
     assert attacked.failure is not None
     assert "asked for the password in cleartext over a connection without TLS" in attacked.failure.message
+    assert attacked.failure.fields == ["ssl_mode", "user"]
     assert step(attacked, "tls").status == StepStatus.SKIPPED
     assert cleartext_server.startups == 1
     assert cleartext_server.passwords == []
