@@ -55,7 +55,7 @@ async def resolve(probe: Probe, host: str, port: int, *, fields: Sequence[str] =
     Without them run_check names all the destination fields, right for a connector with one
     destination (``url``), too wide for one that has two (a database behind a tunnel).
     """
-    async with probe.step("resolve") as step:
+    async with probe.step("resolve", fields=fields) as step:
         try:
             infos = literal_addrinfo(host, port)
             if infos is None:
@@ -137,7 +137,7 @@ async def connect_tcp(
     every address (refused ones are skipped). Each failure names ``fields``, the configuration
     fields the host and port come from (``["ssh_tunnel.host", "ssh_tunnel.port"]``; see :func:`resolve`).
     """
-    async with probe.step("tcp") as step:
+    async with probe.step("tcp", fields=fields) as step:
         policy = current_policy()
         refused = {a.ip: reason for a in addresses if (reason := policy.refusal(a.ip)) is not None}
         if refused and len(refused) == len({a.ip for a in addresses}):

@@ -606,7 +606,7 @@ async def ssh_login(
     login: asyncio.Task[asyncssh.SSHClientConnection] | None = None
     try:
         login = asyncio.create_task(_connect(endpoint, sock, client, probe))
-        async with probe.step("ssh") as step:
+        async with probe.step("ssh", fields=[f"{prefix}host", f"{prefix}port"]) as step:
             await _first(client.handshake_done.wait(), login)
             if not client.handshake_done.is_set():
                 exc = _outcome(login)
@@ -830,7 +830,7 @@ class Tunnel:
 
     async def reach(self, probe: Probe, host: str, port: int) -> None:
         """Step ``tunnel``: the bastion opens a TCP connection to ``host:port`` (resolved by the bastion)."""
-        async with probe.step("tunnel") as step:
+        async with probe.step("tunnel", fields=["host", "port"]) as step:
             try:
                 self._spare = await self.conn.open_connection(host, port)
             except asyncssh.ChannelOpenError as exc:

@@ -272,6 +272,7 @@ async def test_a_bastion_that_never_answers_times_out_in_the_ssh_step(
 
     assert failure(result).type == FailureType.TIMEOUT
     assert failure(result).message == "No answer within 1.5 s during step 'ssh'"
+    assert failure(result).fields == ["ssh_tunnel.host", "ssh_tunnel.port"]  # not the database's
     assert time.monotonic() - started < 2.5
 
 
