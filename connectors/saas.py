@@ -19,6 +19,7 @@ refresh is not in the configuration, so ``run_check``'s scrubbing alone would mi
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
 import json
 import re
@@ -207,6 +208,10 @@ class ApiClient:
     def use_bearer(self, token: str) -> None:
         self.use_authorization(f"Bearer {token}", token)
 
+    def use_basic(self, user: str, password: str) -> None:
+        pair = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+        self.use_authorization(f"Basic {pair}", password, pair)
+
     def add_secret(self, *values: str) -> None:
         """Mask ``values`` in every text this client puts in a message."""
         self.secrets.extend(v for v in values if v)
@@ -224,12 +229,14 @@ class ApiClient:
         *,
         params: Mapping[str, str | int] | None = None,
         data: Mapping[str, str] | None = None,
+        json: Any = None,
         headers: Mapping[str, str] | None = None,
         credentials: bool = True,
     ) -> ApiResponse:
         """Send one request and read its answer (bounded by the transport).
 
         ``path_or_url``: a path under the base URL, or an absolute URL (a token endpoint).
+        ``data`` is sent as a form, ``json`` as a JSON body (an RPC API such as Dropbox's).
         ``credentials``: send the Authorization header (only ever to the base URL's origin).
         A network or protocol error is raised as a ProbeFailure; any status is returned.
         """
@@ -240,7 +247,15 @@ class ApiClient:
         for attempt in range(2):
             timeout = max(self.probe.remaining(), 0.05)
             async with stream(
-                self.http, method, url, params=params, data=data, headers=sent, timeout=timeout, trust_fix=TRUST_FIX
+                self.http,
+                method,
+                url,
+                params=params,
+                data=data,
+                json=json,
+                headers=sent,
+                timeout=timeout,
+                trust_fix=TRUST_FIX,
             ) as response:
                 peer = response_peer(response)
                 body = await response.aread()
