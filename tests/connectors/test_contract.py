@@ -648,21 +648,7 @@ async def test_a_rate_limit_longer_than_the_deadline_fails_at_once_saying_when(
     assert elapsed < CLOSED_PORT_TIMEOUT, f"{connector.name}: waited for a Retry-After that could not fit"
 
 
-# Their connector modules name no credential field on a 401 yet (another branch is on them):
-# strict, so the test says when that lands and this set must go.
-_CREDENTIAL_FIELDS_PENDING = frozenset({"confluence", "google_drive", "sharepoint"})
-
-
-@pytest.mark.parametrize(
-    "connector",
-    [
-        pytest.param(c, marks=pytest.mark.xfail(strict=True, reason="names no credential field on a 401 yet"))
-        if c.name in _CREDENTIAL_FIELDS_PENDING
-        else c
-        for c in _api_connectors()
-    ],
-    ids=lambda c: c.name,
-)
+@each_api_connector
 async def test_a_refused_credential_is_authentication_failed_naming_the_fields_to_fix(
     connector: Connector, test_ca: TestCA
 ) -> None:
