@@ -26,6 +26,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from cryptography.fernet import Fernet
 from sqlalchemy import URL, Engine, create_engine, inspect, text
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel
 
 from api.db import (
@@ -377,3 +378,66 @@ def test_db_commands_answer_an_unreachable_database_in_one_line_without_the_pass
         assert done.returncode == 2, done.stderr
         assert done.stderr.startswith("error: database: ") and done.stderr.count("\n") == 1, done.stderr
         assert url.split(":")[2].split("@")[0] not in done.stderr + done.stdout
+
+
+# --- 0002: the test history ----------------------------------------------------------------
+
+
+def _history_up_and_down(engine: Engine) -> None:
+    """0002 makes test_record (deleted with its source), and going down to 0001 removes only it."""
+    upgrade_schema(engine)
+    with engine.begin() as c:
+        c.execute(text("INSERT INTO organization (id, name, created_at) VALUES ('org_h', 'H', CURRENT_TIMESTAMP)"))
+        c.execute(
+            text(
+                "INSERT INTO workspace (id, organization_id, name, is_default, created_at) "
+                "VALUES ('ws_h', 'org_h', 'default', true, CURRENT_TIMESTAMP)"
+            )
+        )
+        for source in ("src_gone", "src_kept"):
+            c.execute(
+                text(
+                    "INSERT INTO source (id, organization_id, workspace_id, source_definition_id, name, "
+                    "configuration_encrypted, created_at, updated_at) VALUES "
+                    "(:source, 'org_h', 'ws_h', 'postgres', 'n', 'x', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                ),
+                {"source": source},
+            )
+            c.execute(
+                text(
+                    "INSERT INTO test_record (organization_id, source_id, job_id, source_definition_id, status, "
+                    "warnings, steps, ended_at, created_at, status_changed) VALUES "
+                    "('org_h', :source, :job, 'postgres', 'succeeded', '[]', '[]', "
+                    "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, false)"
+                ),
+                {"source": source, "job": f"job_{source}"},
+            )
+    duplicate = (
+        "INSERT INTO test_record (organization_id, source_id, job_id, source_definition_id, status, warnings, "
+        "steps, ended_at, created_at, status_changed) VALUES ('org_h', 'src_kept', 'job_src_kept', 'postgres', "
+        "'failed', '[]', '[]', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, false)"
+    )
+    with pytest.raises(IntegrityError), engine.begin() as c:  # one row per job
+        c.execute(text(duplicate))
+    with engine.begin() as c:
+        if c.dialect.name == "sqlite":
+            c.exec_driver_sql("PRAGMA foreign_keys=ON")  # as api.db's engine sets on every connection
+        c.execute(text("DELETE FROM source WHERE id = 'src_gone'"))
+    with engine.connect() as c:
+        assert c.execute(text("SELECT source_id FROM test_record")).scalars().all() == ["src_kept"]
+
+    with engine.begin() as connection:
+        command.downgrade(alembic_config(connection), "0001")
+    assert set(inspect(engine).get_table_names()) == TABLES - {"test_record"} | {"alembic_version"}
+    assert schema_state(engine).current == ("0001",)
+    with engine.connect() as c:
+        assert c.execute(text("SELECT id FROM source")).scalars().all() == ["src_kept"]
+    assert upgrade_schema(engine) == (("0001",), (HEAD,))
+
+
+def test_0002_adds_the_test_history_and_goes_down_again_on_sqlite(sqlite_engine: Engine) -> None:
+    _history_up_and_down(sqlite_engine)
+
+
+def test_0002_adds_the_test_history_and_goes_down_again_on_postgres(postgres: tuple[Engine, str]) -> None:
+    _history_up_and_down(postgres[0])
