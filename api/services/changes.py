@@ -9,7 +9,9 @@ news. A record older than the source's newest one (delivered late) is history, n
 Delivery is at least once: a change is dispatched again if the recorder stopped between
 committing the record and acknowledging it, so a consumer (webhooks) keys what it does on
 ``change.current.job_id``. Dispatching must not raise for a consumer's failure to deliver;
-whatever it raises is logged and the record stays recorded.
+whatever it raises is logged and the record stays recorded. It runs on the API's event
+loop, inside the recorder's batch: it should persist what it has to do (a delivery to
+make) and return, never deliver inline (a slow receiver would hold up the history).
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ import pytest
 from sqlalchemy import URL, Engine, create_engine
 from sqlmodel import Session, select
 
+from api import history
 from api import recorder as recorder_module
 from api.db import upgrade_schema
 from api.models import Organization, Source, TestRecord, Workspace
@@ -404,3 +405,27 @@ async def test_results_finished_while_the_database_is_down_are_all_recorded_once
     assert [row.job_id for row in rows(engine)] == jobs
     assert client.xlen(HISTORY_STREAM) == 0
     assert [c.kind for c in changes_seen] == [ChangeKind.BROKE]  # once, though read several times
+
+
+async def test_pages_last_tests_and_pruning_work_on_postgres(
+    redis: RedisServer, proxied_postgres: tuple[Engine, TcpProxy], make_recorder: Any
+) -> None:
+    engine, _ = proxied_postgres
+    source, untested = add_source(engine), add_source(engine)
+    now = datetime.now(UTC)
+    jobs = [finish(redis, source, check(), ended_at=now - timedelta(minutes=m)).id for m in (3, 2, 1)]
+    last = finish(redis, source, check("failed", FailureType.TIMEOUT), ended_at=now).id
+    recorder = make_recorder(engine, history_max_per_source=3)
+    while await recorder.step(block_ms=100):
+        pass
+    with Session(engine) as session:
+        page, count = history.list_records(session, source_id=source, limit=2, offset=1)
+        assert count == 4 and [r.job_id for r in page] == jobs[:0:-1]
+        latest = history.last_tests(session, [source, untested])
+        assert list(latest) == [source]
+        assert (latest[source].status, latest[source].type) == ("failed", FailureType.TIMEOUT)
+        assert history.prune(session, retention_days=30, max_per_source=3) == 1
+        assert [r.job_id for r in history.list_records(session, source_id=source, limit=10, offset=0)[0]] == [
+            last,
+            *jobs[:0:-1],
+        ]
