@@ -35,6 +35,8 @@ from tests.servers import free_port
 from tests.servers.postgres import PostgresServer
 from tests.servers.redis import RedisServer
 from tests.servers.tcp import HostPort, TcpProxy
+from worker.app import app as celery_app
+from worker.jobs import JobStore
 from worker.keys import HISTORY_GROUP, HISTORY_STREAM, JOB_KEY
 from worker.model import Job, new_job
 from worker.records import final_record
@@ -181,6 +183,24 @@ def test_only_a_stored_sources_result_goes_into_the_stream_and_only_once(redis: 
     assert [e[1][b"job_id"].decode() for e in entries] == [job.id]
     fields = entries[0][1]
     assert fields[b"source_id"] == b"src_a" and fields[b"organization_id"] == ORG.encode()
+
+
+async def test_a_stored_sources_job_written_off_at_its_deadline_goes_into_the_stream(redis: RedisServer) -> None:
+    job = replace(
+        new_job(organization_id=ORG, source_definition_id="faulty", timeout=1, queue_timeout=1, source_id="src_w"),
+        recorded=True,
+        deadline_at=datetime.now(UTC) - timedelta(seconds=1),
+    )
+    redis.client().set(JOB_KEY.format(job.id), job.to_json(), ex=60)
+    store = JobStore(celery_app, redis.url, result_ttl=60)
+    try:
+        view = await store.load(job.id)  # nobody took it: written off by this read
+    finally:
+        await store.close()
+    assert view is not None and view.result is not None and view.result.failure is not None
+    assert view.result.failure.type == FailureType.TIMEOUT
+    [(_, fields)] = redis.client().xrange(HISTORY_STREAM)
+    assert fields[b"job_id"] == job.id.encode() and b'"timeout"' in fields[b"record"]
 
 
 # --- recording --------------------------------------------------------------------------

@@ -6,7 +6,7 @@
 -- Unless the job already has its final result: stores and publishes this one, forgets
 -- the job as in flight and remembers it as the latest result of its test (max_age); a
 -- job whose record says `recorded` (a stored source tested as stored) is also appended
--- to the history stream, in the same step, for the API's recorder (api/history.py).
+-- to the history stream, in the same step, for the API's recorder (api/recorder.py).
 -- Returns 1 when this record is the one stored.
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 0 end
 redis.call('PUBLISH', ARGV[4], ARGV[1])
@@ -15,8 +15,9 @@ if KEYS[3] ~= '' and redis.call('GET', KEYS[3]) == ARGV[3] then redis.call('DEL'
 if KEYS[4] ~= '' then redis.call('SET', KEYS[4], ARGV[3], 'EX', ARGV[2]) end
 local raw = redis.call('GET', KEYS[5])
 if raw then
-  local job = cjson.decode(raw)
-  if job.recorded == true and type(job.source_id) == 'string' then
+  -- The result is stored by now (a script is not rolled back): an unreadable record only skips the history.
+  local ok, job = pcall(cjson.decode, raw)
+  if ok and type(job) == 'table' and job.recorded == true and type(job.source_id) == 'string' then
     -- Capped so that a long database outage cannot fill Redis: past it the oldest go.
     redis.call('XADD', KEYS[6], 'MAXLEN', '~', 100000, '*', 'job_id', ARGV[3],
       'organization_id', job.organization_id, 'source_id', job.source_id, 'job', raw, 'record', ARGV[1])
