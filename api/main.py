@@ -19,6 +19,7 @@ from api import health, metrics
 from api.admission import Admission, AdmissionGate
 from api.db import get_engine, init_db
 from api.errors import ApiError, InvalidRequest, PayloadTooLarge, ServiceUnavailable, error_response, send_error
+from api.recorder import Recorder
 from api.routes import definitions, sources, tests, workspaces
 from api.settings import get_api_settings
 from connectors.errors import FieldError
@@ -42,6 +43,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     store = JobStore(celery_app, settings.redis_url, settings.result_ttl_seconds)
     await store.start()
     app.state.job_store = store
+    recorder = Recorder(settings.redis_url, get_engine(), settings)  # the sources' test history (api/recorder.py)
+    recorder.start()
     listener = (
         await metrics.serve(settings.metrics_address, settings.metrics_port, store)
         if not _metrics_on_api_port()
@@ -55,6 +58,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         if listener is not None:
             listener.close()
+        await recorder.close()
         await store.close()
 
 

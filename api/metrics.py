@@ -15,6 +15,11 @@ in development on the API's port, in production only on a listener of its own
 - ``sourcecheck_admission_admitted_total`` and ``sourcecheck_admission_waiting``: test
   requests that took a place in the admission gate (only authenticated ones do), and those
   waiting for one now (api.admission);
+- ``sourcecheck_history_records_total{outcome}``: final results the history recorder took
+  from the stream (``recorded``, ``duplicate``: recorded before, ``dropped``: its source was
+  deleted or the entry unreadable) (api/recorder.py);
+- ``sourcecheck_status_changes_total{outcome}``: status changes of stored sources
+  (``broke``, ``recovered``, ``failure_changed``, ``warnings_changed``; api/services/changes.py);
 - plus prometheus_client's ``process_*`` and ``python_*``.
 
 Each API process has its own numbers: scrape every process (not one behind a load balancer);
@@ -66,6 +71,10 @@ TESTS = Counter(
 QUEUE_DEPTH_ERRORS = Counter(
     "sourcecheck_queue_depth_errors", "Scrapes where the queue depth could not be read in time."
 )
+HISTORY_RECORDS = Counter(
+    "sourcecheck_history_records", "Final results of stored sources taken by the history recorder.", ["outcome"]
+)
+STATUS_CHANGES = Counter("sourcecheck_status_changes", "Status changes of stored sources, by outcome.", ["outcome"])
 
 
 class _ScrapeTime(Collector):

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from sqlalchemy import JSON, Index
 from sqlmodel import Field as DBField
 from sqlmodel import SQLModel
 
@@ -103,6 +104,39 @@ class Source(SQLModel, table=True):
     updated_at: datetime = DBField(default_factory=utcnow)
 
 
+class TestRecord(SQLModel, table=True):
+    """One finished test of a stored source (its history; api/history.py writes it).
+
+    Made from the job's final record, which carries no configuration and whose messages
+    are scrubbed of its secrets: nothing here is a secret. Deleted with its source, and
+    pruned by age and count (``history_retention_days``, ``history_max_per_source``).
+    """
+
+    __test__ = False  # not a pytest class
+    __tablename__ = "test_record"
+    __table_args__ = (Index("ix_test_record_source_newest", "source_id", "ended_at", "id"),)
+
+    id: int | None = DBField(default=None, primary_key=True)
+    organization_id: str = DBField(foreign_key="organization.id", index=True)
+    source_id: str = DBField(foreign_key="source.id", ondelete="CASCADE")
+    job_id: str = DBField(unique=True)  # a result delivered twice is recorded once
+    source_definition_id: str
+    status: str
+    failure_type: str | None = None
+    message: str | None = None
+    hint: str | None = None
+    retryable: bool | None = None
+    fields: list[str] | None = DBField(default=None, sa_type=JSON)
+    warnings: list[dict[str, Any]] = DBField(default_factory=list, sa_type=JSON)  # code, message, hint
+    steps: list[dict[str, Any]] = DBField(default_factory=list, sa_type=JSON)  # name, status, duration_ms, message
+    worker: str | None = None
+    started_at: datetime | None = None
+    ended_at: datetime = DBField(index=True)  # retention prunes by it
+    created_at: datetime = DBField(default_factory=utcnow)
+    # Its (status, type, warning codes) differ from the record before it: a status change.
+    status_changed: bool = False
+
+
 # --- API models -----------------------------------------------------------------------
 
 T = TypeVar("T")
@@ -134,6 +168,14 @@ class SourceUpdate(BaseModel):
     )
 
 
+class LastTest(BaseModel):
+    """The outcome of a source's latest recorded test."""
+
+    status: JobStatus = Field(examples=["failed"])
+    type: FailureType | None = Field(None, description="On failure: its type (docs/failure-types.md).")
+    ended_at: datetime
+
+
 class SourcePublic(BaseModel):
     id: str
     organization_id: str
@@ -143,6 +185,9 @@ class SourcePublic(BaseModel):
     configuration: dict[str, Any] = Field(description="Secrets are masked.")
     created_at: datetime
     updated_at: datetime
+    last_test: LastTest | None = Field(
+        description="Its latest recorded test (tests of the stored source, not inline ones); null before the first."
+    )
 
 
 class SourceDefinitionPublic(BaseModel):
@@ -246,6 +291,28 @@ class TestResult(BaseModel):
 
     status: JobStatus = Field(examples=["succeeded"])
     job_info: JobInfo | None
+
+
+class TestRecordPublic(BaseModel):
+    """A finished test of a stored source, as its history keeps it (never its configuration)."""
+
+    __test__ = False  # not a pytest class
+
+    job_id: str
+    source_id: str
+    source_definition_id: str
+    status: JobStatus
+    type: FailureType | None = Field(description="On failure: its type (docs/failure-types.md).")
+    message: str | None
+    hint: str | None
+    retryable: bool | None
+    fields: list[str] | None
+    warnings: list[WarningInfo]
+    steps: list[StepInfo]
+    worker: str | None
+    started_at: datetime | None
+    ended_at: datetime
+    duration_ms: float | None
 
 
 class ErrorDetail(BaseModel):

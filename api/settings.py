@@ -61,6 +61,15 @@ class ApiSettings(Settings):
         "listens on it: several API processes on one machine each need their own.",
     )
     metrics_address: str = Field("0.0.0.0", description="Address the API's metrics listener binds in production.")
+    history_retention_days: int = Field(
+        30, ge=1, le=3650, description="Recorded tests of stored sources older than this are deleted (api/recorder.py)."
+    )
+    history_max_per_source: int = Field(
+        1000, ge=1, le=1_000_000, description="At most this many recorded tests are kept per source (the newest)."
+    )
+    history_prune_interval_seconds: float = Field(
+        600.0, gt=0, le=86400, description="How often one API process of the deployment prunes the history."
+    )
 
     def sqlalchemy_url(self) -> str:
         if self.database_url:

@@ -6,11 +6,12 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
 from api.accounts import default_workspace, find_workspace, new_id
 from api.errors import InvalidConfigurationError, InvalidRequest, NotFound, SecretsRequired
-from api.models import Source, SourceCreate, SourcePublic, SourceUpdate, utcnow
+from api.models import LastTest, Source, SourceCreate, SourcePublic, SourceUpdate, TestRecord, utcnow
 from connectors.base import ConnectorConfig, destination_of, secret_paths
 from connectors.errors import InvalidConfiguration, UnknownConnector
 from connectors.registry import get_connector
@@ -148,7 +149,8 @@ def _branch(root: dict[str, Any], branches: list[dict[str, Any]], value: Any) ->
     return {}
 
 
-def to_public(cipher: Cipher, source: Source) -> SourcePublic:
+def to_public(cipher: Cipher, source: Source, last_test: LastTest | None = None) -> SourcePublic:
+    """The source as answered; ``last_test``: its newest recorded test (api.history.last_tests)."""
     configuration = masked_configuration(source.source_definition_id, stored_configuration(cipher, source))
     return SourcePublic(
         id=source.id,
@@ -159,6 +161,7 @@ def to_public(cipher: Cipher, source: Source) -> SourcePublic:
         configuration=configuration,
         created_at=source.created_at,
         updated_at=source.updated_at,
+        last_test=last_test,
     )
 
 
@@ -200,6 +203,8 @@ def update_source(session: Session, cipher: Cipher, *, source: Source, body: Sou
 
 
 def delete_source(session: Session, *, source: Source) -> None:
+    """Delete the source and its test history (also where foreign keys are not enforced: SQLite without the pragma)."""
+    session.exec(delete(TestRecord).where(col(TestRecord.source_id) == source.id))
     session.delete(source)
     session.commit()
 

@@ -10,6 +10,10 @@
 - ``sourcecheck:rate:<org>``: sorted set of the jobs the organization started in the
   last minute, scored by when (the per-organization rate limit)
 - channel ``sourcecheck:updates:<id>``: each started and final record of the job, as written
+- stream ``sourcecheck:history``: the final record of each job of a stored source (its job
+  record says ``recorded``), appended by ``finish.lua`` and consumed by the API's recorder
+  (``api/history.py``, consumer group ``recorders``) into the metadata database; capped at
+  about 100,000 entries not yet recorded
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ COALESCE_KEY = "sourcecheck:coalesce:{}"
 RECENT_KEY = "sourcecheck:recent:{}"
 RATE_KEY = "sourcecheck:rate:{}"
 RATE_WINDOW_SECONDS = 60
+HISTORY_STREAM = "sourcecheck:history"
+HISTORY_GROUP = "recorders"
 
 
 def finish_keys(job_id: str, organization_id: str, fingerprint: str | None, *, remember: bool) -> list[str]:
@@ -32,4 +38,6 @@ def finish_keys(job_id: str, organization_id: str, fingerprint: str | None, *, r
         INFLIGHT_KEY.format(organization_id),
         COALESCE_KEY.format(fingerprint) if fingerprint else "",
         RECENT_KEY.format(fingerprint) if fingerprint and remember else "",
+        JOB_KEY.format(job_id),  # says whether the result goes into the source's history
+        HISTORY_STREAM,
     ]

@@ -46,6 +46,9 @@ class Job:
     workspace_id: str | None = None
     name: str | None = None
     fingerprint: str | None = None
+    # Its result goes into the source's history: a stored source tested as stored (not
+    # inline, not with overrides).
+    recorded: bool = False
 
     def to_json(self) -> str:
         data = {f.name: getattr(self, f.name) for f in fields(self)}  # flat: no need for asdict's deep copy
@@ -83,6 +86,7 @@ def new_job(
     workspace_id: str | None = None,
     name: str | None = None,
     fingerprint: str | None = None,
+    recorded: bool = False,
 ) -> Job:
     created = datetime.now(UTC)
     return Job(
@@ -96,13 +100,23 @@ def new_job(
         workspace_id=workspace_id,
         name=name,
         fingerprint=fingerprint,
+        recorded=recorded,
     )
 
 
 def fingerprint(
-    cipher_key: str, organization_id: str, definition: str, timeout: float, configuration: dict[str, Any]
+    cipher_key: str,
+    organization_id: str,
+    definition: str,
+    timeout: float,
+    configuration: dict[str, Any],
+    recorded_for: str | None = None,
 ) -> str:
-    """Identifies an identical test without revealing its configuration."""
+    """Identifies an identical test without revealing its configuration. ``recorded_for``: the
+    source whose history the result goes into (such a test joins only tests recorded alike)."""
     key = hashlib.sha256(b"sourcecheck-coalesce:" + cipher_key.encode()).digest()
-    message = json.dumps([organization_id, definition, timeout, configuration], sort_keys=True, separators=(",", ":"))
+    parts: list[Any] = [organization_id, definition, timeout, configuration]
+    if recorded_for is not None:
+        parts.append(recorded_for)
+    message = json.dumps(parts, sort_keys=True, separators=(",", ":"))
     return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()

@@ -248,6 +248,8 @@ def _resolve(
             "Give source_id to test a stored source, or source_definition_id and configuration to test inline"
         )
     revealed = config.revealed()
+    recorded = body.source_id is not None and body.configuration is None  # goes into the source's history
+    key = settings.fernet_keys()[0]
     job = new_job(
         organization_id=organization_id,
         source_definition_id=definition_id,
@@ -256,7 +258,10 @@ def _resolve(
         source_id=body.source_id,
         workspace_id=workspace_id,
         name=name,
-        fingerprint=fingerprint(settings.fernet_keys()[0], organization_id, definition_id, timeout, revealed),
+        fingerprint=fingerprint(
+            key, organization_id, definition_id, timeout, revealed, recorded_for=body.source_id if recorded else None
+        ),
+        recorded=recorded,
     )
     return job, revealed
 

@@ -28,7 +28,18 @@ from sourcecheck_client.errors import (
     ServiceUnavailableError,
     ValidationError,
 )
-from sourcecheck_client.models import CheckWarning, FieldError, JobInfo, Source, SourceDefinition, Step, TestResult
+from sourcecheck_client.models import (
+    CheckWarning,
+    FieldError,
+    JobInfo,
+    LastTest,
+    Source,
+    SourceDefinition,
+    Step,
+    TestRecord,
+    TestRecordPage,
+    TestResult,
+)
 
 __all__ = [
     "APIConnectionError",
@@ -43,6 +54,7 @@ __all__ = [
     "FieldError",
     "JobInfo",
     "KnowledgeConnectors",
+    "LastTest",
     "NotFoundError",
     "PollTimeoutError",
     "RateLimitError",
@@ -52,6 +64,8 @@ __all__ = [
     "SourceDefinitions",
     "Sources",
     "Step",
+    "TestRecord",
+    "TestRecordPage",
     "TestResult",
     "ValidationError",
     "__version__",

@@ -20,7 +20,7 @@ import httpx
 import pydantic
 
 from sourcecheck_client.errors import APIConnectionError, APIError, PollTimeoutError, ValidationError, parse_retry_after
-from sourcecheck_client.models import Source, SourceDefinition, TestResult
+from sourcecheck_client.models import Source, SourceDefinition, TestRecordPage, TestResult
 
 __version__ = "0.1.0"
 
@@ -283,6 +283,14 @@ class Core:
         response = yield Call("PATCH", path, json=drop_none({"name": name, "configuration": configuration}))
         assert response is not None
         return parse(Source, response)
+
+    def list_source_tests(
+        self, *, organization_id: str | None, source_id: str, limit: int | None, offset: int | None
+    ) -> Flow[TestRecordPage]:
+        path = self.connectors(organization_id, f"/sources/{segment(source_id, 'source_id')}/tests")
+        response = yield Call("GET", path, drop_none({"limit": limit, "offset": offset}))
+        assert response is not None
+        return parse(TestRecordPage, response)
 
     def delete_source(self, *, organization_id: str | None, source_id: str) -> Flow[None]:
         yield Call("DELETE", self.connectors(organization_id, f"/sources/{segment(source_id, 'source_id')}"))

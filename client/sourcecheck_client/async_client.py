@@ -25,7 +25,7 @@ from sourcecheck_client._core import (
     transport_error,
 )
 from sourcecheck_client.errors import APIError, error_from_response
-from sourcecheck_client.models import Source, SourceDefinition, TestResult
+from sourcecheck_client.models import Source, SourceDefinition, TestRecordPage, TestResult
 
 T = TypeVar("T")
 
@@ -165,6 +165,17 @@ class AsyncKnowledgeConnectors:
         NotFoundError once its result has expired."""
         return await self._client._run(
             self._client._core.get_test_result(organization_id=organization_id, job_id=job_id, wait=wait)
+        )
+
+    async def list_source_tests(
+        self, source_id: str, *, limit: int | None = None, offset: int | None = None, organization_id: str | None = None
+    ) -> TestRecordPage:
+        """The stored source's recorded tests, newest first: ``limit`` (at most 200, 50 by
+        default) from ``offset``; ``count`` is how many it has in all."""
+        return await self._client._run(
+            self._client._core.list_source_tests(
+                organization_id=organization_id, source_id=source_id, limit=limit, offset=offset
+            )
         )
 
     async def wait_for_result(

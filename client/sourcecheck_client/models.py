@@ -129,8 +129,19 @@ class TestResult(_Model):
         return self.job_info.job_id if self.job_info else None
 
 
+class LastTest(_Model):
+    """The outcome of a source's latest recorded test."""
+
+    __test__ = False  # not a pytest class
+
+    status: str = Field(description="succeeded or failed.")
+    type: str | None = Field(None, description="On failure: one of FAILURE_TYPES, or a newer one.")
+    ended_at: datetime
+
+
 class Source(_Model):
-    """A stored source (the service's ``SourcePublic``); secrets are masked in ``configuration``."""
+    """A stored source (the service's ``SourcePublic``); secrets are masked in ``configuration``.
+    ``last_test``: its latest recorded test, None before the first."""
 
     id: str
     organization_id: str
@@ -140,6 +151,38 @@ class Source(_Model):
     configuration: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    last_test: LastTest | None
+
+
+class TestRecord(_Model):
+    """A finished test of a stored source, as its history keeps it (the service's ``TestRecordPublic``)."""
+
+    __test__ = False  # not a pytest class
+
+    job_id: str
+    source_id: str
+    source_definition_id: str
+    status: str = Field(description="succeeded or failed.")
+    type: str | None = Field(description="On failure: one of FAILURE_TYPES, or a newer one.")
+    message: str | None
+    hint: str | None
+    retryable: bool | None
+    fields: list[str] | None
+    warnings: list[CheckWarning]
+    steps: list[Step]
+    worker: str | None
+    started_at: datetime | None
+    ended_at: datetime
+    duration_ms: float | None
+
+
+class TestRecordPage(_Model):
+    """A page of a source's history, newest first; ``count``: its records in all."""
+
+    __test__ = False  # not a pytest class
+
+    data: list[TestRecord]
+    count: int
 
 
 class SourceDefinition(_Model):

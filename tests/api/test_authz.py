@@ -115,6 +115,7 @@ ENDPOINTS = [
     Endpoint("get a source", "GET", lambda w: f"/sources/{w.source}", (200,)),
     Endpoint("change a source", "PATCH", lambda w: f"/sources/{w.source}", (200,), lambda w: {"name": "renamed"}),
     Endpoint("delete a source", "DELETE", _fresh_source, (204,)),
+    Endpoint("list a source's tests", "GET", lambda w: f"/sources/{w.source}/tests", (200,)),
     Endpoint("list workspaces", "GET", lambda w: "/workspaces", (200,)),
     Endpoint("create a workspace", "POST", lambda w: "/workspaces", (201,), lambda w: {"name": "authz"}),
 ]
@@ -184,6 +185,7 @@ ID_ENDPOINTS: list[tuple[str, str, Callable[[str], dict[str, Any]] | None]] = [
     ("GET", "/sources/{}", None),
     ("PATCH", "/sources/{}", lambda _: {"name": "stolen"}),
     ("DELETE", "/sources/{}", None),
+    ("GET", "/sources/{}/tests", None),
     ("POST", "/sources/test", lambda source: {"source_id": source}),
     ("POST", "/sources/test", lambda source: {"source_id": source, "configuration": {"url": CLOSED}}),
 ]

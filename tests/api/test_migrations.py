@@ -26,6 +26,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from cryptography.fernet import Fernet
 from sqlalchemy import URL, Engine, create_engine, inspect, text
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel
 
 from api.db import (
@@ -43,7 +44,9 @@ from tests.servers import free_port
 from tests.servers.postgres import PostgresServer
 
 BIN = Path(sys.executable).parent
-TABLES = {"organization", "apikey", "workspace", "source"}
+TABLES = {"organization", "apikey", "workspace", "source", "test_record"}
+HEAD = "0002"  # the newest revision
+NEXT = f"{int(HEAD) + 1:04d}"
 
 
 @pytest.fixture
@@ -135,6 +138,11 @@ def _shape(engine: Engine) -> dict[str, Any]:
     return shape
 
 
+def _create_baseline_tables(engine: Engine) -> None:
+    """The tables ``create_all`` made before there were migrations (the models of then)."""
+    SQLModel.metadata.create_all(engine, tables=[SQLModel.metadata.tables[name] for name in sorted(BASELINE_TABLES)])
+
+
 def _assert_behind_message(message: str, found: str) -> None:
     assert f"the database is at revision {found}" in message
     assert f"needs revision {head_revisions()[0]} (head)" in message
@@ -147,7 +155,7 @@ def _assert_behind_message(message: str, found: str) -> None:
 def test_a_fresh_sqlite_file_is_upgraded_to_head_with_every_table(sqlite_engine: Engine) -> None:
     assert schema_state(sqlite_engine).current == ()
     before, after = upgrade_schema(sqlite_engine)
-    assert before == () and after == head_revisions() == ("0001",)
+    assert before == () and after == head_revisions() == (HEAD,)
     assert set(inspect(sqlite_engine).get_table_names()) == TABLES | {"alembic_version"}
     state = schema_state(sqlite_engine)
     assert state.up_to_date and state.current == head_revisions()
@@ -185,7 +193,7 @@ def test_production_refuses_a_schema_behind_head_and_changes_nothing(sqlite_engi
 
 
 def test_tables_from_before_migrations_are_adopted_with_their_rows(sqlite_engine: Engine) -> None:
-    SQLModel.metadata.create_all(sqlite_engine)  # what init_db did before migrations
+    _create_baseline_tables(sqlite_engine)  # what init_db did before migrations
     with sqlite_engine.begin() as c:
         c.execute(
             text("INSERT INTO organization (id, name, created_at) VALUES ('org_old', 'Old', '2026-01-01 00:00:00')")
@@ -245,10 +253,10 @@ def test_the_app_and_the_cli_refuse_in_production_until_db_upgrade(sqlite_url: s
 
     upgrade = _cli(env, "db", "upgrade")
     assert upgrade.returncode == 0, upgrade.stderr
-    assert upgrade.stdout == "database upgraded from revision none to 0001 (head)\n"
-    assert _cli(env, "db", "upgrade").stdout == "database already at revision 0001 (head)\n"
+    assert upgrade.stdout == f"database upgraded from revision none to {HEAD} (head)\n"
+    assert _cli(env, "db", "upgrade").stdout == f"database already at revision {HEAD} (head)\n"
     current = _cli(env, "db", "current", "--check")
-    assert (current.returncode, current.stdout) == (0, "0001\n")
+    assert (current.returncode, current.stdout) == (0, f"{HEAD}\n")
     org = _cli(env, "org", "create", "--id", "org_mig")
     assert (org.returncode, org.stdout) == (0, "org_mig\n"), org.stderr
 
@@ -288,9 +296,9 @@ def test_new_revision_finds_no_difference_when_the_models_match(sqlite_engine: E
     shutil.copytree(MIGRATIONS, scripts, ignore=shutil.ignore_patterns("__pycache__"))
     upgrade_schema(sqlite_engine)
     path = new_revision("nothing changed", engine=sqlite_engine, script_location=scripts)
-    assert path.parent == scripts / "versions" and path.name.startswith("0002_")
+    assert path.parent == scripts / "versions" and path.name.startswith(f"{NEXT}_")
     source = path.read_text()
-    assert "revision: str = '0002'" in source and "down_revision: str | Sequence[str] | None = '0001'" in source
+    assert f"revision: str = '{NEXT}'" in source and f"down_revision: str | Sequence[str] | None = '{HEAD}'" in source
     assert "op." not in source  # no operations: head already is the models
     compile(source, str(path), "exec")
 
@@ -347,19 +355,19 @@ def test_concurrent_postgres_upgrades_are_serialized(postgres: tuple[Engine, str
     outputs = [run.communicate(timeout=120) for run in runs]
     assert [run.returncode for run in runs] == [0, 0, 0], outputs
     assert sorted(out for out, _ in outputs) == [
-        "database already at revision 0001 (head)\n",
-        "database already at revision 0001 (head)\n",
-        "database upgraded from revision none to 0001 (head)\n",
+        f"database already at revision {HEAD} (head)\n",
+        f"database already at revision {HEAD} (head)\n",
+        f"database upgraded from revision none to {HEAD} (head)\n",
     ]
     assert schema_state(engine).up_to_date
 
 
 def test_postgres_tables_from_before_migrations_are_adopted(postgres: tuple[Engine, str]) -> None:
     engine, _ = postgres
-    SQLModel.metadata.create_all(engine)
+    _create_baseline_tables(engine)
     assert schema_state(engine).unversioned
     assert upgrade_schema(engine) == ((), head_revisions())
-    assert set(inspect(engine).get_table_names()) == BASELINE_TABLES | {"alembic_version"}
+    assert set(inspect(engine).get_table_names()) == TABLES | {"alembic_version"}
 
 
 def test_db_commands_answer_an_unreachable_database_in_one_line_without_the_password(tmp_path: Path) -> None:
@@ -370,3 +378,66 @@ def test_db_commands_answer_an_unreachable_database_in_one_line_without_the_pass
         assert done.returncode == 2, done.stderr
         assert done.stderr.startswith("error: database: ") and done.stderr.count("\n") == 1, done.stderr
         assert url.split(":")[2].split("@")[0] not in done.stderr + done.stdout
+
+
+# --- 0002: the test history ----------------------------------------------------------------
+
+
+def _history_up_and_down(engine: Engine) -> None:
+    """0002 makes test_record (deleted with its source), and going down to 0001 removes only it."""
+    upgrade_schema(engine)
+    with engine.begin() as c:
+        c.execute(text("INSERT INTO organization (id, name, created_at) VALUES ('org_h', 'H', CURRENT_TIMESTAMP)"))
+        c.execute(
+            text(
+                "INSERT INTO workspace (id, organization_id, name, is_default, created_at) "
+                "VALUES ('ws_h', 'org_h', 'default', true, CURRENT_TIMESTAMP)"
+            )
+        )
+        for source in ("src_gone", "src_kept"):
+            c.execute(
+                text(
+                    "INSERT INTO source (id, organization_id, workspace_id, source_definition_id, name, "
+                    "configuration_encrypted, created_at, updated_at) VALUES "
+                    "(:source, 'org_h', 'ws_h', 'postgres', 'n', 'x', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                ),
+                {"source": source},
+            )
+            c.execute(
+                text(
+                    "INSERT INTO test_record (organization_id, source_id, job_id, source_definition_id, status, "
+                    "warnings, steps, ended_at, created_at, status_changed) VALUES "
+                    "('org_h', :source, :job, 'postgres', 'succeeded', '[]', '[]', "
+                    "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, false)"
+                ),
+                {"source": source, "job": f"job_{source}"},
+            )
+    duplicate = (
+        "INSERT INTO test_record (organization_id, source_id, job_id, source_definition_id, status, warnings, "
+        "steps, ended_at, created_at, status_changed) VALUES ('org_h', 'src_kept', 'job_src_kept', 'postgres', "
+        "'failed', '[]', '[]', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, false)"
+    )
+    with pytest.raises(IntegrityError), engine.begin() as c:  # one row per job
+        c.execute(text(duplicate))
+    with engine.begin() as c:
+        if c.dialect.name == "sqlite":
+            c.exec_driver_sql("PRAGMA foreign_keys=ON")  # as api.db's engine sets on every connection
+        c.execute(text("DELETE FROM source WHERE id = 'src_gone'"))
+    with engine.connect() as c:
+        assert c.execute(text("SELECT source_id FROM test_record")).scalars().all() == ["src_kept"]
+
+    with engine.begin() as connection:
+        command.downgrade(alembic_config(connection), "0001")
+    assert set(inspect(engine).get_table_names()) == TABLES - {"test_record"} | {"alembic_version"}
+    assert schema_state(engine).current == ("0001",)
+    with engine.connect() as c:
+        assert c.execute(text("SELECT id FROM source")).scalars().all() == ["src_kept"]
+    assert upgrade_schema(engine) == (("0001",), (HEAD,))
+
+
+def test_0002_adds_the_test_history_and_goes_down_again_on_sqlite(sqlite_engine: Engine) -> None:
+    _history_up_and_down(sqlite_engine)
+
+
+def test_0002_adds_the_test_history_and_goes_down_again_on_postgres(postgres: tuple[Engine, str]) -> None:
+    _history_up_and_down(postgres[0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 
 import httpx
@@ -19,6 +20,8 @@ from sourcecheck_client import (
     ServiceUnavailableError,
     Source,
     Step,
+    TestRecord,
+    TestRecordPage,
     TestResult,
     ValidationError,
 )
@@ -96,6 +99,26 @@ def test_stored_source_lifecycle_and_test(stack: Stack, postgres_server: Postgre
         with pytest.raises(NotFoundError) as missing:
             sources.get(source.id)
     assert missing.value.status_code == 404 and missing.value.code == "not_found"
+
+
+@pytest.mark.e2e
+def test_a_stored_sources_history_and_last_test(stack: Stack, postgres_server: PostgresServer) -> None:
+    with Client(api_key=stack.token, base_url=stack.base_url, organization_id=stack.org_id) as client:
+        kc = client.knowledge_connectors
+        source = kc.sources.create(
+            source_definition_id="postgres", name="history", configuration=postgres_server.config()
+        )
+        assert source.last_test is None
+        jobs = [kc.test_source(source_id=source.id).job_id for _ in range(2)]
+        deadline = time.monotonic() + 15
+        while (page := kc.list_source_tests(source.id)).count < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)  # the API records a result just after answering it
+        assert isinstance(page, TestRecordPage) and [r.job_id for r in page.data] == jobs[::-1]
+        assert isinstance(page.data[0], TestRecord) and page.data[0].status == "succeeded"
+        assert [r.job_id for r in kc.list_source_tests(source.id, limit=1, offset=1).data] == jobs[:1]
+        last = kc.sources.get(source.id).last_test
+        assert last is not None and (last.status, last.type) == ("succeeded", None)
+        kc.sources.delete(source.id)
 
 
 @pytest.mark.e2e
@@ -245,6 +268,8 @@ async def test_async_stored_source_and_202_polling(
         )
         assert (await kc.test_source(source_id=source.id)).succeeded
         assert source.id in [s.id for s in await kc.sources.list()]
+        page = await kc.list_source_tests(source.id, limit=1)
+        assert isinstance(page, TestRecordPage) and page.count <= 1
         await kc.sources.delete(source.id)
 
         polled = await kc.test_source(

@@ -18,6 +18,9 @@ MIRRORS: dict[type[BaseModel], str] = {
     models.CheckWarning: "WarningInfo",
     models.TestResult: "TestResult",
     models.Source: "SourcePublic",
+    models.LastTest: "LastTest",
+    models.TestRecord: "TestRecordPublic",
+    models.TestRecordPage: "Page_TestRecordPublic_",
     models.SourceDefinition: "SourceDefinitionPublic",
     models.FieldError: "ErrorDetail",
 }

@@ -5,6 +5,7 @@ the logs of the API, the workers and Flower, nor the database file."""
 from __future__ import annotations
 
 import base64
+import sqlite3
 import subprocess
 import sys
 import time
@@ -102,6 +103,8 @@ def redis_dump(stack: Stack) -> dict[bytes, bytes]:
             value = b"".join(client.smembers(key))
         elif kind == b"zset":
             value = b"".join(member for member, _ in client.zrange(key, 0, -1, withscores=True))
+        elif kind == b"stream":  # the history stream (entries wait there until recorded)
+            value = b"".join(k + v for _, fields in client.xrange(key) for k, v in fields.items())
         else:
             raise AssertionError(f"key {key!r} has a type this scan does not read: {kind!r}")
         dump[key] = value
@@ -146,7 +149,20 @@ def test_password_is_nowhere_but_in_the_probes_own_connection(
                 "configuration": {"mode": "raise_secret", "password": echoed, "tag": uuid.uuid4().hex},
             },
         )
-        answers += [created, inline, stored, overridden, leaked, crashed]
+        # A stored source whose failures echo the secret: its result goes into the history table too.
+        echoing = client.post(
+            stack.url("/sources"),
+            json={
+                "source_definition_id": "faulty",
+                "name": "echoing",
+                "configuration": {"mode": "echo_secret", "password": echoed, "tag": uuid.uuid4().hex},
+            },
+        )
+        recorded = client.post(stack.url("/sources/test"), json={"source_id": echoing.json()["id"]})
+        histories = [
+            recorded_history(stack, client, source_id) for source_id in (created.json()["id"], echoing.json()["id"])
+        ]
+        answers += [created, inline, stored, overridden, leaked, crashed, echoing, recorded, *histories]
         answers += [
             client.get(stack.url("/sources")),
             client.get(source),
@@ -186,6 +202,10 @@ def test_password_is_nowhere_but_in_the_probes_own_connection(
         "(postgresql://reader:**********@127.0.0.1:5432/app)"
     )
     assert crashed.json()["job_info"]["type"] == "internal_error"
+    # The history holds both stored sources' tests, the echoed secret masked (so the scans below mean something).
+    assert [r["job_id"] for r in histories[0].json()["data"]] == [stored.json()["job_info"]["job_id"]]
+    [echoed_record] = histories[1].json()["data"]
+    assert echoed_record["message"].startswith("password ********** rejected")
 
     def absent(data: bytes, where: str) -> None:
         for canary in canaries:
@@ -208,6 +228,21 @@ def test_password_is_nowhere_but_in_the_probes_own_connection(
     absent(stack.log_text().encode(), "the API, worker and Flower logs")
     for path in stack.data_dir.glob("sourcecheck.db*"):
         absent(path.read_bytes(), f"the database file {path.name}")
+    with sqlite3.connect(stack.data_dir / "sourcecheck.db") as db:
+        rows = db.execute("SELECT * FROM test_record").fetchall()
+    assert {echoed_record["job_id"], stored.json()["job_info"]["job_id"]} <= {str(v) for row in rows for v in row}
+    absent(repr(rows).encode(), "the history table (test_record)")
+
+
+def recorded_history(stack: Stack, client: httpx.Client, source_id: str) -> httpx.Response:
+    """``GET .../sources/{source_id}/tests`` once the API has recorded the source's test."""
+    deadline = time.monotonic() + 15
+    while True:
+        page = client.get(stack.url(f"/sources/{source_id}/tests"))
+        assert page.status_code == 200, page.text
+        if page.json()["count"] or time.monotonic() > deadline:
+            return page
+        time.sleep(0.1)
 
 
 def test_awaiting_results_subscribes_to_nothing_per_job(stack: Stack, closed_port: int, tmp_path: Path) -> None:
