@@ -101,7 +101,9 @@ def test_a_source_that_breaks_shows_both_tests_newest_first_without_its_secret_a
     deadline = time.monotonic() + 10
     while status_changes(stack).get("broke") != 1.0 and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert status_changes(stack) == {"broke": 1.0}  # the first success is no change; the break is one
+    # The first success carries a new warning (a password sent without TLS): a change; the break is one more.
+    assert oldest["warnings"] and {w["code"] for w in oldest["warnings"]} == {"weak_authentication"}
+    assert status_changes(stack) == {"warnings_changed": 1.0, "broke": 1.0}
     assert len(re.findall(rf"source {source_id} status changed \(broke\)", stack.log_text())) == 1
 
     # No secret in the history: the answer, the table, the stream it came through.
