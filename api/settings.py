@@ -62,6 +62,27 @@ class ApiSettings(Settings):
     )
     metrics_address: str = Field("0.0.0.0", description="Address the API's metrics listener binds in production.")
 
+    webhook_allow_http: bool | None = Field(
+        None,
+        description="Whether webhook URLs may be http:// (default: in development only; production wants https).",
+    )
+    webhook_max_attempts: int = Field(8, ge=1, le=50, description="Attempts to deliver one event to one webhook.")
+    webhook_retry_base_seconds: float = Field(
+        10.0, gt=0, le=3600, description="Delay before a webhook's second attempt; doubled for each next one, jittered."
+    )
+    webhook_retry_window_seconds: float = Field(
+        3600.0, gt=0, le=7 * 86400, description="No attempt of an event is made later than this after the change."
+    )
+    webhook_timeout_seconds: float = Field(
+        10.0, gt=0, le=60, description="How long one attempt may take: connect, send, and the receiver's answer."
+    )
+    webhook_poll_seconds: float = Field(
+        1.0, gt=0, le=60, description="How often an API process looks for webhook deliveries that are due."
+    )
+
+    def webhooks_allow_http(self) -> bool:
+        return self.webhook_allow_http if self.webhook_allow_http is not None else self.profile == "development"
+
     def sqlalchemy_url(self) -> str:
         if self.database_url:
             return self.database_url

@@ -43,7 +43,8 @@ from tests.servers import free_port
 from tests.servers.postgres import PostgresServer
 
 BIN = Path(sys.executable).parent
-TABLES = {"organization", "apikey", "workspace", "source"}
+HEAD = "0003"
+TABLES = {"organization", "apikey", "workspace", "source"} | {"webhook", "webhook_event", "webhook_delivery"}
 
 
 @pytest.fixture
@@ -135,6 +136,11 @@ def _shape(engine: Engine) -> dict[str, Any]:
     return shape
 
 
+def _create_baseline(engine: Engine) -> None:
+    """The tables ``create_all`` made before there were migrations (the later ones came with theirs)."""
+    SQLModel.metadata.create_all(engine, tables=[SQLModel.metadata.tables[name] for name in BASELINE_TABLES])
+
+
 def _assert_behind_message(message: str, found: str) -> None:
     assert f"the database is at revision {found}" in message
     assert f"needs revision {head_revisions()[0]} (head)" in message
@@ -147,7 +153,7 @@ def _assert_behind_message(message: str, found: str) -> None:
 def test_a_fresh_sqlite_file_is_upgraded_to_head_with_every_table(sqlite_engine: Engine) -> None:
     assert schema_state(sqlite_engine).current == ()
     before, after = upgrade_schema(sqlite_engine)
-    assert before == () and after == head_revisions() == ("0001",)
+    assert before == () and after == head_revisions() == (HEAD,)
     assert set(inspect(sqlite_engine).get_table_names()) == TABLES | {"alembic_version"}
     state = schema_state(sqlite_engine)
     assert state.up_to_date and state.current == head_revisions()
@@ -185,7 +191,7 @@ def test_production_refuses_a_schema_behind_head_and_changes_nothing(sqlite_engi
 
 
 def test_tables_from_before_migrations_are_adopted_with_their_rows(sqlite_engine: Engine) -> None:
-    SQLModel.metadata.create_all(sqlite_engine)  # what init_db did before migrations
+    _create_baseline(sqlite_engine)  # what init_db did before migrations
     with sqlite_engine.begin() as c:
         c.execute(
             text("INSERT INTO organization (id, name, created_at) VALUES ('org_old', 'Old', '2026-01-01 00:00:00')")
@@ -245,10 +251,10 @@ def test_the_app_and_the_cli_refuse_in_production_until_db_upgrade(sqlite_url: s
 
     upgrade = _cli(env, "db", "upgrade")
     assert upgrade.returncode == 0, upgrade.stderr
-    assert upgrade.stdout == "database upgraded from revision none to 0001 (head)\n"
-    assert _cli(env, "db", "upgrade").stdout == "database already at revision 0001 (head)\n"
+    assert upgrade.stdout == f"database upgraded from revision none to {HEAD} (head)\n"
+    assert _cli(env, "db", "upgrade").stdout == f"database already at revision {HEAD} (head)\n"
     current = _cli(env, "db", "current", "--check")
-    assert (current.returncode, current.stdout) == (0, "0001\n")
+    assert (current.returncode, current.stdout) == (0, f"{HEAD}\n")
     org = _cli(env, "org", "create", "--id", "org_mig")
     assert (org.returncode, org.stdout) == (0, "org_mig\n"), org.stderr
 
@@ -288,9 +294,10 @@ def test_new_revision_finds_no_difference_when_the_models_match(sqlite_engine: E
     shutil.copytree(MIGRATIONS, scripts, ignore=shutil.ignore_patterns("__pycache__"))
     upgrade_schema(sqlite_engine)
     path = new_revision("nothing changed", engine=sqlite_engine, script_location=scripts)
-    assert path.parent == scripts / "versions" and path.name.startswith("0002_")
+    after = f"{int(HEAD) + 1:04d}"
+    assert path.parent == scripts / "versions" and path.name.startswith(f"{after}_")
     source = path.read_text()
-    assert "revision: str = '0002'" in source and "down_revision: str | Sequence[str] | None = '0001'" in source
+    assert f"revision: str = '{after}'" in source and f"down_revision: str | Sequence[str] | None = '{HEAD}'" in source
     assert "op." not in source  # no operations: head already is the models
     compile(source, str(path), "exec")
 
@@ -347,19 +354,19 @@ def test_concurrent_postgres_upgrades_are_serialized(postgres: tuple[Engine, str
     outputs = [run.communicate(timeout=120) for run in runs]
     assert [run.returncode for run in runs] == [0, 0, 0], outputs
     assert sorted(out for out, _ in outputs) == [
-        "database already at revision 0001 (head)\n",
-        "database already at revision 0001 (head)\n",
-        "database upgraded from revision none to 0001 (head)\n",
+        f"database already at revision {HEAD} (head)\n",
+        f"database already at revision {HEAD} (head)\n",
+        f"database upgraded from revision none to {HEAD} (head)\n",
     ]
     assert schema_state(engine).up_to_date
 
 
 def test_postgres_tables_from_before_migrations_are_adopted(postgres: tuple[Engine, str]) -> None:
     engine, _ = postgres
-    SQLModel.metadata.create_all(engine)
+    _create_baseline(engine)
     assert schema_state(engine).unversioned
     assert upgrade_schema(engine) == ((), head_revisions())
-    assert set(inspect(engine).get_table_names()) == BASELINE_TABLES | {"alembic_version"}
+    assert set(inspect(engine).get_table_names()) == TABLES | {"alembic_version"}
 
 
 def test_db_commands_answer_an_unreachable_database_in_one_line_without_the_password(tmp_path: Path) -> None:
