@@ -118,11 +118,12 @@ def list_deliveries(
 
 
 def reencrypt_webhooks(session: Session, cipher: Cipher) -> int:
-    """Re-encrypt every webhook's secret under ``cipher``'s first key (``sourcecheck rekey``)."""
+    """Re-encrypt every webhook's secret under ``cipher``'s first key (``sourcecheck rekey``);
+    raises ``InvalidToken`` for one no configured key opens, before anything is written."""
     webhooks = list(session.exec(select(Webhook)).all())
-    rotated = [(webhook, cipher.rotate(webhook.secret_encrypted)) for webhook in webhooks]
-    for webhook, token in rotated:
+    tokens = [cipher.rotate(webhook.secret_encrypted) for webhook in webhooks]
+    for webhook, token in zip(webhooks, tokens, strict=True):
         webhook.secret_encrypted = token
-        session.add(webhook)
+    session.add_all(webhooks)
     session.commit()
-    return len(rotated)
+    return len(webhooks)

@@ -1,0 +1,311 @@
+"""Webhook deliveries (api.deliveries, api.outbound) against a real receiver on loopback.
+
+In this process: a SQLite metadata database of its own, the dispatcher's own rounds
+(``run_once``), and the session's receiver (tests/servers/webhooks.py). What goes through
+the running API (its lifespan's dispatcher, the routes) is in tests/api/test_webhooks.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+from prometheus_client import REGISTRY
+from sourcecheck_client import WebhookVerificationError, verify_webhook
+from sqlalchemy import Engine, create_engine
+from sqlmodel import Session, col, select
+
+from api.accounts import create_organization
+from api.db import upgrade_schema
+from api.deliveries import Dispatcher, WebhookChange, deliver_change
+from api.models import DeliveryState, Webhook, WebhookDelivery
+from api.outbound import EXCERPT_CHARS
+from api.settings import ApiSettings
+from api.webhooks import create_webhook
+from tests.helpers import assert_absent
+from tests.servers.webhooks import FLAKY_FAILURES, WebhookReceiver
+from worker.crypto import Cipher
+
+ORG = "org_hooks"
+RESULT: dict[str, Any] = {
+    "status": "failed",
+    "job_info": {
+        "job_id": "job_1",
+        "source_id": "src_1",
+        "source_definition_id": "postgres",
+        "workspace_id": "ws_1",
+        "timeout_seconds": 10.0,
+        "created_at": "2026-12-04T00:00:00Z",
+        "type": "authentication_failed",
+        "message": 'password authentication failed for user "reader"',
+        "hint": "Check the password for user 'reader'.",
+        "fields": ["user", "password"],
+        "retryable": False,
+    },
+}
+
+
+@dataclass
+class World:
+    engine: Engine
+    cipher: Cipher
+    database: Path
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    database = tmp_path / "hooks.db"
+    engine = create_engine(f"sqlite:///{database}", connect_args={"check_same_thread": False})
+    upgrade_schema(engine)
+    with Session(engine) as session:
+        create_organization(session, name="Hooks", organization_id=ORG)
+    yield World(engine, Cipher([Fernet.generate_key().decode()]), database)
+    engine.dispose()
+
+
+def _settings(**overrides: Any) -> ApiSettings:
+    values: dict[str, Any] = {
+        "profile": "development",
+        "webhook_retry_base_seconds": 0.05,
+        "webhook_max_attempts": 4,
+        "webhook_timeout_seconds": 5.0,
+    }
+    return ApiSettings(**(values | overrides))
+
+
+def _register(world: World, url: str) -> tuple[str, str]:
+    """A webhook of ORG at ``url`` (its id, its secret), registered as the API does after its checks."""
+    with Session(world.engine) as session:
+        created = create_webhook(session, world.cipher, organization_id=ORG, url=url)
+    return created.id, created.secret
+
+
+def _change(source_id: str = "src_1") -> WebhookChange:
+    return WebhookChange(
+        organization_id=ORG, source_id=source_id, old_status="succeeded", new_status="failed", result=RESULT
+    )
+
+
+async def _drain(dispatcher: Dispatcher, world: World, within: float = 20.0) -> None:
+    """Dispatch until no attempt is pending (each waits for its backoff)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        await dispatcher.run_once()
+        if not _attempts(world, state=DeliveryState.PENDING):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("attempts still pending")
+
+
+def _attempts(world: World, webhook_id: str | None = None, state: DeliveryState | None = None) -> list[WebhookDelivery]:
+    with Session(world.engine) as session:
+        query = select(WebhookDelivery).order_by(col(WebhookDelivery.attempt))
+        if webhook_id is not None:
+            query = query.where(WebhookDelivery.webhook_id == webhook_id)
+        if state is not None:
+            query = query.where(WebhookDelivery.state == state.value)
+        return list(session.exec(query).all())
+
+
+def _deliveries_counted(outcome: str) -> float:
+    return REGISTRY.get_sample_value("sourcecheck_webhook_deliveries_total", {"outcome": outcome}) or 0.0
+
+
+async def test_one_change_is_one_signed_post_that_the_client_verifies(
+    world: World, webhook_receiver: WebhookReceiver
+) -> None:
+    key = uuid.uuid4().hex
+    webhook_id, secret = _register(world, webhook_receiver.url("ok", key))
+    succeeded_before = _deliveries_counted("succeeded")
+    await deliver_change(lambda: Session(world.engine), _change())
+    await _drain(Dispatcher(world.engine, world.cipher, _settings()), world)
+
+    [post] = webhook_receiver.posts("ok", key)
+    event = verify_webhook(secret, post.headers, post.body)
+    assert event.type == "source.status_changed" and event.source_id == "src_1"
+    assert (event.previous_status, event.status) == ("succeeded", "failed")
+    assert event.result.job_info is not None and event.result.job_info.type == "authentication_failed"
+    assert event.result.job_info.hint == "Check the password for user 'reader'."
+    assert post.headers["Sourcecheck-Event-Id"] == event.id and post.headers["Content-Type"] == "application/json"
+    [attempt] = _attempts(world, webhook_id)
+    assert (attempt.state, attempt.status_code, attempt.attempt, attempt.error) == ("succeeded", 200, 1, None)
+    assert attempt.response_excerpt == "thanks" and attempt.duration_ms is not None
+    assert _deliveries_counted("succeeded") == succeeded_before + 1
+    with pytest.raises(WebhookVerificationError, match="does not match"):
+        verify_webhook("whsec_another", post.headers, post.body)
+
+
+async def test_a_change_goes_to_every_webhook_of_its_organization_only(
+    world: World, webhook_receiver: WebhookReceiver
+) -> None:
+    keys = [uuid.uuid4().hex for _ in range(2)]
+    for key in keys:
+        _register(world, webhook_receiver.url("ok", key))
+    with Session(world.engine) as session:
+        create_organization(session, name="Other", organization_id="org_other_hooks")
+        other_key = uuid.uuid4().hex
+        create_webhook(
+            session, world.cipher, organization_id="org_other_hooks", url=webhook_receiver.url("ok", other_key)
+        )
+    with Session(world.engine) as session:
+        await deliver_change(session, _change())  # the caller's own session works too
+    await _drain(Dispatcher(world.engine, world.cipher, _settings()), world)
+    assert [len(webhook_receiver.posts("ok", key)) for key in keys] == [1, 1]
+    assert webhook_receiver.posts("ok", other_key) == []
+
+
+async def test_a_receiver_failing_twice_then_answering_gets_three_attempts_all_logged(
+    world: World, webhook_receiver: WebhookReceiver
+) -> None:
+    key = uuid.uuid4().hex
+    webhook_id, secret = _register(world, webhook_receiver.url("flaky", key))
+    await deliver_change(lambda: Session(world.engine), _change())
+    await _drain(Dispatcher(world.engine, world.cipher, _settings()), world)
+
+    posts = webhook_receiver.posts("flaky", key)
+    assert len(posts) == FLAKY_FAILURES + 1 == 3
+    events = [verify_webhook(secret, p.headers, p.body) for p in posts]
+    assert len({e.id for e in events}) == 1 and len({p.body for p in posts}) == 1  # the same event, byte for byte
+    attempts = _attempts(world, webhook_id)
+    assert [(a.attempt, a.state, a.status_code) for a in attempts] == [
+        (1, "failed", 503),
+        (2, "failed", 503),
+        (3, "succeeded", 200),
+    ]
+    assert attempts[0].error == "the receiver answered HTTP 503"
+    assert attempts[0].response_excerpt == "not now [31m"  # control characters cleaned out
+    # Exponential backoff: the second wait is longer than the first (base 0.05 s, jitter 0.5-1).
+    sent = [a.sent_at for a in attempts]
+    assert all(s is not None for s in sent)
+    assert sent[1] - sent[0] >= _seconds(0.025) and sent[2] - sent[1] >= _seconds(0.05)  # type: ignore[operator]
+
+
+def _seconds(value: float) -> Any:
+    from datetime import timedelta
+
+    return timedelta(seconds=value)
+
+
+async def test_a_receiver_that_always_fails_gets_a_bounded_number_of_attempts_then_failed(
+    world: World, webhook_receiver: WebhookReceiver
+) -> None:
+    key = uuid.uuid4().hex
+    webhook_id, _ = _register(world, webhook_receiver.url("down", key))
+    failed_before = _deliveries_counted("failed")
+    await deliver_change(lambda: Session(world.engine), _change())
+    dispatcher = Dispatcher(world.engine, world.cipher, _settings(webhook_max_attempts=4))
+    await _drain(dispatcher, world)
+    await asyncio.sleep(0.3)
+    await dispatcher.run_once()  # nothing more is due, ever
+    assert len(webhook_receiver.posts("down", key)) == 4
+    attempts = _attempts(world, webhook_id)
+    assert [(a.attempt, a.state) for a in attempts] == [(n, "failed") for n in (1, 2, 3, 4)]
+    assert _deliveries_counted("failed") == failed_before + 1
+
+
+async def test_no_attempt_is_made_after_the_retry_window(world: World, webhook_receiver: WebhookReceiver) -> None:
+    key = uuid.uuid4().hex
+    webhook_id, _ = _register(world, webhook_receiver.url("down", key))
+    await deliver_change(lambda: Session(world.engine), _change())
+    # Attempts 2, 3, 4 would come ~0.5, ~1.5, ~3.5 s after the change: the window ends first.
+    settings = _settings(webhook_max_attempts=10, webhook_retry_base_seconds=0.5, webhook_retry_window_seconds=1.2)
+    await _drain(Dispatcher(world.engine, world.cipher, settings), world)
+    attempts = _attempts(world, webhook_id)
+    assert 1 < len(attempts) <= 3 and attempts[-1].state == "failed"
+    assert len(webhook_receiver.posts("down", key)) == len(attempts)
+
+
+async def test_every_attempt_is_sent_once_by_several_dispatchers_at_once(
+    world: World, webhook_receiver: WebhookReceiver
+) -> None:
+    """Two API processes' dispatchers (each its own engine and event loop, in threads) share
+    the table: the conditional claim gives each attempt to one of them."""
+    keys = [uuid.uuid4().hex for _ in range(5)]
+    for key in keys:
+        _register(world, webhook_receiver.url("ok", key))
+    for n in range(4):
+        await deliver_change(lambda: Session(world.engine), _change(f"src_{n}"))
+    sent: list[int] = []
+
+    def dispatch() -> None:
+        engine = create_engine(f"sqlite:///{world.database}", connect_args={"timeout": 15})
+        dispatcher = Dispatcher(engine, world.cipher, _settings())
+        for _ in range(5):
+            sent.append(asyncio.run(dispatcher.run_once()))
+        engine.dispose()
+
+    threads = [threading.Thread(target=dispatch) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    attempts = _attempts(world)
+    assert sum(sent) == len(attempts) == 20
+    assert all(a.state == "succeeded" and a.attempt == 1 for a in attempts), [a.error for a in attempts]
+    assert [len(webhook_receiver.posts("ok", key)) for key in keys] == [4] * 5
+
+
+async def test_a_large_answer_is_not_read_beyond_a_short_excerpt(
+    world: World, webhook_receiver: WebhookReceiver
+) -> None:
+    key = uuid.uuid4().hex
+    webhook_id, _ = _register(world, webhook_receiver.url("large", key))
+    await deliver_change(lambda: Session(world.engine), _change())
+    await _drain(Dispatcher(world.engine, world.cipher, _settings()), world)
+    [attempt] = _attempts(world, webhook_id)
+    assert attempt.state == "succeeded"
+    assert attempt.response_excerpt is not None and len(attempt.response_excerpt) == EXCERPT_CHARS
+
+
+async def test_a_redirect_is_not_followed(world: World, webhook_receiver: WebhookReceiver) -> None:
+    key = uuid.uuid4().hex
+    webhook_id, _ = _register(world, webhook_receiver.url("redirect", key))
+    await deliver_change(lambda: Session(world.engine), _change())
+    await _drain(Dispatcher(world.engine, world.cipher, _settings(webhook_max_attempts=1)), world)
+    [attempt] = _attempts(world, webhook_id)
+    assert (attempt.state, attempt.status_code) == ("failed", 302)
+    assert webhook_receiver.posts("ok", f"{key}-redirected") == []
+
+
+async def test_each_attempt_is_held_to_the_egress_policy_again(world: World, webhook_receiver: WebhookReceiver) -> None:
+    """A URL allowed at registration, refused when sent (the operator closed loopback since):
+    nothing is connected to, and the log says why."""
+    key = uuid.uuid4().hex
+    webhook_id, _ = _register(world, webhook_receiver.url("ok", key))
+    await deliver_change(lambda: Session(world.engine), _change())
+    closed = _settings(webhook_max_attempts=1, egress_deny="127.0.0.0/8")
+    await _drain(Dispatcher(world.engine, world.cipher, closed), world)
+    [attempt] = _attempts(world, webhook_id)
+    assert attempt.state == "failed" and attempt.status_code is None
+    assert attempt.error is not None and "egress policy" in attempt.error
+    assert webhook_receiver.posts("ok", key) == []
+
+
+async def test_a_webhook_pointed_at_the_metadata_address_is_never_connected_to(world: World) -> None:
+    with Session(world.engine) as session:  # as if written before the rule, or by hand: registration refuses it
+        created = create_webhook(session, world.cipher, organization_id=ORG, url="http://169.254.169.254/latest/")
+    await deliver_change(lambda: Session(world.engine), _change())
+    await _drain(Dispatcher(world.engine, world.cipher, _settings(webhook_max_attempts=1)), world)
+    [attempt] = _attempts(world, created.id)
+    assert attempt.state == "failed" and attempt.error is not None
+    assert "a cloud metadata address" in attempt.error and "egress policy" in attempt.error
+
+
+async def test_the_secret_is_stored_only_encrypted(world: World, webhook_receiver: WebhookReceiver) -> None:
+    webhook_id, secret = _register(world, webhook_receiver.url("ok", uuid.uuid4().hex))
+    await deliver_change(lambda: Session(world.engine), _change())
+    await _drain(Dispatcher(world.engine, world.cipher, _settings()), world)
+    with Session(world.engine) as session:
+        stored = session.get(Webhook, webhook_id)
+        assert stored is not None and world.cipher.decrypt_json(stored.secret_encrypted) == {"secret": secret}
+    world.engine.dispose()
+    for path in world.database.parent.glob("hooks.db*"):  # the WAL too
+        assert_absent(secret, path.read_bytes(), path.name)
