@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 from sourcecheck_client import WebhookEvent, WebhookVerificationError, verify_webhook
@@ -83,3 +85,21 @@ def test_an_event_id_header_other_than_the_signed_one_is_refused() -> None:
     headers, body = _delivery()
     with pytest.raises(WebhookVerificationError, match="Event-Id"):
         verify_webhook(SECRET, {**headers, "Sourcecheck-Event-Id": "evt_other"}, body)
+
+
+def test_the_readmes_verification_by_hand_accepts_a_delivery_and_refuses_its_replay() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## Webhooks", 1)[1].split("\n## ", 1)[0]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(code, namespace)  # noqa: S102 (the README's own example)
+    verify = namespace["verify"]
+    headers, body = _delivery()
+    seen: set[str] = set()
+    assert verify(SECRET, headers, body, seen)["id"] == "evt_0123"
+    with pytest.raises(ValueError, match="already handled"):
+        verify(SECRET, headers, body, seen)
+    with pytest.raises(ValueError, match="bad signature"):
+        verify("whsec_other", headers, body, set())
+    with pytest.raises(ValueError, match="replay"):
+        verify(SECRET, *_delivery(at=int(time.time()) - 301), set())
