@@ -26,10 +26,11 @@ from sqlmodel import Session, col, select
 from api.accounts import create_organization
 from api.db import upgrade_schema
 from api.deliveries import Dispatcher, WebhookChange, deliver_change
+from api.errors import InvalidRequest
 from api.models import DeliveryState, Webhook, WebhookDelivery
 from api.outbound import EXCERPT_CHARS
 from api.settings import ApiSettings
-from api.webhooks import create_webhook
+from api.webhooks import checked_url, create_webhook, outbound_policy
 from tests.helpers import assert_absent
 from tests.servers.webhooks import FLAKY_FAILURES, WebhookReceiver
 from worker.crypto import Cipher
@@ -94,6 +95,15 @@ def _change(source_id: str = "src_1") -> WebhookChange:
     )
 
 
+async def _one_change(world: World, url: str, **settings: Any) -> tuple[str, str]:
+    """A webhook at ``url``, one change recorded and dispatched until nothing is pending:
+    (the webhook's id, its secret)."""
+    webhook_id, secret = _register(world, url)
+    await deliver_change(lambda: Session(world.engine), _change())
+    await _drain(Dispatcher(world.engine, world.cipher, _settings(**settings)), world)
+    return webhook_id, secret
+
+
 async def _drain(dispatcher: Dispatcher, world: World, within: float = 20.0) -> None:
     """Dispatch until no attempt is pending (each waits for its backoff)."""
     deadline = time.monotonic() + within
@@ -123,10 +133,8 @@ async def test_one_change_is_one_signed_post_that_the_client_verifies(
     world: World, webhook_receiver: WebhookReceiver
 ) -> None:
     key = uuid.uuid4().hex
-    webhook_id, secret = _register(world, webhook_receiver.url("ok", key))
     succeeded_before = _deliveries_counted("succeeded")
-    await deliver_change(lambda: Session(world.engine), _change())
-    await _drain(Dispatcher(world.engine, world.cipher, _settings()), world)
+    webhook_id, secret = await _one_change(world, webhook_receiver.url("ok", key))
 
     [post] = webhook_receiver.posts("ok", key)
     event = verify_webhook(secret, post.headers, post.body)
@@ -166,9 +174,7 @@ async def test_a_receiver_failing_twice_then_answering_gets_three_attempts_all_l
     world: World, webhook_receiver: WebhookReceiver
 ) -> None:
     key = uuid.uuid4().hex
-    webhook_id, secret = _register(world, webhook_receiver.url("flaky", key))
-    await deliver_change(lambda: Session(world.engine), _change())
-    await _drain(Dispatcher(world.engine, world.cipher, _settings()), world)
+    webhook_id, secret = await _one_change(world, webhook_receiver.url("flaky", key))
 
     posts = webhook_receiver.posts("flaky", key)
     assert len(posts) == FLAKY_FAILURES + 1 == 3
@@ -257,9 +263,7 @@ async def test_a_large_answer_is_not_read_beyond_a_short_excerpt(
     world: World, webhook_receiver: WebhookReceiver
 ) -> None:
     key = uuid.uuid4().hex
-    webhook_id, _ = _register(world, webhook_receiver.url("large", key))
-    await deliver_change(lambda: Session(world.engine), _change())
-    await _drain(Dispatcher(world.engine, world.cipher, _settings()), world)
+    webhook_id, _ = await _one_change(world, webhook_receiver.url("large", key))
     [attempt] = _attempts(world, webhook_id)
     assert attempt.state == "succeeded"
     assert attempt.response_excerpt is not None and len(attempt.response_excerpt) == EXCERPT_CHARS
@@ -267,9 +271,7 @@ async def test_a_large_answer_is_not_read_beyond_a_short_excerpt(
 
 async def test_a_redirect_is_not_followed(world: World, webhook_receiver: WebhookReceiver) -> None:
     key = uuid.uuid4().hex
-    webhook_id, _ = _register(world, webhook_receiver.url("redirect", key))
-    await deliver_change(lambda: Session(world.engine), _change())
-    await _drain(Dispatcher(world.engine, world.cipher, _settings(webhook_max_attempts=1)), world)
+    webhook_id, _ = await _one_change(world, webhook_receiver.url("redirect", key), webhook_max_attempts=1)
     [attempt] = _attempts(world, webhook_id)
     assert (attempt.state, attempt.status_code) == ("failed", 302)
     assert webhook_receiver.posts("ok", f"{key}-redirected") == []
@@ -300,12 +302,54 @@ async def test_a_webhook_pointed_at_the_metadata_address_is_never_connected_to(w
 
 
 async def test_the_secret_is_stored_only_encrypted(world: World, webhook_receiver: WebhookReceiver) -> None:
-    webhook_id, secret = _register(world, webhook_receiver.url("ok", uuid.uuid4().hex))
-    await deliver_change(lambda: Session(world.engine), _change())
-    await _drain(Dispatcher(world.engine, world.cipher, _settings()), world)
+    webhook_id, secret = await _one_change(world, webhook_receiver.url("ok", uuid.uuid4().hex))
     with Session(world.engine) as session:
         stored = session.get(Webhook, webhook_id)
         assert stored is not None and world.cipher.decrypt_json(stored.secret_encrypted) == {"secret": secret}
     world.engine.dispose()
     for path in world.database.parent.glob("hooks.db*"):  # the WAL too
         assert_absent(secret, path.read_bytes(), path.name)
+
+
+async def test_a_receiver_that_stalls_is_given_up_at_the_attempts_timeout(
+    world: World, webhook_receiver: WebhookReceiver
+) -> None:
+    key = uuid.uuid4().hex
+    started = time.monotonic()
+    webhook_id, _ = await _one_change(
+        world, webhook_receiver.url("slow", key), webhook_max_attempts=1, webhook_timeout_seconds=0.5
+    )
+    assert time.monotonic() - started < 2.0
+    [attempt] = _attempts(world, webhook_id)
+    assert attempt.state == "failed" and attempt.error == "no answer within 0.5 s"
+
+
+@pytest.mark.parametrize(
+    ("profile", "allow_http", "allowed"),
+    [
+        ("production", None, False),
+        ("production", True, True),
+        ("development", None, True),
+        ("development", False, False),
+    ],
+)
+async def test_http_urls_are_refused_in_production_unless_allowed(
+    profile: str, allow_http: bool | None, allowed: bool
+) -> None:
+    settings = ApiSettings(
+        profile=profile,
+        webhook_allow_http=allow_http,
+        secret_keys=Fernet.generate_key().decode(),
+        egress_allow="127.0.0.0/8",
+    )
+    policy = outbound_policy(settings)
+    assert policy.allow_http is allowed
+    if allowed:
+        assert await checked_url("http://127.0.0.1:9/hook", policy) == "http://127.0.0.1:9/hook"
+    else:
+        with pytest.raises(InvalidRequest, match="must be https://"):
+            await checked_url("http://127.0.0.1:9/hook", policy)
+    if profile == "production":  # loopback is refused there unless the operator allows it
+        closed = outbound_policy(ApiSettings(profile="production", secret_keys=Fernet.generate_key().decode()))
+        with pytest.raises(InvalidRequest, match="a loopback address"):
+            await checked_url("https://127.0.0.1/hook", closed)

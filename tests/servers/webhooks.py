@@ -8,11 +8,13 @@ rest of the path is a key of the test's own, so tests sharing the server count a
     /down/<key>        500, always
     /large/<key>       200 with a 1 MiB body
     /redirect/<key>    302 to /ok/<key>-redirected
+    /slow/<key>        sends its status line, then nothing for 5 s
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,6 +23,7 @@ import pytest
 
 FLAKY_FAILURES = 2
 LARGE_BODY = b"x" * (1024 * 1024)
+SLOW_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,10 @@ def start_receiver() -> tuple[ThreadingHTTPServer, WebhookReceiver]:
                 self._answer(503, b"not now\x00\x1b[31m")
             elif behaviour == "large":
                 self._answer(200, LARGE_BODY)
+            elif behaviour == "slow":
+                self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                self.wfile.flush()
+                time.sleep(SLOW_SECONDS)
             elif behaviour == "redirect":
                 self._answer(302, b"", location=f"/ok/{key}-redirected")
             else:
