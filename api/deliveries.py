@@ -95,6 +95,7 @@ def enqueue(session: Session, change: WebhookChange) -> str | None:
             created_at=change.occurred_at,
         )
     )
+    session.flush()  # the event first: the attempts refer to it, and no relationship orders the inserts
     for webhook in webhooks:
         session.add(
             WebhookDelivery(

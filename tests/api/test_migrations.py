@@ -19,13 +19,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from cryptography.fernet import Fernet
-from sqlalchemy import URL, Engine, create_engine, inspect, text
+from sqlalchemy import Engine, create_engine, inspect, text
 from sqlmodel import SQLModel
 
 from api.db import (
@@ -40,7 +39,7 @@ from api.db import (
 )
 from api.errors import SchemaNotCurrent
 from tests.servers import free_port
-from tests.servers.postgres import PostgresServer
+from tests.servers.postgres import PostgresServer, fresh_database
 
 BIN = Path(sys.executable).parent
 HEAD = "0003"
@@ -60,25 +59,12 @@ def sqlite_engine(sqlite_url: str) -> Iterator[Engine]:
 
 
 def _fresh_postgres(server: PostgresServer) -> Iterator[tuple[Engine, str]]:
-    name = "sc_migrations_" + secrets.token_hex(4)
-    admin = server.dsn(superuser=True, database="postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = URL.create(
-        "postgresql+psycopg",
-        username=server.superuser,
-        password=server.superuser_password,
-        host=server.host,
-        port=server.port,
-        database=name,
-    )
-    engine = create_engine(url)
-    try:
-        yield engine, url.render_as_string(hide_password=False)
-    finally:
-        engine.dispose()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    with fresh_database(server, "sc_migrations_") as url:
+        engine = create_engine(url)
+        try:
+            yield engine, url
+        finally:
+            engine.dispose()
 
 
 @pytest.fixture

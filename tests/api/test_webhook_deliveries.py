@@ -20,7 +20,7 @@ import pytest
 from cryptography.fernet import Fernet
 from prometheus_client import REGISTRY
 from sourcecheck_client import WebhookVerificationError, verify_webhook
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, event
 from sqlmodel import Session, col, select
 
 from api.accounts import create_organization
@@ -32,6 +32,7 @@ from api.outbound import EXCERPT_CHARS
 from api.settings import ApiSettings
 from api.webhooks import checked_url, create_webhook, outbound_policy
 from tests.helpers import assert_absent
+from tests.servers.postgres import PostgresServer, fresh_database
 from tests.servers.webhooks import FLAKY_FAILURES, WebhookReceiver
 from worker.crypto import Cipher
 
@@ -58,18 +59,43 @@ RESULT: dict[str, Any] = {
 class World:
     engine: Engine
     cipher: Cipher
-    database: Path
+    database: Path | None  # SQLite's file
+    url: str
+
+    def new_engine(self) -> Engine:
+        """Another engine on the same database (another API process's)."""
+        if self.database is not None:
+            return create_engine(self.url, connect_args={"timeout": 15})
+        return create_engine(self.url)
+
+
+def _world(url: str, database: Path | None = None) -> World:
+    engine = create_engine(url, connect_args={"check_same_thread": False} if database else {})
+    if database is not None:  # as the API's engine (api.db): foreign keys enforced
+        event.listen(engine, "connect", lambda connection, _: connection.execute("PRAGMA foreign_keys=ON"))
+    upgrade_schema(engine)
+    with Session(engine) as session:
+        create_organization(session, name="Hooks", organization_id=ORG)
+    return World(engine, Cipher([Fernet.generate_key().decode()]), database, url)
 
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
     database = tmp_path / "hooks.db"
-    engine = create_engine(f"sqlite:///{database}", connect_args={"check_same_thread": False})
-    upgrade_schema(engine)
-    with Session(engine) as session:
-        create_organization(session, name="Hooks", organization_id=ORG)
-    yield World(engine, Cipher([Fernet.generate_key().decode()]), database)
-    engine.dispose()
+    made = _world(f"sqlite:///{database}", database)
+    yield made
+    made.engine.dispose()
+
+
+@pytest.fixture
+def postgres_world(postgres_server: PostgresServer) -> Iterator[World]:
+    """A fresh database of the session's PostgreSQL cluster."""
+    with fresh_database(postgres_server, "sc_webhooks_") as url:
+        made = _world(url)
+        try:
+            yield made
+        finally:
+            made.engine.dispose()
 
 
 def _settings(**overrides: Any) -> ApiSettings:
@@ -232,8 +258,18 @@ async def test_no_attempt_is_made_after_the_retry_window(world: World, webhook_r
 async def test_every_attempt_is_sent_once_by_several_dispatchers_at_once(
     world: World, webhook_receiver: WebhookReceiver
 ) -> None:
-    """Two API processes' dispatchers (each its own engine and event loop, in threads) share
+    """Three API processes' dispatchers (each its own engine and event loop, in threads) share
     the table: the conditional claim gives each attempt to one of them."""
+    await _race(world, webhook_receiver)
+
+
+async def test_every_attempt_is_sent_once_by_several_dispatchers_on_postgres(
+    postgres_world: World, webhook_receiver: WebhookReceiver
+) -> None:
+    await _race(postgres_world, webhook_receiver)
+
+
+async def _race(world: World, webhook_receiver: WebhookReceiver) -> None:
     keys = [uuid.uuid4().hex for _ in range(5)]
     for key in keys:
         _register(world, webhook_receiver.url("ok", key))
@@ -242,7 +278,7 @@ async def test_every_attempt_is_sent_once_by_several_dispatchers_at_once(
     sent: list[int] = []
 
     def dispatch() -> None:
-        engine = create_engine(f"sqlite:///{world.database}", connect_args={"timeout": 15})
+        engine = world.new_engine()
         dispatcher = Dispatcher(engine, world.cipher, _settings())
         for _ in range(5):
             sent.append(asyncio.run(dispatcher.run_once()))
@@ -307,6 +343,7 @@ async def test_the_secret_is_stored_only_encrypted(world: World, webhook_receive
         stored = session.get(Webhook, webhook_id)
         assert stored is not None and world.cipher.decrypt_json(stored.secret_encrypted) == {"secret": secret}
     world.engine.dispose()
+    assert world.database is not None
     for path in world.database.parent.glob("hooks.db*"):  # the WAL too
         assert_absent(secret, path.read_bytes(), path.name)
 
