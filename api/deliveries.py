@@ -65,7 +65,8 @@ Sessions = Session | Callable[[], Session]
 
 async def deliver_change(sessions: Sessions, change: WebhookChange) -> None:
     """Record ``change`` for every active webhook of its organization; the dispatchers send
-    it. Returns once it is stored (no receiver is waited for)."""
+    it. Returns once it is stored (no receiver is waited for). A session given is committed;
+    with a factory, a new session is used in a thread."""
     if isinstance(sessions, Session):
         enqueue(sessions, change)
         return

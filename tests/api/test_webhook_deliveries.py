@@ -32,6 +32,7 @@ from api.outbound import EXCERPT_CHARS
 from api.settings import ApiSettings
 from api.webhooks import checked_url, create_webhook, outbound_policy
 from tests.helpers import assert_absent
+from tests.servers.http import HttpServer
 from tests.servers.postgres import PostgresServer, fresh_database
 from tests.servers.webhooks import FLAKY_FAILURES, WebhookReceiver
 from worker.crypto import Cipher
@@ -390,3 +391,25 @@ async def test_http_urls_are_refused_in_production_unless_allowed(
         closed = outbound_policy(ApiSettings(profile="production", secret_keys=Fernet.generate_key().decode()))
         with pytest.raises(InvalidRequest, match="a loopback address"):
             await checked_url("https://127.0.0.1/hook", closed)
+
+
+async def test_an_https_receiver_whose_certificate_is_not_trusted_gets_nothing(
+    world: World, https_server: HttpServer
+) -> None:
+    """The certificate is checked against the system's CAs (this one's CA is the test session's)."""
+    webhook_id, _ = await _one_change(world, https_server.url("/ok"), webhook_max_attempts=1)
+    [attempt] = _attempts(world, webhook_id)
+    assert attempt.state == "failed" and attempt.status_code is None
+    assert attempt.error is not None and "certificate" in attempt.error
+    assert https_server.requests == [] and https_server.handshakes == []
+
+
+async def test_a_host_name_is_resolved_checked_and_posted_to_with_its_name(
+    world: World, webhook_receiver: WebhookReceiver
+) -> None:
+    key = uuid.uuid4().hex
+    port = webhook_receiver.base_url.rsplit(":", 1)[1]
+    webhook_id, _ = await _one_change(world, f"http://localhost:{port}/ok/{key}")
+    [post] = webhook_receiver.posts("ok", key)
+    assert post.headers["Host"] == f"localhost:{port}"
+    assert _attempts(world, webhook_id)[0].state == "succeeded"
