@@ -19,6 +19,7 @@ import functools
 import json
 import logging
 import random
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -42,6 +43,7 @@ log = logging.getLogger("sourcecheck.webhooks")
 EVENT_TYPE = "source.status_changed"
 BATCH = 20
 """Attempts one dispatcher sends at once (each bounded by webhook_timeout_seconds)."""
+PRUNE_EVERY_SECONDS = 3600.0
 
 T = TypeVar("T")
 
@@ -156,9 +158,13 @@ class Dispatcher:
         self.lease = timedelta(seconds=2 * settings.webhook_timeout_seconds + 30)
 
     async def run(self) -> None:
-        """Send what is due every ``webhook_poll_seconds``, until cancelled."""
+        """Send what is due every ``webhook_poll_seconds``, until cancelled; prune the log hourly."""
+        pruned_at = 0.0
         while True:
             try:
+                if time.monotonic() - pruned_at >= PRUNE_EVERY_SECONDS:
+                    pruned_at = time.monotonic()
+                    await self._db(self.prune)
                 sent = await self.run_once()
             except SQLAlchemyError as exc:  # the database is down: try again next round
                 log.warning("webhook dispatch: metadata database unavailable (%s)", type(exc).__name__)
@@ -184,6 +190,23 @@ class Dispatcher:
         if self.engine.dialect.name == "sqlite":
             return work()
         return await asyncio.to_thread(work)
+
+    def prune(self) -> int:
+        """Delete finished attempts older than ``webhook_log_retention_days``, and the events
+        no attempt refers to any more; how many attempts went."""
+        cutoff = utcnow() - timedelta(days=self.settings.webhook_log_retention_days)
+        with Session(self.engine) as session:
+            gone = session.execute(
+                sql.delete(WebhookDelivery).where(
+                    col(WebhookDelivery.state) != DeliveryState.PENDING.value, col(WebhookDelivery.created_at) < cutoff
+                )
+            )
+            referred = select(WebhookDelivery.event_id).where(col(WebhookDelivery.event_id) == col(WebhookEvent.id))
+            session.execute(
+                sql.delete(WebhookEvent).where(col(WebhookEvent.created_at) < cutoff, ~sql.exists(referred))
+            )
+            session.commit()
+        return int(gone.rowcount)  # type: ignore[attr-defined]
 
     def _claim(self) -> list[_Claimed]:
         now = utcnow()

@@ -76,6 +76,9 @@ class ApiSettings(Settings):
     webhook_timeout_seconds: float = Field(
         10.0, gt=0, le=60, description="How long one attempt may take: connect, send, and the receiver's answer."
     )
+    webhook_log_retention_days: float = Field(
+        30.0, gt=0, le=3650, description="How long finished webhook attempts (and their events) are kept."
+    )
     webhook_poll_seconds: float = Field(
         1.0, gt=0, le=60, description="How often an API process looks for webhook deliveries that are due."
     )

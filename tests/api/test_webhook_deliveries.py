@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +22,13 @@ from cryptography.fernet import Fernet
 from prometheus_client import REGISTRY
 from sourcecheck_client import WebhookVerificationError, verify_webhook
 from sqlalchemy import Engine, create_engine, event
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, select, update
 
 from api.accounts import create_organization
 from api.db import upgrade_schema
 from api.deliveries import Dispatcher, WebhookChange, deliver_change
 from api.errors import InvalidRequest
-from api.models import DeliveryState, Webhook, WebhookDelivery
+from api.models import DeliveryState, Webhook, WebhookDelivery, WebhookEvent, utcnow
 from api.outbound import EXCERPT_CHARS
 from api.settings import ApiSettings
 from api.webhooks import checked_url, create_webhook, outbound_policy
@@ -218,13 +219,7 @@ async def test_a_receiver_failing_twice_then_answering_gets_three_attempts_all_l
     # Exponential backoff: the second wait is longer than the first (base 0.05 s, jitter 0.5-1).
     sent = [a.sent_at for a in attempts]
     assert all(s is not None for s in sent)
-    assert sent[1] - sent[0] >= _seconds(0.025) and sent[2] - sent[1] >= _seconds(0.05)  # type: ignore[operator]
-
-
-def _seconds(value: float) -> Any:
-    from datetime import timedelta
-
-    return timedelta(seconds=value)
+    assert sent[1] - sent[0] >= timedelta(seconds=0.025) and sent[2] - sent[1] >= timedelta(seconds=0.05)  # type: ignore[operator]
 
 
 async def test_a_receiver_that_always_fails_gets_a_bounded_number_of_attempts_then_failed(
@@ -413,3 +408,28 @@ async def test_a_host_name_is_resolved_checked_and_posted_to_with_its_name(
     [post] = webhook_receiver.posts("ok", key)
     assert post.headers["Host"] == f"localhost:{port}"
     assert _attempts(world, webhook_id)[0].state == "succeeded"
+
+
+async def test_finished_attempts_past_the_retention_are_pruned_with_their_events(
+    world: World, webhook_receiver: WebhookReceiver
+) -> None:
+    webhook_id, _ = await _one_change(world, webhook_receiver.url("ok", uuid.uuid4().hex))
+    await deliver_change(lambda: Session(world.engine), _change("src_recent"))
+    with Session(world.engine) as session:  # the first change, and its attempt, 31 days old; the second pending
+        session.execute(
+            update(WebhookDelivery)
+            .where(col(WebhookDelivery.source_id) == "src_1")
+            .values(created_at=utcnow() - timedelta(days=31))
+        )
+        session.execute(
+            update(WebhookEvent)
+            .where(col(WebhookEvent.source_id) == "src_1")
+            .values(created_at=utcnow() - timedelta(days=31))
+        )
+        session.commit()
+    dispatcher = Dispatcher(world.engine, world.cipher, _settings(webhook_log_retention_days=30))
+    assert dispatcher.prune() == 1
+    with Session(world.engine) as session:
+        assert [e.source_id for e in session.exec(select(WebhookEvent)).all()] == ["src_recent"]
+    assert [(a.source_id, a.state) for a in _attempts(world, webhook_id)] == [("src_recent", "pending")]
+    assert dispatcher.prune() == 0
