@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import json
 import logging
 import random
@@ -27,7 +28,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sql
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from api.accounts import new_id
@@ -59,6 +60,16 @@ class WebhookChange:
     result: TestResult | Mapping[str, Any]
     """The test's answer in the poll endpoint's shape, ``{"status", "job_info"}``."""
     occurred_at: datetime = field(default_factory=utcnow)
+    key: str | None = None
+    """What makes the change itself (its test's job id): the same change recorded again (the
+    status hook is at least once) is the same event, sent once. None: every call is new."""
+
+    def event_id(self) -> str:
+        """The event's id: derived from ``key`` when there is one, so a repeat finds it."""
+        if self.key is None:
+            return new_id("evt")
+        digest = hashlib.sha256(f"{self.organization_id}\0{self.source_id}\0{self.key}".encode()).hexdigest()
+        return f"evt_{digest[:24]}"
 
 
 Sessions = Session | Callable[[], Session]
@@ -81,13 +92,16 @@ async def deliver_change(sessions: Sessions, change: WebhookChange) -> None:
 
 
 def enqueue(session: Session, change: WebhookChange) -> str | None:
-    """The event's id, with one pending attempt per active webhook; None when there is none."""
+    """The event's id, with one pending attempt per active webhook; None when there is none.
+    A change whose event exists already (same ``key``) adds nothing."""
     webhooks = session.exec(
         select(Webhook).where(Webhook.organization_id == change.organization_id, Webhook.active == sql.true())
     ).all()
     if not webhooks:
         return None
-    event_id = new_id("evt")
+    event_id = change.event_id()
+    if session.get(WebhookEvent, event_id) is not None:
+        return event_id
     session.add(
         WebhookEvent(
             id=event_id,
@@ -110,7 +124,12 @@ def enqueue(session: Session, change: WebhookChange) -> str | None:
                 state=DeliveryState.PENDING,
             )
         )
-    session.commit()
+    try:
+        session.commit()
+    except IntegrityError:  # the same change, recorded by another process at the same moment
+        session.rollback()
+        if session.get(WebhookEvent, event_id) is None:
+            raise
     return event_id
 
 

@@ -433,3 +433,28 @@ async def test_finished_attempts_past_the_retention_are_pruned_with_their_events
         assert [e.source_id for e in session.exec(select(WebhookEvent)).all()] == ["src_recent"]
     assert [(a.source_id, a.state) for a in _attempts(world, webhook_id)] == [("src_recent", "pending")]
     assert dispatcher.prune() == 0
+
+
+async def test_the_same_change_recorded_twice_is_one_event_sent_once(
+    world: World, webhook_receiver: WebhookReceiver
+) -> None:
+    """The status hook is at least once: a change keyed by its test's job id is not sent twice."""
+    key = uuid.uuid4().hex
+    webhook_id, secret = _register(world, webhook_receiver.url("ok", key))
+    change = WebhookChange(
+        organization_id=ORG, source_id="src_1", old_status="succeeded", new_status="failed", result=RESULT, key="job_1"
+    )
+    for _ in range(2):
+        await deliver_change(lambda: Session(world.engine), change)
+    await _drain(Dispatcher(world.engine, world.cipher, _settings()), world)
+    await deliver_change(lambda: Session(world.engine), change)  # again after it was sent
+    await _drain(Dispatcher(world.engine, world.cipher, _settings()), world)
+    [post] = webhook_receiver.posts("ok", key)
+    assert verify_webhook(secret, post.headers, post.body).id == change.event_id()
+    assert len(_attempts(world, webhook_id)) == 1
+    other_job = WebhookChange(
+        organization_id=ORG, source_id="src_1", old_status="failed", new_status="succeeded", result=RESULT, key="job_2"
+    )
+    await deliver_change(lambda: Session(world.engine), other_job)
+    await _drain(Dispatcher(world.engine, world.cipher, _settings()), world)
+    assert len(webhook_receiver.posts("ok", key)) == 2
