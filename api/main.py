@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -18,9 +20,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api import health, metrics
 from api.admission import Admission, AdmissionGate
 from api.db import get_engine, init_db
+from api.deliveries import Dispatcher
+from api.deps import get_cipher
 from api.errors import ApiError, InvalidRequest, PayloadTooLarge, ServiceUnavailable, error_response, send_error
 from api.recorder import Recorder
-from api.routes import definitions, sources, tests, workspaces
+from api.routes import definitions, sources, tests, webhooks, workspaces
 from api.settings import get_api_settings
 from connectors.errors import FieldError
 from connectors.registry import all_connectors
@@ -52,10 +56,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     # What start-up made lives as long as the process: the collector's full collections need
     # not scan it again, which under load stalled requests (docs/benchmarks.md).
+    dispatcher = asyncio.create_task(Dispatcher(get_engine(), get_cipher(), settings).run(), name="webhooks")
     gc.freeze()
     try:
         yield
     finally:
+        dispatcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await dispatcher
         if listener is not None:
             listener.close()
         await recorder.close()
@@ -141,6 +149,7 @@ def create_app() -> FastAPI:
     for router in (tests.create_router(settings), definitions.router, sources.router):
         app.include_router(router, prefix=CONNECTORS)
     app.include_router(workspaces.router, prefix=ORG)
+    app.include_router(webhooks.router, prefix=ORG)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:

@@ -20,6 +20,9 @@ in development on the API's port, in production only on a listener of its own
   deleted or the entry unreadable) (api/recorder.py);
 - ``sourcecheck_status_changes_total{outcome}``: status changes of stored sources
   (``broke``, ``recovered``, ``failure_changed``, ``warnings_changed``; api/services/changes.py);
+- ``sourcecheck_webhook_deliveries_total{outcome}``: webhook attempts this process sent, by
+  outcome: ``succeeded`` (2xx), ``retrying`` (failed, another attempt is scheduled),
+  ``failed`` (the last attempt failed) — no label per webhook or source;
 - plus prometheus_client's ``process_*`` and ``python_*``.
 
 Each API process has its own numbers: scrape every process (not one behind a load balancer);
@@ -67,6 +70,11 @@ TESTS = Counter(
     "sourcecheck_tests",
     "Tests answered with a final result (each job once per API process).",
     ["definition", "status", "type"],
+)
+WEBHOOK_DELIVERIES = Counter(
+    "sourcecheck_webhook_deliveries",
+    "Webhook delivery attempts sent by this process, by outcome (succeeded, retrying, failed).",
+    ["outcome"],
 )
 QUEUE_DEPTH_ERRORS = Counter(
     "sourcecheck_queue_depth_errors", "Scrapes where the queue depth could not be read in time."

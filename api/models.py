@@ -7,6 +7,7 @@ The ladder of a resource: ``SourceBase`` → ``SourceCreate`` / ``SourceUpdate``
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
@@ -361,3 +362,105 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 ORGANIZATION_ERRORS = (401, 404, 413, 422, 503)
 """What any route under /v1/organizations/{organization_id} may answer besides its own success."""
+
+
+# --- webhooks -------------------------------------------------------------------------
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class Webhook(SQLModel, table=True):
+    """An endpoint of an organization that receives signed POSTs when a source's status changes."""
+
+    id: str = DBField(primary_key=True)
+    organization_id: str = DBField(foreign_key="organization.id", index=True)
+    url: str
+    # The signing secret, Fernet-encrypted (worker.crypto): shown once, at creation.
+    secret_encrypted: str
+    active: bool = True
+    created_at: datetime = DBField(default_factory=utcnow)
+
+
+class WebhookEvent(SQLModel, table=True):
+    """One change of a source, as sent to every endpoint of its organization (retries send the same body)."""
+
+    __tablename__ = "webhook_event"
+
+    id: str = DBField(primary_key=True)
+    organization_id: str = DBField(foreign_key="organization.id", index=True)
+    source_id: str
+    type: str
+    # The JSON body sent (no secret: results are scrubbed), kept so a retry sends the same bytes.
+    payload: str
+    created_at: datetime = DBField(default_factory=utcnow)
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One attempt to deliver an event to a webhook: ``pending`` until sent, then
+    ``succeeded`` (2xx) or ``failed``; a failed attempt with time and attempts left is
+    followed by a new ``pending`` one."""
+
+    __tablename__ = "webhook_delivery"
+
+    id: str = DBField(primary_key=True)
+    webhook_id: str = DBField(foreign_key="webhook.id", index=True)
+    event_id: str = DBField(foreign_key="webhook_event.id", index=True)
+    source_id: str
+    attempt: int
+    state: str = DBField(index=True)
+    status_code: int | None = None
+    error: str | None = None
+    response_excerpt: str | None = None
+    duration_ms: float | None = None
+    created_at: datetime = DBField(default_factory=utcnow)
+    next_attempt_at: datetime = DBField(default_factory=utcnow, index=True)
+    # Until when one dispatcher holds this attempt (several API processes share the table).
+    claimed_until: datetime | None = None
+    sent_at: datetime | None = None
+
+
+class WebhookCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(
+        min_length=1,
+        max_length=2000,
+        description="Where to POST the events: https (http only where the operator allows it), no credentials.",
+        examples=["https://hooks.example.com/sourcecheck"],
+    )
+
+
+class WebhookPublic(BaseModel):
+    id: str
+    organization_id: str
+    url: str
+    active: bool
+    created_at: datetime
+
+
+class WebhookCreated(WebhookPublic):
+    secret: str = Field(
+        description="The signing secret (HMAC-SHA256 of the Sourcecheck-Signature header): shown only in this answer."
+    )
+
+
+class WebhookDeliveryPublic(BaseModel):
+    id: str
+    webhook_id: str
+    event_id: str
+    source_id: str
+    attempt: int
+    state: DeliveryState = Field(
+        examples=["succeeded"], description="pending (not sent yet), succeeded (2xx) or failed."
+    )
+    status_code: int | None = Field(None, description="The receiver's HTTP status, when it answered.")
+    error: str | None = Field(None, description="Why the attempt failed without an HTTP answer (or with a non-2xx).")
+    response_excerpt: str | None = Field(None, description="The first characters of the receiver's answer, cleaned.")
+    duration_ms: float | None = None
+    created_at: datetime
+    next_attempt_at: datetime
+    sent_at: datetime | None = None

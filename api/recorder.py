@@ -128,7 +128,7 @@ class Recorder:
                 metrics.HISTORY_RECORDS.labels(outcome).inc(count)
         for change in written.changes:
             try:
-                await changes.on_change(change)
+                await changes.on_change(change, lambda: Session(self._engine))
             except Exception:  # a consumer's failure must not undo the record
                 log.exception("status change of source %s: dispatch failed", change.source_id)
         ids = [entry_id for entry_id, _ in entries]

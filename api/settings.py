@@ -71,6 +71,30 @@ class ApiSettings(Settings):
         600.0, gt=0, le=86400, description="How often one API process of the deployment prunes the history."
     )
 
+    webhook_allow_http: bool | None = Field(
+        None,
+        description="Whether webhook URLs may be http:// (default: in development only; production wants https).",
+    )
+    webhook_max_attempts: int = Field(8, ge=1, le=50, description="Attempts to deliver one event to one webhook.")
+    webhook_retry_base_seconds: float = Field(
+        10.0, gt=0, le=3600, description="Delay before a webhook's second attempt; doubled for each next one, jittered."
+    )
+    webhook_retry_window_seconds: float = Field(
+        3600.0, gt=0, le=7 * 86400, description="No attempt of an event is made later than this after the change."
+    )
+    webhook_timeout_seconds: float = Field(
+        10.0, gt=0, le=60, description="How long one attempt may take: connect, send, and the receiver's answer."
+    )
+    webhook_log_retention_days: float = Field(
+        30.0, gt=0, le=3650, description="How long finished webhook attempts (and their events) are kept."
+    )
+    webhook_poll_seconds: float = Field(
+        1.0, gt=0, le=60, description="How often an API process looks for webhook deliveries that are due."
+    )
+
+    def webhooks_allow_http(self) -> bool:
+        return self.webhook_allow_http if self.webhook_allow_http is not None else self.profile == "development"
+
     def sqlalchemy_url(self) -> str:
         if self.database_url:
             return self.database_url

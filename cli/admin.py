@@ -13,6 +13,7 @@ from api.db import get_engine
 from api.errors import AccountError
 from api.settings import get_api_settings
 from api.sources import reencrypt_sources
+from api.webhooks import reencrypt_webhooks
 from cli.console import fail
 from cli.db import open_database
 from worker.crypto import Cipher, InvalidToken
@@ -86,9 +87,14 @@ def rekey() -> None:
     Key rotation: set SOURCECHECK_SECRET_KEYS=new,old everywhere, run this once, and when no
     test sent before the change is still queued, drop the old key.
     """
+    cipher = Cipher(get_api_settings().fernet_keys())
     with _session() as session:
         try:
-            count = reencrypt_sources(session, Cipher(get_api_settings().fernet_keys()))
+            count = reencrypt_sources(session, cipher)
         except InvalidToken:
             fail("a stored source cannot be opened with any key of SOURCECHECK_SECRET_KEYS; nothing was changed")
-    typer.echo(f"re-encrypted {count} sources under the first key", err=True)
+        try:
+            hooks = reencrypt_webhooks(session, cipher)
+        except InvalidToken:
+            fail("a webhook's secret cannot be opened with any key of SOURCECHECK_SECRET_KEYS; it was left as it was")
+    typer.echo(f"re-encrypted {count} sources under the first key, and {hooks} webhook secrets", err=True)

@@ -23,4 +23,5 @@ pytest_plugins = [
     "tests.servers.jira",
     "tests.servers.smb",
     "tests.servers.zendesk",
+    "tests.servers.webhooks",
 ]

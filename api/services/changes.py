@@ -17,11 +17,15 @@ make) and return, never deliver inline (a slow receiver would hold up the histor
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from sqlmodel import Session
+
 from api import metrics
+from api.deliveries import WebhookChange, deliver_change
 from api.models import TestRecordPublic
 from connectors.errors import FailureType
 from worker.model import JobStatus
@@ -82,9 +86,10 @@ def change_kind(previous: RecordSummary | None, current: RecordSummary) -> Chang
     return None
 
 
-async def on_change(change: StatusChange) -> None:
-    """The dispatch point of a status change (see the module docstring): counted and logged.
-    Integrations (webhooks) are called from here."""
+async def on_change(change: StatusChange, sessions: Callable[[], Session]) -> None:
+    """The dispatch point of a status change (see the module docstring): counted, logged, and
+    an event stored for each of the organization's webhooks (api/deliveries.py sends them),
+    in a session of ``sessions``, the recorder's database."""
     metrics.STATUS_CHANGES.labels(change.kind.value).inc()
     log.info(
         "source %s status changed (%s): %s → %s%s",
@@ -94,4 +99,16 @@ async def on_change(change: StatusChange) -> None:
         change.current.status.value,
         f" ({change.current.type.value})" if change.current.type else "",
         extra={"organization_id": change.organization_id, "source_id": change.source_id},
+    )
+    await deliver_change(
+        sessions,
+        WebhookChange(
+            organization_id=change.organization_id,
+            source_id=change.source_id,
+            old_status=change.previous.status.value if change.previous else None,
+            new_status=change.current.status.value,
+            result=change.current,
+            occurred_at=change.current.ended_at,
+            key=change.current.job_id,  # a change dispatched twice is one event
+        ),
     )

@@ -7,7 +7,8 @@
     if not result.succeeded:
         print(result.job_info.type, result.job_info.message, result.job_info.hint)
 
-:class:`AsyncClient` has the same surface, awaited.
+:class:`AsyncClient` has the same surface, awaited. :func:`verify_webhook` checks a webhook
+delivery's signature on the receiver's side.
 """
 
 from sourcecheck_client._core import __version__
@@ -40,6 +41,7 @@ from sourcecheck_client.models import (
     TestRecordPage,
     TestResult,
 )
+from sourcecheck_client.webhooks import WebhookEvent, WebhookVerificationError, verify_webhook
 
 __all__ = [
     "APIConnectionError",
@@ -68,5 +70,8 @@ __all__ = [
     "TestRecordPage",
     "TestResult",
     "ValidationError",
+    "WebhookEvent",
+    "WebhookVerificationError",
     "__version__",
+    "verify_webhook",
 ]

@@ -79,7 +79,7 @@ def world(stack: Stack) -> World:
 class Endpoint:
     name: str
     method: str
-    path: Callable[[World], str]  # under .../knowledge/connectors unless it starts with /workspaces
+    path: Callable[[World], str]  # under .../knowledge/connectors unless it starts with /workspaces or /webhooks
     ok: tuple[int, ...]
     body: Callable[[World], Any] | None = None
     params: dict[str, Any] | None = None
@@ -87,6 +87,21 @@ class Endpoint:
 
 def _fresh_source(w: World) -> str:
     return f"/sources/{_source(w.stack, w.stack.token, w.stack.org_id)}"
+
+
+_webhooks: dict[str, str] = {}
+
+
+def _webhook(w: World, fresh: bool = False) -> str:
+    """``/webhooks/<id>`` of a webhook of the stack's organization (a new one if ``fresh``)."""
+    if fresh or "kept" not in _webhooks:
+        with w.stack.client() as client:
+            r = client.post(f"/v1/organizations/{w.stack.org_id}/webhooks", json={"url": CLOSED})
+        assert r.status_code == 201, r.text
+        if fresh:
+            return f"/webhooks/{r.json()['id']}"
+        _webhooks["kept"] = r.json()["id"]
+    return f"/webhooks/{_webhooks['kept']}"
 
 
 ENDPOINTS = [
@@ -118,6 +133,11 @@ ENDPOINTS = [
     Endpoint("list a source's tests", "GET", lambda w: f"/sources/{w.source}/tests", (200,)),
     Endpoint("list workspaces", "GET", lambda w: "/workspaces", (200,)),
     Endpoint("create a workspace", "POST", lambda w: "/workspaces", (201,), lambda w: {"name": "authz"}),
+    Endpoint("list webhooks", "GET", lambda w: "/webhooks", (200,)),
+    Endpoint("create a webhook", "POST", lambda w: "/webhooks", (201,), lambda w: {"url": CLOSED}),
+    Endpoint("get a webhook", "GET", _webhook, (200,)),
+    Endpoint("list a webhook's deliveries", "GET", lambda w: f"{_webhook(w)}/deliveries", (200,)),
+    Endpoint("delete a webhook", "DELETE", lambda w: _webhook(w, fresh=True), (204,)),
 ]
 
 CREDENTIALS = {
@@ -143,7 +163,7 @@ def _expected(credential: str, endpoint: Endpoint) -> tuple[int, ...]:
 
 def _url(stack: Stack, path: str, org: str | None = None) -> str:
     org = org or stack.org_id
-    if path.startswith("/workspaces"):
+    if path.startswith(("/workspaces", "/webhooks")):
         return f"{stack.base_url}/v1/organizations/{org}{path}"
     return stack.base_url + stack.url(path, org_id=org)
 

@@ -19,13 +19,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from cryptography.fernet import Fernet
-from sqlalchemy import URL, Engine, create_engine, inspect, text
+from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel
 
@@ -41,11 +40,20 @@ from api.db import (
 )
 from api.errors import SchemaNotCurrent
 from tests.servers import free_port
-from tests.servers.postgres import PostgresServer
+from tests.servers.postgres import PostgresServer, fresh_database
 
 BIN = Path(sys.executable).parent
-TABLES = {"organization", "apikey", "workspace", "source", "test_record"}
-HEAD = "0002"  # the newest revision
+TABLES = {
+    "organization",
+    "apikey",
+    "workspace",
+    "source",
+    "test_record",
+    "webhook",
+    "webhook_event",
+    "webhook_delivery",
+}
+HEAD = "0003"  # the newest revision
 NEXT = f"{int(HEAD) + 1:04d}"
 
 
@@ -62,25 +70,12 @@ def sqlite_engine(sqlite_url: str) -> Iterator[Engine]:
 
 
 def _fresh_postgres(server: PostgresServer) -> Iterator[tuple[Engine, str]]:
-    name = "sc_migrations_" + secrets.token_hex(4)
-    admin = server.dsn(superuser=True, database="postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = URL.create(
-        "postgresql+psycopg",
-        username=server.superuser,
-        password=server.superuser_password,
-        host=server.host,
-        port=server.port,
-        database=name,
-    )
-    engine = create_engine(url)
-    try:
-        yield engine, url.render_as_string(hide_password=False)
-    finally:
-        engine.dispose()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    with fresh_database(server, "sc_migrations_") as url:
+        engine = create_engine(url)
+        try:
+            yield engine, url
+        finally:
+            engine.dispose()
 
 
 @pytest.fixture
@@ -428,7 +423,8 @@ def _history_up_and_down(engine: Engine) -> None:
 
     with engine.begin() as connection:
         command.downgrade(alembic_config(connection), "0001")
-    assert set(inspect(engine).get_table_names()) == TABLES - {"test_record"} | {"alembic_version"}
+    later = {"test_record", "webhook", "webhook_event", "webhook_delivery"}  # 0002's and 0003's
+    assert set(inspect(engine).get_table_names()) == TABLES - later | {"alembic_version"}
     assert schema_state(engine).current == ("0001",)
     with engine.connect() as c:
         assert c.execute(text("SELECT id FROM source")).scalars().all() == ["src_kept"]

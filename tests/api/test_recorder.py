@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -158,9 +158,9 @@ def changes_seen(monkeypatch: pytest.MonkeyPatch) -> list[StatusChange]:
     seen: list[StatusChange] = []
     real = recorder_module.changes.on_change
 
-    async def capture(change: StatusChange) -> None:
+    async def capture(change: StatusChange, sessions: Callable[[], Session]) -> None:
         seen.append(change)
-        await real(change)
+        await real(change, sessions)
 
     monkeypatch.setattr(recorder_module.changes, "on_change", capture)
     return seen

@@ -1,7 +1,8 @@
 """A stored source's history through the whole system, on a stack of this module's own (its
 status-change count starts at zero): a real PostgreSQL login that works, then fails when the
 role's password is changed on the server. The history shows both, newest first, with no
-secret in it, and the source's status change was dispatched once.
+secret in it, the source's status changes were dispatched once each, and a webhook on
+loopback received each once, signed.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from collections.abc import Iterator
 import httpx
 import psycopg
 import pytest
+from sourcecheck_client import verify_webhook
 
 from tests.helpers import assert_absent
 from tests.servers.postgres import PostgresServer
 from tests.servers.stack import Stack, own_stack
+from tests.servers.webhooks import WebhookReceiver
 from worker.keys import HISTORY_STREAM
 
 pytestmark = pytest.mark.e2e
@@ -53,11 +56,17 @@ def status_changes(stack: Stack) -> dict[str, float]:
 
 
 def test_a_source_that_breaks_shows_both_tests_newest_first_without_its_secret_and_one_change(
-    history_stack: Stack, postgres_server: PostgresServer, role: tuple[str, str]
+    history_stack: Stack, postgres_server: PostgresServer, role: tuple[str, str], webhook_receiver: WebhookReceiver
 ) -> None:
     stack, (user, password) = history_stack, role
     admin = postgres_server.dsn(superuser=True, database="postgres")
+    hook_key = secrets.token_hex(8)
     with stack.client() as client:
+        hook = client.post(
+            f"/v1/organizations/{stack.org_id}/webhooks", json={"url": webhook_receiver.url("ok", hook_key)}
+        )
+        assert hook.status_code == 201, hook.text
+        signing_secret = hook.json()["secret"]
         created = client.post(
             stack.url("/sources"),
             json={
@@ -105,6 +114,25 @@ def test_a_source_that_breaks_shows_both_tests_newest_first_without_its_secret_a
     assert oldest["warnings"] and {w["code"] for w in oldest["warnings"]} == {"weak_authentication"}
     assert status_changes(stack) == {"warnings_changed": 1.0, "broke": 1.0}
     assert len(re.findall(rf"source {source_id} status changed \(broke\)", stack.log_text())) == 1
+
+    # Each change reached the webhook once, signed, saying what broke and what to fix.
+    deadline = time.monotonic() + 15
+    while len(webhook_receiver.posts("ok", hook_key)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.5)  # another round of the dispatcher: still two
+    posts = webhook_receiver.posts("ok", hook_key)
+    events = sorted((verify_webhook(signing_secret, p.headers, p.body) for p in posts), key=lambda e: e.occurred_at)
+    assert [(e.previous_status, e.status) for e in events] == [(None, "succeeded"), ("succeeded", "failed")]
+    assert all(e.source_id == source_id for e in events)
+    broken = events[1].result
+    assert (broken.job_id, broken.type, broken.fields) == (
+        broke["job_info"]["job_id"],
+        "authentication_failed",
+        ["user", "password"],
+    )
+    assert broken.hint
+    for post in posts:
+        assert_absent(password, post.body, "a webhook delivery")
 
     # No secret in the history: the answer, the table, the stream it came through.
     with sqlite3.connect(stack.data_dir / "sourcecheck.db") as db:

@@ -53,6 +53,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from psycopg.conninfo import make_conninfo
+from sqlalchemy import URL
 
 from tests.servers import free_port
 
@@ -240,6 +241,29 @@ def _cluster(*, tls: bool) -> Iterator[PostgresServer]:
                 cwd=root,
             )
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def fresh_database(server: PostgresServer, prefix: str = "sc_") -> Iterator[str]:
+    """A new, empty database of ``server`` for the block: its SQLAlchemy URL (psycopg, as the
+    superuser). Dropped afterwards, connections or not."""
+    name = prefix + secrets.token_hex(4)
+    admin = server.dsn(superuser=True, database="postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = URL.create(
+        "postgresql+psycopg",
+        username=server.superuser,
+        password=server.superuser_password,
+        host=server.host,
+        port=server.port,
+        database=name,
+    )
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
