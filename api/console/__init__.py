@@ -35,6 +35,7 @@ ASSETS = {
     "console.js": "text/javascript; charset=utf-8",
     "console.css": "text/css; charset=utf-8",
     "forms.js": "text/javascript; charset=utf-8",
+    "events.js": "text/javascript; charset=utf-8",
 }
 
 router = APIRouter(tags=["Console"])

@@ -7,7 +7,6 @@
 (() => {
   const KEY = "sourcecheck.apiKey";
   const RESULTS = "sourcecheck.lastResults";
-  const MAX_EVENT_BYTES = 1 << 20; // one event of the stream; a longer one ends the stream
   const state = {
     key: null, org: null, definitions: [], form: null, source: null,
     job: null, abort: null, cancelled: null,
@@ -50,48 +49,6 @@
 
   const orgPath = (path) => `/v1/organizations/${encodeURIComponent(state.org)}/knowledge/connectors${path}`;
   const jobPath = (job, rest = "") => orgPath(`/sources/test/${encodeURIComponent(job)}${rest}`);
-
-  // --- Server-Sent Events over fetch ------------------------------------------------------
-  // The format of the HTML standard: fields until a blank line; "data" lines joined by
-  // newlines; lines starting with ":" are comments (the server's keepalives).
-  class EventParser {
-    constructor() {
-      this.buffer = "";
-      this.event = { id: null, event: "message", data: [] };
-    }
-
-    feed(text) {
-      this.buffer += text;
-      const events = [];
-      let match;
-      while ((match = /\r\n|\r|\n/.exec(this.buffer))) {
-        if (match[0] === "\r" && match.index === this.buffer.length - 1) break; // maybe a \r\n cut in two
-        const line = this.buffer.slice(0, match.index);
-        this.buffer = this.buffer.slice(match.index + match[0].length);
-        const done = this.line(line);
-        if (done) events.push(done);
-      }
-      if (this.buffer.length > MAX_EVENT_BYTES) throw new Error("The event stream sent an event too long to read");
-      return events;
-    }
-
-    line(line) {
-      if (line === "") {
-        const { id, event, data } = this.event;
-        this.event = { id, event: "message", data: [] };
-        return data.length ? { id, event, data: data.join("\n") } : null;
-      }
-      if (line.startsWith(":")) return null;
-      const colon = line.indexOf(":");
-      const field = colon < 0 ? line : line.slice(0, colon);
-      let value = colon < 0 ? "" : line.slice(colon + 1);
-      if (value.startsWith(" ")) value = value.slice(1);
-      if (field === "data") this.event.data.push(value);
-      else if (field === "event") this.event.event = value;
-      else if (field === "id") this.event.id = value;
-      return null;
-    }
-  }
 
   // --- steps and results ------------------------------------------------------------------
   function setStatus(text, kind = "") {
@@ -181,7 +138,7 @@
     }
     if (!response.ok) throw new ApiFailure(response.status, await response.json().catch(() => null));
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-    const parser = new EventParser();
+    const parser = new SCEvents.EventParser();
     try {
       for (;;) {
         const { value, done } = await reader.read();

@@ -12,7 +12,7 @@ from tests.servers.stack import Stack
 
 pytestmark = pytest.mark.e2e
 
-PAGES = ["/console", "/console/assets/console.js", "/console/assets/forms.js", "/console/assets/console.css"]
+PAGES = ["/console", *(f"/console/assets/{name}" for name in ("console.js", "forms.js", "events.js", "console.css"))]
 
 
 @pytest.mark.parametrize("path", PAGES)

@@ -55,9 +55,14 @@ def _wait(driver: WebDriver, until: Callable[[WebDriver], Any], seconds: float =
     try:
         return WebDriverWait(driver, seconds, poll_frequency=0.05).until(until)
     except TimeoutException:
-        driver.save_screenshot(str(OUTPUT / "timed-out.png"))
+        _screenshot(driver, "timed-out.png")
         shown = [driver.find_element(By.ID, i).text for i in ("status", "form-error", "sign-in-error")]
         raise AssertionError(f"timed out; the page shows {shown}, its console: {driver.get_log('browser')}") from None
+
+
+def _screenshot(driver: WebDriver, name: str) -> None:
+    driver.execute_script("window.scrollTo(0, 0)")
+    driver.save_screenshot(str(OUTPUT / name))
 
 
 def _field(driver: WebDriver, path: str) -> WebElement:
@@ -116,7 +121,7 @@ def test_a_postgres_source_filled_in_the_form_succeeds_step_by_step(
     assert list(steps) == ["resolve", "tcp", "tls", "authenticate", "access"]
     assert all(s in ("succeeded", "skipped") for s, _ in steps.values()) and steps["authenticate"][0] == "succeeded"
     assert all(duration.endswith(" ms") for _, duration in steps.values())
-    browser.save_screenshot(str(OUTPUT / "succeeded.png"))
+    _screenshot(browser, "succeeded.png")
     # The password typed for the test is gone from the page once it has run.
     assert _field(browser, "password").get_attribute("value") == ""
 
@@ -136,7 +141,7 @@ def test_a_wrong_password_fails_with_the_password_field_highlighted(
     assert _field(browser, "host").get_attribute("aria-invalid") is None  # only the fields it names
     assert _steps(browser)["authenticate"][0] == "failed"
     assert password.get_attribute("value") == ""
-    browser.save_screenshot(str(OUTPUT / "authentication_failed.png"))
+    _screenshot(browser, "authentication_failed.png")
     assert "not-the-password" not in browser.page_source
 
 
@@ -168,6 +173,7 @@ def test_a_stored_source_is_saved_listed_opened_and_tested_with_its_password_unc
     assert _test_and_wait(browser).startswith("succeeded")  # the stored password was used
     listed = browser.find_element(By.CSS_SELECTOR, f'#source-list button[data-source-id="{source_id}"]')
     assert "succeeded" in listed.text
+    _screenshot(browser, "stored-succeeded.png")  # docs/console.png
 
     # Edit and save: the schema name changes, the stored password stays.
     schema = _field(browser, "schema_name")
@@ -180,6 +186,42 @@ def test_a_stored_source_is_saved_listed_opened_and_tested_with_its_password_unc
     assert saved["configuration"]["schema_name"] == "locked" and saved["configuration"]["password"] == "**********"
     assert _test_and_wait(browser).startswith("failed")  # reader has no USAGE on "locked"
     assert _field(browser, "schema_name").get_attribute("aria-invalid") == "true"
+
+
+def test_the_event_parser_reads_events_however_the_stream_is_cut(browser: WebDriver, stack: Stack) -> None:
+    browser.get(f"{stack.base_url}/console")
+    events = browser.execute_script(
+        """const parser = new SCEvents.EventParser();
+           const stream = ': keepalive\\r\\nid: 1\\r\\nevent: plan\\r\\ndata: {"steps":\\r\\ndata: ["tcp"]}\\r\\n\\r\\n'
+             + 'id: 2\\nevent: step\\ndata:{"name":"tcp","status":"running"}\\n\\nid: 3\\revent: result\\rdata: {}\\r\\r: keepalive\\n';
+           const out = [];
+           for (let i = 0; i < stream.length; i += 3) out.push(...parser.feed(stream.slice(i, i + 3)));
+           return out;"""
+    )
+    assert events == [
+        {"id": "1", "event": "plan", "data": '{"steps":\n["tcp"]}'},
+        {"id": "2", "event": "step", "data": '{"name":"tcp","status":"running"}'},
+        {"id": "3", "event": "result", "data": "{}"},
+    ]
+
+
+def test_the_event_parser_bounds_what_a_stream_makes_it_hold(browser: WebDriver, stack: Stack) -> None:
+    browser.get(f"{stack.base_url}/console")
+    outcome = browser.execute_script(
+        """const parser = new SCEvents.EventParser();
+           const started = performance.now();
+           parser.feed(':\\n'.repeat(300000));  // many lines in one chunk: one pass
+           const took = performance.now() - started;
+           const tooLong = (chunks) => {
+             const p = new SCEvents.EventParser();
+             try { chunks.forEach((c) => p.feed(c)); return false; } catch (e) { return true; }
+           };
+           const line = 'x'.repeat(SCEvents.MAX_EVENT_CHARS / 4);
+           return {took, oneLine: tooLong([line, line, line, line, line]),
+                   manyLines: tooLong(Array(5).fill('data: ' + line + '\\n'))};"""
+    )
+    assert outcome["oneLine"] and outcome["manyLines"]  # an endless line or event ends the stream
+    assert outcome["took"] < 1000, outcome
 
 
 def test_every_control_has_a_label(browser: WebDriver, stack: Stack) -> None:
@@ -228,7 +270,7 @@ def test_cancel_stops_a_test_hanging_on_an_unanswering_server(
     _wait(browser, lambda d: _steps(d).get("tcp", ("",))[0] == "succeeded" and "running" in dict(_steps(d).values()))
     assert _status(browser).startswith("running")
     assert browser.find_element(By.ID, "cancel-button").is_enabled()
-    browser.save_screenshot(str(OUTPUT / "running.png"))
+    _screenshot(browser, "running.png")
     browser.find_element(By.ID, "cancel-button").click()
     _wait(browser, lambda d: _status(d).startswith("failed"), seconds=3)
     assert browser.find_element(By.ID, "failure-type").text == "cancelled"
