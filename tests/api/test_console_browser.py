@@ -193,7 +193,8 @@ def test_the_event_parser_reads_events_however_the_stream_is_cut(browser: WebDri
     events = browser.execute_script(
         """const parser = new SCEvents.EventParser();
            const stream = ': keepalive\\r\\nid: 1\\r\\nevent: plan\\r\\ndata: {"steps":\\r\\ndata: ["tcp"]}\\r\\n\\r\\n'
-             + 'id: 2\\nevent: step\\ndata:{"name":"tcp","status":"running"}\\n\\nid: 3\\revent: result\\rdata: {}\\r\\r: keepalive\\n';
+             + 'id: 2\\nevent: step\\ndata:{"name":"tcp","status":"running"}\\n\\n'
+             + 'id: 3\\revent: result\\rdata: {}\\r\\r: keepalive\\n';
            const out = [];
            for (let i = 0; i < stream.length; i += 3) out.push(...parser.feed(stream.slice(i, i + 3)));
            return out;"""
