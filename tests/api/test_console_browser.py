@@ -124,6 +124,8 @@ def test_a_postgres_source_filled_in_the_form_succeeds_step_by_step(
     _screenshot(browser, "succeeded.png")
     # The password typed for the test is gone from the page once it has run.
     assert _field(browser, "password").get_attribute("value") == ""
+    # Nothing the page does needs what its Content-Security-Policy forbids.
+    assert [e for e in browser.get_log("browser") if "Content Security Policy" in e["message"]] == []
 
 
 def test_a_wrong_password_fails_with_the_password_field_highlighted(
@@ -223,6 +225,31 @@ def test_the_event_parser_bounds_what_a_stream_makes_it_hold(browser: WebDriver,
     )
     assert outcome["oneLine"] and outcome["manyLines"]  # an endless line or event ends the stream
     assert outcome["took"] < 1000, outcome
+
+
+def test_a_stored_password_is_not_sent_to_a_new_host_unless_retyped(
+    browser: WebDriver, stack: Stack, postgres_server: PostgresServer
+) -> None:
+    with stack.client() as client:
+        body = {
+            "source_definition_id": "postgres",
+            "name": "bound (browser)",
+            "configuration": postgres_server.config(),
+        }
+        source_id = client.post(stack.url("/sources"), json=body).json()["id"]
+    _signed_in(browser, stack)
+    _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, f'#source-list button[data-source-id="{source_id}"]'))[
+        0
+    ].click()
+    _wait(browser, lambda d: d.find_element(By.ID, "editor-title").text == "Source bound (browser)")
+    host = _field(browser, "host")
+    host.clear()
+    host.send_keys("localhost")
+    browser.find_element(By.ID, "test-button").click()
+    _wait(browser, lambda d: "secrets again" in d.find_element(By.ID, "form-error").text)
+    assert _field(browser, "password").get_attribute("aria-invalid") == "true"
+    _field(browser, "password").send_keys(postgres_server.password)  # retyped: it may go there
+    assert _test_and_wait(browser).startswith("succeeded")
 
 
 def test_every_control_has_a_label(browser: WebDriver, stack: Stack) -> None:
