@@ -2,7 +2,8 @@
 
 Steps: ``resolve``, ``tcp``, ``tls`` against the site's host, ``authenticate``
 (``GET /rest/api/user/current`` under the site URL) and ``access`` (``GET
-/rest/api/space/{key}``). Works with Confluence Cloud (``https://<site>.atlassian.net/wiki``,
+/rest/api/space/{key}`` with a ``space_key``; without one, ``GET /rest/api/space?limit=1``:
+at least one space must be visible, or there is nothing to read). Works with Confluence Cloud (``https://<site>.atlassian.net/wiki``,
 email + API token) and Data Center / Server (the site URL, a personal access token as bearer).
 
 Atlassian's quirks handled here: wrong credentials on a site that allows anonymous
@@ -16,17 +17,26 @@ answers 403 with ``X-Authentication-Denied-Reason`` (a CAPTCHA must be solved in
 
 from __future__ import annotations
 
-import base64
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import quote
 
 import httpx
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field
 
-from connectors.base import Connector, ConnectorConfig, Probe, Secret
+from connectors.atlassian import AccessToken, EmailAndApiToken, sign_in
+from connectors.base import Connector, ConnectorConfig, Probe
 from connectors.errors import FailureType, ProbeFailure
 from connectors.fields import PemCertificates
-from connectors.saas import ApiClient, ApiResponse, BaseUrl, base_url_field, ca_cert_field, example_base_url, open_api
+from connectors.saas import (
+    ApiClient,
+    ApiResponse,
+    BaseUrl,
+    EmptyIsNone,
+    base_url_field,
+    ca_cert_field,
+    example_base_url,
+    open_api,
+)
 
 _SPACE_KEY = r"^~?[A-Za-z0-9][A-Za-z0-9_.:\-]{0,254}$"
 
@@ -41,39 +51,17 @@ def _site(value: str) -> str:
     return value
 
 
-class _Credentials(BaseModel):
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
-
-
-class EmailApiToken(_Credentials):
+class EmailApiToken(EmailAndApiToken):
     model_config = ConfigDict(title="Email and API token (Cloud)")
     type: Literal["basic"] = Field(
         title="Type", description="Confluence Cloud: your Atlassian account email and an API token."
     )
-    email: str = Field(
-        min_length=3,
-        max_length=320,
-        pattern=r"^[^:\s]+@[^:\s]+$",
-        title="Email",
-        description="The email address of the Atlassian account the API token belongs to.",
-        examples=["reader@example.com"],
-    )
-    api_token: Secret = Field(
-        title="API token",
-        description="An API token of that account (id.atlassian.com > Security > API tokens); never shown.",
-        examples=["ATATT3xFfGF0example"],
-    )
 
 
-class BearerToken(_Credentials):
+class BearerToken(AccessToken):
     model_config = ConfigDict(title="Personal access token (Data Center) or OAuth token")
     type: Literal["bearer"] = Field(
         title="Type", description="Confluence Data Center/Server personal access token, or an OAuth 2.0 access token."
-    )
-    token: Secret = Field(
-        title="Token",
-        description="Sent as Authorization: Bearer; never shown.",
-        examples=["NjU4OTIzexample"],
     )
 
 
@@ -99,10 +87,12 @@ class ConfluenceConfig(ConnectorConfig):
         description="Email + API token for Cloud; a personal access token for Data Center.",
         examples=[{"type": "basic", "email": "reader@example.com", "api_token": "ATATT3xFfGF0example"}],
     )
-    space_key: str = Field(
+    space_key: Annotated[str | None, EmptyIsNone] = Field(
+        None,
         pattern=_SPACE_KEY,
         title="Space key",
-        description="The key of the space to read, as in the space's URL after /spaces/ (case-sensitive).",
+        description="The key of the space to read, as in the space's URL after /spaces/ (case-sensitive). Empty: "
+        "every space the user can view (at least one must be visible).",
         examples=["ENG", "~5b10ac8d82e05b22cc7d4ef5"],
     )
     ca_cert: PemCertificates = ca_cert_field()
@@ -127,17 +117,15 @@ class ConfluenceConnector(Connector):
 
     async def check(self, config: ConfluenceConfig, probe: Probe) -> None:
         async with open_api(probe, config, "Confluence") as api:
-            credentials = config.credentials
-            if isinstance(credentials, EmailApiToken):
-                secret = credentials.api_token.get_secret_value()
-                pair = base64.b64encode(f"{credentials.email}:{secret}".encode()).decode()
-                api.use_authorization(f"Basic {pair}", secret, pair)
-            else:
-                api.use_bearer(credentials.token.get_secret_value())
+            sign_in(api, config.credentials)
             async with probe.step("authenticate") as step:
                 step.message = await _authenticate(api, config)
             async with probe.step("access") as step:
                 step.message = await _access(api, config)
+
+
+def _credential_fields(config: ConfluenceConfig) -> tuple[str, ...]:
+    return config.credentials.field_paths
 
 
 def _login_hint(config: ConfluenceConfig) -> str:
@@ -158,6 +146,7 @@ async def _authenticate(api: ApiClient, config: ConfluenceConfig) -> str:
                 FailureType.AUTHENTICATION_FAILED,
                 "Confluence did not accept the credentials and treated the request as anonymous",
                 hint=_login_hint(config),
+                fields=_credential_fields(config),
             )
         name = user.get("displayName") or user.get("publicName") or user.get("username") or user.get("accountId")
         return f"Signed in as {name}"
@@ -169,12 +158,15 @@ async def _authenticate(api: ApiClient, config: ConfluenceConfig) -> str:
                 "Set base_url to the site: https://<site>.atlassian.net/wiki for Cloud, or the Data Center site's "
                 "URL with its context path."
             ),
+            fields=("base_url",),
         )
     raise _failure(api, response, config)
 
 
 async def _access(api: ApiClient, config: ConfluenceConfig) -> str:
     space_key = config.space_key
+    if space_key is None:
+        return await _any_space(api, config)
     response = await api.call("GET", f"/rest/api/space/{quote(space_key, safe='~')}")
     if response.ok:
         space = api.require_json(response)
@@ -189,8 +181,35 @@ async def _access(api: ApiClient, config: ConfluenceConfig) -> str:
                 "the same when the space exists but the user may not view it: add the user (or a group of theirs) "
                 "under Space settings > Permissions with View."
             ),
+            fields=("space_key",),
         )
     raise _failure(api, response, config)
+
+
+async def _any_space(api: ApiClient, config: ConfluenceConfig) -> str:
+    """Without a space key every visible space is read: at least one must be."""
+    response = await api.call("GET", "/rest/api/space", params={"limit": 1})
+    if not response.ok:
+        raise _failure(api, response, config)
+    results = api.require_json(response).get("results")
+    first = results[0] if isinstance(results, list) and results and isinstance(results[0], dict) else None
+    if first is None:
+        raise api.failure(
+            FailureType.AUTHORIZATION_FAILED,
+            "The account sees no space: with no space_key set there is nothing to read",
+            hint=(
+                "Give the user (or a group of theirs) View permission on the spaces to read (Space settings > "
+                "Permissions), or set space_key to a space they can view."
+            ),
+            fields=(*_credential_fields(config), "space_key"),
+        )
+    key = api.clean(str(first.get("key") or "?"), 100)
+    name = api.clean(str(first.get("name") or ""), 100)
+    return (
+        f"Spaces are visible to this user (the first: {key}"
+        + (f", {name}" if name else "")
+        + ("); no space_key set, so every space the user can view is read")
+    )
 
 
 def _failure(api: ApiClient, response: ApiResponse, config: ConfluenceConfig) -> ProbeFailure:
@@ -203,6 +222,7 @@ def _failure(api: ApiClient, response: ApiResponse, config: ConfluenceConfig) ->
                 f"Give the API token or OAuth app the scope {_SCOPES}. A scoped API token must also be used with "
                 "base_url https://api.atlassian.com/ex/confluence/<cloud id>/wiki."
             ),
+            fields=_credential_fields(config),
         )
     if response.status == 401:
         if "passwords is deprecated" in reason:
@@ -212,18 +232,22 @@ def _failure(api: ApiClient, response: ApiResponse, config: ConfluenceConfig) ->
             )
         else:
             message = api.answered(response)
-        return api.failure(FailureType.AUTHENTICATION_FAILED, message, hint=_login_hint(config))
+        return api.failure(
+            FailureType.AUTHENTICATION_FAILED, message, hint=_login_hint(config), fields=_credential_fields(config)
+        )
     if response.status == 403 and "x-authentication-denied-reason" in response.headers:
         return api.failure(
             FailureType.AUTHENTICATION_FAILED,
             "Confluence locked the login after failed attempts: it asks for a CAPTCHA "
             f"({api.clean(response.headers['x-authentication-denied-reason'], 120)})",
             hint="Log in once in a browser as this user to clear the CAPTCHA, then check the credentials.",
+            fields=_credential_fields(config),
         )
     if response.status == 403:
         return api.failure(
             FailureType.AUTHORIZATION_FAILED,
             api.answered(response),
             hint="The user must be allowed to use Confluence (global permission 'Can use') and to view the space.",
+            fields=_credential_fields(config),
         )
-    return api.status_failure(response)
+    return api.status_failure(response, credential_fields=_credential_fields(config), resource_fields=("space_key",))

@@ -27,7 +27,6 @@ from connectors.errors import FailureType, ProbeFailure, WarningCode
 from connectors.fields import Destination, PemCertificates
 from connectors.oauth import OAuthCredentials, TokenConnector, credential_fields, refresh_step, token_url_field
 from connectors.saas import (
-    TRUST_FIX,
     ApiClient,
     ApiResponse,
     BaseUrl,
@@ -36,9 +35,7 @@ from connectors.saas import (
     ca_cert_field,
     example_base_url,
     open_api,
-    response_peer,
 )
-from connectors.transport import stream
 
 _TEAM_ANSWER = "entire Dropbox Business team"  # the 400 a team token gets without Dropbox-API-Select-User
 _SCOPES_HINT = (
@@ -167,28 +164,10 @@ async def _authenticate(api: ApiClient, config: DropboxConfig) -> str:
     return f"Signed in as {who}" + (f" ({api.clean(str(email), 200)})" if display and email else "")
 
 
-async def _post_json(api: ApiClient, path: str, body: dict[str, Any], token: str) -> ApiResponse:
-    """An RPC call with a JSON body (``ApiClient.call`` sends forms only), on the same pinned client."""
-    url = api.url(path)
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    timeout = max(api.probe.remaining(), 0.05)
-    async with stream(
-        api.http, "POST", url, content=json.dumps(body), headers=headers, timeout=timeout, trust_fix=TRUST_FIX
-    ) as response:
-        peer = response_peer(response)
-        raw = await response.aread()
-    try:
-        data = json.loads(raw) if raw else None
-    except ValueError:
-        data = None
-    text = raw[:2000].decode("utf-8", errors="replace")
-    return ApiResponse(response.status_code, response.headers, data, text, response.url, peer)
-
-
 async def _access(probe: Probe, api: ApiClient, config: DropboxConfig, token: str) -> str:
     where = f"folder '{config.path}'" if config.path else "top of the Dropbox"
-    listing = await _post_json(
-        api, "/2/files/list_folder", {"path": config.path, "limit": 1, "include_deleted": False}, token
+    listing = await api.call(
+        "POST", "/2/files/list_folder", json={"path": config.path, "limit": 1, "include_deleted": False}
     )
     if not listing.ok:
         raise _failure(api, listing, config)

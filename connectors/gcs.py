@@ -16,27 +16,18 @@ for the read); 404 "The specified bucket does not exist."; 429 and 503 (``rate_l
 
 from __future__ import annotations
 
-import json
 import re
-import time
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar
 from urllib.parse import quote
 
-import httpx
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field
 
-from connectors.base import FIRST_BYTES, ConnectorConfig, Probe, Secret
+from connectors.base import FIRST_BYTES, ConnectorConfig, Probe
 from connectors.errors import FailureType, ProbeFailure, WarningCode
 from connectors.fields import PemCertificates
 from connectors.google_drive import GoogleAccessToken, GoogleOAuth, error_reasons
-from connectors.oauth import (
-    TokenConnector,
-    credential_fields,
-    jwt_bearer_step,
-    refresh_step,
-    rsa_private_key,
-    signed_jwt,
-)
+from connectors.google_keys import KEY_FIELDS, GoogleServiceAccount, client_email, service_account_step
+from connectors.oauth import TokenConnector, credential_fields, refresh_step
 from connectors.saas import (
     ApiClient,
     ApiResponse,
@@ -49,12 +40,6 @@ from connectors.saas import (
 
 PROVIDER = "Google Cloud Storage"
 READ_SCOPE = "https://www.googleapis.com/auth/devstorage.read_only"
-GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"  # noqa: S105 (a URL, not a password)
-KEY_FIELDS = ("credentials.service_account_json",)
-
-MAX_KEY_CHARS = 16 * 1024
-"""A service account key file is about 2.3 KB; anything far larger is not one."""
-
 _BUCKET = r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _QUOTA_REASONS = {"rateLimitExceeded", "userRateLimitExceeded", "RATE_LIMIT_EXCEEDED"}
@@ -69,55 +54,10 @@ _ROLE_HINT = (
 # --- configuration -------------------------------------------------------------------------
 
 
-def _key_file(value: Any) -> dict[str, Any]:
-    """The parsed service account key, or ValueError saying what is wrong with it (never its content)."""
-    text = value.get_secret_value()
-    if len(text) > MAX_KEY_CHARS:
-        raise ValueError("is too long for a service account key file")
-    try:
-        key = json.loads(text)
-    except ValueError:
-        raise ValueError("must be the service account's JSON key file, pasted whole") from None
-    if not isinstance(key, dict) or key.get("type") != "service_account":
-        raise ValueError('must be a service account key file ("type": "service_account")')
-    for name in ("client_email", "private_key"):
-        if not isinstance(key.get(name), str) or not key[name]:
-            raise ValueError(f"has no {name}: download a new JSON key for the service account")
-    rsa_private_key(key["private_key"])
-    uri = key.get("token_uri", GOOGLE_TOKEN_URI)
-    try:
-        url = httpx.URL(uri) if isinstance(uri, str) else None
-    except httpx.InvalidURL:
-        url = None
-    if url is None or url.scheme not in ("https", "http") or not url.host or url.userinfo:
-        raise ValueError("has a token_uri that is not an http(s) URL")
-    return key
-
-
-def _service_account(value: Any) -> Any:
-    _key_file(value)
-    return value
-
-
 def _prefix(value: str) -> str:
     if _CONTROL.search(value):
         raise ValueError("must not contain control characters or line breaks")
     return value
-
-
-class GoogleServiceAccount(BaseModel):
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True, title="Service account key")
-    type: Literal["service_account"] = Field(
-        title="Type", description="A service account's JSON key: the check signs a JWT and gets a token as the app."
-    )
-    service_account_json: Annotated[Secret, AfterValidator(_service_account)] = Field(
-        title="Service account key (JSON)",
-        description=(
-            "The service account's JSON key file (IAM & Admin > Service accounts > Keys > Add key), pasted whole; "
-            "never shown. The signed assertion is sent to its token_uri."
-        ),
-        examples=['{"type": "service_account", "client_email": "reader@project.iam.gserviceaccount.com", ...}'],
-    )
 
 
 Credentials = Annotated[GoogleServiceAccount | GoogleOAuth | GoogleAccessToken, Field(discriminator="type")]
@@ -199,31 +139,14 @@ async def _token(probe: Probe, api: ApiClient, credentials: Any) -> tuple[str, .
             refresh_token=credentials.refresh_token.get_secret_value(),
         )
         return credential_fields(credentials)
-    key = _key_file(credentials.service_account_json)
-    token_uri = key.get("token_uri", GOOGLE_TOKEN_URI)
-    now = int(time.time())
-    claims = {"iss": key["client_email"], "scope": READ_SCOPE, "aud": token_uri, "iat": now, "exp": now + 3600}
-    key_id = key.get("private_key_id")
-    await jwt_bearer_step(
-        probe,
-        api,
-        issuer="Google",
-        token_url=token_uri,
-        assertion=signed_jwt(key["private_key"], claims, key_id=key_id if isinstance(key_id, str) else None),
-        fields=KEY_FIELDS,
-        hint=(
-            "Create a new JSON key for the service account (IAM & Admin > Service accounts > Keys) and paste it "
-            "whole: this key may have been deleted or the account disabled. A clock off by minutes on the workers "
-            "makes Google refuse the assertion too."
-        ),
-    )
+    await service_account_step(probe, api, credentials, READ_SCOPE)
     return KEY_FIELDS
 
 
 def _who(config: GcsConfig) -> str:
     credentials = config.credentials
     if isinstance(credentials, GoogleServiceAccount):
-        return str(_key_file(credentials.service_account_json)["client_email"])
+        return client_email(credentials)
     return "the token's account"
 
 

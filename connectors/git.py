@@ -36,10 +36,11 @@ MAX_PKT = 65520
 
 _ADVERTISEMENT = "application/x-git-upload-pack-advertisement"
 _REF = re.compile(r"([0-9a-f]{40}|[0-9a-f]{64}) ([^\x00\s]+)")
-_BRANCH = r"^[^\x00-\x20\x7f~^:?*\[\\]+$"
+# A branch name, as git check-ref-format allows it (the gitlab connector checks its branch the same way).
+BRANCH_PATTERN = r"^[^\x00-\x20\x7f~^:?*\[\\]+$"
 
 
-def _check_branch(value: str | None) -> str | None:
+def check_branch(value: str | None) -> str | None:
     """git check-ref-format's rules that a character class cannot say."""
     if value is not None and (
         value.startswith(("/", "-"))
@@ -101,10 +102,10 @@ class GitConfig(ConnectorConfig):
         description="How to log in: none (public), basic (user name and password) or token.",
         examples=[{"type": "token", "token": "glpat-example"}],
     )
-    branch: Annotated[str | None, AfterValidator(_check_branch)] = Field(
+    branch: Annotated[str | None, AfterValidator(check_branch)] = Field(
         None,
         max_length=255,
-        pattern=_BRANCH,
+        pattern=BRANCH_PATTERN,
         title="Branch",
         description="The branch that must exist (main, or refs/heads/main); empty for the default branch.",
         examples=["main"],

@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -247,17 +248,22 @@ async def jwt_bearer_step(
     assertion: str,
     fields: tuple[str, ...],
     hint: str,
+    refusals: Mapping[str, ProbeFailure] | None = None,
 ) -> AccessToken:
     """Step ``token``: exchange the signed ``assertion`` for an access token (RFC 7523).
 
     A refusal is about ``fields`` (where the key, the account and the token endpoint are
-    configured), with ``hint`` for a refused assertion."""
+    configured), with ``hint`` for a refused assertion; ``refusals`` maps an RFC 6749 error
+    code to the failure it means for this grant, in place of the generic one."""
     api.add_secret(assertion)
     url = httpx.URL(token_url)
     async with probe.step("token") as step:
         response = await api.call(
             "POST", url, data={"grant_type": JWT_GRANT, "assertion": assertion}, credentials=False
         )
+        code = response.get("error")
+        if refusals and isinstance(code, str) and code in refusals:
+            raise refusals[code]
         try:
             token = token_from_response(api, issuer, response, what="the JWT assertion")
         except ProbeFailure as failure:

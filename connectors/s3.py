@@ -2,7 +2,11 @@
 
 Steps: ``resolve`` the S3 endpoint's host, open ``tcp``, for https complete a ``tls``
 handshake, then ``authenticate`` (a signed call that only valid credentials pass) and
-``access`` (HeadBucket, then ListObjectsV2 of the prefix with max-keys 1).
+``access`` (HeadBucket, ListObjectsV2 of the prefix with at most :data:`MAX_LISTED` keys, then a
+ranged GetObject of the first :data:`~connectors.base.FIRST_BYTES` bytes of the first object that
+is not a folder marker: a listing does not prove that an object can be read, as a denied
+s3:GetObject or a KMS key the credentials may not use shows). An empty prefix is an
+``empty_location`` warning.
 
 Requests are signed with botocore's SigV4 signer and sent with httpx through the
 :class:`~connectors.transport.PinnedTransport`, so every S3 request goes to the address the
@@ -35,11 +39,19 @@ from botocore.credentials import Credentials
 from defusedxml import DefusedXmlException, ElementTree
 from pydantic import AfterValidator, ConfigDict, Field, HttpUrl, model_validator
 
-from connectors.base import Connector, ConnectorConfig, Probe, Secret
-from connectors.errors import FailureType, ProbeFailure
+from connectors.base import FIRST_BYTES, Connector, ConnectorConfig, Probe, Secret
+from connectors.errors import FailureType, ProbeFailure, WarningCode
 from connectors.fields import Destination, PemCertificates, WebUrl
 from connectors.tls import client_context
-from connectors.transport import USER_AGENT, PinnedTransport, open_pinned, status_text, stream
+from connectors.transport import (
+    USER_AGENT,
+    PinnedTransport,
+    open_pinned,
+    retry_after,
+    retry_after_seconds,
+    status_text,
+    stream,
+)
 
 # --- configuration -------------------------------------------------------------------
 
@@ -47,6 +59,9 @@ from connectors.transport import USER_AGENT, PinnedTransport, open_pinned, statu
 # Nothing that could change the URL (no "/", "?", "#", "%", spaces).
 _BUCKET = r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+MAX_LISTED = 50
+"""Keys listed to find the first object to read: folder markers ("reports/") are skipped."""
 
 
 def _endpoint(url: HttpUrl) -> HttpUrl:
@@ -236,6 +251,7 @@ class _Answer:
     body: bytes
     code: str | None  # the AWS error code (<Code>), when the answer is an error document
     elapsed_ms: float
+    kms: bool = False  # an error document whose message is about KMS (never shown: it may hold ARNs)
 
 
 def _query(params: dict[str, str]) -> str:
@@ -256,22 +272,48 @@ class _Session:
             config.session_token.get_secret_value() if config.session_token else None,
         )
 
-    async def send(self, method: str, url: str, *, service: str = "s3", form: dict[str, str] | None = None) -> _Answer:
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        service: str = "s3",
+        form: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        limit: int | None = None,
+    ) -> _Answer:
+        """Sign and send; a successful body is cut at ``limit`` bytes (a store may ignore a Range)."""
         body = _query(form).encode() if form is not None else b""
-        request = AWSRequest(method=method, url=url, data=body)
+        request = AWSRequest(method=method, url=url, data=body, headers=headers or {})
         if form is not None:
             request.headers["Content-Type"] = "application/x-www-form-urlencoded; charset=utf-8"
         signer = S3SigV4Auth if service == "s3" else SigV4Auth
         signer(self.credentials, service, self.region).add_auth(request)
         started = time.perf_counter()
-        headers = dict(request.headers.items())
+        signed = dict(request.headers.items())
         async with stream(
-            self.client, method, url, headers=headers, content=body, timeout=self.probe.remaining()
+            self.client, method, url, headers=signed, content=body, timeout=self.probe.remaining()
         ) as response:
             elapsed_ms = (time.perf_counter() - started) * 1000
-            data = await response.aread() if method != "HEAD" else b""  # bounded by the transport
-        code = _error_code(data) if response.status_code >= 300 else None
-        return _Answer(response.status_code, response.headers, data, code, elapsed_ms)
+            data = b""
+            if method != "HEAD":  # bounded by the transport
+                async for chunk in response.aiter_bytes():
+                    data += chunk
+                    if limit is not None and len(data) >= limit and response.status_code < 300:  # errors: whole
+                        data = data[:limit]
+                        break
+        return _answer(response.status_code, data, response.headers, elapsed_ms)
+
+
+def _answer(status: int, body: bytes, headers: httpx.Headers | None = None, elapsed_ms: float = 0.0) -> _Answer:
+    """An answer, with the error code and whether the error is about KMS read from an error body."""
+    if status < 300:
+        return _Answer(status, headers or httpx.Headers(), body, None, elapsed_ms)
+    code = _error_code(body)
+    root = _parse(body) if body else None
+    message = (_find(root, "Message") or "") if root is not None else ""
+    kms = "kms" in message.lower() or (code or "").upper().startswith("KMS")
+    return _Answer(status, headers or httpx.Headers(), body, code, elapsed_ms, kms)
 
 
 def _parse(body: bytes) -> Any | None:
@@ -380,12 +422,14 @@ def _credential_failure(answer: _Answer, where: str) -> ProbeFailure | None:
             FailureType.AUTHENTICATION_FAILED,
             f"{where} says the session token has expired ({code})",
             hint="Temporary credentials expire: get a new access key, secret and session_token, or use long-term keys.",
+            fields=("session_token",),
         )
     if code in _BAD_TOKEN:
         return ProbeFailure(
             FailureType.AUTHENTICATION_FAILED,
             f"{where} rejected the session token ({code})",
             hint="Set session_token only for temporary credentials, and to the token issued with this access key.",
+            fields=("session_token",),
         )
     if code == "RequestTimeTooSkewed":
         return ProbeFailure(
@@ -403,7 +447,9 @@ def _unexpected(answer: _Answer, what: str, where: str) -> ProbeFailure:
         return ProbeFailure(
             FailureType.RATE_LIMITED,
             f"{where} answered {status_text(answer.status)}{code} to {what}: it is slowing these requests down",
-            hint="Try again in a minute; if it persists, other clients may be using up the request rate of the bucket.",
+            hint=f"Try again {retry_after(answer.headers)}; if it persists, other clients may be using up the "
+            "request rate of the bucket.",
+            retry_after_s=retry_after_seconds(answer.headers),
         )
     if answer.status >= 500 or answer.code == "ServiceUnavailable":
         return ProbeFailure(
@@ -417,9 +463,12 @@ def _unexpected(answer: _Answer, what: str, where: str) -> ProbeFailure:
             FailureType.UNEXPECTED_RESPONSE,
             f"{where} answered {status_text(answer.status)} ({kind}) to {what}, not like an S3 API",
             hint="Check endpoint_url: it must be the S3 API of the store (often its own port), not its web console.",
+            fields=("endpoint_url",),
         )
     return ProbeFailure(
-        FailureType.UNEXPECTED_RESPONSE, f"{where} answered {status_text(answer.status)}{code} to {what}"
+        FailureType.UNEXPECTED_RESPONSE,
+        f"{where} answered {status_text(answer.status)}{code} to {what}",
+        fields=("endpoint_url",),
     )
 
 
@@ -479,12 +528,14 @@ async def _assume_role(session: _Session, config: S3Config, role_arn: str) -> st
             f"policy must allow sts:AssumeRole on {role_arn}"
             + ("; if the trust policy requires an external ID, set external_id" if not config.external_id else "")
             + ".",
+            fields=("role_arn", "external_id"),
         )
     if answer.code in {"NoSuchEntity", "ValidationError"} and answer.status < 500:
         raise ProbeFailure(
             FailureType.NOT_FOUND,
             f"STS could not assume role {role_arn} ({answer.code}): check that the role exists",
             hint="Check role_arn: the account ID and the role name (with its path, if any).",
+            fields=("role_arn",),
         )
     root = _parse(answer.body) if answer.status == 200 else None
     key, secret, token = (
@@ -511,12 +562,14 @@ def _region_failure(answer: _Answer, config: S3Config) -> ProbeFailure | None:
             FailureType.UNEXPECTED_RESPONSE,
             f"Bucket '{config.bucket}' is in region {actual}, not {config.region}",
             hint=f"Set region to {actual}.",
+            fields=("region",),
         )
     if answer.status in (301, 307) or answer.code in {"PermanentRedirect", "AuthorizationHeaderMalformed"}:
         return ProbeFailure(
             FailureType.UNEXPECTED_RESPONSE,
             f"Bucket '{config.bucket}' is not in region {config.region} (the endpoint redirected the request)",
             hint="Set region to the bucket's region (shown in the S3 console, under the bucket's properties).",
+            fields=("region",),
         )
     return None
 
@@ -527,6 +580,7 @@ def _not_found(config: S3Config, target: _Target) -> ProbeFailure:
         FailureType.NOT_FOUND,
         f"Bucket '{config.bucket}' does not exist{where}",
         hint="Check the bucket name" + (" and endpoint_url." if target.custom else " and the region."),
+        fields=("bucket", "endpoint_url" if target.custom else "region"),
     )
 
 
@@ -546,7 +600,13 @@ def _list_denied(config: S3Config, exists: bool) -> ProbeFailure:
             f"To let these credentials list it, {grant}; if the bucket belongs to another account, its bucket "
             "policy must allow them too."
         )
-    return ProbeFailure(FailureType.AUTHORIZATION_FAILED, message, hint=hint)
+    return ProbeFailure(FailureType.AUTHORIZATION_FAILED, message, hint=hint, fields=_permission_fields(config))
+
+
+def _permission_fields(config: S3Config) -> tuple[str, ...]:
+    """The fields of a denied request: whose permissions (the role's, else the keys') on what."""
+    who = ("role_arn",) if config.role_arn else ("access_key_id",)
+    return (*who, "bucket", *(("prefix",) if config.prefix else ()))
 
 
 async def _access(session: _Session, config: S3Config, target: _Target) -> str:
@@ -560,10 +620,12 @@ async def _access(session: _Session, config: S3Config, target: _Target) -> str:
         if head.status >= 500:
             raise _unexpected(head, "HeadBucket", where)
         raise ProbeFailure(
-            FailureType.UNEXPECTED_RESPONSE, f"{where} answered {status_text(head.status)} to HeadBucket"
+            FailureType.UNEXPECTED_RESPONSE,
+            f"{where} answered {status_text(head.status)} to HeadBucket",
+            fields=("endpoint_url",),
         )
     # A 403 can mean "exists, but not yours to see" or "denied": ListObjectsV2 tells them apart.
-    query = _query({"list-type": "2", "max-keys": "1", "prefix": config.prefix})
+    query = _query({"list-type": "2", "max-keys": str(MAX_LISTED), "prefix": config.prefix})
     listed = await session.send("GET", f"{target.bucket_url}?{query}")
     if failure := _region_failure(listed, config) or _credential_failure(listed, where):
         raise failure
@@ -579,11 +641,86 @@ async def _access(session: _Session, config: S3Config, target: _Target) -> str:
             FailureType.UNEXPECTED_RESPONSE,
             f"{where} answered ListObjectsV2 with something that is not a bucket listing",
             hint="Check endpoint_url: it must be the S3 API of the store.",
+            fields=("endpoint_url",),
         )
-    found = any(_local(e.tag) == "Contents" for e in root)
     scope = f"under prefix '{config.prefix}'" if config.prefix else "in the bucket"
-    if found:
-        return f"Bucket '{config.bucket}' listed: objects found {scope}"
-    return (
-        f"Bucket '{config.bucket}' listed, but there is no object {scope} yet (check the prefix if you expected files)"
-    )
+    first = _first_object(root)
+    if first is None:
+        empty = f"Bucket '{config.bucket}' has no object {scope}"
+        session.probe.warn(
+            WarningCode.EMPTY_LOCATION,
+            empty + (" (only folder markers)" if any(_local(e.tag) == "Contents" for e in root) else ""),
+            hint="Check bucket and prefix (keys start with it; a folder ends with /) if you expected files there; "
+            "the credentials themselves work.",
+        )
+        return (
+            f"Bucket '{config.bucket}' listed, but there is no object {scope} yet (check the prefix if you expected "
+            "files)"
+        )
+    return await _read_first(session, config, target, first, scope)
+
+
+def _first_object(root: Any) -> tuple[str, int | None] | None:
+    """(key, size) of the first listed object that is not a folder marker (a key ending in /)."""
+    for entry in list(root)[: MAX_LISTED + 10]:  # a hostile listing is cut
+        if _local(entry.tag) != "Contents":
+            continue
+        key = next((str(e.text or "") for e in entry if _local(e.tag) == "Key"), "")
+        if not key or key.endswith("/"):
+            continue
+        size = next((str(e.text or "").strip() for e in entry if _local(e.tag) == "Size"), "")
+        return key, int(size) if size.isdigit() and len(size) < 20 else None
+    return None
+
+
+def _shown(key: str) -> str:
+    """An object key as put in a message: printable, at most 200 characters."""
+    text = "".join(c if c.isprintable() else "?" for c in key)
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
+async def _read_first(
+    session: _Session, config: S3Config, target: _Target, first: tuple[str, int | None], scope: str
+) -> str:
+    key, size = first
+    shown = _shown(key)
+    # A zero-byte object has no range to read (S3 answers 416 InvalidRange): it is read whole.
+    headers = {"Range": f"bytes=0-{FIRST_BYTES - 1}"} if size != 0 else {}
+    url = f"{target.bucket_url.rstrip('/')}/{quote(key, safe='/-_.~')}"
+    read = await session.send("GET", url, headers=headers, limit=FIRST_BYTES)
+    if failure := _region_failure(read, config) or _credential_failure(read, "The S3 endpoint"):
+        raise failure
+    if read.status in (200, 206):
+        return f"Bucket '{config.bucket}' listed {scope}: read the first {len(read.body)} bytes of '{shown}'"
+    raise _read_failure(read, config, scope, shown)
+
+
+def _read_failure(read: _Answer, config: S3Config, scope: str, shown: str) -> ProbeFailure:
+    """The failure of a GetObject that the listing before it did not foresee."""
+    if read.kms:
+        return ProbeFailure(
+            FailureType.AUTHORIZATION_FAILED,
+            f"The objects {scope} can be listed, but '{shown}' is encrypted with a KMS key these credentials may "
+            f"not use ({read.code or status_text(read.status)})",
+            hint="Allow kms:Decrypt on the bucket's KMS key (in the key policy and in the policy of these "
+            f"credentials), and s3:GetObject on {_bucket_arn(config)}/{config.prefix}*.",
+            fields=_permission_fields(config),
+        )
+    if read.code in {"AccessDenied", "AllAccessDisabled"} or read.status == 403:
+        return ProbeFailure(
+            FailureType.AUTHORIZATION_FAILED,
+            f"The objects {scope} can be listed, but reading '{shown}' is denied for these credentials",
+            hint=f"Listing needs s3:ListBucket, reading s3:GetObject: grant s3:GetObject on "
+            f"{_bucket_arn(config)}/{config.prefix}*; if the objects are encrypted with SSE-KMS, kms:Decrypt on "
+            "their key too.",
+            fields=_permission_fields(config),
+        )
+    if read.code == "NoSuchKey" or read.status == 404:
+        return ProbeFailure(
+            FailureType.NOT_FOUND,
+            f"The object '{shown}' listed {scope} could not be read (NoSuchKey)",
+            hint="The bucket may be changing: try again; if it persists, check prefix.",
+            fields=("prefix",),
+            retryable=True,
+        )
+    return _unexpected(read, f"GetObject of '{shown}'", "The S3 endpoint")

@@ -19,10 +19,9 @@ refresh is not in the configuration, so ``run_check``'s scrubbing alone would mi
 from __future__ import annotations
 
 import asyncio
-import email.utils
+import base64
 import json
 import re
-import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from connectors.errors import FailureType, ProbeFailure
 from connectors.fields import DESTINATION_KEY, no_whitespace
 from connectors.text import mask_secrets, server_text
 from connectors.tls import client_context
-from connectors.transport import USER_AGENT, open_pinned, status_text, stream
+from connectors.transport import USER_AGENT, open_pinned, retry_after, retry_after_seconds, status_text, stream
 
 TRUST_FIX = "set ca_cert to the certificate of the authority that signed it"
 """How a user of a SaaS connector makes a private CA trusted (there is no verify_tls switch:
@@ -207,6 +206,10 @@ class ApiClient:
     def use_bearer(self, token: str) -> None:
         self.use_authorization(f"Bearer {token}", token)
 
+    def use_basic(self, user: str, password: str) -> None:
+        pair = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+        self.use_authorization(f"Basic {pair}", password, pair)
+
     def add_secret(self, *values: str) -> None:
         """Mask ``values`` in every text this client puts in a message."""
         self.secrets.extend(v for v in values if v)
@@ -224,12 +227,14 @@ class ApiClient:
         *,
         params: Mapping[str, str | int] | None = None,
         data: Mapping[str, str] | None = None,
+        json: Any = None,
         headers: Mapping[str, str] | None = None,
         credentials: bool = True,
     ) -> ApiResponse:
         """Send one request and read its answer (bounded by the transport).
 
         ``path_or_url``: a path under the base URL, or an absolute URL (a token endpoint).
+        ``data`` is sent as a form, ``json`` as a JSON body (an RPC API such as Dropbox's).
         ``credentials``: send the Authorization header (only ever to the base URL's origin).
         A network or protocol error is raised as a ProbeFailure; any status is returned.
         """
@@ -240,12 +245,20 @@ class ApiClient:
         for attempt in range(2):
             timeout = max(self.probe.remaining(), 0.05)
             async with stream(
-                self.http, method, url, params=params, data=data, headers=sent, timeout=timeout, trust_fix=TRUST_FIX
+                self.http,
+                method,
+                url,
+                params=params,
+                data=data,
+                json=json,
+                headers=sent,
+                timeout=timeout,
+                trust_fix=TRUST_FIX,
             ) as response:
                 peer = response_peer(response)
                 body = await response.aread()
             answer = _parse(response, body, peer)
-            wait = retry_after_seconds(answer)
+            wait = retry_after_seconds(answer.headers)
             # Honour one Retry-After when it leaves time for the retry's answer (a second of it).
             if attempt or answer.status != 429 or wait is None or wait + 1.0 > self.probe.remaining():
                 return answer
@@ -343,12 +356,13 @@ class ApiClient:
 
     def rate_limited(self, response: ApiResponse) -> ProbeFailure:
         """A 429 (or a provider's own "slow down" answer) that did not clear within the deadline."""
-        wait = retry_after_seconds(response)
+        wait = retry_after_seconds(response.headers)
         return self.failure(
             FailureType.RATE_LIMITED,
             f"{self.provider} is rate limiting these credentials ({status_text(response.status)})"
             + (f" and asked to wait {wait:g} s, more than this test's deadline left" if wait is not None else ""),
-            hint=f"Try again {retry_after(response)}; if it persists, other clients may be using up the same quota.",
+            hint=f"Try again {retry_after(response.headers)}; if it persists, other clients may be using up the "
+            "same quota.",
             retry_after_s=wait,
         )
 
@@ -358,8 +372,8 @@ class ApiClient:
             FailureType.PROVIDER_UNAVAILABLE,
             self.answered(response),
             hint=f"{self.provider} could not handle the request now: check its status page, then try again"
-            + (f" {retry_after(response)}." if retry_after_seconds(response) is not None else "."),
-            retry_after_s=retry_after_seconds(response),
+            + (f" {retry_after(response.headers)}." if retry_after_seconds(response.headers) is not None else "."),
+            retry_after_s=retry_after_seconds(response.headers),
         )
 
     def wrong_endpoint(self, response: ApiResponse) -> ProbeFailure:
@@ -388,33 +402,6 @@ class ApiClient:
         if not isinstance(response.data, dict):
             raise self.not_json(response)
         return response.data
-
-
-MAX_RETRY_AFTER = 86400.0
-"""A Retry-After beyond a day is read as a day (a hostile or broken header)."""
-
-
-def retry_after_seconds(response: ApiResponse) -> float | None:
-    """The seconds a Retry-After header (delta-seconds or an HTTP date, RFC 9110) asks to
-    wait, at most a day; None when there is no such header or it is not valid."""
-    value = response.headers.get("retry-after", "").strip()[:64]
-    if not value:
-        return None
-    if value.isdigit():
-        return min(float(value[:6]), MAX_RETRY_AFTER)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return min(max(0.0, when.timestamp() - time.time()), MAX_RETRY_AFTER)
-
-
-def retry_after(response: ApiResponse) -> str:
-    """``in 30 s`` from a Retry-After header, else ``later``."""
-    wait = retry_after_seconds(response)
-    return f"in {wait:.0f} s" if wait is not None else "later"
 
 
 def _same_origin(a: httpx.URL, b: httpx.URL) -> bool:

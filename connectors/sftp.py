@@ -3,7 +3,10 @@
 Steps: ``resolve`` and ``tcp`` (connectors.network), ``ssh`` (the handshake and the host
 key, pinned or reported) and ``authenticate`` (password or private key), both from
 connectors.ssh, then ``access``: the SFTP subsystem starts, the path exists and is a
-folder, its entries can be listed, and one of its files can be opened and read.
+folder, its entries can be listed (at most :data:`MAX_LISTED` of them are read), and the
+first :data:`~connectors.base.FIRST_BYTES` bytes of its first regular file (by name) can be
+read: listing needs the folder's permissions, reading the file's. A folder without a file is
+an ``empty_location`` warning.
 """
 
 from __future__ import annotations
@@ -16,12 +19,13 @@ from typing import Any, cast
 import asyncssh
 from pydantic import Field
 
-from connectors.base import Connector, ConnectorConfig, Probe
-from connectors.errors import FailureType, ProbeFailure
+from connectors.base import FIRST_BYTES, Connector, ConnectorConfig, Probe
+from connectors.errors import FailureType, ProbeFailure, WarningCode
 from connectors.fields import DestinationHost, DestinationPort
 from connectors.ssh import HOST_KEY_DESCRIPTION, HOST_KEY_EXAMPLES, HostKey, SshAuth, SshUser, close_quietly, ssh_login
 
-_LISTED = 1000  # entries counted at most: a huge folder must not use up the deadline
+MAX_LISTED = 1000
+"""Entries of the folder read at most: a huge folder must not use up the deadline."""
 
 
 class SftpConfig(ConnectorConfig):
@@ -76,12 +80,12 @@ class SftpConnector(Connector):
         conn = await ssh_login(probe, config, auth_step="authenticate")
         try:
             async with probe.step("access") as step:
-                step.message = await _check_folder(conn, config)
+                step.message = await _check_folder(conn, config, probe)
         finally:
             await close_quietly(conn)
 
 
-async def _check_folder(conn: asyncssh.SSHClientConnection, config: SftpConfig) -> str:
+async def _check_folder(conn: asyncssh.SSHClientConnection, config: SftpConfig, probe: Probe) -> str:
     """Step ``access``: the folder exists, can be listed, and a file in it can be read."""
     try:
         sftp = await conn.start_sftp_client()
@@ -91,18 +95,21 @@ async def _check_folder(conn: asyncssh.SSHClientConnection, config: SftpConfig) 
             f"The server does not offer SFTP to user '{config.user}' ({_reason(exc)})",
             hint="Enable the sftp subsystem on the server (sshd_config: Subsystem sftp internal-sftp) for this user; "
             "a forced command or a shell-only account cannot serve files.",
+            fields=("user",),
         ) from None
     try:
-        return await _inspect(sftp, config)
+        return await _inspect(sftp, config, probe)
     except asyncssh.SFTPError as exc:
         raise ProbeFailure(
-            FailureType.UNEXPECTED_RESPONSE, f"The SFTP server answered '{_reason(exc)}' for '{config.path}'"
+            FailureType.UNEXPECTED_RESPONSE,
+            f"The SFTP server answered '{_reason(exc)}' for '{config.path}'",
+            fields=("path",),
         ) from None
     finally:
         sftp.exit()
 
 
-async def _inspect(sftp: asyncssh.SFTPClient, config: SftpConfig) -> str:
+async def _inspect(sftp: asyncssh.SFTPClient, config: SftpConfig, probe: Probe) -> str:
     path, user = config.path, config.user
     try:
         attrs = await sftp.stat(path)
@@ -113,6 +120,7 @@ async def _inspect(sftp: asyncssh.SFTPClient, config: SftpConfig) -> str:
             FailureType.NOT_FOUND,
             f"folder '{path}' does not exist{relative}",
             hint=f"Check the path (case matters). The login folder of '{user}' is '{home}'.",
+            fields=("path",),
         ) from None
     except asyncssh.SFTPPermissionDenied:
         raise ProbeFailure(
@@ -120,6 +128,7 @@ async def _inspect(sftp: asyncssh.SFTPClient, config: SftpConfig) -> str:
             f"user '{user}' may not see '{path}' (permission denied)",
             hint=f"Let '{user}' enter every folder above it (execute permission), or choose a folder the user can "
             "reach.",
+            fields=("path", "user"),
         ) from None
     if not _is_dir(attrs):
         parent = posixpath.dirname(path.rstrip("/")) or "/"
@@ -127,6 +136,7 @@ async def _inspect(sftp: asyncssh.SFTPClient, config: SftpConfig) -> str:
             FailureType.NOT_FOUND,
             f"'{path}' is a file, not a folder",
             hint=f"Set path to the folder that holds the files (here maybe '{parent}').",
+            fields=("path",),
         )
     entries: list[asyncssh.SFTPName] = []
     names = cast(AsyncGenerator[asyncssh.SFTPName, None], sftp.scandir(path))
@@ -134,7 +144,7 @@ async def _inspect(sftp: asyncssh.SFTPClient, config: SftpConfig) -> str:
         async for name in names:
             if name.filename not in (".", ".."):
                 entries.append(name)
-                if len(entries) >= _LISTED:
+                if len(entries) >= MAX_LISTED:
                     break
     except asyncssh.SFTPPermissionDenied:
         raise ProbeFailure(
@@ -142,28 +152,33 @@ async def _inspect(sftp: asyncssh.SFTPClient, config: SftpConfig) -> str:
             f"user '{user}' may not list folder '{path}' (permission denied)",
             hint=f"Give '{user}' read and execute permission on the folder (e.g. chmod o+rx, or a group '{user}' "
             "is in).",
+            fields=("path", "user"),
         ) from None
     finally:
         await names.aclose()  # closes the directory handle when the listing stopped early
-    count = f"{len(entries)}+" if len(entries) >= _LISTED else str(len(entries))
+    count = f"{len(entries)}+" if len(entries) >= MAX_LISTED else str(len(entries))
     files = sorted(str(e.filename) for e in entries if _is_file(e.attrs))
     if not files:
+        more = f" among the first {MAX_LISTED} entries" if len(entries) >= MAX_LISTED else ""
+        probe.warn(
+            WarningCode.EMPTY_LOCATION,
+            f"Folder '{path}' has no file{more} ({count} entries)",
+            hint="Check path if you expected files there (subfolders are not read); the login itself works.",
+        )
         return f"Folder '{path}' is readable ({count} entries, no files in it)"
-    # Prove a file can be read too: listing needs the folder's permissions, reading the file's.
-    denied: str | None = None
-    for file_name in files[:3]:
-        try:
-            async with sftp.open(posixpath.join(path, file_name), "rb") as f:
-                await f.read(1)
-        except asyncssh.SFTPPermissionDenied:
-            denied = denied or file_name
-            continue
-        return f"Folder '{path}' is readable ({count} entries; read '{file_name}')"
-    raise ProbeFailure(
-        FailureType.AUTHORIZATION_FAILED,
-        f"user '{user}' may list folder '{path}' but not read its files (e.g. '{denied}': permission denied)",
-        hint=f"Give '{user}' read permission on the files (e.g. chmod o+r, or a group '{user}' is in).",
-    )
+    first = files[0]
+    shown = _shown(first)
+    try:
+        async with sftp.open(posixpath.join(path, first), "rb") as f:
+            data = await f.read(FIRST_BYTES)
+    except asyncssh.SFTPPermissionDenied:
+        raise ProbeFailure(
+            FailureType.AUTHORIZATION_FAILED,
+            f"user '{user}' may list folder '{path}' but not read its files ('{shown}': permission denied)",
+            hint=f"Give '{user}' read permission on the files (e.g. chmod o+r, or a group '{user}' is in).",
+            fields=("path", "user"),
+        ) from None
+    return f"Folder '{path}' is readable ({count} entries; read the first {len(data)} bytes of '{shown}')"
 
 
 def _is_dir(attrs: asyncssh.SFTPAttrs) -> bool:
@@ -183,6 +198,12 @@ async def _home(sftp: asyncssh.SFTPClient) -> str:
         return str(await sftp.realpath("."))
     except asyncssh.SFTPError:
         return "?"
+
+
+def _shown(name: str) -> str:
+    """A file name as put in a message: printable, at most 200 characters."""
+    text = "".join(c if c.isprintable() else "?" for c in name)
+    return text if len(text) <= 200 else text[:199] + "…"
 
 
 def _reason(exc: BaseException) -> str:

@@ -4,7 +4,12 @@ Through Microsoft Graph. Steps: ``resolve``, ``tcp``, ``tls`` against the Graph 
 (graph.microsoft.com), ``token`` (with OAuth credentials: a refresh-token grant, or the
 client-credentials grant for an app acting as itself, at Microsoft Entra ID's token
 endpoint; not planned for an access token), ``authenticate`` (``GET /v1.0/me``) and
-``access`` (the site, the document library, the folder, and one listing of its children).
+``access`` (the site, the document library, the folder, its first :data:`MAX_LISTED`
+children, then the first :data:`~connectors.base.FIRST_BYTES` bytes of its first file with a
+ranged ``GET /drives/{id}/items/{id}/content``: Graph answers with a redirect to a
+pre-authenticated download URL, which the client follows within the egress policy, without
+the token on another origin). A folder without a file is an ``empty_location`` warning: a
+source that would sync 0 documents.
 
 Graph's quirks handled here: ``/me`` answers 400 "only valid with delegated authentication
 flow" for an app-only token, which is a valid token, not a failure; a missing
@@ -21,8 +26,8 @@ from urllib.parse import quote
 import httpx
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from connectors.base import ConnectorConfig, Probe, Secret
-from connectors.errors import FailureType, ProbeFailure
+from connectors.base import FIRST_BYTES, ConnectorConfig, Probe, Secret
+from connectors.errors import FailureType, ProbeFailure, WarningCode
 from connectors.fields import Destination, PemCertificates
 from connectors.oauth import OAuthCredentials, TokenConnector, client_credentials_step, refresh_step
 from connectors.saas import (
@@ -38,6 +43,9 @@ from connectors.saas import (
 
 ISSUER = "Microsoft Entra ID"
 LOGIN = "https://login.microsoftonline.com"
+
+MAX_LISTED = 20
+"""Children of the folder listed (one page) to find a file to read."""
 
 _PERMISSION_HINT = (
     "Grant the app the Microsoft Graph permission Sites.Read.All (Application permission for client credentials, "
@@ -252,10 +260,22 @@ class SharePointConnector(GraphConnector):
     async def check(self, config: SharePointConfig, probe: Probe) -> None:
         async with open_api(probe, config, "Microsoft Graph") as api:
             await graph_token_step(probe, api, config.credentials, config.base_url)
+            fields = graph_credential_fields(config.credentials)
             async with probe.step("authenticate") as step:
-                step.message = await _authenticate(api, config)
+                step.message = await _authenticate(api, config, fields)
             async with probe.step("access") as step:
-                step.message = await _access(api, config)
+                step.message = await _access(api, config, fields)
+
+
+def graph_credential_fields(
+    credentials: GraphAccessToken | MicrosoftOAuth | MicrosoftClientCredentials,
+) -> tuple[str, ...]:
+    """The fields a refused token, or one without the permission, is about."""
+    if isinstance(credentials, MicrosoftOAuth):
+        return ("credentials.refresh_token", "credentials.client_id")
+    if isinstance(credentials, MicrosoftClientCredentials):
+        return ("credentials.client_id", "credentials.tenant")
+    return ("credentials.access_token",)
 
 
 async def graph_token_step(
@@ -294,10 +314,12 @@ async def graph_token_step(
         )
 
 
-async def _authenticate(api: ApiClient, config: SharePointConfig) -> str:
+async def _authenticate(api: ApiClient, config: SharePointConfig, fields: tuple[str, ...]) -> str:
     response = await api.call("GET", "/v1.0/me", params={"$select": "displayName,userPrincipalName"})
     if response.status in (404, 405):
-        raise api.wrong_endpoint(response)
+        failure = api.wrong_endpoint(response)
+        failure.fields = ["base_url"]
+        raise failure
     if response.ok:
         user = api.require_json(response)
         name, upn = user.get("displayName"), user.get("userPrincipalName")
@@ -311,8 +333,9 @@ async def _authenticate(api: ApiClient, config: SharePointConfig) -> str:
             FailureType.AUTHENTICATION_FAILED,
             api.answered(response),
             hint=graph_unauthorized_hint(config.credentials),
+            fields=fields,
         )
-    raise _failure(api, response)
+    raise _failure(api, response, fields)
 
 
 def _site_path(site: str) -> str:
@@ -324,13 +347,15 @@ def _site_path(site: str) -> str:
     return f"/v1.0/sites/{host}:/" + "/".join(quote(s, safe="") for s in path.split("/") if s)
 
 
-async def _access(api: ApiClient, config: SharePointConfig) -> str:
+async def _access(api: ApiClient, config: SharePointConfig, fields: tuple[str, ...]) -> str:
     site = await _get(
         api,
         _site_path(config.site),
         "id,displayName,webUrl",
         missing=f"SharePoint has no site {config.site}",
         hint="Check the site: use its URL as shown in the browser (https://contoso.sharepoint.com/sites/Name).",
+        fields=fields,
+        missing_fields=("site",),
         reason=True,
     )
     site_id = str(site.get("id") or "")
@@ -339,10 +364,11 @@ async def _access(api: ApiClient, config: SharePointConfig) -> str:
             FailureType.UNEXPECTED_RESPONSE,
             f"Microsoft Graph answered the site {config.site} without a site id",
             hint="Check base_url: it must be the root of the Microsoft Graph API.",
+            fields=("base_url",),
         )
     title = f"site '{site.get('displayName') or config.site}'"
 
-    drive = await _drive(api, config, site_id, title)
+    drive = await _drive(api, config, site_id, title, fields)
     drive_id = quote(str(drive.get("id") or ""), safe="!")
     where = f"library '{drive.get('name')}' of {title}"
     item_path = f"/v1.0/drives/{drive_id}/root"
@@ -354,22 +380,61 @@ async def _access(api: ApiClient, config: SharePointConfig) -> str:
             "id,name,folder",
             missing=f"There is no folder '{config.folder}' in the {where}",
             hint="Check the folder's path inside the library (names as shown in SharePoint, separated by /).",
+            fields=fields,
+            missing_fields=("folder",),
         )
         if "folder" not in item:
             raise api.failure(
                 FailureType.UNEXPECTED_RESPONSE,
                 f"'{config.folder}' in the {where} is a file, not a folder",
                 hint="Set folder to the folder that holds the documents.",
+                fields=("folder",),
             )
         where = f"folder '{config.folder}' in the {where}"
         item_path = f"/v1.0/drives/{drive_id}/items/{quote(str(item.get('id') or ''), safe='!')}"
-    listing = await api.call("GET", f"{item_path}/children", params={"$top": 1, "$select": "id,name"})
+    return await _read_first(api, f"/v1.0/drives/{drive_id}", item_path, where, fields)
+
+
+async def _read_first(api: ApiClient, drive: str, item_path: str, where: str, fields: tuple[str, ...]) -> str:
+    """List the folder's first children; read the first bytes of the first file among them."""
+    listing = await api.call(
+        "GET", f"{item_path}/children", params={"$top": MAX_LISTED, "$select": "id,name,file,folder,size"}
+    )
     if not listing.ok:
-        raise _failure(api, listing)
-    return f"The {where} is readable"
+        raise _failure(api, listing, fields)
+    items = api.require_json(listing).get("value")
+    entries = [i for i in items[:MAX_LISTED] if isinstance(i, dict)] if isinstance(items, list) else []
+    first = next((i for i in entries if "file" in i and i.get("id")), None)
+    if first is None:
+        api.probe.warn(
+            WarningCode.EMPTY_LOCATION,
+            f"The {where} has no file" + (" at its top (only folders)" if entries else ""),
+            hint="Check library and folder: set them to where the documents to sync are. The credentials work.",
+        )
+        return f"The {where} is readable, but it has no file (0 documents to sync)"
+    name = api.clean(str(first.get("name") or first["id"]), 200)
+    # A file of zero bytes has no range to read: it is read whole.
+    headers = {"Range": f"bytes=0-{FIRST_BYTES - 1}"} if first.get("size") != 0 else {}
+    content = f"{drive}/items/{quote(str(first['id']), safe='!')}/content"
+    response = await api.call("GET", content, headers={**headers, "Accept": "*/*"})
+    if response.status in (200, 206):
+        length = response.headers.get("content-length", "")
+        count = min(int(length), FIRST_BYTES) if length.isdigit() and len(length) < 20 else FIRST_BYTES
+        return f"The {where} is readable: read the first {count} bytes of '{name}'"
+    if response.status == 404:
+        raise api.failure(
+            FailureType.NOT_FOUND,
+            f"{api.answered(response)}: the file '{name}' could not be downloaded",
+            hint="The file may have been moved or deleted during the check: try again.",
+            fields=("folder",),
+            retryable=True,
+        )
+    raise _failure(api, response, fields, reading=name)
 
 
-async def _drive(api: ApiClient, config: SharePointConfig, site_id: str, title: str) -> dict[str, Any]:
+async def _drive(
+    api: ApiClient, config: SharePointConfig, site_id: str, title: str, fields: tuple[str, ...]
+) -> dict[str, Any]:
     if config.library is None:
         return await _get(
             api,
@@ -377,10 +442,12 @@ async def _drive(api: ApiClient, config: SharePointConfig, site_id: str, title: 
             "id,name,webUrl",
             missing=f"The {title} has no default document library",
             hint="Set library to the name of the document library to read.",
+            fields=fields,
+            missing_fields=("library",),
         )
     response = await api.call("GET", f"/v1.0/sites/{site_id}/drives", params={"$select": "id,name,webUrl"})
     if not response.ok:
-        raise _failure(api, response)
+        raise _failure(api, response, fields)
     drives = [d for d in (api.require_json(response).get("value") or []) if isinstance(d, dict)]
     wanted = config.library.strip().lower()
     for drive in drives:
@@ -392,31 +459,48 @@ async def _drive(api: ApiClient, config: SharePointConfig, site_id: str, title: 
         FailureType.NOT_FOUND,
         f"The {title} has no document library '{config.library}' (it has: {names})",
         hint="Set library to one of the names listed, or leave it empty for the default library.",
+        fields=("library",),
     )
 
 
 async def _get(
-    api: ApiClient, path: str, select: str, *, missing: str, hint: str, reason: bool = False
+    api: ApiClient,
+    path: str,
+    select: str,
+    *,
+    missing: str,
+    hint: str,
+    fields: tuple[str, ...],
+    missing_fields: tuple[str, ...],
+    reason: bool = False,
 ) -> dict[str, Any]:
     """The JSON object Graph answers for ``path`` (fields ``select``); a 404 fails as ``missing``
-    (followed by Graph's reason with ``reason``), any other error as :func:`_failure` says."""
+    about ``missing_fields`` (followed by Graph's reason with ``reason``), any other error as
+    :func:`_failure` says (about the credentials' ``fields``)."""
     response = await api.call("GET", path, params={"$select": select})
     if response.status == 404:
         said = f" ({api.reason(response)})" if reason else ""
-        raise api.failure(FailureType.NOT_FOUND, missing + said, hint=hint)
+        raise api.failure(FailureType.NOT_FOUND, missing + said, hint=hint, fields=missing_fields)
     if not response.ok:
-        raise _failure(api, response)
+        raise _failure(api, response, fields)
     return api.require_json(response)
 
 
-def _failure(api: ApiClient, response: ApiResponse) -> ProbeFailure:
+def _failure(api: ApiClient, response: ApiResponse, fields: tuple[str, ...], *, reading: str = "") -> ProbeFailure:
     code = response.get("error", "code")
+    what = f" (downloading '{reading}')" if reading else ""
     if response.status == 403 or code in ("accessDenied", "Authorization_RequestDenied"):
         return api.failure(
             FailureType.AUTHORIZATION_FAILED,
-            f"{api.answered(response)}: the app lacks the permission Sites.Read.All",
+            f"{api.answered(response)}{what}: the app lacks the permission Sites.Read.All"
+            + (
+                ", or the file is protected from download (a sensitivity label or a block-download policy)"
+                if reading
+                else ""
+            ),
             hint=_PERMISSION_HINT,
+            fields=fields,
         )
     if response.status == 401:
-        return api.failure(FailureType.AUTHENTICATION_FAILED, api.answered(response))
-    return api.status_failure(response)
+        return api.failure(FailureType.AUTHENTICATION_FAILED, api.answered(response) + what, fields=fields)
+    return api.status_failure(response, credential_fields=fields, resource_fields=("site", "library", "folder"))

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import select
 import socket
 import ssl
+import time
 import typing
 import zlib
 from collections.abc import AsyncIterator, Iterator
@@ -610,3 +612,30 @@ async def open_pinned(
         return PinnedTransport(context, address, kept=sock)
     connection = await tls_handshake(probe, sock, address, host, context, trust_fix=trust_fix)
     return PinnedTransport(context, address, kept=connection)
+
+
+MAX_RETRY_AFTER = 86400.0
+"""A Retry-After beyond a day is read as a day (a hostile or broken header)."""
+
+
+def retry_after_seconds(headers: httpx.Headers) -> float | None:
+    """The seconds a Retry-After header (delta-seconds or an HTTP date, RFC 9110) asks to
+    wait, at most a day; None when there is no such header or it is not valid."""
+    value = headers.get("retry-after", "").strip()[:64]
+    if not value:
+        return None
+    if value.isdigit():
+        return min(float(value[:6]), MAX_RETRY_AFTER)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return min(max(0.0, when.timestamp() - time.time()), MAX_RETRY_AFTER)
+
+
+def retry_after(headers: httpx.Headers) -> str:
+    """``in 30 s`` from a Retry-After header, else ``later``."""
+    wait = retry_after_seconds(headers)
+    return f"in {wait:.0f} s" if wait is not None else "later"

@@ -19,4 +19,8 @@ pytest_plugins = [
     "tests.servers.ftp",
     "tests.servers.gcs",
     "tests.servers.git",
+    "tests.servers.gitlab",
+    "tests.servers.jira",
+    "tests.servers.smb",
+    "tests.servers.zendesk",
 ]

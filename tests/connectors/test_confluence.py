@@ -91,6 +91,41 @@ async def test_a_missing_space_is_not_found_with_a_hint_about_view_permission(sa
     assert result.failure is not None
     assert result.failure.message == "Confluence has no space with key NOPE that this user can see"
     assert "Space settings > Permissions" in result.failure.hint
+    assert result.failure.fields == ["space_key"]
+
+
+@pytest.mark.parametrize("empty", [None, ""])
+async def test_without_a_space_key_at_least_one_visible_space_succeeds(
+    saas_server: SaasServer, empty: str | None
+) -> None:
+    result = await run("confluence", config(saas_server, space_key=empty))
+    assert result.status == CheckStatus.SUCCEEDED, result.failure
+    assert step(result, "access").message == (
+        "Spaces are visible to this user (the first: ENG, Engineering); no space_key set, so every space the user "
+        "can view is read"
+    )
+    assert saas_server.requests[-1].path == "/confluence/wiki/rest/api/space?limit=1"
+
+
+async def test_without_a_space_key_an_account_that_sees_no_space_is_authorization_failed(
+    saas_server: SaasServer,
+) -> None:
+    credentials = {"type": "bearer", "token": saas_server.public_token}  # its user views no space
+    result = await run("confluence", config(saas_server, credentials=credentials, space_key=None))
+    assert failure_type(result) == FailureType.AUTHORIZATION_FAILED
+    assert result.failure is not None
+    assert result.failure.message == "The account sees no space: with no space_key set there is nothing to read"
+    assert "View permission" in result.failure.hint
+    assert result.failure.fields == ["credentials.token", "space_key"]
+    assert step(result, "access").status == StepStatus.FAILED
+
+
+async def test_without_a_space_key_a_token_lacking_the_space_scope_is_authorization_failed(
+    saas_server: SaasServer,
+) -> None:
+    result = await run("confluence", config(saas_server, api_token=saas_server.limited_token, space_key=None))
+    assert failure_type(result) == FailureType.AUTHORIZATION_FAILED
+    assert result.failure is not None and result.failure.fields == ["credentials.email", "credentials.api_token"]
 
 
 @pytest.mark.parametrize(

@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from typing import Any
 
 import pytest
 
-from connectors.base import CheckStatus, StepStatus
-from connectors.errors import FailureType
+from connectors.base import FIRST_BYTES, CheckStatus, StepStatus
+from connectors.errors import FailureType, InvalidConfiguration, WarningCode
 from connectors.registry import get_connector
 from tests.helpers import failure_type, step
-from tests.servers.saas import DRIVE_DOC_ID, DRIVE_EMAIL, DRIVE_FOLDER_ID, SaasServer, assert_no_secret, dump, run
+from tests.servers.saas import (
+    DRIVE_DOC_ID,
+    DRIVE_DOCS_FOLDER_ID,
+    DRIVE_EMAIL,
+    DRIVE_EMPTY_FOLDER_ID,
+    DRIVE_FILE_ID,
+    DRIVE_FOLDER_ID,
+    DRIVE_LOCKED_FOLDER_ID,
+    DRIVE_UNDELEGATED_ACCOUNT,
+    SaasServer,
+    assert_no_secret,
+    drive_service_account_json,
+    dump,
+    run,
+)
 
 
 def config(server: SaasServer, credentials: dict[str, Any] | None = None, **override: Any) -> dict[str, Any]:
@@ -49,9 +65,17 @@ async def test_a_readable_folder_succeeds_with_an_access_token(saas_server: Saas
         ("access", StepStatus.SUCCEEDED),
     ]
     assert step(result, "authenticate").message == f"Signed in as {DRIVE_EMAIL}"
-    assert step(result, "access").message == "Folder 'Handbook' is readable"
+    # The Google Doc listed first (no content, only an export) is skipped for the PDF after it.
+    assert step(result, "access").message == (
+        f"Folder 'Handbook' is readable: read the first {FIRST_BYTES} bytes of 'Handbook.pdf'"
+    )
+    assert result.warnings == []
     assert saas_server.requests[0].path == "/google/drive/v3/about?fields=user"
-    assert saas_server.requests[-1].path.startswith(f"/google/drive/v3/files/{DRIVE_FOLDER_ID}?")
+    assert saas_server.requests[1].path.startswith(f"/google/drive/v3/files/{DRIVE_FOLDER_ID}?")
+    listing, read = saas_server.requests[2], saas_server.requests[3]
+    assert listing.path.startswith("/google/drive/v3/files?q=")
+    assert read.path.startswith(f"/google/drive/v3/files/{DRIVE_FILE_ID}?alt=media")
+    assert read.headers["range"] == f"bytes=0-{FIRST_BYTES - 1}"
     assert_no_secret(result, saas_server)
 
 
@@ -98,6 +122,37 @@ async def test_a_document_instead_of_a_folder_is_unexpected_response(saas_server
     assert failure_type(result) == FailureType.UNEXPECTED_RESPONSE
     assert result.failure is not None
     assert result.failure.message == "'Onboarding' is a file (application/vnd.google-apps.document), not a folder"
+
+
+async def test_an_empty_folder_succeeds_with_an_empty_location_warning(saas_server: SaasServer) -> None:
+    result = await run("google_drive", config(saas_server, folder_id=DRIVE_EMPTY_FOLDER_ID))
+    assert result.status == CheckStatus.SUCCEEDED, result.failure
+    assert step(result, "access").message == "Folder 'Empty' is readable, but it has no file"
+    assert [w.code for w in result.warnings] == [WarningCode.EMPTY_LOCATION]
+    assert "folder_id" in result.warnings[0].hint
+
+
+async def test_a_file_whose_download_is_turned_off_is_authorization_failed_with_what_to_change(
+    saas_server: SaasServer,
+) -> None:
+    result = await run("google_drive", config(saas_server, folder_id=DRIVE_LOCKED_FOLDER_ID))
+    assert failure_type(result) == FailureType.AUTHORIZATION_FAILED
+    assert result.failure is not None
+    assert result.failure.message == (
+        f"{DRIVE_EMAIL} can list the folder 'Payroll' but may not download 'Salaries.xlsx' "
+        "(The user does not have permission to download this file.)"
+    )
+    assert "Viewers and commenters can see the option to download" in result.failure.hint
+    assert result.failure.fields == ["folder_id", "credentials.access_token"]
+    assert step(result, "access").status == StepStatus.FAILED
+
+
+async def test_a_folder_of_only_google_docs_succeeds_without_a_read(saas_server: SaasServer) -> None:
+    result = await run("google_drive", config(saas_server, folder_id=DRIVE_DOCS_FOLDER_ID))
+    assert result.status == CheckStatus.SUCCEEDED, result.failure
+    assert "Google Docs, Sheets or Slides, which are exported rather than downloaded" in step(result, "access").message
+    assert not any("alt=media" in r.path for r in saas_server.requests)
+    assert result.warnings == []
 
 
 def test_a_folder_link_is_accepted() -> None:
@@ -168,6 +223,78 @@ async def test_a_token_endpoint_that_never_answers_times_out_in_the_token_step(s
     assert time.monotonic() - started < 3
     assert failure_type(result) == FailureType.TIMEOUT
     assert step(result, "token").status == StepStatus.FAILED
+
+
+# --- service account -------------------------------------------------------------------
+
+
+def service_account(server: SaasServer, **override: Any) -> dict[str, Any]:
+    return {
+        "type": "service_account",
+        "service_account_json": drive_service_account_json(server.url("/google-sa-token")),
+        **override,
+    }
+
+
+async def test_a_service_account_reads_the_folder_as_itself(saas_server: SaasServer) -> None:
+    result = await run("google_drive", config(saas_server, service_account(saas_server)))
+    assert result.status == CheckStatus.SUCCEEDED, result.failure
+    assert step(result, "token").message == "Google issued an access token at 127.0.0.1 (valid for 59 min)"
+    assert "sub" not in _claims(saas_server.requests[0].form["assertion"])
+    assert_no_secret(result, saas_server)
+
+
+async def test_a_service_account_with_delegation_reads_as_the_subject(saas_server: SaasServer) -> None:
+    result = await run("google_drive", config(saas_server, service_account(saas_server, subject=DRIVE_EMAIL)))
+    assert result.status == CheckStatus.SUCCEEDED, result.failure
+    claims = _claims(saas_server.requests[0].form["assertion"])
+    assert claims["sub"] == DRIVE_EMAIL and claims["scope"] == "https://www.googleapis.com/auth/drive.readonly"
+
+
+async def test_a_subject_without_domain_wide_delegation_says_what_the_admin_must_grant(
+    saas_server: SaasServer,
+) -> None:
+    credentials = service_account(
+        saas_server,
+        service_account_json=drive_service_account_json(saas_server.url("/google-sa-token"), DRIVE_UNDELEGATED_ACCOUNT),
+        subject=DRIVE_EMAIL,
+    )
+    result = await run("google_drive", config(saas_server, credentials))
+    assert failure_type(result) == FailureType.AUTHORIZATION_FAILED
+    assert result.failure is not None
+    assert result.failure.message == (
+        f"Google refused a token for {DRIVE_EMAIL}: domain-wide delegation is not granted to the client ID "
+        f"118000000000000000002 of {DRIVE_UNDELEGATED_ACCOUNT} for the scope "
+        "https://www.googleapis.com/auth/drive.readonly"
+    )
+    assert "Admin console > Security > Access and data control > API controls > Manage Domain Wide Delegation" in (
+        result.failure.hint
+    )
+    assert "client ID 118000000000000000002" in result.failure.hint
+    assert result.failure.fields == ["credentials.subject", "credentials.service_account_json"]
+    assert step(result, "token").status == StepStatus.FAILED
+    assert "PRIVATE KEY" not in dump(result)
+
+
+async def test_without_a_subject_the_same_account_is_not_asked_about_delegation(saas_server: SaasServer) -> None:
+    key = drive_service_account_json(saas_server.url("/google-sa-token"), DRIVE_UNDELEGATED_ACCOUNT)
+    result = await run("google_drive", config(saas_server, service_account(saas_server, service_account_json=key)))
+    assert result.status == CheckStatus.SUCCEEDED, result.failure
+
+
+def test_a_subject_must_be_an_email_address() -> None:
+    with pytest.raises(InvalidConfiguration):
+        get_connector("google_drive").parse_config(
+            {
+                "credentials": {"type": "service_account", "service_account_json": "{}", "subject": "ada"},
+                "folder_id": "root",
+            }
+        )
+
+
+def _claims(assertion: str) -> dict[str, Any]:
+    body = assertion.split(".")[1]
+    return dict(json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))))
 
 
 @pytest.mark.parametrize("field", ["client_secret", "refresh_token"])

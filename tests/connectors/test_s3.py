@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from connectors import get_connector
-from connectors.base import MASK, CheckResult, CheckStatus, StepStatus
-from connectors.errors import FailureType, InvalidConfiguration
-from connectors.s3 import S3Config, S3Connector, _target
+from connectors.base import FIRST_BYTES, MASK, CheckResult, CheckStatus, StepStatus
+from connectors.errors import FailureType, InvalidConfiguration, WarningCode
+from connectors.s3 import S3Config, S3Connector, _answer, _read_failure, _target
 from tests import helpers
 from tests.helpers import failure_type, messages, step
 from tests.servers.http import HttpServer
@@ -48,21 +48,42 @@ async def test_a_readable_bucket_succeeds_step_by_step(s3_server: S3Server) -> N
         ("access", StepStatus.SUCCEEDED),
     ]
     assert step(result, "authenticate").message.startswith("Credentials accepted")
-    assert step(result, "access").message == "Bucket 'data' listed: objects found under prefix 'reports/'"
+    assert step(result, "access").message == (
+        "Bucket 'data' listed under prefix 'reports/': read the first 13 bytes of 'reports/2024.csv'"
+    )
+    assert result.warnings == []
     assert s3_server.secret_key not in messages(result)
     assert s3_server.access_key not in messages(result)
 
 
-async def test_an_empty_prefix_succeeds_but_says_there_is_nothing_there(s3_server: S3Server) -> None:
+async def test_an_empty_prefix_succeeds_with_an_empty_location_warning(s3_server: S3Server) -> None:
     result = await check(s3_server.config(prefix="no-such-folder/"))
     assert result.status == CheckStatus.SUCCEEDED, result
     assert "no object under prefix 'no-such-folder/'" in step(result, "access").message
+    assert [w.code for w in result.warnings] == [WarningCode.EMPTY_LOCATION]
+    assert result.warnings[0].message == "Bucket 'data' has no object under prefix 'no-such-folder/'"
+    assert "prefix" in result.warnings[0].hint
 
 
-async def test_an_empty_bucket_succeeds(s3_server: S3Server) -> None:
+async def test_an_empty_bucket_succeeds_with_an_empty_location_warning(s3_server: S3Server) -> None:
     result = await check(s3_server.config(bucket=s3_server.empty_bucket))
     assert result.status == CheckStatus.SUCCEEDED, result
     assert "no object in the bucket" in step(result, "access").message
+    assert [w.code for w in result.warnings] == [WarningCode.EMPTY_LOCATION]
+
+
+async def test_a_folder_marker_is_skipped_and_only_the_first_bytes_are_read(s3_server: S3Server) -> None:
+    result = await check(s3_server.config(prefix="folders/"))
+    assert result.status == CheckStatus.SUCCEEDED, result
+    assert step(result, "access").message == (
+        f"Bucket 'data' listed under prefix 'folders/': read the first {FIRST_BYTES} bytes of 'folders/a/b.csv'"
+    )
+
+
+async def test_an_object_of_zero_bytes_is_read_without_a_range(s3_server: S3Server) -> None:
+    result = await check(s3_server.config(prefix="zero/"))
+    assert result.status == CheckStatus.SUCCEEDED, result
+    assert step(result, "access").message.endswith("read the first 0 bytes of 'zero/empty.txt'")
 
 
 async def test_localhost_resolves_and_is_checked_like_the_address(s3_server: S3Server) -> None:
@@ -123,6 +144,52 @@ async def test_a_user_who_may_not_list_the_bucket_is_authorization_failed(s3_ser
     )
     assert step(result, "authenticate").status == StepStatus.SUCCEEDED
     assert s3_server.nolist_secret not in messages(result)
+
+
+async def test_keys_that_may_list_but_not_read_are_authorization_failed_naming_get_object(
+    s3_server: S3Server,
+) -> None:
+    result = await check(
+        s3_server.config(
+            access_key_id=s3_server.noread_key, secret_access_key=s3_server.noread_secret, prefix="reports/"
+        )
+    )
+    assert failure_type(result) == FailureType.AUTHORIZATION_FAILED
+    assert result.failure is not None
+    assert result.failure.message == (
+        "The objects under prefix 'reports/' can be listed, but reading 'reports/2024.csv' is denied for these "
+        "credentials"
+    )
+    assert "s3:GetObject on arn:aws:s3:::data/reports/*" in result.failure.hint
+    assert "kms:Decrypt" in result.failure.hint
+    assert result.failure.fields == ["access_key_id", "bucket", "prefix"]
+    assert step(result, "access").status == StepStatus.FAILED
+    assert s3_server.noread_secret not in messages(result)
+
+
+def test_a_denied_read_that_blames_kms_names_kms_decrypt() -> None:
+    # SeaweedFS has no KMS: this is AWS's documented answer to a GetObject of an SSE-KMS object.
+    body = (
+        b"<Error><Code>AccessDenied</Code><Message>User: arn:aws:iam::1:user/r is not authorized to perform: "
+        b"kms:Decrypt on resource: arn:aws:kms:us-east-1:1:key/k</Message></Error>"
+    )
+    assert _answer(403, body).kms
+    assert not _answer(403, b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>").kms
+    config = S3Config.model_validate({"bucket": "data", "access_key_id": "AK", "secret_access_key": "s"})
+    failure = _read_failure(_answer(403, body), config, "in the bucket", "a.csv")
+    assert failure.type == FailureType.AUTHORIZATION_FAILED
+    assert "encrypted with a KMS key" in failure.message and "arn:aws:kms" not in failure.message
+    assert failure.hint.startswith("Allow kms:Decrypt on the bucket's KMS key")
+    assert failure.fields == ["access_key_id", "bucket"]
+
+
+async def test_every_failure_of_the_access_step_names_its_fields(s3_server: S3Server) -> None:
+    result = await check(s3_server.config(bucket="missing"))
+    assert result.failure is not None and result.failure.fields == ["bucket", "endpoint_url"]
+    result = await check(
+        s3_server.config(access_key_id=s3_server.nolist_key, secret_access_key=s3_server.nolist_secret)
+    )
+    assert result.failure is not None and result.failure.fields == ["access_key_id", "bucket"]
 
 
 # --- assuming a role (a stand-in STS in front of the real store) ------------------------------

@@ -21,13 +21,12 @@ from connectors.errors import FailureType, InvalidConfiguration
 from connectors.oauth import AccessToken, token_error
 from connectors.registry import get_connector
 from connectors.saas import (
-    MAX_RETRY_AFTER,
     ApiClient,
     ApiResponse,
     open_api,
     provider_message,
-    retry_after_seconds,
 )
+from connectors.transport import MAX_RETRY_AFTER, retry_after_seconds
 from tests.helpers import failure_type, step
 from tests.servers.saas import SaasServer, dump, run
 from tests.servers.tcp import HostPort
@@ -391,5 +390,5 @@ def test_a_hostile_retry_after_is_bounded() -> None:
         response = ApiResponse(
             status=429, headers=httpx.Headers({"Retry-After": value}), data=None, text="", url=httpx.URL("https://x")
         )
-        assert retry_after_seconds(response) == expected, value
+        assert retry_after_seconds(response.headers) == expected, value
         assert api.status_failure(response).type == FailureType.RATE_LIMITED

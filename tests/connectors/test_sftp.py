@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from connectors.base import MASK, CheckResult, CheckStatus, Probe, StepStatus
-from connectors.errors import FailureType, InvalidConfiguration, ProbeFailure
+from connectors.base import FIRST_BYTES, MASK, CheckResult, CheckStatus, Probe, StepStatus
+from connectors.errors import FailureType, InvalidConfiguration, ProbeFailure, WarningCode
 from connectors.registry import get_connector
+from connectors.sftp import MAX_LISTED
 from tests import helpers
 from tests.helpers import step
 from tests.servers.ssh import SshServer
@@ -62,7 +63,10 @@ async def test_a_password_login_reads_the_folder_with_every_step_in_order(ssh_se
     assert ssh_server.host_fingerprint in step(result, "ssh").message
     assert "not pinned" in step(result, "ssh").message
     assert "with a password" in step(result, "authenticate").message
-    assert step(result, "access").message == "Folder '/data' is readable (4 entries; read 'a.csv')"
+    assert step(result, "access").message == (
+        "Folder '/data' is readable (4 entries; read the first 14 bytes of 'a.csv')"
+    )
+    assert result.warnings == []
     assert_no_secret(result, ssh_server)
 
 
@@ -94,11 +98,33 @@ async def test_a_known_hosts_line_is_accepted_as_the_pin(ssh_server: SshServer) 
     assert result.status == CheckStatus.SUCCEEDED, result
 
 
-async def test_an_empty_folder_is_readable(ssh_server: SshServer) -> None:
+async def test_an_empty_folder_is_readable_with_an_empty_location_warning(ssh_server: SshServer) -> None:
     result = await check(ssh_server.sftp_config(path="/empty"))
 
     assert result.status == CheckStatus.SUCCEEDED, result
     assert step(result, "access").message == "Folder '/empty' is readable (0 entries, no files in it)"
+    assert [w.code for w in result.warnings] == [WarningCode.EMPTY_LOCATION]
+    assert result.warnings[0].message == "Folder '/empty' has no file (0 entries)"
+    assert "path" in result.warnings[0].hint
+
+
+async def test_only_the_first_bytes_of_the_first_file_are_read(ssh_server: SshServer) -> None:
+    result = await check(ssh_server.sftp_config(path="/big"))
+
+    assert result.status == CheckStatus.SUCCEEDED, result
+    assert step(result, "access").message == (
+        f"Folder '/big' is readable (1 entries; read the first {FIRST_BYTES} bytes of 'large.bin')"
+    )
+
+
+async def test_a_huge_folder_is_read_only_up_to_the_listing_bound(ssh_server: SshServer) -> None:
+    result = await check(ssh_server.sftp_config(path="/many"))  # 1100 subfolders, no file
+
+    assert result.status == CheckStatus.SUCCEEDED, result
+    assert step(result, "access").message == f"Folder '/many' is readable ({MAX_LISTED}+ entries, no files in it)"
+    assert result.warnings[0].message == (
+        f"Folder '/many' has no file among the first {MAX_LISTED} entries ({MAX_LISTED}+ entries)"
+    )
 
 
 # --- authentication -----------------------------------------------------------------------------
@@ -212,13 +238,18 @@ async def test_a_folder_the_user_may_not_list_fails_authorization(ssh_server: Ss
     assert failure(result).type == FailureType.AUTHORIZATION_FAILED
     assert failure(result).message == f"user '{ssh_server.user}' may not list folder '/locked' (permission denied)"
     assert "read and execute permission" in failure(result).hint
+    assert failure(result).fields == ["path", "user"]
 
 
 async def test_a_folder_whose_files_cannot_be_read_fails_authorization(ssh_server: SshServer) -> None:
     result = await check(ssh_server.sftp_config(path="/sealed"))
 
     assert failure(result).type == FailureType.AUTHORIZATION_FAILED
-    assert "may list folder '/sealed' but not read its files (e.g. 'only.csv'" in failure(result).message
+    assert failure(result).message == (
+        f"user '{ssh_server.user}' may list folder '/sealed' but not read its files ('only.csv': permission denied)"
+    )
+    assert failure(result).fields == ["path", "user"]
+    assert step(result, "access").status == StepStatus.FAILED
 
 
 async def test_a_file_instead_of_a_folder_is_not_found_with_a_clear_message(ssh_server: SshServer) -> None:

@@ -6,12 +6,16 @@ from typing import Any
 
 import pytest
 
-from connectors.base import CheckStatus, StepStatus
-from connectors.errors import FailureType, InvalidConfiguration
+from connectors.base import FIRST_BYTES, CheckStatus, StepStatus
+from connectors.errors import FailureType, InvalidConfiguration, WarningCode
 from connectors.registry import get_connector
 from tests.helpers import failure_type, step
 from tests.servers.saas import (
+    SHAREPOINT_ELSEWHERE_FOLDER,
+    SHAREPOINT_EMPTY_FOLDER,
     SHAREPOINT_FOLDER,
+    SHAREPOINT_LOCKED_FOLDER,
+    SHAREPOINT_ONLY_FOLDERS,
     SHAREPOINT_SITE,
     SHAREPOINT_SITE_ID,
     TENANT,
@@ -54,7 +58,10 @@ async def test_the_default_library_of_a_site_is_readable(saas_server: SaasServer
     assert result.status == CheckStatus.SUCCEEDED, result.failure
     assert "token" not in [s.name for s in result.steps]  # an access token: no token step is planned
     assert step(result, "authenticate").message == "Signed in as Ada Reader (ada@contoso.com)"
-    assert step(result, "access").message == "The library 'Documents' of site 'Marketing' is readable"
+    assert step(result, "access").message == (
+        f"The library 'Documents' of site 'Marketing' is readable: read the first {FIRST_BYTES} bytes of 'Welcome.docx'"
+    )
+    assert result.warnings == []
     assert saas_server.requests[1].path.startswith("/graph/v1.0/sites/contoso.sharepoint.com:/sites/Marketing?")
     assert_no_secret(result, saas_server)
 
@@ -66,9 +73,48 @@ async def test_a_folder_in_a_named_library_of_a_site_given_by_url_is_readable(sa
     )
     assert result.status == CheckStatus.SUCCEEDED, result.failure
     assert step(result, "access").message == (
-        f"The folder '{SHAREPOINT_FOLDER}' in the library 'Documents' of site 'Marketing' is readable"
+        f"The folder '{SHAREPOINT_FOLDER}' in the library 'Documents' of site 'Marketing' is readable: read the "
+        f"first {FIRST_BYTES} bytes of 'report.pdf'"
     )
-    assert saas_server.requests[-1].path.startswith("/graph/v1.0/drives/b!documents/items/01FOLDER/children?")
+    # The subfolder listed first is passed over; the file's content is a redirect to its download URL.
+    listing, content, download = saas_server.requests[-3:]
+    assert listing.path.startswith("/graph/v1.0/drives/b!documents/items/01FOLDER/children?")
+    assert content.path == "/graph/v1.0/drives/b!documents/items/01REPORT/content"
+    assert download.path.startswith("/graph-download/01REPORT?")
+    assert download.headers["range"] == f"bytes=0-{FIRST_BYTES - 1}"
+
+
+async def test_an_empty_folder_succeeds_with_an_empty_location_warning(saas_server: SaasServer) -> None:
+    result = await run("sharepoint", config(saas_server, folder=SHAREPOINT_EMPTY_FOLDER))
+    assert result.status == CheckStatus.SUCCEEDED, result.failure
+    assert step(result, "access").message.endswith("is readable, but it has no file (0 documents to sync)")
+    assert [w.code for w in result.warnings] == [WarningCode.EMPTY_LOCATION]
+    assert result.warnings[0].message == (
+        f"The folder '{SHAREPOINT_EMPTY_FOLDER}' in the library 'Documents' of site 'Marketing' has no file"
+    )
+
+
+async def test_a_folder_of_only_subfolders_warns_too(saas_server: SaasServer) -> None:
+    result = await run("sharepoint", config(saas_server, folder=SHAREPOINT_ONLY_FOLDERS))
+    assert result.status == CheckStatus.SUCCEEDED, result.failure
+    assert result.warnings[0].message.endswith("has no file at its top (only folders)")
+
+
+async def test_a_file_whose_download_is_denied_is_authorization_failed(saas_server: SaasServer) -> None:
+    result = await run("sharepoint", config(saas_server, folder=SHAREPOINT_LOCKED_FOLDER))
+    assert failure_type(result) == FailureType.AUTHORIZATION_FAILED
+    assert result.failure is not None
+    assert result.failure.message.startswith(
+        "Microsoft Graph answered 403 Forbidden: Access denied (downloading 'salaries.xlsx'): the app lacks"
+    )
+    assert result.failure.fields == ["credentials.access_token"]
+
+
+async def test_a_download_redirect_to_a_forbidden_address_is_egress_blocked(saas_server: SaasServer) -> None:
+    result = await run("sharepoint", config(saas_server, folder=SHAREPOINT_ELSEWHERE_FOLDER))
+    assert failure_type(result) == FailureType.EGRESS_BLOCKED
+    assert step(result, "access").status == StepStatus.FAILED
+    assert not any(r.path.startswith("/latest") for r in saas_server.requests)
 
 
 async def test_an_invalid_access_token_is_authentication_failed_with_graphs_reason(saas_server: SaasServer) -> None:
@@ -109,6 +155,7 @@ async def test_a_missing_library_is_not_found_listing_the_libraries(saas_server:
     assert (
         result.failure.message == "The site 'Marketing' has no document library 'Archive' (it has: Documents, Policies)"
     )
+    assert result.failure.fields == ["library"]
 
 
 async def test_a_missing_folder_is_not_found(saas_server: SaasServer) -> None:
@@ -116,6 +163,7 @@ async def test_a_missing_folder_is_not_found(saas_server: SaasServer) -> None:
     assert failure_type(result) == FailureType.NOT_FOUND
     assert result.failure is not None
     assert result.failure.message == "There is no folder 'Handbook/1999' in the library 'Documents' of site 'Marketing'"
+    assert result.failure.fields == ["folder"]
 
 
 async def test_a_file_instead_of_a_folder_is_unexpected_response(saas_server: SaasServer) -> None:

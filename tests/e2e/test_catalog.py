@@ -86,7 +86,7 @@ SECRET_FIELDS: dict[str, set[str]] = {
     "confluence": {"api_token", "token"},
     "github": {"token"},
     "slack": {"token"},
-    "google_drive": {"access_token", "client_secret", "refresh_token"},
+    "google_drive": {"access_token", "client_secret", "refresh_token", "service_account_json"},
     "sharepoint": {"access_token", "client_secret", "refresh_token"},
 }
 # Names that must never be marked secret wherever they appear.

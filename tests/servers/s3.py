@@ -11,7 +11,8 @@ IAM users, and pulls in Flask and boto3; SeaweedFS is a separate, real implement
 One server per test session (only if a test asks for it), on free 127.0.0.1 ports, data in
 a temp dir; stopped and deleted at the end. What is in it::
 
-    bucket data          objects reports/2024.csv, reports/2025.csv
+    bucket data          objects reports/2024.csv, reports/2025.csv, the folder marker folders/a/
+                         and folders/a/b.csv (5000 bytes) after it, zero/empty.txt (0 bytes)
     bucket empty         no objects
     identity reader      key server.access_key / server.secret_key: Read and List on data and empty,
                          and on ``missing``, a bucket that does not exist (SeaweedFS answers 403, not
@@ -20,6 +21,8 @@ a temp dir; stopped and deleted at the end. What is in it::
                          sign in and HEAD the bucket, but listing it is denied)
     identity role        key server.role_key / server.role_secret: Read and List on data; the
                          credentials ``sts_server`` hands out for role ``ROLE_ARN``
+    identity noread      key server.noread_key / server.noread_secret: List on data only (it can
+                         list the objects, but GetObject is denied)
     identity admin       Admin (the fixture's own, to create the buckets)
 
 Fixture ``sts_server``: SeaweedFS has no STS AssumeRole for such identities, so this is a small
@@ -81,6 +84,8 @@ class S3Server:
     nolist_secret: str
     role_key: str
     role_secret: str
+    noread_key: str = ""
+    noread_secret: str = ""
 
     def config(self, **overrides: Any) -> dict[str, Any]:
         """An ``s3`` connector configuration (plain JSON) that succeeds; override any field."""
@@ -167,7 +172,7 @@ def _put(url: str, key: str, secret: str, body: bytes = b"") -> None:
 def s3_server() -> Iterator[S3Server]:
     keys = {
         name: (f"AK{name.upper()}{secrets.token_hex(6).upper()}", secrets.token_urlsafe(30))
-        for name in ("admin", "reader", "nolist", "role")
+        for name in ("admin", "reader", "nolist", "role", "noread")
     }
     identities = {
         "identities": [
@@ -190,6 +195,11 @@ def s3_server() -> Iterator[S3Server]:
                 "name": "role",
                 "credentials": [dict(zip(("accessKey", "secretKey"), keys["role"], strict=True))],
                 "actions": ["Read:data", "List:data"],
+            },
+            {
+                "name": "noread",
+                "credentials": [dict(zip(("accessKey", "secretKey"), keys["noread"], strict=True))],
+                "actions": ["List:data"],
             },
         ]
     }
@@ -227,6 +237,10 @@ def s3_server() -> Iterator[S3Server]:
             _put(f"{url}/{bucket}", admin_key, admin_secret)
         for name in ("reports/2024.csv", "reports/2025.csv"):
             _put(f"{url}/data/{name}", admin_key, admin_secret, b"id,value\n1,2\n")
+        # A folder marker before the first object, and an object of zero bytes (no range to read).
+        _put(f"{url}/data/folders/a/", admin_key, admin_secret)
+        _put(f"{url}/data/folders/a/b.csv", admin_key, admin_secret, b"x" * 5000)
+        _put(f"{url}/data/zero/empty.txt", admin_key, admin_secret)
         yield S3Server(
             endpoint_url=url,
             port=s3,
@@ -238,6 +252,8 @@ def s3_server() -> Iterator[S3Server]:
             nolist_secret=keys["nolist"][1],
             role_key=keys["role"][0],
             role_secret=keys["role"][1],
+            noread_key=keys["noread"][0],
+            noread_secret=keys["noread"][1],
         )
     finally:
         # Killed, not terminated: weed takes well over 10 s to shut down on SIGTERM or SIGINT,

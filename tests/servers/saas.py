@@ -10,8 +10,13 @@ provider lives under its own prefix, so a connector's ``base_url`` is ``server.u
     /slack/api            Slack Web API           (slack)
     /google               www.googleapis.com      (google_drive)
     /google-oauth/token   Google's OAuth 2.0 token endpoint
+    /google-sa-token      Google's token endpoint for service accounts (the JWT bearer grant,
+                          signature checked with :func:`drive_service_account_json`'s key;
+                          ``unauthorized_client`` for a ``sub`` when the account has no
+                          domain-wide delegation)
     /hostile-oauth/token  a token endpoint answering a megabyte-long error_description
     /graph                Microsoft Graph         (sharepoint)
+    /graph-download/<id>  the pre-authenticated download URL Graph's .../content redirects to
     /login/<tenant>/oauth2/v2.0/token   Microsoft Entra ID's token endpoint
     /hang/...             accepts the request and never answers (until the server stops)
 
@@ -22,7 +27,8 @@ Credentials (random per server, so a test can search any output for them):
                         capability, Confluence space scope, GitHub Contents permission
                         (a fine-grained token), Slack channels:read, a Google Drive scope,
                         Graph Sites.Read.All
-``public_token``        GitHub: a classic token with only ``public_repo``
+``public_token``        GitHub: a classic token with only ``public_repo``; Confluence: a
+                        bearer token whose user can view no space
 ``installation_token``  GitHub: an App installation token (``ghs_``)
 ``client_id`` / ``client_secret`` / ``refresh_token``: an OAuth client and a live grant
 (for Google and Microsoft); ``revoked_refresh_token`` is refused with ``invalid_grant``.
@@ -37,6 +43,7 @@ Every request is appended to ``server.requests``.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 import secrets
@@ -51,6 +58,9 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from connectors import get_connector, run_check
 from connectors.base import CheckResult
@@ -70,10 +80,30 @@ SLACK_NOT_MEMBER_CHANNEL = "C0NOTMEMBER"
 DRIVE_FOLDER_ID = "1AbCdEfGhIjKlMnOpQrStUvWxYz012345"
 DRIVE_DOC_ID = "1DocDocDocDocDocDocDocDocDoc0123"
 DRIVE_EMAIL = "ada@example.com"
+# Drive folders for the first-bytes read: the main folder lists DRIVE_AGENDA_ID (a Google Doc,
+# skipped) then DRIVE_FILE_ID (a PDF, downloadable with Range); the others hold nothing, one file
+# whose download its owner turned off (403 cannotDownloadFile), and only a Google Doc.
+DRIVE_FILE_ID = "1PdfPdfPdfPdfPdfPdfPdfPdfPdf0123"
+DRIVE_FILE_BYTES = bytes(range(256)) * 12  # 3 KiB: more than FIRST_BYTES
+DRIVE_AGENDA_ID = "1AgendaAgendaAgendaAgendaAg0123"
+DRIVE_EMPTY_FOLDER_ID = "1EmptyEmptyEmptyEmptyEmptyEm0123"
+DRIVE_LOCKED_FOLDER_ID = "1LockedLockedLockedLockedLoc0123"
+DRIVE_LOCKED_FILE_ID = "1SalariesSalariesSalariesSal0123"
+DRIVE_DOCS_FOLDER_ID = "1DocsOnlyDocsOnlyDocsOnlyDoc0123"
+DRIVE_SERVICE_ACCOUNT = "drive-reader@sourcecheck-test.iam.gserviceaccount.com"  # domain-wide delegation granted
+DRIVE_UNDELEGATED_ACCOUNT = "drive-plain@sourcecheck-test.iam.gserviceaccount.com"  # none granted
+DRIVE_DELEGATED_CLIENT_IDS = {"118000000000000000001"}
 SHAREPOINT_HOST = "contoso.sharepoint.com"
 SHAREPOINT_SITE = "contoso.sharepoint.com:/sites/Marketing"
 SHAREPOINT_SITE_ID = "contoso.sharepoint.com,2c712604-1370-44e7-a1f5-426573fda80a,2d2244c3-251a-49ea-93a8-39e1c3a060fe"
 SHAREPOINT_FOLDER = "Handbook/2024"
+# Folders of the Documents library for the first-bytes read: Handbook/2024 lists a subfolder, then
+# report.pdf (SHAREPOINT_FILE_BYTES; its content redirects to /graph-download, which honours Range).
+SHAREPOINT_EMPTY_FOLDER = "Handbook/Empty"
+SHAREPOINT_ONLY_FOLDERS = "Handbook/Archive"  # subfolders only
+SHAREPOINT_LOCKED_FOLDER = "Handbook/Confidential"  # its file's download is denied (403 accessDenied)
+SHAREPOINT_ELSEWHERE_FOLDER = "Handbook/Elsewhere"  # its file's download redirects to a metadata address
+SHAREPOINT_FILE_BYTES = bytes(range(256)) * 8  # 2 KiB: more than FIRST_BYTES
 TENANT = "contoso.onmicrosoft.com"
 
 _DRIVES = {
@@ -167,7 +197,9 @@ class _App:
             ("/slack/api", self.slack),
             ("/hostile-oauth/token", self.hostile_token),
             ("/google-oauth/token", self.google_token),
+            ("/google-sa-token", self.google_sa_token),
             ("/google", self.google),
+            ("/graph-download", self.graph_download),
             ("/graph", self.graph),
             ("/login/", self.microsoft_token),
         ):
@@ -298,6 +330,19 @@ class _App:
                     "publicName": "Ada Reader",
                     "displayName": "Ada Reader",
                 },
+            )
+        if path == "/rest/api/space" and token == self.s.limited_token:
+            return Reply(401, {"code": 401, "message": "Unauthorized; scope does not match"})
+        if path == "/rest/api/space":  # the spaces the user can view; public_token's user views none
+            limit = int(query.get("limit", "25"))
+            visible = (
+                []
+                if token == self.s.public_token
+                else [{"id": 98305, "key": CONFLUENCE_SPACE, "name": "Engineering", "type": "global"}]
+            )
+            return Reply(
+                200,
+                {"results": visible[:limit], "start": 0, "limit": limit, "size": len(visible[:limit]), "_links": {}},
             )
         found = re.fullmatch(r"/rest/api/space/([^/]+)", path)
         if found is None:
@@ -523,10 +568,31 @@ class _App:
                     }
                 },
             )
+        if path == "/drive/v3/files":
+            parent = re.search(r"'([A-Za-z0-9_-]+)' in parents", query.get("q", ""))
+            children = _DRIVE_CHILDREN.get(parent.group(1), []) if parent is not None else []
+            return Reply(200, {"kind": "drive#fileList", "incompleteSearch": False, "files": children})
         found = re.fullmatch(r"/drive/v3/files/([^/]+)", path)
         if found is None:
             return error(404, "Not Found", "notFound")
         file_id = unquote(found.group(1))
+        if query.get("alt") == "media":
+            if file_id == DRIVE_LOCKED_FILE_ID:
+                return error(403, "The user does not have permission to download this file.", "cannotDownloadFile")
+            if file_id != DRIVE_FILE_ID:
+                return error(404, f"File not found: {file_id}.", "notFound")
+            return ranged(DRIVE_FILE_BYTES, headers, "application/pdf")
+        if file_id in (DRIVE_EMPTY_FOLDER_ID, DRIVE_LOCKED_FOLDER_ID, DRIVE_DOCS_FOLDER_ID):
+            return Reply(
+                200,
+                {
+                    "id": file_id,
+                    "name": {DRIVE_EMPTY_FOLDER_ID: "Empty", DRIVE_LOCKED_FOLDER_ID: "Payroll"}.get(file_id, "Docs"),
+                    "mimeType": "application/vnd.google-apps.folder",
+                    "trashed": False,
+                    "capabilities": {"canListChildren": True},
+                },
+            )
         if file_id == DRIVE_FOLDER_ID:
             return Reply(
                 200,
@@ -581,6 +647,42 @@ class _App:
                 "token_type": "Bearer",
             },
         )
+
+    def google_sa_token(
+        self, method: str, path: str, query: dict[str, str], form: dict[str, str], headers: dict[str, str], token: str
+    ) -> Reply:
+        """Google's answers to a service account's JWT bearer grant (the signature is checked)."""
+
+        def invalid(description: str) -> Reply:
+            return Reply(400, {"error": "invalid_grant", "error_description": description})
+
+        if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer":
+            return Reply(400, {"error": "unsupported_grant_type", "error_description": "Invalid grant_type: "})
+        try:
+            head, body, signature = form.get("assertion", "").split(".")
+            claims = json.loads(_b64decode(body))
+            drive_key().public_key().verify(
+                _b64decode(signature), f"{head}.{body}".encode(), padding.PKCS1v15(), hashes.SHA256()
+            )
+        except (ValueError, InvalidSignature):
+            return invalid("Invalid JWT Signature.")
+        account = claims.get("iss")
+        if account not in _DRIVE_CLIENT_IDS:
+            return invalid("Invalid grant: account not found")
+        if claims.get("aud") != self.s.url("/google-sa-token") or "drive" not in str(claims.get("scope")):
+            return invalid("Invalid JWT: Failed audience check.")
+        if "sub" in claims and _DRIVE_CLIENT_IDS[account] not in DRIVE_DELEGATED_CLIENT_IDS:
+            return Reply(
+                401,
+                {
+                    "error": "unauthorized_client",
+                    "error_description": "Client is unauthorized to retrieve access tokens using this method, or "
+                    "client not authorized for any of the scopes requested.",
+                },
+            )
+        access = "ya29.sa-" + secrets.token_urlsafe(24)
+        self.s.issued.append(access)
+        return Reply(200, {"access_token": access, "expires_in": 3599, "token_type": "Bearer"})
 
     def hostile_token(
         self, method: str, path: str, query: dict[str, str], form: dict[str, str], headers: dict[str, str], token: str
@@ -638,13 +740,27 @@ class _App:
             return Reply(200, {"id": "b!documents", **_DRIVES["b!documents"]})
         if path == f"/v1.0/sites/{site_id}/drives":
             return Reply(200, {"value": [{"id": k, "driveType": "documentLibrary", **v} for k, v in _DRIVES.items()]})
+        content = re.fullmatch(r"/v1.0/drives/b!documents/items/([^/]+)/content", path)
+        if content is not None:
+            item = content.group(1)
+            if item == "01SECRET":
+                return error(403, "accessDenied", "Access denied")
+            if item == "01ELSEWHERE":
+                return Reply(302, b"", {"Location": "https://169.254.169.254/latest/meta-data/"})
+            if item not in ("01REPORT", "01CHILD"):
+                return error(404, "itemNotFound", "The resource could not be found.")
+            return Reply(302, b"", {"Location": self.s.url(f"/graph-download/{item}?tempauth=v1.eyJ0")})
         found = re.fullmatch(r"/v1.0/drives/([^/]+)/(root|items/[^/]+)(?::/(.*?))?(/children)?", path)
         if found is None or found.group(1) not in _DRIVES:
             return error(404, "itemNotFound", "The resource could not be found.")
         item_path = found.group(3)
+        if found.group(2).startswith("items/") and found.group(4) and found.group(2)[6:] in _SHAREPOINT_CHILDREN:
+            return Reply(200, {"value": _SHAREPOINT_CHILDREN[found.group(2)[6:]]})
         if item_path is not None:
-            if found.group(1) == "b!documents" and item_path == SHAREPOINT_FOLDER:
-                return Reply(200, {"id": "01FOLDER", "name": "2024", "folder": {"childCount": 3}})
+            if found.group(1) == "b!documents" and item_path in _SHAREPOINT_FOLDERS:
+                return Reply(
+                    200, {"id": _SHAREPOINT_FOLDERS[item_path], "name": item_path.rsplit("/", 1)[-1], "folder": {}}
+                )
             if found.group(1) == "b!documents" and item_path == "Handbook/readme.docx":
                 return Reply(
                     200,
@@ -656,8 +772,16 @@ class _App:
                 )
             return error(404, "itemNotFound", "The resource could not be found.")
         if found.group(4):
-            return Reply(200, {"value": [{"id": "01CHILD", "name": "Welcome.docx"}]})
+            return Reply(200, {"value": [{"id": "01CHILD", "name": "Welcome.docx", "file": {}, "size": 512}]})
         return Reply(200, {"id": "01ROOT", "name": "root", "folder": {"childCount": 3}})
+
+    def graph_download(
+        self, method: str, path: str, query: dict[str, str], form: dict[str, str], headers: dict[str, str], token: str
+    ) -> Reply:
+        """A pre-authenticated download URL: no token needed (and none should come), Range honoured."""
+        if "tempauth" not in query:
+            return Reply(401, {"error": {"code": "InvalidAuthenticationToken", "message": "no tempauth"}})
+        return ranged(SHAREPOINT_FILE_BYTES, headers, "application/octet-stream")
 
     def microsoft_token(
         self, method: str, path: str, query: dict[str, str], form: dict[str, str], headers: dict[str, str], token: str
@@ -783,6 +907,83 @@ def _handler(server: SaasServer) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(content)
 
     return Handler
+
+
+_SHAREPOINT_FOLDERS = {
+    SHAREPOINT_FOLDER: "01FOLDER",
+    SHAREPOINT_EMPTY_FOLDER: "01EMPTY",
+    SHAREPOINT_ONLY_FOLDERS: "01ARCHIVE",
+    SHAREPOINT_LOCKED_FOLDER: "01LOCKED",
+    SHAREPOINT_ELSEWHERE_FOLDER: "01AWAY",
+}
+_SHAREPOINT_CHILDREN: dict[str, list[dict[str, Any]]] = {
+    "01FOLDER": [
+        {"id": "01SUB", "name": "Drafts", "folder": {"childCount": 2}},
+        {"id": "01REPORT", "name": "report.pdf", "file": {"mimeType": "application/pdf"}, "size": 2048},
+    ],
+    "01EMPTY": [],
+    "01ARCHIVE": [{"id": "01OLD", "name": "2019", "folder": {"childCount": 9}}],
+    "01LOCKED": [{"id": "01SECRET", "name": "salaries.xlsx", "file": {}, "size": 4096}],
+    "01AWAY": [{"id": "01ELSEWHERE", "name": "elsewhere.docx", "file": {}, "size": 4096}],
+}
+
+_DRIVE_CLIENT_IDS = {DRIVE_SERVICE_ACCOUNT: "118000000000000000001", DRIVE_UNDELEGATED_ACCOUNT: "118000000000000000002"}
+
+
+def _drive_file(file_id: str, name: str, mime: str, size: int | None = None) -> dict[str, Any]:
+    return {"kind": "drive#file", "id": file_id, "name": name, "mimeType": mime} | (
+        {"size": str(size)} if size is not None else {}
+    )
+
+
+_DRIVE_CHILDREN = {
+    DRIVE_FOLDER_ID: [
+        _drive_file(DRIVE_AGENDA_ID, "Agenda", "application/vnd.google-apps.document"),
+        _drive_file(DRIVE_FILE_ID, "Handbook.pdf", "application/pdf", len(DRIVE_FILE_BYTES)),
+    ],
+    DRIVE_EMPTY_FOLDER_ID: [],
+    DRIVE_LOCKED_FOLDER_ID: [_drive_file(DRIVE_LOCKED_FILE_ID, "Salaries.xlsx", "application/vnd.ms-excel", 2048)],
+    DRIVE_DOCS_FOLDER_ID: [_drive_file(DRIVE_AGENDA_ID, "Agenda", "application/vnd.google-apps.document")],
+}
+
+
+def ranged(content: bytes, headers: dict[str, str], content_type: str) -> Reply:
+    """``content``, or its first bytes for a ``Range: bytes=0-N`` request (206, as the providers answer)."""
+    found = re.fullmatch(r"bytes=0-(\d+)", headers.get("range", ""))
+    if found is None:
+        return Reply(200, content, {"Content-Type": content_type})
+    end = min(int(found.group(1)), len(content) - 1)
+    return Reply(
+        206, content[: end + 1], {"Content-Type": content_type, "Content-Range": f"bytes 0-{end}/{len(content)}"}
+    )
+
+
+def _b64decode(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+@functools.cache
+def drive_key() -> rsa.RSAPrivateKey:
+    """The private key of the Drive service accounts (made once, when first needed)."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def drive_service_account_json(token_uri: str, account: str = DRIVE_SERVICE_ACCOUNT) -> str:
+    """A key file for ``account`` (one of the two Drive service accounts), as the Cloud console downloads it."""
+    pem = drive_key().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return json.dumps(
+        {
+            "type": "service_account",
+            "project_id": "sourcecheck-test",
+            "private_key_id": "7a6b5c4d3e2f",
+            "private_key": pem.decode(),
+            "client_email": account,
+            "client_id": _DRIVE_CLIENT_IDS[account],
+            "token_uri": token_uri,
+        }
+    )
 
 
 @contextmanager

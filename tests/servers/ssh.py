@@ -16,7 +16,8 @@ event loop of its own in a background thread, so it answers whatever the test's 
   generated for the session; ``other_host_key``: a key it does NOT have, to pin a mismatch.
 - SFTP serving ``root`` (a temp dir, the client's "/"): ``/data`` holds ``a.csv``, ``b.csv``,
   ``report.csv`` and ``sealed.csv`` (mode 000); ``/locked`` has mode 000; ``/sealed`` holds
-  only ``only.csv`` (mode 000); ``/empty`` is empty. Tests run as root, who may read
+  only ``only.csv`` (mode 000); ``/empty`` is empty; ``/big`` holds ``large.bin`` (5000
+  bytes); ``/many`` holds 1100 subfolders and no file. Tests run as root, who may read
   anything, so the SFTP server enforces modes itself: listing a folder or opening a file
   whose mode grants no read bit is refused with "permission denied", as the real server
   would refuse a normal user.
@@ -156,6 +157,13 @@ def _make_tree(root: Path) -> None:
     (sealed / "only.csv").write_text("id\n")
     (sealed / "only.csv").chmod(0)
     (root / "empty").mkdir()
+    big = root / "big"
+    big.mkdir()
+    (big / "large.bin").write_bytes(b"x" * 5000)
+    many = root / "many"  # more entries than the connector reads (connectors.sftp.MAX_LISTED)
+    many.mkdir()
+    for i in range(1100):
+        (many / f"sub{i:04}").mkdir()
 
 
 class _Thread:

@@ -1,0 +1,1 @@
+"""Where the connectors rely on their dependencies' internals: one module per dependency."""
