@@ -267,9 +267,25 @@ def test_every_control_has_a_label(browser: WebDriver, stack: Stack) -> None:
     assert browser.find_element(By.ID, "steps").get_attribute("aria-live") == "polite"
 
 
-# --- these two need the event stream and DELETE of h/stream (GET .../test/{job}/events) ---
+# --- these two need the test's event stream and its cancel (GET .../sources/test/{job_id}/events,
+# DELETE .../sources/test/{job_id}). Until the API has them they must fail (strict xfail: a
+# pass would be reported as a failure); once it has them they run as ordinary tests.
 
 
+def _api_streams_tests() -> bool:
+    from api.main import app
+
+    return any(str(getattr(route, "path", "")).endswith("/sources/test/{job_id}/events") for route in app.routes)
+
+
+NEEDS_THE_EVENT_STREAM = pytest.mark.xfail(
+    not _api_streams_tests(),
+    reason="the API has no GET .../sources/test/{job_id}/events nor DELETE yet (issue 17's stream, branch h/stream)",
+    strict=True,
+)
+
+
+@NEEDS_THE_EVENT_STREAM
 def test_steps_appear_while_the_test_runs(browser: WebDriver, stack: Stack, postgres_server: PostgresServer) -> None:
     """Each step is shown running before it is shown ended: the page follows the event stream
     (a page that only polled would show the steps once, ended)."""
@@ -287,6 +303,7 @@ def test_steps_appear_while_the_test_runs(browser: WebDriver, stack: Stack, post
     assert {("tcp", "running"), ("authenticate", "running"), ("access", "running")} <= seen, seen
 
 
+@NEEDS_THE_EVENT_STREAM
 def test_cancel_stops_a_test_hanging_on_an_unanswering_server(
     browser: WebDriver, stack: Stack, hung_server: HostPort
 ) -> None:
