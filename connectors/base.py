@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -270,6 +270,8 @@ class Probe:
         self.steps: list[Step] = []
         self.current: Step | None = None
         self.warnings: list[CheckWarning] = []
+        self.about: dict[str, list[str]] = {}
+        """The configuration fields each step is about (see :meth:`step`), by step name."""
 
     def remaining(self) -> float:
         """Seconds left before the check's deadline (never negative)."""
@@ -282,8 +284,16 @@ class Probe:
             self.warnings.append(CheckWarning(code=code, message=message, hint=hint))
 
     @asynccontextmanager
-    async def step(self, name: str, success_message: str | None = None) -> AsyncIterator[Step]:
-        """Time a step; a ProbeFailure inside marks it failed and ends the check."""
+    async def step(
+        self, name: str, success_message: str | None = None, *, fields: Sequence[str] = ()
+    ) -> AsyncIterator[Step]:
+        """Time a step; a ProbeFailure inside marks it failed and ends the check.
+
+        ``fields``: the configuration fields the step is about (``["ssh_tunnel.host",
+        "ssh_tunnel.port"]``), named by the failure run_check reports when the deadline ends
+        the check during it (a ProbeFailure names its own)."""
+        if fields:
+            self.about[name] = list(fields)
         step = Step(name=name, status=StepStatus.SUCCEEDED, message=success_message)
         self.steps.append(step)
         self.current = step
@@ -435,7 +445,7 @@ async def run_check(
         if step is not None:
             step.status = StepStatus.FAILED
             step.message = message
-        failure = Failure.of(kind, message)
+        failure = Failure.of(kind, message, fields=probe.about.get(step.name, []) if step else [])
     except Exception as exc:  # a bug in the connector: its text may hold a secret
         step = probe.current
         if step is not None:

@@ -138,6 +138,7 @@ async def _access(api: ApiClient, repository: str, scopes: list[str] | None) -> 
             f"GitHub cannot find the repository {repository}: it does not exist, or it is private and this token "
             "cannot see it",
             hint=_not_found_hint(scopes),
+            fields=("repository", "token"),
         )
     if not response.ok:
         raise _failure(api, response, forbidden_hint="Give the token read access to this repository.")
@@ -200,12 +201,13 @@ def _failure(api: ApiClient, response: ApiResponse, *, forbidden_hint: str | Non
                 "The organisation uses SAML single sign-on: authorise the token for it (Settings > Developer settings "
                 "> Personal access tokens > Configure SSO > Authorize)."
             ),
+            fields=("token",),
         )
     if status == 403:
         needed = headers.get("x-accepted-github-permissions")
         message = api.answered(response) + (f" (it needs the permission {needed})" if needed else "")
-        return api.failure(FailureType.AUTHORIZATION_FAILED, message, hint=forbidden_hint)
-    return api.status_failure(response)
+        return api.failure(FailureType.AUTHORIZATION_FAILED, message, hint=forbidden_hint, fields=("token",))
+    return api.status_failure(response, credential_fields=("token",), resource_fields=("repository",))
 
 
 # "2026-12-10 09:00:00 UTC" or "2026-12-10 09:00:00 -0800", as GitHub sends it.

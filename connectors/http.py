@@ -18,9 +18,9 @@ import httpx
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
 
 from connectors.base import Connector, ConnectorConfig, Probe, Secret
-from connectors.errors import FailureType, ProbeFailure
+from connectors.errors import FailureType, ProbeFailure, WarningCode
 from connectors.fields import Destination, PemCertificates, WebUrl
-from connectors.tls import client_context
+from connectors.tls import URL_FIELDS, client_context
 from connectors.transport import USER_AGENT, open_pinned, status_text, stream
 
 # --- configuration -------------------------------------------------------------------
@@ -183,9 +183,23 @@ class HttpConnector(Connector):
         https = config.url.scheme == "https"
         port = config.url.port or (443 if https else 80)
         context = client_context(verify=config.verify_tls, ca_pem=config.ca_cert)
-        transport = await open_pinned(probe, host, port, context, https=https, plain="http:// URL: no TLS")
+        transport = await open_pinned(
+            probe, host, port, context, https=https, plain="http:// URL: no TLS", tls_fields=URL_FIELDS
+        )
         async with probe.step("request") as step:
+            if not https and not isinstance(config.auth, NoAuth):
+                _warn_cleartext(probe, config)
             step.message = await _request(config, probe, transport)
+
+
+def _warn_cleartext(probe: Probe, config: HttpConfig) -> None:
+    """WEAK_AUTHENTICATION: the credentials go over plain http://, readable on the way."""
+    probe.warn(
+        WarningCode.WEAK_AUTHENTICATION,
+        f"The {config.auth.type} credentials are sent to {config.url.host} over plain http://, unencrypted: anyone "
+        "on the network path can read and reuse them",
+        hint="Use the server's https:// URL (and ca_cert if its certificate is private).",
+    )
 
 
 _USER_AGENT_HEADERS = httpx.Headers({"User-Agent": USER_AGENT})
@@ -255,17 +269,24 @@ def _status_failure(response: httpx.Response, config: HttpConfig) -> ProbeFailur
                 FailureType.AUTHENTICATION_FAILED,
                 f"{answered}: it needs credentials",
                 hint="Set auth to the credentials this URL needs.",
+                fields=("auth",),
             )
-        return ProbeFailure(FailureType.AUTHENTICATION_FAILED, f"{answered}: check the credentials")
+        return ProbeFailure(
+            FailureType.AUTHENTICATION_FAILED, f"{answered}: check the credentials", fields=_credential_fields(config)
+        )
     if status == 403:
         return ProbeFailure(
             FailureType.AUTHORIZATION_FAILED,
             f"{answered}: access to {response.url.path} is not allowed "
             + ("without credentials" if isinstance(config.auth, NoAuth) else "with these credentials"),
+            fields=("url", "auth"),
         )
     if status in (404, 410):
         return ProbeFailure(
-            FailureType.NOT_FOUND, f"{answered} for {response.url.path}", hint="Check the path of the URL."
+            FailureType.NOT_FOUND,
+            f"{answered} for {response.url.path}",
+            hint="Check the path of the URL.",
+            fields=("url",),
         )
     if status >= 500 or status == 429:
         return ProbeFailure(
@@ -278,6 +299,19 @@ def _status_failure(response: httpx.Response, config: HttpConfig) -> ProbeFailur
         return ProbeFailure(
             FailureType.UNEXPECTED_RESPONSE,
             f"{answered}, a redirect: turn on follow_redirects or add {status} to expected_status",
+            fields=("follow_redirects", "expected_status"),
         )
     wanted = ", ".join(map(str, config.expected_status)) if config.expected_status else "a 2xx status"
-    return ProbeFailure(FailureType.UNEXPECTED_RESPONSE, f"{answered}, expected {wanted}")
+    return ProbeFailure(
+        FailureType.UNEXPECTED_RESPONSE, f"{answered}, expected {wanted}", fields=("url", "expected_status")
+    )
+
+
+def _credential_fields(config: HttpConfig) -> tuple[str, ...]:
+    """The fields of the credentials a 401 refused."""
+    auth = config.auth
+    if isinstance(auth, BasicAuth):
+        return ("auth.username", "auth.password")
+    if isinstance(auth, BearerAuth):
+        return ("auth.token",)
+    return ("auth.name", "auth.value")

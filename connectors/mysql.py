@@ -40,14 +40,14 @@ from pydantic import Field, model_validator
 from pymysql.constants import CLIENT, CR
 
 from connectors.base import ConnectorConfig, Probe, Secret
-from connectors.errors import FailureType, ProbeFailure
+from connectors.errors import FailureType, ProbeFailure, WarningCode
 from connectors.fields import DestinationHost, DestinationPort, Name, PemCertificates
 from connectors.network import connect_tcp, resolve, shown
 from connectors.profile import is_production
 from connectors.ssh import TUNNEL_STEPS, OptionalTunnel, TunnelledConnector, open_tunnel
 from connectors.text import server_text
 from connectors.threads import ThreadPool
-from connectors.tls import tls_failure
+from connectors.tls import PeerCertificate, TlsFields, tls_failure, warn_if_expiring
 
 T = TypeVar("T")
 
@@ -214,6 +214,7 @@ class _TlsContext(ssl.SSLContext):
     """The context of one connection; it keeps the TLS version the handshake agreed on."""
 
     agreed: str | None = None
+    peer_der: bytes | None = None  # the server's certificate, for the expiry warning
 
     def wrap_socket(
         self,
@@ -228,6 +229,7 @@ class _TlsContext(ssl.SSLContext):
             sock, server_side, do_handshake_on_connect, suppress_ragged_eofs, server_hostname, session
         )
         self.agreed = wrapped.version()
+        self.peer_der = wrapped.getpeercert(binary_form=True)
         return wrapped
 
 
@@ -279,6 +281,7 @@ _REFUSE_CLEARTEXT = {name: functools.partial(_RefuseCleartext, name) for name in
 class _Session:
     connection: Any  # pymysql.Connection
     tls: str | None  # the TLS version, or None without TLS
+    peer: PeerCertificate | None = None  # the server's certificate when it was verified
 
 
 def _login(config: MySQLConfig, sock: socket.socket, greeting: _Greeting, tls: bool, timeout: float) -> _Session:
@@ -300,7 +303,10 @@ def _login(config: MySQLConfig, sock: socket.socket, greeting: _Greeting, tls: b
         defer_connect=True,
     )
     conn.connect(sock=_Replayed(sock, greeting.packet))
-    return _Session(conn, context.agreed if context else None)
+    if context is None:
+        return _Session(conn, None)
+    der = context.peer_der if context.verify_mode != ssl.CERT_NONE else None
+    return _Session(conn, context.agreed, PeerCertificate.from_der(context.agreed or "TLS", der) if der else None)
 
 
 async def _blocking(sock: socket.socket, work: Callable[[], T]) -> T:
@@ -333,8 +339,8 @@ class MySQLConnector(TunnelledConnector):
 
     async def check(self, config: MySQLConfig, probe: Probe) -> None:
         if config.ssh_tunnel is None:
-            addresses = await resolve(probe, config.host, config.port)
-            address, sock = await connect_tcp(probe, addresses, keep=True)
+            addresses = await resolve(probe, config.host, config.port, fields=["host"])
+            address, sock = await connect_tcp(probe, addresses, keep=True, fields=["host", "port"])
             await _check_database(config, probe, sock, _hostport(shown(address), address.port))
             return
         async with open_tunnel(probe, config.ssh_tunnel) as tunnel:
@@ -377,6 +383,16 @@ async def _check_database(config: MySQLConfig, probe: Probe, sock: socket.socket
                 session = await _blocking(sock, lambda: _login(config, sock, greeting, tls, timeout))
             except _DRIVER_ERRORS as exc:
                 raise errors.failure(exc, tls_started=tls) from None
+            if session.peer is not None:
+                warn_if_expiring(probe, session.peer, config.host, hint=_RENEW)
+            if session.tls is None and config.password.get_secret_value():
+                probe.warn(
+                    WarningCode.WEAK_AUTHENTICATION,
+                    f"'{config.user}' logged in with a password over a connection without TLS: whoever records the "
+                    "login can attack the password offline, and every row read travels unencrypted",
+                    hint="Enable TLS on the server (ssl_cert and ssl_key) and set ssl_mode to verify_identity (or "
+                    "required).",
+                )
             tls_name = f"TLS {session.tls.removeprefix('TLSv')}" if session.tls else "no TLS"
             step.message = f"Logged in as '{config.user}' to {_server_name(greeting.version)} ({tls_name})"
         async with probe.step("access") as step:
@@ -477,6 +493,7 @@ class _Errors:
                 "connection without TLS: it was not sent",
                 hint="Enable TLS on the server and set ssl_mode to required or stricter, or give the account "
                 "caching_sha2_password or mysql_native_password.",
+                fields=("ssl_mode", "user"),
             )
         if isinstance(exc, OSError):  # reading the greeting
             return self._connection_failure(exc, tls_started)
@@ -487,6 +504,7 @@ class _Errors:
                 FailureType.UNEXPECTED_RESPONSE,
                 f"The server at {self.where} does not speak the MySQL protocol",
                 hint="Check that the host and port point at a MySQL or MariaDB server, not a proxy or another service.",
+                fields=("host", "port"),
             )
         if code == CR.CR_CONN_HOST_ERROR:  # the driver's wrapping of an OSError while connecting, TLS included
             return self._connection_failure(exc.__context__, tls_started)
@@ -499,6 +517,7 @@ class _Errors:
                 hint="Check that this is a MySQL or MariaDB port, and that the server (or a proxy in front) "
                 "accepts the workers' address.",
                 retryable=True,
+                fields=("host", "port"),
             )
         text = server_text(str(exc.args[1]) if len(exc.args) > 1 else str(exc))  # the server's own words
         if code not in _BY_CODE:
@@ -507,7 +526,9 @@ class _Errors:
         hint = hint.format(
             user=self.config.user, db=self.config.database, grant=self.grant(), visible=self.visible_hint()
         )
-        return ProbeFailure(kind, text, hint=hint, retryable=True if code in _BUSY else None)
+        return ProbeFailure(
+            kind, text, hint=hint, retryable=True if code in _BUSY else None, fields=_FIELDS_BY_CODE.get(code, ())
+        )
 
     def _no_tls(self) -> ProbeFailure:
         why = f"ssl_mode is '{self.config.ssl_mode}'"
@@ -518,24 +539,30 @@ class _Errors:
             f"The server at {self.where} does not offer TLS, but {why}",
             hint="Enable TLS on the server (ssl_cert and ssl_key), or set ssl_mode to preferred on this source "
             "if the network is trusted.",
+            fields=("ssl_mode",),
         )
 
     def _connection_failure(self, cause: BaseException | None, tls_started: bool) -> ProbeFailure:
         if isinstance(cause, TimeoutError):  # an OSError too, so first
             return ProbeFailure(FailureType.TIMEOUT, f"No answer from {self.where} while connecting")
         if isinstance(cause, OSError) and (tls_started or isinstance(cause, ssl.SSLError)):
-            return tls_failure(cause, self.config.host, trust_fix=_TRUST_FIX)
+            return tls_failure(cause, self.config.host, trust_fix=_TRUST_FIX, fields=_TLS_FIELDS)
         if isinstance(cause, ConnectionRefusedError):
-            return ProbeFailure(FailureType.CONNECTION_REFUSED, f"Connection refused ({self.where})")
+            return ProbeFailure(
+                FailureType.CONNECTION_REFUSED, f"Connection refused ({self.where})", fields=("host", "port")
+            )
         reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else type(cause).__name__
         return ProbeFailure(
             FailureType.UNEXPECTED_RESPONSE,
             f"The connection to {self.where} failed during the MySQL handshake ({reason})",
             hint="Check that this is a MySQL or MariaDB port, not a proxy or another service.",
             retryable=True,
+            fields=("host", "port"),
         )
 
 
+_RENEW = "Renew the server's certificate (ssl_cert in the server's configuration) and restart it before then."
+_TLS_FIELDS = TlsFields(trust=("ssl_ca", "ssl_mode"))
 _TRUST_FIX = "put the CA certificate that signed it in ssl_ca, or use ssl_mode 'required' to encrypt without verifying"
 
 _AUTH, _AUTHZ = FailureType.AUTHENTICATION_FAILED, FailureType.AUTHORIZATION_FAILED
@@ -593,6 +620,20 @@ _BY_CODE: dict[int, tuple[FailureType, str]] = {
             "The user has used up a resource limit (e.g. MAX_CONNECTIONS_PER_HOUR): wait, or raise it.",
         ),
         ((3159,), FailureType.TLS_ERROR, "The server only accepts TLS: set ssl_mode to required or stricter."),
+    ]
+    for code in codes
+}
+# Server error codes -> the configuration fields to fix (none for the server's own limits).
+_FIELDS_BY_CODE: dict[int, tuple[str, ...]] = {
+    code: fields
+    for codes, fields in [
+        ((1045, 1698), ("user", "password")),
+        ((1820, 1862), ("password",)),
+        ((3118, 4151, 1251, 2059, 1130, 1203, 1226), ("user",)),
+        ((1129,), ("host",)),
+        ((1044, 1142, 1143), ("user", "database")),
+        ((1049,), ("database",)),
+        ((3159,), ("ssl_mode",)),
     ]
     for code in codes
 }

@@ -17,6 +17,7 @@ import asyncio
 import errno
 import functools
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, overload
 
@@ -46,12 +47,15 @@ must not wait behind work that cannot be cancelled (another probe's key decrypti
 _dns_threads = ThreadPool(DNS_THREADS, "dns")
 
 
-async def resolve(probe: Probe, host: str, port: int) -> list[Address]:
+async def resolve(probe: Probe, host: str, port: int, *, fields: Sequence[str] = ()) -> list[Address]:
     """Step ``resolve``: the host's addresses the egress policy allows, IPv4 first.
 
-    Fails with dns_resolution_failed, or egress_blocked when the policy refuses every address.
+    Fails with dns_resolution_failed, or egress_blocked when the policy refuses every address,
+    naming ``fields``: the configuration field(s) ``host`` comes from (``["ssh_tunnel.host"]``).
+    Without them run_check names all the destination fields, right for a connector with one
+    destination (``url``), too wide for one that has two (a database behind a tunnel).
     """
-    async with probe.step("resolve") as step:
+    async with probe.step("resolve", fields=fields) as step:
         try:
             infos = literal_addrinfo(host, port)
             if infos is None:
@@ -60,18 +64,19 @@ async def resolve(probe: Probe, host: str, port: int) -> list[Address]:
             raise ProbeFailure(
                 FailureType.DNS_RESOLUTION_FAILED,
                 f"Could not resolve host '{host}' ({exc.strerror})",
+                fields=list(fields),
             ) from None
         seen: dict[str, Address] = {}
         for family, _, _, _, sockaddr in sorted(infos, key=lambda i: i[0] != socket.AF_INET):
             ip = str(sockaddr[0])
             seen.setdefault(ip, Address(host=host, ip=ip, port=port, family=family))
         if not seen:
-            raise ProbeFailure(FailureType.DNS_RESOLUTION_FAILED, f"Host '{host}' has no address")
+            raise ProbeFailure(FailureType.DNS_RESOLUTION_FAILED, f"Host '{host}' has no address", fields=list(fields))
         policy = current_policy()
         refused = {ip: reason for ip in seen if (reason := policy.refusal(ip)) is not None}
         addresses = [a for ip, a in seen.items() if ip not in refused]
         if not addresses:
-            raise blocked(host, refused)
+            raise _naming(blocked(host, refused), fields)
         step.message = f"{host} resolved to {_listed([a.ip for a in addresses], host)}"
         if refused:
             step.message += f" (not used, the egress policy does not allow: {_listed(list(refused), host)})"
@@ -108,13 +113,15 @@ _UNREACHABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL}
 
 
 @overload
-async def connect_tcp(probe: Probe, addresses: list[Address], *, keep: Literal[False] = False) -> Address: ...
+async def connect_tcp(
+    probe: Probe, addresses: list[Address], *, keep: Literal[False] = False, fields: Sequence[str] = ()
+) -> Address: ...
 @overload
 async def connect_tcp(
-    probe: Probe, addresses: list[Address], *, keep: Literal[True]
+    probe: Probe, addresses: list[Address], *, keep: Literal[True], fields: Sequence[str] = ()
 ) -> tuple[Address, socket.socket]: ...
 async def connect_tcp(
-    probe: Probe, addresses: list[Address], *, keep: bool = False
+    probe: Probe, addresses: list[Address], *, keep: bool = False, fields: Sequence[str] = ()
 ) -> Address | tuple[Address, socket.socket]:
     """Step ``tcp``: the first address that accepts a TCP connection.
 
@@ -127,13 +134,14 @@ async def connect_tcp(
     Fails with connection_refused ("Connection refused"), host_unreachable, or, when the
     deadline passes during the handshake, connection_timeout (see ``run_check``); with
     egress_blocked, before any connection is attempted, when the egress policy refuses
-    every address (refused ones are skipped).
+    every address (refused ones are skipped). Each failure names ``fields``, the configuration
+    fields the host and port come from (``["ssh_tunnel.host", "ssh_tunnel.port"]``; see :func:`resolve`).
     """
-    async with probe.step("tcp") as step:
+    async with probe.step("tcp", fields=fields) as step:
         policy = current_policy()
         refused = {a.ip: reason for a in addresses if (reason := policy.refusal(a.ip)) is not None}
         if refused and len(refused) == len({a.ip for a in addresses}):
-            raise blocked(addresses[0].host, refused)
+            raise _naming(blocked(addresses[0].host, refused), fields)
         addresses = [a for a in addresses if a.ip not in refused]
         last: OSError | None = None
         for index, address in enumerate(addresses):
@@ -160,12 +168,25 @@ async def connect_tcp(
         assert last is not None
         where = ", ".join(_hostport(a) for a in addresses)
         if isinstance(last, TimeoutError):
-            raise ProbeFailure(FailureType.CONNECTION_TIMEOUT, f"Connection timed out ({where})") from None
+            raise ProbeFailure(
+                FailureType.CONNECTION_TIMEOUT, f"Connection timed out ({where})", fields=list(fields)
+            ) from None
         if isinstance(last, ConnectionRefusedError):
-            raise ProbeFailure(FailureType.CONNECTION_REFUSED, f"Connection refused ({where})") from None
+            raise ProbeFailure(
+                FailureType.CONNECTION_REFUSED, f"Connection refused ({where})", fields=list(fields)
+            ) from None
         if last.errno in _UNREACHABLE:
-            raise ProbeFailure(FailureType.HOST_UNREACHABLE, f"Host unreachable ({where})") from None
-        raise ProbeFailure(FailureType.CONNECTION_REFUSED, f"Could not connect to {where}: {last.strerror}") from None
+            raise ProbeFailure(
+                FailureType.HOST_UNREACHABLE, f"Host unreachable ({where})", fields=list(fields)
+            ) from None
+        raise ProbeFailure(
+            FailureType.CONNECTION_REFUSED, f"Could not connect to {where}: {last.strerror}", fields=list(fields)
+        ) from None
+
+
+def _naming(failure: ProbeFailure, fields: Sequence[str]) -> ProbeFailure:
+    failure.fields = failure.fields or list(fields)
+    return failure
 
 
 async def _open(address: Address) -> socket.socket:

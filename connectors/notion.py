@@ -121,6 +121,7 @@ async def _authenticate(api: ApiClient) -> str:
                 "Copy the integration secret again (Settings > Connections > Develop or manage integrations); it "
                 "changes when it is refreshed."
             ),
+            fields=("token",),
         )
     if not response.ok:
         raise _failure(api, response)
@@ -145,6 +146,7 @@ async def _access(api: ApiClient, config: NotionConfig) -> str:
             f"Notion cannot find the {kind} {config.object_id}: it is not shared with the integration, or does not "
             "exist",
             hint=_SHARE_HINT,
+            fields=("object_id",),
         )
     if code == "validation_error" and isinstance(message := response.get("message"), str):
         other = "database" if kind == "page" else "page"
@@ -153,6 +155,7 @@ async def _access(api: ApiClient, config: NotionConfig) -> str:
                 FailureType.UNEXPECTED_RESPONSE,
                 f"{config.object_id} is a {other}, not a {kind}",
                 hint=f"Set object_type to {other}.",
+                fields=("object_type",),
             )
     raise _failure(api, response)
 
@@ -167,14 +170,16 @@ def _failure(api: ApiClient, response: ApiResponse) -> ProbeFailure:
                 "Give the integration the 'Read content' capability (integration settings > Capabilities), then "
                 "share the page with it again."
             ),
+            fields=("token",),
         )
     if code == "missing_version":
         return api.failure(
             FailureType.UNEXPECTED_RESPONSE,
             api.answered(response),
             hint="Check base_url: it must be the Notion API (https://api.notion.com).",
+            fields=("base_url",),
         )
-    return api.status_failure(response)
+    return api.status_failure(response, credential_fields=("token",), resource_fields=("object_id",))
 
 
 def _title(data: dict[str, Any]) -> str:

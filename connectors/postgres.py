@@ -34,12 +34,13 @@ from psycopg.rows import TupleRow
 from pydantic import Field
 
 from connectors.base import ConnectorConfig, Probe, Secret, Step, StepStatus
-from connectors.errors import FailureType, ProbeFailure
+from connectors.errors import FailureType, ProbeFailure, WarningCode
 from connectors.fields import DestinationHost, DestinationPort, Name, PemCertificates
 from connectors.network import Address, connect_tcp, resolve, shown
 from connectors.profile import is_production
 from connectors.ssh import TUNNEL_STEPS, OptionalTunnel, TunnelledConnector, open_tunnel
 from connectors.text import mask_secrets, server_text
+from connectors.tls import PeerCertificate, warn_if_expiring
 
 SslMode = Literal["disable", "prefer", "require", "verify-ca", "verify-full"]
 
@@ -124,8 +125,8 @@ class PostgresConnector(TunnelledConnector):
 
     async def check(self, config: PostgresConfig, probe: Probe) -> None:
         if config.ssh_tunnel is None:
-            addresses = await resolve(probe, config.host, config.port)
-            address = await connect_tcp(probe, addresses)
+            addresses = await resolve(probe, config.host, config.port, fields=["host"])
+            address = await connect_tcp(probe, addresses, fields=["host", "port"])
             await self._check_database(config, probe, address)
             return
         async with open_tunnel(probe, config.ssh_tunnel) as tunnel:
@@ -165,6 +166,8 @@ def _ssl_context(config: PostgresConfig) -> ssl.SSLContext:
     return context
 
 
+_RENEW = "Renew the server's certificate (ssl_cert_file in postgresql.conf) and reload the server before then."
+
 _UNTRUSTED_HINT = (
     "Paste the CA certificate that signed the server's certificate into ssl_root_cert, "
     "or use ssl_mode 'require' to encrypt without verifying the certificate."
@@ -185,7 +188,9 @@ def _verify_failure(exc: ssl.SSLCertVerificationError, host: str) -> ProbeFailur
             "Use a host name the certificate was issued for, or ssl_mode 'verify-ca' to check the issuer only.",
         ),
     }.get(exc.verify_code, (f"failed verification ({exc.verify_message})", None))
-    return ProbeFailure(FailureType.TLS_ERROR, f"The server's certificate {what}", hint=hint)
+    trusted = hint == _UNTRUSTED_HINT
+    fields = ("ssl_root_cert", "ssl_mode") if trusted else ("host",)  # the server's certificate is at fault
+    return ProbeFailure(FailureType.TLS_ERROR, f"The server's certificate {what}", hint=hint, fields=fields)
 
 
 async def _check_tls(probe: Probe, config: PostgresConfig, address: Address) -> bool:
@@ -198,7 +203,9 @@ async def _check_tls(probe: Probe, config: PostgresConfig, address: Address) -> 
             reader, writer = await asyncio.open_connection(address.ip, address.port)
         except OSError as exc:
             raise ProbeFailure(
-                FailureType.CONNECTION_REFUSED, f"Could not connect again to {where}: {exc.strerror}"
+                FailureType.CONNECTION_REFUSED,
+                f"Could not connect again to {where}: {exc.strerror}",
+                fields=("host", "port"),
             ) from None
         try:
             writer.write(_SSL_REQUEST)
@@ -214,6 +221,7 @@ async def _check_tls(probe: Probe, config: PostgresConfig, address: Address) -> 
                 raise ProbeFailure(
                     FailureType.UNEXPECTED_RESPONSE,
                     f"The server answered the SSL request {said}: is this a PostgreSQL server on port {address.port}?",
+                    fields=("host", "port"),
                 )
             try:
                 await writer.start_tls(_ssl_context(config), server_hostname=config.host)
@@ -224,8 +232,13 @@ async def _check_tls(probe: Probe, config: PostgresConfig, address: Address) -> 
                 if mode == "prefer":  # libpq then retries without TLS, so the check goes on
                     step.message = f"TLS handshake failed ({reason}): the connection will not be encrypted"
                     return False
-                raise ProbeFailure(FailureType.TLS_ERROR, f"TLS handshake with the server failed ({reason})") from None
+                raise ProbeFailure(
+                    FailureType.TLS_ERROR, f"TLS handshake with the server failed ({reason})", fields=("ssl_mode",)
+                ) from None
             tls = writer.get_extra_info("ssl_object")
+            der = tls.getpeercert(binary_form=True) if tls else None
+            if der and config.verifies_certificate():
+                warn_if_expiring(probe, PeerCertificate.from_der(tls.version() or "TLS", der), config.host, hint=_RENEW)
             verified = {"verify-full": "issuer and host name verified", "verify-ca": "issuer verified"}.get(
                 mode, "issuer verified" if config.verifies_certificate() else "certificate not verified"
             )
@@ -246,11 +259,13 @@ def _no_tls_failure(config: PostgresConfig) -> ProbeFailure:
             FailureType.TLS_ERROR,
             "The server does not support SSL, and sources without an ssl_mode require it in production",
             hint=f"Turn on TLS in the server (ssl = on in postgresql.conf, with a certificate), {opt_out}",
+            fields=("ssl_mode",),
         )
     return ProbeFailure(
         FailureType.TLS_ERROR,
         f"The server does not support SSL, but ssl_mode '{config.ssl_mode}' requires it",
         hint=f"Turn on TLS in the server (ssl = on in postgresql.conf, with a certificate), {opt_out}",
+        fields=("ssl_mode",),
     )
 
 
@@ -311,6 +326,15 @@ async def _authenticate(
                 os.unlink(rootcert)
         version = (conn.info.parameter_status("server_version") or "?").split()[0]
         tls = "TLS" if conn.pgconn.ssl_in_use else "no TLS"
+        if not conn.pgconn.ssl_in_use and conn.pgconn.used_password:
+            probe.warn(
+                WarningCode.WEAK_AUTHENTICATION,
+                f'"{config.user}" logged in with a password over a connection without TLS: whoever records the '
+                "login can attack the password offline, a man-in-the-middle can take the session over, and "
+                "every row read travels unencrypted",
+                hint="Turn on TLS in the server (ssl = on in postgresql.conf, with a certificate) and set ssl_mode to "
+                "'verify-full' (or 'require').",
+            )
         step.message = f'Logged in as "{config.user}" to database "{config.database}" (PostgreSQL {version}, {tls})'
         return conn
 
@@ -466,11 +490,12 @@ def _driver_failure(exc: psycopg.Error, config: PostgresConfig) -> ProbeFailure:
             "The server asked for the password in cleartext over a connection without TLS: it was not sent",
             hint="Turn on TLS in the server and set ssl_mode to 'require' or stricter, or let the role log in "
             "with scram-sha-256 (password_encryption and the pg_hba.conf line's method).",
+            fields=("ssl_mode", "user"),
         )
     if re.search(r"SSL|certificate|TLS", said):
-        return ProbeFailure(FailureType.TLS_ERROR, text)
+        return ProbeFailure(FailureType.TLS_ERROR, text, fields=("ssl_mode", "ssl_root_cert"))
     if "timeout expired" in said:
         return ProbeFailure(FailureType.TIMEOUT, "The server did not complete the login in time")
     if "Connection refused" in said:
-        return ProbeFailure(FailureType.CONNECTION_REFUSED, f"Connection refused ({text})")
+        return ProbeFailure(FailureType.CONNECTION_REFUSED, f"Connection refused ({text})", fields=("host", "port"))
     return ProbeFailure(FailureType.UNEXPECTED_RESPONSE, text, retryable="closed the connection" in said)

@@ -35,7 +35,7 @@ from connectors.egress import current_policy
 from connectors.errors import FailureType, ProbeFailure
 from connectors.fields import DESTINATION_KEY, no_whitespace
 from connectors.text import mask_secrets, server_text
-from connectors.tls import client_context
+from connectors.tls import TlsFields, client_context
 from connectors.transport import USER_AGENT, open_pinned, retry_after, retry_after_seconds, status_text, stream
 
 TRUST_FIX = "set ca_cert to the certificate of the authority that signed it"
@@ -383,6 +383,7 @@ class ApiClient:
             f"{self.provider} answered {status_text(response.status)} for {response.url.path}, an endpoint the API "
             "always has: base_url does not point at the API",
             hint=f"Check base_url: it must be the root of the {self.provider} API.",
+            fields=("base_url",),
         )
 
     def not_json(self, response: ApiResponse) -> ProbeFailure:
@@ -393,6 +394,7 @@ class ApiClient:
             f"{self.provider} answered {status_text(response.status)} to {response.url.path}, but not with the "
             f"JSON the API documents ({kind})",
             hint=f"Check base_url: it must be the root of the {self.provider} API, not a web page.",
+            fields=("base_url",),
         )
 
     def require_json(self, response: ApiResponse) -> dict[str, Any]:
@@ -444,6 +446,10 @@ def _parse(response: httpx.Response, body: bytes, peer: str | None = None) -> Ap
     )
 
 
+_TLS_FIELDS = TlsFields(host=("base_url",), trust=("ca_cert",), endpoint=("base_url",))
+"""What a failed handshake with the API names: there is no verify_tls switch (see TRUST_FIX)."""
+
+
 @asynccontextmanager
 async def open_api(
     probe: Probe, endpoint: ApiEndpoint, provider: str, *, headers: Mapping[str, str] | None = None
@@ -462,6 +468,7 @@ async def open_api(
         https=url.scheme == "https",
         plain="http:// base URL: no TLS, the credentials travel unencrypted",
         trust_fix=TRUST_FIX,
+        tls_fields=_TLS_FIELDS,
     )
     sent = {"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})}
     async with httpx.AsyncClient(

@@ -176,7 +176,7 @@ async def _answer(
     if response.status in (404, 405):
         raise api.wrong_endpoint(response)
     if not response.ok:
-        raise api.status_failure(response, unauthorized_hint=_REISSUE_HINT)
+        raise api.status_failure(response, unauthorized_hint=_REISSUE_HINT, credential_fields=("token",))
     if api.require_json(response).get("ok") is True:
         return response
     raise _error(api, method, response, not_found_hint=not_found_hint, channel=channel)
@@ -191,10 +191,13 @@ def _error(
             FailureType.UNEXPECTED_RESPONSE,
             f"Slack answered {method} with ok=false and no error code",
             hint="Check base_url: it must be the Slack Web API (https://slack.com/api).",
+            fields=("base_url",),
         )
     code = api.clean(code, 80)
     if code in _AUTH_ERRORS:
-        return api.failure(FailureType.AUTHENTICATION_FAILED, f"{_AUTH_ERRORS[code]} ({code})", hint=_REISSUE_HINT)
+        return api.failure(
+            FailureType.AUTHENTICATION_FAILED, f"{_AUTH_ERRORS[code]} ({code})", hint=_REISSUE_HINT, fields=("token",)
+        )
     if code == "unknown_method":
         return api.wrong_endpoint(response)
     if code == "missing_scope":
@@ -208,24 +211,28 @@ def _error(
                 f"Add {needed} under OAuth & Permissions > Scopes in the app's settings, then reinstall the app to "
                 "the workspace."
             ),
+            fields=("token",),
         )
     if code == "channel_not_found":
         return api.failure(
             FailureType.NOT_FOUND,
             "Slack cannot find the channel for this token (channel_not_found)",
             hint=not_found_hint,
+            fields=("channel_id",),
         )
     if code == "not_in_channel":
         return api.failure(
             FailureType.AUTHORIZATION_FAILED,
             f"The app is not a member of {channel or 'the channel'}, so it cannot read its messages (not_in_channel)",
             hint="In the channel, type /invite @your-app to add the app.",
+            fields=("channel_id",),
         )
     if code in {"access_denied", "team_access_not_granted", "ekm_access_denied", "enterprise_is_restricted"}:
         return api.failure(
             FailureType.AUTHORIZATION_FAILED,
             f"Slack denied {method} ({code})",
             hint="The workspace's admins restrict this app: ask them to grant it access to the workspace and channel.",
+            fields=("token", "channel_id"),
         )
     return api.failure(
         FailureType.UNEXPECTED_RESPONSE,

@@ -40,7 +40,7 @@ import asyncssh
 from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, field_validator, model_validator
 
 from connectors.base import Connector, ConnectorConfig, Probe, Secret
-from connectors.errors import FailureType, ProbeFailure
+from connectors.errors import FailureType, ProbeFailure, WarningCode
 from connectors.fields import DestinationHost, DestinationPort
 from connectors.network import Address, connect_tcp, resolve
 from connectors.text import server_text
@@ -601,12 +601,12 @@ async def ssh_login(
     where = _Where(endpoint, role, prefix)
     pin = parse_host_key(endpoint.host_key) if endpoint.host_key else None
     client = _Client(pin, endpoint.auth)
-    addresses = await resolve(probe, endpoint.host, endpoint.port)
-    _, sock = await connect_tcp(probe, addresses, keep=True)
+    addresses = await resolve(probe, endpoint.host, endpoint.port, fields=[f"{prefix}host"])
+    _, sock = await connect_tcp(probe, addresses, keep=True, fields=[f"{prefix}host", f"{prefix}port"])
     login: asyncio.Task[asyncssh.SSHClientConnection] | None = None
     try:
         login = asyncio.create_task(_connect(endpoint, sock, client, probe))
-        async with probe.step("ssh") as step:
+        async with probe.step("ssh", fields=[f"{prefix}host", f"{prefix}port"]) as step:
             await _first(client.handshake_done.wait(), login)
             if not client.handshake_done.is_set():
                 exc = _outcome(login)
@@ -620,7 +620,9 @@ async def ssh_login(
             except (asyncssh.Error, OSError) as exc:
                 raise _auth_failure(exc, client, where) from None
             step.message = _describe_login(client, endpoint, where)
-            return conn
+        if client.pin is None and client.server_key is not None:
+            _warn_unpinned(probe, client.server_key, where)
+        return conn
     except BaseException:
         await _abandon(login)
         sock.close()  # already closed with the connection, unless it never got that far
@@ -675,6 +677,28 @@ def _describe_handshake(client: _Client, where: _Where) -> str:
     return f"{server}; host key {key} matches the pinned {field}"
 
 
+def _warn_unpinned(probe: Probe, key: asyncssh.SSHKey, where: _Where) -> None:
+    """UNPINNED_HOST_KEY: the key was trusted on first use; say what to pin, as host_key accepts it."""
+    field, fingerprint = f"{where.prefix}host_key", key.get_fingerprint("sha256")
+    algorithm = key.get_algorithm()
+    probe.warn(
+        WarningCode.UNPINNED_HOST_KEY,
+        f"The host key of {where} was not checked ({field} is empty): it presented {algorithm} {fingerprint}",
+        hint=f"Set {field} to {fingerprint} once you have confirmed it is the server's key over a trusted channel "
+        f"(on the server: ssh-keygen -lf /etc/ssh/ssh_host_{_key_file(algorithm)}_key.pub). Pinned, a check that "
+        "meets another key fails before any credential is sent.",
+    )
+
+
+def _key_file(algorithm: str) -> str:
+    """The name OpenSSH gives the host key file of ``algorithm`` (ssh_host_<name>_key)."""
+    if "ed25519" in algorithm:
+        return "ed25519"
+    if algorithm.startswith("ecdsa"):
+        return "ecdsa"
+    return "rsa"
+
+
 def _describe_login(client: _Client, endpoint: SshEndpoint, where: _Where) -> str:
     if client.client_key is not None:
         how = f"the private key {_describe_key(client.client_key)}"
@@ -700,12 +724,14 @@ def _handshake_failure(exc: BaseException | None, client: _Client, where: _Where
             hint=f"If the server's key was changed on purpose (reinstalled, rotated), put its new key in {key_field} "
             "(ssh-keyscan HOST, checked over a trusted channel). Otherwise do not use this connection: someone may "
             "be intercepting it. No credential was sent.",
+            fields=[key_field],
         )
     if isinstance(exc, asyncssh.HostKeyNotVerifiable):
         return ProbeFailure(
             FailureType.UNEXPECTED_RESPONSE,
             f"The SSH server's host key could not be verified ({_reason(exc)})",
             hint=f"Check {key_field}: it must be the server's public host key or its SHA256 fingerprint.",
+            fields=[key_field],
         )
     if isinstance(exc, asyncssh.KeyExchangeFailed):
         return ProbeFailure(
@@ -719,6 +745,7 @@ def _handshake_failure(exc: BaseException | None, client: _Client, where: _Where
             FailureType.UNEXPECTED_RESPONSE,
             f"The server at {where} does not speak SSH version 2 ({_reason(exc)})",
             hint="Check that the port is an SSH port, and that the server supports SSH 2.",
+            fields=[f"{where.prefix}host", f"{where.prefix}port"],
         )
     if client.server_version() is None:
         return ProbeFailure(
@@ -727,6 +754,7 @@ def _handshake_failure(exc: BaseException | None, client: _Client, where: _Where
             hint="Check that the host and port point at an SSH server (usually port 22), and that it accepts the "
             "workers' address (some servers close connections from addresses they do not allow).",
             retryable=True,
+            fields=[f"{where.prefix}host", f"{where.prefix}port"],
         )
     return ProbeFailure(
         FailureType.UNEXPECTED_RESPONSE,
@@ -746,8 +774,11 @@ def _auth_failure(exc: BaseException, client: _Client, where: _Where) -> ProbeFa
             hint=f"Use a smaller key in {where.prefix}auth.private_key (RSA up to {MAX_RSA_BITS} bits, or ed25519)."
             if client.key_too_costly
             else f"Check {where.prefix}auth.passphrase (and that it belongs to this private key).",
+            fields=[f"{where.prefix}auth.private_key" if client.key_too_costly else f"{where.prefix}auth.passphrase"],
         )
     if isinstance(exc, asyncssh.PermissionDenied):
+        secret = "password" if isinstance(where.endpoint.auth, SshPassword) else "private_key"
+        fields = [f"{where.prefix}user", f"{where.prefix}auth.{secret}"]
         if isinstance(where.endpoint.auth, SshPassword):
             hint = (
                 f"Check the user name '{user}' and its password. If they are right, the server may not accept "
@@ -759,7 +790,10 @@ def _auth_failure(exc: BaseException, client: _Client, where: _Where) -> ProbeFa
                 f"~{user}/.ssh/authorized_keys on the server (owned by the user, not writable by others)."
             )
         return ProbeFailure(
-            FailureType.AUTHENTICATION_FAILED, f"SSH authentication failed for user '{user}' on {where}", hint=hint
+            FailureType.AUTHENTICATION_FAILED,
+            f"SSH authentication failed for user '{user}' on {where}",
+            hint=hint,
+            fields=fields,
         )
     return ProbeFailure(
         FailureType.UNEXPECTED_RESPONSE,
@@ -796,7 +830,7 @@ class Tunnel:
 
     async def reach(self, probe: Probe, host: str, port: int) -> None:
         """Step ``tunnel``: the bastion opens a TCP connection to ``host:port`` (resolved by the bastion)."""
-        async with probe.step("tunnel") as step:
+        async with probe.step("tunnel", fields=["host", "port"]) as step:
             try:
                 self._spare = await self.conn.open_connection(host, port)
             except asyncssh.ChannelOpenError as exc:
@@ -985,30 +1019,35 @@ def _channel_failure(exc: asyncssh.ChannelOpenError, host: str, port: int, where
             f"The {where} does not allow user '{where.endpoint.user}' to open a tunnel to {target} ({reason})",
             hint="Allow TCP forwarding for this user on the bastion (sshd_config: AllowTcpForwarding yes, and a "
             "PermitOpen that includes the database's host and port).",
+            fields=[f"{where.prefix}user"],
         )
     if _DNS.search(reason):
         return ProbeFailure(
             FailureType.DNS_RESOLUTION_FAILED,
             f"The {where} could not resolve '{host}' ({reason})",
             hint="The database host is resolved by the bastion: use a name the bastion can resolve, or its IP address.",
+            fields=["host"],
         )
     if _TIMED_OUT.search(reason):
         return ProbeFailure(
             FailureType.CONNECTION_TIMEOUT,
             f"The {where} could not reach {target}: the connection timed out ({reason})",
             hint="Check the firewalls and security groups between the bastion and the database.",
+            fields=["host", "port"],
         )
     if _UNREACHABLE.search(reason):
         return ProbeFailure(
             FailureType.HOST_UNREACHABLE,
             f"The {where} could not reach {target}: no route ({reason})",
             hint="Check the database's address as seen from the bastion, and the network between them.",
+            fields=["host", "port"],
         )
     return ProbeFailure(
         FailureType.CONNECTION_REFUSED,
         f"The {where} could not reach {target} ({reason})",
         hint="Host and port are as seen from the bastion: check them, that the database runs, and that it accepts "
         "connections from the bastion's address.",
+        fields=["host", "port"],
     )
 
 

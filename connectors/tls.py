@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from cryptography import x509
 
 from connectors.base import Probe
-from connectors.errors import FailureType, ProbeFailure
+from connectors.errors import EXPIRY_WARNING_DAYS, FailureType, ProbeFailure, WarningCode
 from connectors.network import Address
 
 TRUST_FIX = "set ca_cert or verify_tls=false"
@@ -33,6 +33,23 @@ _UNKNOWN_ISSUER = {2, 20, 21}
 _WRONG_HOST = {62, 64}
 
 _EXPIRY_WARNING = dt.timedelta(days=30)
+
+
+@dataclass(frozen=True)
+class TlsFields:
+    """The configuration fields a TLS failure points at, for a form to show: those of a
+    connector with ``host``, ``port`` and ``ca_cert`` by default; one with a URL passes its own."""
+
+    host: tuple[str, ...] = ("host",)
+    """The server whose certificate is at fault (expired, for another name, revoked)."""
+    trust: tuple[str, ...] = ("ca_cert", "verify_tls")
+    """What makes a private or self-signed issuer trusted (see :data:`TRUST_FIX`)."""
+    endpoint: tuple[str, ...] = ("host", "port")
+    """Where a server that does not speak TLS (or closes the handshake) was reached."""
+
+
+URL_FIELDS = TlsFields(host=("url",), endpoint=("url",))
+"""The fields of a connector whose server is a ``url`` (http, website)."""
 
 
 def client_context(*, verify: bool = True, ca_pem: str | None = None, alpn: str = "http/1.1") -> ssl.SSLContext:
@@ -160,10 +177,13 @@ async def tls_handshake(
     context: ssl.SSLContext,
     *,
     trust_fix: str = TRUST_FIX,
+    fields: TlsFields | None = None,
 ) -> TlsConnection:
     """Step ``tls``: a handshake with ``context``'s verification over ``sock``, the ``tcp``
     step's connection to ``address`` (``connect_tcp(keep=True)``); the connection, ready
-    for the driver and the caller's to close. Fails with tls_error (``sock`` closed)."""
+    for the driver and the caller's to close. Fails with tls_error (``sock`` closed), naming
+    the configuration fields of ``fields`` it is about (none without it: run_check then names the
+    destination fields)."""
     async with probe.step("tls") as step:
         try:
             connection = await handshake(address, server_hostname, context, sock=sock)
@@ -177,39 +197,83 @@ async def tls_handshake(
                     shown = await _peer_of_new_connection(address, server_hostname, client_context(verify=False))
             except (OSError, ValueError):  # TimeoutError is an OSError
                 pass
-            raise tls_failure(exc, server_hostname, shown, trust_fix=trust_fix) from None
+            raise tls_failure(exc, server_hostname, shown, trust_fix=trust_fix, fields=fields) from None
         except OSError as exc:  # ssl.SSLError is an OSError too
-            raise tls_failure(exc, server_hostname, trust_fix=trust_fix) from None
+            raise tls_failure(exc, server_hostname, trust_fix=trust_fix, fields=fields) from None
         try:
-            step.message = connection.peer.describe(verified=context.verify_mode != ssl.CERT_NONE)
+            peer = connection.peer
+            verified = context.verify_mode != ssl.CERT_NONE
+            step.message = peer.describe(verified=verified)
+            if verified:  # an unverified certificate is not trusted anyway: its end says nothing
+                warn_if_expiring(probe, peer, server_hostname)
         except BaseException:
             connection.abort()
             raise
         return connection
 
 
+RENEW_HINT = (
+    "Ask the server's administrator to renew its certificate before then: once it expires, checks and syncs fail."
+)
+
+
+def warn_if_expiring(probe: Probe, peer: PeerCertificate, host: str, *, hint: str = RENEW_HINT) -> None:
+    """Warn CERTIFICATE_EXPIRING when ``peer`` (a verified certificate of ``host``) ends within
+    EXPIRY_WARNING_DAYS: the check passes today, the sync fails when it ends."""
+    left = peer.not_after - dt.datetime.now(dt.UTC)
+    if left >= dt.timedelta(days=EXPIRY_WARNING_DAYS):
+        return
+    names = ", ".join(peer.names[:5]) or host
+    when = f"in {left.days} days" if left.days > 1 else ("in 1 day" if left.days == 1 else "within a day")
+    probe.warn(
+        WarningCode.CERTIFICATE_EXPIRING,
+        f"The TLS certificate of {host} (for {names}, issued by {peer.issuer}) expires on "
+        f"{peer.not_after:%Y-%m-%d %H:%M} UTC, {when}",
+        hint=hint,
+    )
+
+
 def tls_failure(
-    exc: OSError, host: str, peer: PeerCertificate | None = None, *, trust_fix: str = TRUST_FIX
+    exc: OSError,
+    host: str,
+    peer: PeerCertificate | None = None,
+    *,
+    trust_fix: str = TRUST_FIX,
+    fields: TlsFields | None = None,
 ) -> ProbeFailure:
-    """The ProbeFailure for an error met during a TLS handshake with ``host``."""
+    """The ProbeFailure for an error met during a TLS handshake with ``host``, naming the
+    fields of ``fields`` it is about (none when it is None)."""
+    named = fields or TlsFields(host=(), trust=(), endpoint=())
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return ProbeFailure(FailureType.TLS_ERROR, _verification_message(exc, host, peer, trust_fix))
+        trusted = exc.verify_code in _SELF_SIGNED or exc.verify_code in _UNKNOWN_ISSUER
+        return ProbeFailure(
+            FailureType.TLS_ERROR,
+            _verification_message(exc, host, peer, trust_fix),
+            fields=named.trust if trusted else named.host,
+        )
     if isinstance(exc, ssl.SSLError):
         reason = exc.reason or type(exc).__name__
+        about = named.host
         if reason in {"WRONG_VERSION_NUMBER", "HTTP_REQUEST", "RECORD_LAYER_FAILURE"}:
             message = f"The server at {host} did not answer with TLS: is it a plain (non-TLS) port?"
+            about = named.endpoint
         elif "PROTOCOL_VERSION" in reason or reason == "UNSUPPORTED_PROTOCOL":
             message = f"The server at {host} and this client have no TLS version in common"
         elif "CERTIFICATE_REQUIRED" in reason:
             message = f"The server at {host} requires a client certificate"
         else:
             message = f"The TLS handshake with {host} failed ({reason})"
-        return ProbeFailure(FailureType.TLS_ERROR, message)
+        return ProbeFailure(FailureType.TLS_ERROR, message, fields=about)
     if isinstance(exc, ConnectionRefusedError):
-        return ProbeFailure(FailureType.CONNECTION_REFUSED, f"Connection refused by {host} when starting TLS")
+        return ProbeFailure(
+            FailureType.CONNECTION_REFUSED, f"Connection refused by {host} when starting TLS", fields=named.endpoint
+        )
     # EOF or reset mid-handshake: usually a server that is not speaking TLS, or rejected us.
     return ProbeFailure(
-        FailureType.TLS_ERROR, f"The server at {host} closed the connection during the TLS handshake", retryable=True
+        FailureType.TLS_ERROR,
+        f"The server at {host} closed the connection during the TLS handshake",
+        retryable=True,
+        fields=named.endpoint,
     )
 
 

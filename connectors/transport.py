@@ -39,7 +39,7 @@ from connectors.base import Probe, Step, StepStatus
 from connectors.egress import EgressPolicy, blocked, current_policy
 from connectors.errors import FailureType, ProbeFailure
 from connectors.network import Address, connect_tcp, literal_addrinfo, resolve
-from connectors.tls import TRUST_FIX, TlsConnection, tls_failure, tls_handshake
+from connectors.tls import TRUST_FIX, TlsConnection, TlsFields, tls_failure, tls_handshake
 
 USER_AGENT = "sourcecheck/0.1 (connectivity check)"
 
@@ -600,17 +600,19 @@ async def open_pinned(
     https: bool,
     plain: str,
     trust_fix: str = TRUST_FIX,
+    tls_fields: TlsFields | None = None,
 ) -> PinnedTransport:
     """Steps ``resolve``, ``tcp`` and ``tls`` to ``host``:``port`` (``tls`` skipped, saying
     ``plain``, when not ``https``), and a transport pinned to the address that answered
     whose first request goes on the connection those steps opened: the server sees one
     connection and one handshake per check, and a remote https check saves the round
-    trips of two more. The transport (a client closes it) closes that connection."""
+    trips of two more. The transport (a client closes it) closes that connection.
+    ``tls_fields``: the configuration fields a failed handshake names (see :func:`tls_handshake`)."""
     address, sock = await connect_tcp(probe, await resolve(probe, host, port), keep=True)
     if not https:
         probe.steps.append(Step(name="tls", status=StepStatus.SKIPPED, message=plain))
         return PinnedTransport(context, address, kept=sock)
-    connection = await tls_handshake(probe, sock, address, host, context, trust_fix=trust_fix)
+    connection = await tls_handshake(probe, sock, address, host, context, trust_fix=trust_fix, fields=tls_fields)
     return PinnedTransport(context, address, kept=connection)
 
 

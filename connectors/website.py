@@ -35,7 +35,7 @@ from connectors.errors import FailureType, ProbeFailure
 from connectors.fields import Destination, PemCertificates, WebUrl
 from connectors.saas import may_quote_response
 from connectors.text import server_text
-from connectors.tls import client_context
+from connectors.tls import URL_FIELDS, client_context
 from connectors.transport import MAX_RESPONSE_BYTES, open_pinned, status_text, stream
 
 # --- configuration -------------------------------------------------------------------
@@ -142,7 +142,9 @@ class WebsiteConnector(Connector):
         scheme, host, port = _origin(config.url)
         host = host.strip("[]")  # pydantic keeps IPv6 brackets; sockets want none
         context = client_context(verify=config.verify_tls, ca_pem=config.ca_cert)
-        transport = await open_pinned(probe, host, port, context, https=scheme == "https", plain="http:// URL: no TLS")
+        transport = await open_pinned(
+            probe, host, port, context, https=scheme == "https", plain="http:// URL: no TLS", tls_fields=URL_FIELDS
+        )
         async with httpx.AsyncClient(
             transport=transport,
             headers={"User-Agent": config.user_agent},
@@ -184,6 +186,7 @@ async def _robots(client: httpx.AsyncClient, probe: Probe, config: WebsiteConfig
             "disallowed",
             hint="robots.txt must answer 200 (or 404 when there is none): check the site's health, then try again.",
             retryable=True,
+            fields=("url",),
         )
     parser = RobotFileParser()
     parser.parse(body.decode("utf-8", errors="replace").splitlines())
@@ -196,6 +199,7 @@ async def _robots(client: httpx.AsyncClient, probe: Probe, config: WebsiteConfig
                 f"robots.txt disallows crawling {path} for user agent {agent}",
                 hint=f"Ask the site's owner to allow it in robots.txt (a group 'User-agent: {agent}' with "
                 f"'Allow: {urlsplit(url).path or '/'}'), or set user_agent to an agent that the site allows.",
+                fields=("user_agent",),
             )
     notes = []
     if (delay := parser.crawl_delay(agent)) is not None:
@@ -224,13 +228,16 @@ def _looks_like_sitemap(url: str) -> bool:
 
 async def _fetch(client: httpx.AsyncClient, probe: Probe, config: WebsiteConfig) -> str:
     start = str(config.url)
-    found = [await _get(client, probe, config, start, sitemap=_looks_like_sitemap(start))]
+    found = [await _get(client, probe, config, start, sitemap=_looks_like_sitemap(start), field="url")]
     if config.sitemap_url is not None:
-        found.append(await _get(client, probe, config, str(config.sitemap_url), sitemap=True))
+        found.append(await _get(client, probe, config, str(config.sitemap_url), sitemap=True, field="sitemap_url"))
     return "; ".join(found)
 
 
-async def _get(client: httpx.AsyncClient, probe: Probe, config: WebsiteConfig, url: str, *, sitemap: bool) -> str:
+async def _get(
+    client: httpx.AsyncClient, probe: Probe, config: WebsiteConfig, url: str, *, sitemap: bool, field: str
+) -> str:
+    """GET ``url``, the value of the configuration field ``field``; what it is, or its failure."""
     accept = (
         "application/xml,text/xml;q=0.9,*/*;q=0.5" if sitemap else "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"
     )
@@ -238,7 +245,7 @@ async def _get(client: httpx.AsyncClient, probe: Probe, config: WebsiteConfig, u
     async with stream(client, "GET", url, headers={"Accept": accept}, timeout=probe.remaining()) as response:
         elapsed_ms = (time.perf_counter() - started) * 1000
         if response.status_code != 200:
-            raise _status_failure(response, config)
+            raise _status_failure(response, config, field)
         kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
         what = "sitemap" if sitemap else "page"
         if not sitemap and kind in _HTML:
@@ -259,10 +266,12 @@ async def _get(client: httpx.AsyncClient, probe: Probe, config: WebsiteConfig, u
             FailureType.UNEXPECTED_RESPONSE,
             f"Expected {expected} at {_path(url)}, got {kind or 'no content type'}",
             hint=hint,
+            fields=(field,),
         )
 
 
-def _status_failure(response: httpx.Response, config: WebsiteConfig) -> ProbeFailure:
+def _status_failure(response: httpx.Response, config: WebsiteConfig, field: str) -> ProbeFailure:
+    """What an answer other than 200 to the URL of ``field`` means."""
     status = response.status_code
     path = response.url.path or "/"
     answered = f"The site answered {status_text(status)} for {path}"
@@ -271,6 +280,7 @@ def _status_failure(response: httpx.Response, config: WebsiteConfig) -> ProbeFai
             FailureType.AUTHENTICATION_FAILED,
             f"{answered}: it needs a login, which a crawler does not have",
             hint="Crawl a public part of the site, or ask its owner to make these pages public.",
+            fields=(field,),
         )
     if status == 403:
         return ProbeFailure(
@@ -278,9 +288,10 @@ def _status_failure(response: httpx.Response, config: WebsiteConfig) -> ProbeFai
             f"{answered}: the site refuses this crawler",
             hint=f"The site may block unknown user agents or the workers' addresses: ask its owner to allow "
             f"user agent {config.robots_token()} and the workers' IP addresses.",
+            fields=(field, "user_agent"),
         )
     if status in (404, 410):
-        return ProbeFailure(FailureType.NOT_FOUND, answered, hint="Check the path of the URL.")
+        return ProbeFailure(FailureType.NOT_FOUND, answered, hint="Check the path of the URL.", fields=(field,))
     if status >= 500 or status == 429:
         return ProbeFailure(
             FailureType.UNEXPECTED_RESPONSE,
@@ -288,7 +299,7 @@ def _status_failure(response: httpx.Response, config: WebsiteConfig) -> ProbeFai
             hint="The site could not handle the request now: check its health, then try again.",
             retryable=True,
         )
-    return ProbeFailure(FailureType.UNEXPECTED_RESPONSE, f"{answered}, expected 200 OK")
+    return ProbeFailure(FailureType.UNEXPECTED_RESPONSE, f"{answered}, expected 200 OK", fields=(field,))
 
 
 # --- sitemaps -----------------------------------------------------------------------------

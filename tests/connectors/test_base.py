@@ -240,6 +240,18 @@ async def test_a_deadline_during_another_step_is_timeout_and_blames_it() -> None
     assert result.steps[1].message == "No answer within 0.5 s during step 'two'"
 
 
+async def test_a_deadline_during_a_step_names_the_fields_that_step_is_about() -> None:
+    async def behaviour(config: Any, probe: Probe) -> None:
+        async with probe.step("one", fields=["user"]):
+            pass
+        async with probe.step("two", fields=["nested.0.host", "nested.0.port"]):
+            await asyncio.sleep(10)
+
+    result = await run(behaviour, timeout=0.3)
+    assert result.failure is not None and result.failure.type == FailureType.TIMEOUT
+    assert result.failure.fields == ["nested.0.host", "nested.0.port"]
+
+
 async def test_probe_remaining_counts_down_to_the_deadline() -> None:
     seen: list[float] = []
 

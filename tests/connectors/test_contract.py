@@ -648,6 +648,19 @@ async def test_a_rate_limit_longer_than_the_deadline_fails_at_once_saying_when(
     assert elapsed < CLOSED_PORT_TIMEOUT, f"{connector.name}: waited for a Retry-After that could not fit"
 
 
+@each_api_connector
+async def test_a_refused_credential_is_authentication_failed_naming_the_fields_to_fix(
+    connector: Connector, test_ca: TestCA
+) -> None:
+    with _refusing_provider(test_ca, 401, {"WWW-Authenticate": "Bearer"}) as base_url:
+        config = _aimed(connector, base_url, test_ca)
+        result = await run_check(connector, config, timeout=CLOSED_PORT_TIMEOUT)
+    assert_failed_cleanly(connector, config, result)
+    assert result.failure is not None
+    assert result.failure.type == FailureType.AUTHENTICATION_FAILED, result
+    assert result.failure.fields, f"{connector.name}: a refused credential must name its field(s) for a form"
+
+
 def test_every_failure_type_and_warning_code_is_documented() -> None:
     with open("docs/failure-types.md", encoding="utf-8") as doc:
         text = doc.read()

@@ -89,6 +89,7 @@ async def test_a_missing_repository_is_not_found_with_a_hint_about_the_repo_scop
         "GitHub cannot find the repository acme/nope: it does not exist, or it is private and this token cannot see it"
     )
     assert "`repo` scope" in result.failure.hint
+    assert result.failure.fields == ["repository", "token"]
 
 
 async def test_a_private_repository_seen_with_a_public_repo_token_names_the_missing_scope(

@@ -7,13 +7,14 @@ import json
 import re
 import socket
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from connectors import get_connector
 from connectors.base import MASK, CheckResult, CheckStatus, Probe, StepStatus
-from connectors.errors import FailureType, InvalidConfiguration
+from connectors.errors import FailureType, InvalidConfiguration, WarningCode
 from connectors.http import HttpConfig, HttpConnector
 from connectors.network import Address, connect_tcp, resolve
 from connectors.tls import client_context, tls_handshake
@@ -469,3 +470,95 @@ async def test_a_self_signed_certificate_given_as_ca_cert_is_trusted() -> None:
     with start_http_server(server_context(cert_pem, key_pem)) as server:
         result = await check({"url": server.url("/ok"), "ca_cert": cert_pem})
     assert result.status == CheckStatus.SUCCEEDED, result.failure
+
+
+# --- warnings -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def expiring_https_server(test_ca: TestCA) -> Iterator[HttpServer]:
+    """As https_server, but its certificate ends in three days."""
+    cert = test_ca.issue(not_after=dt.datetime.now(dt.UTC) + dt.timedelta(days=3))
+    with start_http_server(server_context(*cert), ca_pem=test_ca.pem) as server:
+        yield server
+
+
+async def test_a_certificate_that_expires_within_two_weeks_is_warned_about(
+    expiring_https_server: HttpServer,
+) -> None:
+    result = await check({"url": expiring_https_server.url("/ok"), "ca_cert": expiring_https_server.ca_pem})
+    assert result.status == CheckStatus.SUCCEEDED, result.failure
+    [warning] = result.warnings
+    assert warning.code == WarningCode.CERTIFICATE_EXPIRING
+    assert "127.0.0.1" in warning.message and "sourcecheck test CA" in warning.message
+    assert re.search(r"expires on \d{4}-\d\d-\d\d .*in 2 days", warning.message), warning.message
+    assert "renew" in warning.hint
+
+
+async def test_a_long_lived_certificate_is_not_warned_about(https_server: HttpServer) -> None:
+    result = await check({"url": https_server.url("/ok"), "ca_cert": https_server.ca_pem})
+    assert result.status == CheckStatus.SUCCEEDED, result.failure
+    assert result.warnings == []
+
+
+async def test_an_unverified_certificate_is_not_warned_about(expiring_https_server: HttpServer) -> None:
+    result = await check({"url": expiring_https_server.url("/ok"), "verify_tls": False})
+    assert result.status == CheckStatus.SUCCEEDED, result.failure
+    assert result.warnings == []
+
+
+async def test_credentials_over_plain_http_are_warned_about_as_weak(http_server: HttpServer) -> None:
+    auth = {"type": "basic", "username": http_server.username, "password": http_server.password}
+    result = await check({"url": http_server.url("/protected"), "auth": auth})
+    assert result.status == CheckStatus.SUCCEEDED, result.failure
+    [warning] = result.warnings
+    assert warning.code == WarningCode.WEAK_AUTHENTICATION
+    assert "basic credentials" in warning.message and "plain http://" in warning.message
+    assert "https://" in warning.hint
+    assert http_server.password not in messages(result)
+
+
+async def test_credentials_over_https_or_no_credentials_are_not_warned_about(
+    http_server: HttpServer, https_server: HttpServer
+) -> None:
+    bearer = {"type": "bearer", "token": https_server.token}
+    secured = await check({"url": https_server.url("/bearer"), "ca_cert": https_server.ca_pem, "auth": bearer})
+    assert secured.status == CheckStatus.SUCCEEDED, secured.failure
+    assert secured.warnings == []
+    anonymous = await check({"url": http_server.url("/ok")})
+    assert anonymous.status == CheckStatus.SUCCEEDED, anonymous.failure
+    assert anonymous.warnings == []
+
+
+# --- the fields a failure is about ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "auth", "fields"),
+    [
+        ("/protected", {"type": "basic", "username": "alice", "password": "wrong"}, ["auth.username", "auth.password"]),
+        ("/bearer", {"type": "bearer", "token": "wrong-token"}, ["auth.token"]),
+        ("/apikey", {"type": "header", "name": "X-API-Key", "value": "wrong"}, ["auth.name", "auth.value"]),
+        ("/protected", {"type": "none"}, ["auth"]),
+        ("/missing", {"type": "none"}, ["url"]),
+        ("/forbidden", {"type": "none"}, ["url", "auth"]),
+    ],
+)
+async def test_an_answer_that_fails_names_the_fields_to_fix(
+    http_server: HttpServer, path: str, auth: dict[str, Any], fields: list[str]
+) -> None:
+    result = await check({"url": http_server.url(path), "auth": auth})
+    assert result.failure is not None
+    assert result.failure.fields == fields
+
+
+async def test_tls_failures_name_the_trust_fields_or_the_url(
+    https_server: HttpServer, http_server: HttpServer, test_ca: TestCA
+) -> None:
+    untrusted = await check({"url": https_server.url("/ok")})
+    assert untrusted.failure is not None and untrusted.failure.fields == ["ca_cert", "verify_tls"]
+    not_tls = await check({"url": f"https://127.0.0.1:{http_server.port}/ok"})
+    assert not_tls.failure is not None and not_tls.failure.fields == ["url"]
+    with start_http_server(server_context(*test_ca.issue(("other.example",))), ca_pem=test_ca.pem) as server:
+        wrong_host = await check({"url": server.url("/ok"), "ca_cert": server.ca_pem})
+    assert wrong_host.failure is not None and wrong_host.failure.fields == ["url"]

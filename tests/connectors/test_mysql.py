@@ -352,6 +352,7 @@ async def test_a_greeting_that_asks_for_a_cleartext_password_without_tls_gets_no
 
     assert result["failure"]["type"] == "authentication_failed"
     assert "in cleartext" in result["failure"]["message"]
+    assert result["failure"]["fields"] == ["ssl_mode", "user"]
     assert await recorded(received) == [b""]
 
 
@@ -465,3 +466,58 @@ def test_the_greeting_is_read_as_the_driver_reads_it(plugin: bytes, tls: bool) -
         assert ours.offers_tls == bool(driver.server_capabilities & CLIENT.SSL) == tls
         assert ours.version == driver.server_version
         driver._rfile.close()
+
+
+async def test_a_verified_certificate_that_expires_within_two_weeks_is_warned_about(mariadb_server: MariaDB) -> None:
+    server = tls_server(mariadb_server)  # its certificate ends two days after the server started
+    result = await check(server.config(host="localhost", ssl_mode="verify_identity", ssl_ca=server.ca_pem))
+    assert result["status"] == "succeeded", result["failure"]
+    [warning] = result["warnings"]
+    assert warning["code"] == "certificate_expiring"
+    assert "localhost" in warning["message"] and "expires on" in warning["message"]
+    assert "ssl_cert" in warning["hint"]
+
+
+async def test_an_unverified_certificate_is_not_warned_about(mariadb_server: MariaDB) -> None:
+    result = await check(tls_server(mariadb_server).config(ssl_mode="required"))
+    assert result["status"] == "succeeded", result["failure"]
+    assert [w for w in result["warnings"] if w["code"] == "certificate_expiring"] == []
+
+
+async def test_a_password_login_without_tls_is_warned_about_as_weak(mariadb_server: MariaDB) -> None:
+    server = tls_server(mariadb_server)
+    plain = await check(server.config(ssl_mode="disabled"))
+    assert plain["status"] == "succeeded", plain["failure"]
+    [warning] = [w for w in plain["warnings"] if w["code"] == "weak_authentication"]
+    assert "without TLS" in warning["message"] and "ssl_mode" in warning["hint"]
+    assert server.password not in str(plain)
+    secured = await check(server.config(ssl_mode="required"))
+    assert [w for w in secured["warnings"] if w["code"] == "weak_authentication"] == []
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fields"),
+    [
+        ({"password": "wrong"}, ["user", "password"]),
+        ({"database": "no_such_db"}, ["user", "database"]),  # 1044: missing or forbidden
+    ],
+)
+async def test_a_server_refusal_names_the_fields_to_fix(
+    mariadb_server: MariaDB, overrides: dict[str, str], fields: list[str]
+) -> None:
+    result = await check(mariadb_server.config(**overrides))
+    assert result["failure"]["fields"] == fields
+
+
+async def test_an_unknown_database_names_the_database(mariadb_server: MariaDB) -> None:
+    config = mariadb_server.config(
+        user=mariadb_server.admin_user, password=mariadb_server.admin_password, database="no_such_db"
+    )
+    assert (await check(config))["failure"]["fields"] == ["database"]
+
+
+async def test_network_and_tls_failures_name_their_fields(mariadb_server: MariaDB, closed_port: int) -> None:
+    assert (await check(mariadb_server.config(host="db.invalid")))["failure"]["fields"] == ["host"]
+    assert (await check(mariadb_server.config(port=closed_port)))["failure"]["fields"] == ["host", "port"]
+    untrusted = await check(tls_server(mariadb_server).config(ssl_mode="verify_ca"))  # the system's CAs only
+    assert untrusted["failure"]["fields"] == ["ssl_ca", "ssl_mode"]

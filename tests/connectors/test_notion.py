@@ -58,6 +58,7 @@ async def test_an_invalid_token_is_authentication_failed_with_notions_reason(saa
     assert result.failure is not None
     assert result.failure.message == "Notion answered 401 Unauthorized: API token is invalid."
     assert "integration secret" in result.failure.hint
+    assert result.failure.fields == ["token"]
     assert step(result, "authenticate").status == StepStatus.FAILED
     assert step(result, "access").status == StepStatus.SKIPPED
     assert wrong not in str(asdict(result))
@@ -70,6 +71,7 @@ async def test_a_missing_capability_is_authorization_failed(saas_server: SaasSer
     assert result.failure is not None
     assert "Insufficient permissions for this endpoint." in result.failure.message
     assert "Read content" in result.failure.hint
+    assert result.failure.fields == ["token"]
     assert step(result, "access").status == StepStatus.FAILED
 
 
@@ -82,6 +84,7 @@ async def test_a_page_not_shared_with_the_integration_is_not_found_with_how_to_s
         f"Notion cannot find the page {other}: it is not shared with the integration, or does not exist"
     )
     assert "share the page with the integration" in result.failure.hint.lower()
+    assert result.failure.fields == ["object_id"]
     assert result.failure.retryable is False
 
 

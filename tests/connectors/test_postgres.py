@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from connectors.base import CheckResult, CheckStatus, StepStatus
-from connectors.errors import FailureType, InvalidConfiguration
+from connectors.errors import FailureType, InvalidConfiguration, WarningCode
 from connectors.profile import Profile
 from connectors.registry import get_connector
 from tests import helpers
@@ -437,6 +437,7 @@ async def test_a_cleartext_password_request_without_tls_is_never_answered(
     assert failure_type(attacked) == FailureType.AUTHENTICATION_FAILED
     assert attacked.failure is not None
     assert "asked for the password in cleartext over a connection without TLS" in attacked.failure.message
+    assert attacked.failure.fields == ["ssl_mode", "user"]
     assert step(attacked, "tls").status == StepStatus.SKIPPED
     assert cleartext_server.startups == 1
     assert cleartext_server.passwords == []
@@ -518,3 +519,55 @@ def test_config_rejects_a_root_certificate_that_is_not_pem() -> None:
         )
 
     assert [e.field for e in caught.value.errors] == ["ssl_root_cert"]
+
+
+async def test_a_verified_certificate_that_expires_within_two_weeks_is_warned_about(tls_server: Any, ca: Certs) -> None:
+    port = await tls_server(*_cert("localhost", ca, days=(-30, 3)))
+    result = await check(tls_config(port, "verify-full", ca.ca_pem))
+
+    assert step(result, "tls").status == StepStatus.SUCCEEDED  # the fake server then hangs up: the login fails
+    [warning] = result.warnings
+    assert warning.code == WarningCode.CERTIFICATE_EXPIRING
+    assert "localhost" in warning.message and "in 2 days" in warning.message
+    assert "ssl_cert_file" in warning.hint
+
+
+async def test_a_certificate_valid_for_a_month_is_not_warned_about(postgres_tls_server: PostgresServer) -> None:
+    result = await check(
+        postgres_tls_server.config(host="localhost", ssl_mode="verify-full", ssl_root_cert=postgres_tls_server.ca_cert)
+    )
+    assert result.status == CheckStatus.SUCCEEDED, result
+    assert result.warnings == []
+
+
+async def test_an_unverified_certificate_is_not_warned_about(tls_server: Any, ca: Certs) -> None:
+    port = await tls_server(*_cert("localhost", ca, days=(-30, 3)))
+    result = await check(tls_config(port, "require"))
+    assert step(result, "tls").status == StepStatus.SUCCEEDED
+    assert result.warnings == []
+
+
+async def test_a_password_login_without_tls_is_warned_about_as_weak(postgres_server: PostgresServer) -> None:
+    result = await check(postgres_server.config(ssl_mode="disable"))
+    assert result.status == CheckStatus.SUCCEEDED, result
+    [warning] = [w for w in result.warnings if w.code == WarningCode.WEAK_AUTHENTICATION]
+    assert "without TLS" in warning.message and "ssl_mode" in warning.hint
+
+
+async def test_a_password_login_over_tls_is_not_warned_about(postgres_tls_server: PostgresServer) -> None:
+    result = await check(postgres_tls_server.config(ssl_mode="require"))
+    assert result.status == CheckStatus.SUCCEEDED, result
+    assert [w for w in result.warnings if w.code == WarningCode.WEAK_AUTHENTICATION] == []
+
+
+async def test_network_and_tls_failures_name_their_fields(
+    postgres_server: PostgresServer, postgres_tls_server: PostgresServer, closed_port: int
+) -> None:
+    unresolvable = await check(postgres_server.config(host="db.invalid"), 3)
+    assert unresolvable.failure is not None and unresolvable.failure.fields == ["host"]
+    refused = await check(postgres_server.config(port=closed_port), 3)
+    assert refused.failure is not None and refused.failure.fields == ["host", "port"]
+    untrusted = await check(postgres_tls_server.config(ssl_mode="verify-full"))
+    assert untrusted.failure is not None and untrusted.failure.fields == ["ssl_root_cert", "ssl_mode"]
+    no_tls = await check(postgres_server.config(ssl_mode="require"))
+    assert no_tls.failure is not None and no_tls.failure.fields == ["ssl_mode"]

@@ -45,6 +45,7 @@ async def test_an_invalid_token_answered_with_http_200_is_authentication_failed(
     assert failure_type(result) == FailureType.AUTHENTICATION_FAILED
     assert result.failure is not None
     assert result.failure.message == "Slack does not accept the token (invalid_auth)"
+    assert result.failure.fields == ["token"]
     assert "OAuth & Permissions" in result.failure.hint
     assert step(result, "authenticate").status == StepStatus.FAILED
     assert wrong not in str(asdict(result))
@@ -69,6 +70,7 @@ async def test_an_unknown_channel_is_not_found_with_a_hint_about_private_channel
     assert result.failure is not None
     assert result.failure.message == "Slack cannot find the channel for this token (channel_not_found)"
     assert "/invite" in result.failure.hint
+    assert result.failure.fields == ["channel_id"]
 
 
 async def test_a_channel_the_bot_is_not_in_is_authorization_failed_saying_to_invite_it(
@@ -79,6 +81,7 @@ async def test_a_channel_the_bot_is_not_in_is_authorization_failed_saying_to_inv
     assert result.failure is not None
     assert result.failure.message.startswith("The app is not a member of #random")
     assert "/invite" in result.failure.hint
+    assert result.failure.fields == ["channel_id"]
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from connectors.base import MASK, CheckResult, CheckStatus, StepStatus
-from connectors.errors import FailureType, InvalidConfiguration
+from connectors.errors import FailureType, InvalidConfiguration, WarningCode
 from connectors.network import Address
 from connectors.registry import get_connector
 from connectors.ssh import Tunnel
@@ -272,6 +272,7 @@ async def test_a_bastion_that_never_answers_times_out_in_the_ssh_step(
 
     assert failure(result).type == FailureType.TIMEOUT
     assert failure(result).message == "No answer within 1.5 s during step 'ssh'"
+    assert failure(result).fields == ["ssh_tunnel.host", "ssh_tunnel.port"]  # not the database's
     assert time.monotonic() - started < 2.5
 
 
@@ -379,3 +380,56 @@ def test_the_config_names_the_bad_tunnel_field(tunnel: dict[str, Any], field: st
         with pytest.raises(InvalidConfiguration) as caught:
             get_connector(name).parse_config({**base, "ssh_tunnel": tunnel})
         assert [e.field for e in caught.value.errors] == [field]
+
+
+# --- warnings and fields ------------------------------------------------------------------------
+
+
+async def test_an_unpinned_bastion_key_is_warned_about_with_the_fingerprint_to_pin(
+    ssh_server: SshServer, postgres_server: PostgresServer
+) -> None:
+    result = await check("postgres", postgres_server.config(ssh_tunnel=ssh_server.tunnel(), ssl_mode="disable"))
+
+    assert result.status == CheckStatus.SUCCEEDED, result
+    [warning] = [w for w in result.warnings if w.code == WarningCode.UNPINNED_HOST_KEY]
+    assert f"ssh-ed25519 {ssh_server.host_fingerprint}" in warning.message
+    assert f"bastion {ssh_server.host}:{ssh_server.port}" in warning.message
+    assert f"Set ssh_tunnel.host_key to {ssh_server.host_fingerprint}" in warning.hint
+    # What the hint says to pin is what host_key accepts, and it then matches.
+    pinned = ssh_server.tunnel(host_key=ssh_server.host_fingerprint)
+    again = await check("postgres", postgres_server.config(ssh_tunnel=pinned, ssl_mode="disable"))
+    assert again.status == CheckStatus.SUCCEEDED, again
+    assert [w for w in again.warnings if w.code == WarningCode.UNPINNED_HOST_KEY] == []
+
+
+@pytest.mark.parametrize("name", ["postgres", "mysql"])
+async def test_tunnel_failures_name_the_fields_to_fix(
+    name: str, ssh_server: SshServer, databases: dict[str, Any], closed_port: int
+) -> None:
+    db = databases[name]
+    wrong = ssh_server.tunnel(auth=ssh_server.password_auth("wrong-" + ssh_server.password))
+    assert failure(await check(name, db.config(ssh_tunnel=wrong))).fields == [
+        "ssh_tunnel.user",
+        "ssh_tunnel.auth.password",
+    ]
+    mismatch = ssh_server.tunnel(host_key=ssh_server.other_host_key)
+    assert failure(await check(name, db.config(ssh_tunnel=mismatch))).fields == ["ssh_tunnel.host_key"]
+    bastion_closed = ssh_server.tunnel(port=closed_port)
+    assert failure(await check(name, db.config(ssh_tunnel=bastion_closed), 3)).fields == [
+        "ssh_tunnel.host",
+        "ssh_tunnel.port",
+    ]
+    unreachable_db = await check(name, db.config(port=closed_port, ssh_tunnel=ssh_server.tunnel()))
+    assert failure(unreachable_db).fields == ["host", "port"]
+    unresolvable = ssh_server.tunnel(host="bastion.invalid")
+    assert failure(await check(name, db.config(ssh_tunnel=unresolvable), 3)).fields == ["ssh_tunnel.host"]
+
+
+async def test_an_sftp_login_without_a_pinned_key_is_warned_about_too(ssh_server: SshServer) -> None:
+    result = await check("sftp", ssh_server.sftp_config())  # sftp logs in through the same ssh_login
+    assert result.status == CheckStatus.SUCCEEDED, result
+    [warning] = [w for w in result.warnings if w.code == WarningCode.UNPINNED_HOST_KEY]
+    assert ssh_server.host_fingerprint in warning.message
+    assert "Set host_key to" in warning.hint
+    pinned = await check("sftp", ssh_server.sftp_config(host_key=ssh_server.host_key))
+    assert [w for w in pinned.warnings if w.code == WarningCode.UNPINNED_HOST_KEY] == []

@@ -246,3 +246,29 @@ def test_every_field_has_a_title_a_description_and_examples() -> None:
 def test_an_invalid_setting_is_rejected(config: dict[str, Any]) -> None:
     with pytest.raises(InvalidConfiguration):
         get_connector("website").parse_config(config)
+
+
+# --- the fields a failure is about -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("config", "fields"),
+    [
+        ({"url": "/nothing-here"}, ["url"]),
+        ({"url": "/login"}, ["url"]),
+        ({"url": "/forbidden"}, ["url", "user_agent"]),
+        ({"url": "/", "sitemap_url": "/gone"}, ["sitemap_url"]),
+        ({"url": "/", "sitemap_url": "/docs/"}, ["sitemap_url"]),  # a page, not a sitemap
+        ({"url": "/private/page"}, ["user_agent"]),  # robots.txt disallows it
+    ],
+)
+async def test_a_failure_names_the_field_to_fix(site: Site, config: dict[str, str], fields: list[str]) -> None:
+    result = await check({name: site.url(path) for name, path in config.items()})
+    assert result.failure is not None, result
+    assert result.failure.fields == fields
+
+
+async def test_an_untrusted_certificate_names_the_trust_fields(https_site: Site) -> None:
+    result = await check({"url": https_site.url("/docs/")})
+    assert result.failure is not None
+    assert result.failure.fields == ["ca_cert", "verify_tls"]

@@ -130,6 +130,7 @@ def _postgres(request: pytest.FixtureRequest) -> Case:
             {"password": WRONG}, "authentication_failed", "authenticate", (pg.user, "password"), (WRONG,)
         ),
         secrets=(pg.password,),
+        warnings=("weak_authentication",),  # a password login to a server without TLS
     )
 
 
@@ -160,6 +161,7 @@ def _http(request: pytest.FixtureRequest) -> Case:
         inline_bad=Failing({"url": server.url("/missing"), "auth": auth}, "not_found", "request", ("404", "/missing")),
         stored_bad=Failing({"auth": {"password": WRONG}}, "authentication_failed", "request", ("401",), (WRONG,)),
         secrets=(server.password,),
+        warnings=("weak_authentication",),  # basic credentials to an http:// URL
     )
 
 
