@@ -240,6 +240,20 @@
   }
 
   // --- definitions, forms and sources ---------------------------------------------------
+  // While the page redraws the form or the list, the workspace says so (aria-busy): assistive
+  // technology waits for it, and so do the browser tests.
+  let pending = 0;
+  async function working(work) {
+    pending += 1;
+    $("workspace").setAttribute("aria-busy", "true");
+    try {
+      return await work();
+    } finally {
+      pending -= 1;
+      if (!pending) $("workspace").removeAttribute("aria-busy");
+    }
+  }
+
   async function loadForm(definitionId) {
     const answer = await expect("GET", orgPath(`/source-definitions/${encodeURIComponent(definitionId)}/form`), [200]);
     state.form = SCForms.render($("config-fields"), answer.data);
@@ -272,13 +286,13 @@
     $("sources-empty").hidden = Boolean(state.sources && state.sources.length);
   }
 
-  async function loadSources() {
+  const loadSources = () => working(async () => {
     const answer = await expect("GET", orgPath("/sources"), [200]);
     state.sources = answer.data.data;
     drawSources();
-  }
+  });
 
-  async function openSource(source) {
+  const openSource = (source) => working(async () => {
     clearResult();
     setStatus("", "");
     state.source = source;
@@ -289,9 +303,9 @@
     await loadForm(source.source_definition_id);
     state.form.set(source.configuration);
     drawSources();
-  }
+  });
 
-  async function newSource() {
+  const newSource = () => working(async () => {
     clearResult();
     setStatus("", "");
     state.source = null;
@@ -300,9 +314,9 @@
     $("editor-title").textContent = "New source";
     await loadForm($("definition").value);
     drawSources();
-  }
+  });
 
-  async function save() {
+  const save = () => working(async () => {
     const configuration = readForm();
     if (configuration === null) return;
     const name = $("source-name").value.trim();
@@ -320,10 +334,10 @@
     } catch (error) {
       showError(error);
     }
-  }
+  });
 
   // --- signing in -------------------------------------------------------------------------
-  async function signIn(key) {
+  const signIn = (key) => working(async () => {
     state.key = key;
     const answer = await api("GET", "/console/session");
     if (answer.status !== 200) {
@@ -342,7 +356,7 @@
     $("definition").replaceChildren(...state.definitions.map((d) => new Option(`${d.name} (${d.id})`, d.id)));
     await Promise.all([newSource(), loadSources()]);
     $("definition").focus();
-  }
+  });
 
   function signOut() {
     sessionStorage.removeItem(KEY);
