@@ -229,7 +229,8 @@
         state.cancelled = answer.data; // the final result: stop following
         state.abort?.abort();
       } else if (answer.status === 409) {
-        setStatus("the test had already ended", "");
+        // It had ended, or others' identical requests share it: it goes on, to its result.
+        setStatus((answer.data && answer.data.error && answer.data.error.message) || "the test had already ended", "");
       } else if (answer.status !== 202) {
         throw new ApiFailure(answer.status, answer.data);
       }
