@@ -33,7 +33,7 @@ from connectors.errors import FailureType, ProbeFailure, WarningCode
 from connectors.fields import DestinationHost, DestinationPort, PemCertificates
 from connectors.network import Address, connect_tcp, resolve, shown
 from connectors.text import server_text
-from connectors.tls import PeerCertificate, client_context, tls_failure, tls_handshake
+from connectors.tls import PeerCertificate, client_context, tls_failure, tls_handshake, warn_if_expiring
 
 TlsMode = Literal["none", "explicit", "implicit"]
 
@@ -315,7 +315,10 @@ async def _secure(probe: Probe, config: FtpConfig, address: Address, sock: socke
                 raise _about_tls(tls_failure(exc, config.host, trust_fix=_TRUST_FIX)) from None
             ssl_object = writer.get_extra_info("ssl_object")
             peer = PeerCertificate.from_der(ssl_object.version() or "TLS", ssl_object.getpeercert(binary_form=True))
-            step.message = "AUTH TLS: " + peer.describe(verified=context.verify_mode != ssl.CERT_NONE)
+            verified = context.verify_mode != ssl.CERT_NONE
+            if verified:
+                warn_if_expiring(probe, peer, config.host)
+            step.message = "AUTH TLS: " + peer.describe(verified=verified)
     except BaseException:
         control.close()
         raise

@@ -21,7 +21,7 @@ from connectors.base import Connector, ConnectorConfig, Probe, Secret
 from connectors.errors import FailureType, ProbeFailure, WarningCode
 from connectors.fields import Destination, PemCertificates, WebUrl
 from connectors.tls import URL_FIELDS, client_context
-from connectors.transport import USER_AGENT, open_pinned, status_text, stream
+from connectors.transport import USER_AGENT, busy_failure, open_pinned, status_text, stream
 
 # --- configuration -------------------------------------------------------------------
 
@@ -288,13 +288,8 @@ def _status_failure(response: httpx.Response, config: HttpConfig) -> ProbeFailur
             hint="Check the path of the URL.",
             fields=("url",),
         )
-    if status >= 500 or status == 429:
-        return ProbeFailure(
-            FailureType.UNEXPECTED_RESPONSE,
-            answered,
-            hint="The server could not handle the request now: check its health, then try again.",
-            retryable=True,
-        )
+    if busy := busy_failure(status, response.headers, answered):
+        return busy
     if response.is_redirect:
         return ProbeFailure(
             FailureType.UNEXPECTED_RESPONSE,

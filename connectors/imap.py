@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import datetime as dt
 import functools
 import imaplib
 import json
@@ -30,12 +29,12 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar, cast
 from pydantic import Field
 
 from connectors.base import FIRST_BYTES, Connector, ConnectorConfig, Probe, Secret
-from connectors.errors import EXPIRY_WARNING_DAYS, FailureType, ProbeFailure, WarningCode
+from connectors.errors import FailureType, ProbeFailure, WarningCode
 from connectors.fields import DestinationHost, DestinationPort, Name, PemCertificates
 from connectors.network import Address, connect_tcp, resolve
 from connectors.text import server_text
 from connectors.threads import ThreadPool
-from connectors.tls import PeerCertificate, client_context, handshake, tls_failure
+from connectors.tls import PeerCertificate, client_context, handshake, tls_failure, warn_if_expiring
 
 T = TypeVar("T")
 
@@ -331,11 +330,11 @@ def _peer_message(session: _Session, sock: ssl.SSLSocket) -> str:
     if der is None:
         return f"{sock.version()}, no certificate"
     peer = PeerCertificate.from_der(sock.version() or "TLS", der)
-    left = peer.not_after - dt.datetime.now(dt.UTC)
-    if left < dt.timedelta(days=EXPIRY_WARNING_DAYS):
-        session.probe.warn(
-            WarningCode.CERTIFICATE_EXPIRING,
-            f"The certificate of {session.config.host} expires on {peer.not_after:%Y-%m-%d} ({left.days} days)",
+    if session.config.verify_tls:
+        warn_if_expiring(
+            session.probe,
+            peer,
+            session.config.host,
             hint="Ask the mail server's administrator to renew its certificate before then.",
         )
     return peer.describe(verified=session.config.verify_tls)

@@ -641,3 +641,22 @@ def retry_after(headers: httpx.Headers) -> str:
     """``in 30 s`` from a Retry-After header, else ``later``."""
     wait = retry_after_seconds(headers)
     return f"in {wait:.0f} s" if wait is not None else "later"
+
+
+def busy_failure(status: int, headers: httpx.Headers, answered: str) -> ProbeFailure | None:
+    """A 429 or a 5xx is the server's own state, not the configuration's: ``rate_limited``
+    (with when to retry, from Retry-After) or ``provider_unavailable``; None for other statuses."""
+    if status == 429:
+        return ProbeFailure(
+            FailureType.RATE_LIMITED,
+            f"{answered}: it is rate limiting these requests",
+            hint=f"Try again {retry_after(headers)}; if it persists, other clients may be using up the same quota.",
+            retry_after_s=retry_after_seconds(headers),
+        )
+    if status >= 500:
+        return ProbeFailure(
+            FailureType.PROVIDER_UNAVAILABLE,
+            answered,
+            hint="The server could not handle the request now: check its health, then try again.",
+        )
+    return None

@@ -36,7 +36,7 @@ from connectors.fields import Destination, PemCertificates, WebUrl
 from connectors.saas import may_quote_response
 from connectors.text import server_text
 from connectors.tls import URL_FIELDS, client_context
-from connectors.transport import MAX_RESPONSE_BYTES, open_pinned, status_text, stream
+from connectors.transport import MAX_RESPONSE_BYTES, busy_failure, open_pinned, status_text, stream
 
 # --- configuration -------------------------------------------------------------------
 
@@ -179,6 +179,9 @@ async def _robots(client: httpx.AsyncClient, probe: Probe, config: WebsiteConfig
     if 400 <= status < 500 and status != 429:
         # RFC 9309 2.3.1.3: an "unavailable" robots.txt (any 4xx) allows everything.
         return f"No robots.txt (answered {status_text(status)}): crawling is allowed"
+    disallowed = "until it answers, crawlers must assume the whole site is disallowed"
+    if busy := busy_failure(status, response.headers, f"robots.txt answered {status_text(status)} ({disallowed})"):
+        raise busy
     if status != 200:
         raise ProbeFailure(
             FailureType.UNEXPECTED_RESPONSE,
@@ -292,13 +295,8 @@ def _status_failure(response: httpx.Response, config: WebsiteConfig, field: str)
         )
     if status in (404, 410):
         return ProbeFailure(FailureType.NOT_FOUND, answered, hint="Check the path of the URL.", fields=(field,))
-    if status >= 500 or status == 429:
-        return ProbeFailure(
-            FailureType.UNEXPECTED_RESPONSE,
-            answered,
-            hint="The site could not handle the request now: check its health, then try again.",
-            retryable=True,
-        )
+    if busy := busy_failure(status, response.headers, answered):
+        return busy
     return ProbeFailure(FailureType.UNEXPECTED_RESPONSE, f"{answered}, expected 200 OK", fields=(field,))
 
 

@@ -48,6 +48,13 @@ def test_explicit_ftps_logs_in_lists_the_folder_and_reads_its_first_file(ftp_ser
     assert "(3 entries; read 14 bytes of 'a.csv')" in str(messages["access"])
 
 
+def test_a_certificate_ending_within_14_days_is_a_warning_after_auth_tls(ftp_server: FtpServer) -> None:
+    result = _check(ftp_server.config(port=ftp_server.expiring_port))
+    _succeeded(result)
+    assert _codes(result) == [WarningCode.CERTIFICATE_EXPIRING]
+    assert "renew" in result.warnings[0].hint
+
+
 def test_implicit_ftps_speaks_tls_from_the_first_byte(ftp_server: FtpServer) -> None:
     result = _check(ftp_server.config(tls="implicit", port=ftp_server.implicit_port))
     assert "read 14 bytes of 'a.csv'" in str(_succeeded(result)["access"])

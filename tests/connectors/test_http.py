@@ -163,7 +163,7 @@ async def test_credentials_follow_a_redirect_on_the_same_host(http_server: HttpS
     [
         ("/forbidden", FailureType.AUTHORIZATION_FAILED, False),
         ("/missing", FailureType.NOT_FOUND, False),
-        ("/error", FailureType.UNEXPECTED_RESPONSE, True),
+        ("/error", FailureType.PROVIDER_UNAVAILABLE, True),
     ],
 )
 async def test_an_error_status_maps_to_its_failure_type(

@@ -114,10 +114,10 @@ async def test_a_sitemap_robots_txt_disallows_fails_too(site: Site) -> None:
     assert result.failure is not None and "/sitemap.xml" in result.failure.message
 
 
-async def test_a_failing_robots_txt_is_a_retryable_unexpected_response(site: Site) -> None:
+async def test_a_failing_robots_txt_is_the_site_unavailable(site: Site) -> None:
     site.routes["/robots.txt"] = Route(503)
     result = await check({"url": site.url("/docs/")})
-    assert failure_type(result) == FailureType.UNEXPECTED_RESPONSE
+    assert failure_type(result) == FailureType.PROVIDER_UNAVAILABLE
     assert result.failure is not None and result.failure.retryable
     assert "assume the whole site is disallowed" in result.failure.message
     assert step(result, "robots").status == StepStatus.FAILED
@@ -163,7 +163,7 @@ async def test_a_sitemap_without_a_url_is_an_unexpected_response(site: Site, pat
         ("/gone", FailureType.NOT_FOUND, False),
         ("/login", FailureType.AUTHENTICATION_FAILED, False),
         ("/forbidden", FailureType.AUTHORIZATION_FAILED, False),
-        ("/error", FailureType.UNEXPECTED_RESPONSE, True),
+        ("/error", FailureType.PROVIDER_UNAVAILABLE, True),
     ],
 )
 async def test_an_error_status_maps_to_its_failure_type(

@@ -27,6 +27,7 @@ I/O loop in a daemon thread):
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 import shutil
 import tempfile
@@ -60,6 +61,7 @@ class FtpServer:
     masquerading_port: int
     nat_port: int
     ipv6_port: int
+    expiring_port: int  # explicit FTPS with a certificate that ends in 5 days
     user: str
     password: str
     ca_pem: str
@@ -117,6 +119,11 @@ def ftp_server(test_ca: TestCA) -> Iterator[FtpServer]:
     cert_pem, key_pem = test_ca.issue()
     certfile = root.parent / f"{root.name}.pem"
     certfile.write_text(cert_pem + key_pem)
+    now = dt.datetime.now(dt.UTC)
+    expiring = root.parent / f"{root.name}-expiring.pem"
+    expiring.write_text(
+        "".join(test_ca.issue(not_before=now - dt.timedelta(days=80), not_after=now + dt.timedelta(days=5)))
+    )
     user, password = "reader", "ftp-" + secrets.token_hex(8)
     authorizer = DummyAuthorizer()
     authorizer.add_user(user, password, str(root), perm="elr")
@@ -131,6 +138,11 @@ def ftp_server(test_ca: TestCA) -> Iterator[FtpServer]:
         FTPServer(("127.0.0.1", 0), _handler(FTPHandler, authorizer, masquerade_address=MASQUERADE), ioloop=ioloop),
         FTPServer(("127.0.0.2", 0), _handler(FTPHandler, authorizer), ioloop=ioloop),
         FTPServer(("::1", 0), _handler(FTPHandler, authorizer), ioloop=ioloop),
+        FTPServer(
+            ("127.0.0.1", 0),
+            _handler(TLS_FTPHandler, authorizer, certfile=str(expiring), ssl_context=None),
+            ioloop=ioloop,
+        ),
     ]
     ports = [int(server.socket.getsockname()[1]) for server in servers]
     thread = threading.Thread(target=ioloop.loop, kwargs={"timeout": 0.2}, name="ftp-server", daemon=True)
@@ -144,6 +156,7 @@ def ftp_server(test_ca: TestCA) -> Iterator[FtpServer]:
                 masquerading_port=ports[2],
                 nat_port=nat.port,
                 ipv6_port=ports[4],
+                expiring_port=ports[5],
                 user=user,
                 password=password,
                 ca_pem=test_ca.pem,
@@ -155,3 +168,4 @@ def ftp_server(test_ca: TestCA) -> Iterator[FtpServer]:
         thread.join(timeout=5)
         shutil.rmtree(root, ignore_errors=True)
         certfile.unlink(missing_ok=True)
+        expiring.unlink(missing_ok=True)
