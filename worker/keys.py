@@ -10,6 +10,11 @@
 - ``sourcecheck:rate:<org>``: sorted set of the jobs the organization started in the
   last minute, scored by when (the per-organization rate limit)
 - channel ``sourcecheck:updates:<id>``: each started and final record of the job, as written
+- ``sourcecheck:events:<id>``: the job's live events (a Redis Stream, capped; its last entry
+  ``end`` is added with the final result: worker.events)
+- ``sourcecheck:cancel:<id>``: the job was asked to stop (DELETE of the test)
+- ``sourcecheck:joined:<id>``: how many identical requests joined the job (coalesced)
+- channel ``sourcecheck:cancel``: the id of each job asked to stop, for the workers
 """
 
 from __future__ import annotations
@@ -22,7 +27,13 @@ INFLIGHT_KEY = "sourcecheck:inflight:{}"
 COALESCE_KEY = "sourcecheck:coalesce:{}"
 RECENT_KEY = "sourcecheck:recent:{}"
 RATE_KEY = "sourcecheck:rate:{}"
+EVENTS_KEY = "sourcecheck:events:{}"
+CANCEL_KEY = "sourcecheck:cancel:{}"
+JOINED_KEY = "sourcecheck:joined:{}"
+CANCEL_CHANNEL = "sourcecheck:cancel"
 RATE_WINDOW_SECONDS = 60
+EVENTS_MAXLEN = 256
+"""About how many entries a job's stream keeps (a check reports at most a few dozen)."""
 
 
 def finish_keys(job_id: str, organization_id: str, fingerprint: str | None, *, remember: bool) -> list[str]:
@@ -32,4 +43,10 @@ def finish_keys(job_id: str, organization_id: str, fingerprint: str | None, *, r
         INFLIGHT_KEY.format(organization_id),
         COALESCE_KEY.format(fingerprint) if fingerprint else "",
         RECENT_KEY.format(fingerprint) if fingerprint and remember else "",
+        EVENTS_KEY.format(job_id),
     ]
+
+
+def finish_args(job_id: str, record: str, ttl: int) -> list[str | int]:
+    """The ARGV of ``worker/lua/finish.lua``."""
+    return [record, ttl, job_id, UPDATES_CHANNEL.format(job_id), EVENTS_MAXLEN]

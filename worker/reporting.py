@@ -11,7 +11,7 @@ from redis.backoff import ConstantBackoff
 from redis.retry import Retry
 
 from worker.app import WORKER_TIMEOUTS
-from worker.keys import RESULT_KEY, STARTED_KEY, UPDATES_CHANNEL, finish_keys
+from worker.keys import RESULT_KEY, STARTED_KEY, UPDATES_CHANNEL, finish_args, finish_keys
 from worker.lua import BEGIN, FINISH
 from worker.records import started_record
 from worker.settings import get_settings
@@ -35,7 +35,7 @@ class Reporter:
         """Store a job's final record (unless it has one) and forget it as in flight, at once.
         ``job`` is the task's payload. True when this record is the one stored."""
         keys = finish_keys(job["job_id"], job["organization_id"], job.get("fingerprint"), remember=True)
-        return bool(self._finish(keys=keys, args=[record, ttl, job["job_id"], UPDATES_CHANNEL.format(job["job_id"])]))
+        return bool(self._finish(keys=keys, args=finish_args(job["job_id"], record, ttl)))
 
 
 @functools.cache

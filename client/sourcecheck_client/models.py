@@ -41,6 +41,7 @@ FAILURE_TYPES = frozenset(
         "egress_blocked",
         "rate_limited",
         "provider_unavailable",
+        "cancelled",
     }
 )
 """The failure types this client knows (a newer server may send others)."""

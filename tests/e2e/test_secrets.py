@@ -102,6 +102,8 @@ def redis_dump(stack: Stack) -> dict[bytes, bytes]:
             value = b"".join(client.smembers(key))
         elif kind == b"zset":
             value = b"".join(member for member, _ in client.zrange(key, 0, -1, withscores=True))
+        elif kind == b"stream":  # a job's live events (worker.events)
+            value = b"".join(k + v for _, fields in client.xrange(key) for k, v in fields.items())
         else:
             raise AssertionError(f"key {key!r} has a type this scan does not read: {kind!r}")
         dump[key] = value
