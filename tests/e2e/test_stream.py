@@ -8,6 +8,7 @@ and a worker that a test may stop to keep a job queued.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import time
@@ -19,6 +20,16 @@ from typing import Any
 
 import httpx
 import pytest
+from sourcecheck_client import (
+    AsyncClient,
+    Client,
+    ConflictError,
+    PlanEvent,
+    ResultEvent,
+    StepEvent,
+    TestEvent,
+    TestResult,
+)
 
 from api.settings import ApiSettings
 from cli.processes import LOOPBACK, api_argv
@@ -332,3 +343,42 @@ def test_a_coalesced_test_cannot_be_cancelled_by_one_of_its_callers(streams: Sta
     time.sleep(0.3)
     with streams.client() as client:
         assert client.delete(streams.url(f"/sources/test/{alone}")).json()["job_info"]["type"] == "cancelled"
+
+
+# --- the client ----------------------------------------------------------------------------------
+
+
+def test_the_client_streams_typed_events_and_cancels_a_hung_test(streams: Stack, hung_server: HostPort) -> None:
+    body = http_test(f"http://{hung_server.host}:{hung_server.port}/")
+    with Client(api_key=streams.token, base_url=streams.base_url, organization_id=streams.org_id) as client:
+        sent = client.knowledge_connectors.test_source(
+            source_definition_id="http", configuration=body["configuration"], wait=0, timeout=20, poll=False
+        )
+        assert sent.job_id is not None
+        seen: list[TestEvent] = []
+        for event in client.knowledge_connectors.stream_test(sent.job_id):
+            seen.append(event)
+            if isinstance(event, StepEvent) and event.name == "request" and event.running:
+                cancelled = client.knowledge_connectors.cancel_test(sent.job_id)
+                assert cancelled.failed and cancelled.job_info is not None
+                assert cancelled.job_info.type == "cancelled"
+        assert isinstance(seen[0], PlanEvent)
+        last = seen[-1]
+        assert isinstance(last, ResultEvent) and last.result == cancelled
+        with pytest.raises(ConflictError) as ended:
+            client.knowledge_connectors.cancel_test(sent.job_id)
+        assert ended.value.code == "test_ended"
+
+
+def test_the_async_client_replays_an_ended_tests_events(streams: Stack, http_server: HttpServer) -> None:
+    async def watch() -> tuple[list[TestEvent], TestResult]:
+        async with AsyncClient(api_key=streams.token, base_url=streams.base_url) as client:
+            connectors = client.knowledge_connectors
+            result = await connectors.test_source(organization_id=streams.org_id, **http_test(http_server.url("/ok")))
+            assert result.job_id is not None
+            found = [e async for e in connectors.stream_test(result.job_id, organization_id=streams.org_id)]
+            return found, result
+
+    found, result = asyncio.run(watch())
+    assert [type(e) for e in found[:2]] == [PlanEvent, StepEvent]
+    assert isinstance(found[-1], ResultEvent) and found[-1].result == result
