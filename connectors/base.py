@@ -325,6 +325,31 @@ CANCEL_REASON = "sourcecheck: the test was cancelled"
 """The message of the cancellation :func:`cancel_check` sends; run_check tells it from any other."""
 
 
+class Watch:
+    """Watches a check that :func:`run_check` runs, from any moment: :meth:`attach` a
+    listener (before or during the check) and it is told what happened so far, then each
+    event as it comes, secrets masked as in the result. A check nobody watches builds no event."""
+
+    def __init__(self, listener: Listener | None = None) -> None:
+        self._listener = listener
+        self._probe: Probe | None = None
+        self._config: ConnectorConfig | None = None
+
+    def attach(self, listener: Listener) -> None:
+        """Tell ``listener`` this check's events (one listener; a second is ignored)."""
+        if self._listener is not None:
+            return
+        self._listener = listener
+        if self._probe is not None and self._config is not None:
+            self._probe.attach(_scrubbing(listener, self._config))
+
+    def started(self, probe: Probe, config: ConnectorConfig) -> None:
+        """run_check's: the check's probe is made."""
+        self._probe, self._config = probe, config
+        if self._listener is not None:
+            probe.attach(_scrubbing(self._listener, config))
+
+
 def cancel_check(task: asyncio.Task[Any]) -> None:
     """Stop the check that ``task`` runs through :func:`run_check`: it ends failed, type
     ``cancelled`` (the step that ran failed, the rest skipped), as a result, not an exception."""
@@ -334,15 +359,28 @@ def cancel_check(task: asyncio.Task[Any]) -> None:
 class Probe:
     """Runs and records the steps of one check. Connectors use :meth:`step`."""
 
-    def __init__(self, step_names: tuple[str, ...], deadline: float, listener: Listener | None = None) -> None:
+    def __init__(self, step_names: tuple[str, ...], deadline: float) -> None:
         self.step_names = step_names
         self.deadline = deadline  # time.monotonic() value
         self.steps: list[Step] = []
         self.current: Step | None = None
         self.warnings: list[CheckWarning] = []
-        self.listener = listener  # told each step's start and end and each warning (run_check's)
+        self.listener: Listener | None = None  # told each step's start and end and each warning (see attach)
         self._open: set[int] = set()  # the ids of the steps that started and have not ended
         self._told_steps: set[int] = set()  # the ids of the steps whose end was told
+
+    def attach(self, listener: Listener) -> None:
+        """Start telling ``listener``: what happened so far (the plan, the steps begun or
+        ended, the warnings), then each event as it comes."""
+        self.listener = listener
+        self.emit(PlanEvent(self.step_names))
+        for step in self.steps:
+            if step.status != StepStatus.SKIPPED:
+                self.emit(StepEvent(step.name, RUNNING))
+            if id(step) not in self._open:
+                self._tell_end(step)
+        for warning in self.warnings:
+            self.emit(WarningEvent(warning.code, warning.message, warning.hint))
 
     def emit(self, event: ProbeEvent) -> None:
         """Tell the listener, if any; a listener's fault never disturbs the check."""
@@ -510,14 +548,15 @@ async def run_check(
     timeout: float = DEFAULT_TIMEOUT,
     egress: EgressPolicy | None = None,
     profile: Profile | None = None,
-    listener: Listener | None = None,
+    watch: Watch | None = None,
 ) -> CheckResult:
     """Run ``connector``'s check on ``config`` and return its result; never raises for
     the source's faults. The check ends by ``timeout`` seconds (asyncio-cancellable code),
     or when :func:`cancel_check` cancels it (failed, type ``cancelled``).
 
-    ``listener`` is told, as they happen, the plan, each step's start and end (the skipped
-    ones last) and each warning, with secrets masked as in the result.
+    ``watch`` lets a listener be told, as they happen, the plan, each step's start and end
+    (the skipped ones last) and each warning, with secrets masked as in the result (see
+    :class:`Watch`).
 
     ``egress`` is the policy of the addresses the check may connect to (see
     :mod:`connectors.egress`); None keeps the current one, by default
@@ -525,8 +564,9 @@ async def run_check(
     ``profile`` is the service's (see :mod:`connectors.profile`); None keeps the current one."""
     started = time.perf_counter()
     planned = _plan(connector, config)
-    probe = Probe(planned, deadline=time.monotonic() + timeout, listener=_scrubbing(listener, config))
-    probe.emit(PlanEvent(planned))
+    probe = Probe(planned, deadline=time.monotonic() + timeout)
+    if watch is not None:
+        watch.started(probe, config)
     failure: Failure | None = None
     deadline = asyncio.timeout(timeout)
     try:
@@ -629,10 +669,8 @@ def _log_bug(connector: Connector, step: Step | None, exc: Exception, config: Co
     )
 
 
-def _scrubbing(listener: Listener | None, config: ConnectorConfig) -> Listener | None:
+def _scrubbing(listener: Listener, config: ConnectorConfig) -> Listener:
     """``listener``, given every event with the secrets of ``config`` masked as :func:`scrub` masks them."""
-    if listener is None:
-        return None
     secrets = config.secret_values()
 
     def clean(text: str | None) -> str | None:

@@ -14,6 +14,7 @@ An entry's fields: ``e``, the event's name (``plan``, ``step``, ``warning``, ``e
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from dataclasses import dataclass
@@ -116,7 +117,9 @@ def _text(value: bytes | str) -> str:
 class EventReader:
     """Reads jobs' streams for the API (asyncio), on a pool of its own: a reader blocks its
     connection for up to ``block_max`` s, which must not starve the job store's requests.
-    ``connections`` bounds the streams read at once in this process (more wait for a turn)."""
+    ``connections`` bounds the streams read at once in this process: a read that gets no
+    turn within its ``block`` returns nothing, as one that found nothing (its stream then
+    sends a heartbeat and tries again)."""
 
     BATCH = 100
 
@@ -124,21 +127,32 @@ class EventReader:
         pool = aioredis.BlockingConnectionPool.from_url(
             redis_url,
             max_connections=connections,
-            timeout=None,  # a stream waits for its turn; its client sees only heartbeats meanwhile
+            timeout=API_TIMEOUTS["connect"],  # never waited for: the turns below hand out no more
             socket_connect_timeout=API_TIMEOUTS["connect"],
             socket_timeout=block_max + API_TIMEOUTS["read"],
             health_check_interval=10,
         )
         self._redis = aioredis.Redis(connection_pool=pool)
+        self._turns = asyncio.Semaphore(connections)
 
     async def read(self, job_id: str, after: str, block: float | None) -> list[Entry]:
         """The entries of ``job_id``'s stream after the id ``after`` ('0-0': from the first),
-        waiting up to ``block`` s for one (None: not waiting)."""
-        answer: Any = await self._redis.xread(
-            {EVENTS_KEY.format(job_id): after},
-            count=self.BATCH,
-            block=None if block is None else max(1, int(block * 1000)),
-        )
+        waiting up to ``block`` s for one (None: not waiting, but for a turn)."""
+        try:
+            async with asyncio.timeout(block if block is not None else API_TIMEOUTS["read"]):
+                await self._turns.acquire()
+        except TimeoutError:
+            if block is None:
+                raise
+            return []
+        try:
+            answer: Any = await self._redis.xread(
+                {EVENTS_KEY.format(job_id): after},
+                count=self.BATCH,
+                block=None if block is None else max(1, int(block * 1000)),
+            )
+        finally:
+            self._turns.release()
         entries: list[Entry] = []
         for _key, items in answer or []:
             for entry_id, fields in items:

@@ -44,6 +44,8 @@ from worker.keys import (
     RESULT_KEY,
     STARTED_KEY,
     UPDATES_CHANNEL,
+    WATCH_CHANNEL,
+    WATCH_KEY,
     finish_args,
     finish_keys,
 )
@@ -283,6 +285,15 @@ class JobStore:
             await self._finish(keys=keys, args=finish_args(job.id, record, self._ttl))
             view = view_from_record(job, await self._redis.get(result_key))  # whichever final result won
         return view
+
+    async def watch(self, job_id: str) -> None:
+        """Have the worker of ``job_id`` write its events (worker.control): mark it watched,
+        so that a worker that starts it later does, and tell the workers, for the one running it."""
+        key = WATCH_KEY.format(job_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(key, 1, ex=self._ttl)
+            pipe.publish(WATCH_CHANNEL, job_id)
+            await pipe.execute()
 
     async def joined(self, job_id: str) -> None:
         """Count one more request that joined ``job_id`` in this process (see :meth:`cancel`)."""

@@ -13,8 +13,10 @@
 - ``sourcecheck:events:<id>``: the job's live events (a Redis Stream, capped; its last entry
   ``end`` is added with the final result: worker.events)
 - ``sourcecheck:cancel:<id>``: the job was asked to stop (DELETE of the test)
+- ``sourcecheck:watch:<id>``: somebody watches the job's events (its worker writes them)
 - ``sourcecheck:joined:<id>``: how many identical requests joined the job (coalesced)
 - channel ``sourcecheck:cancel``: the id of each job asked to stop, for the workers
+- channel ``sourcecheck:watch``: the id of each job somebody began to watch, for the workers
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ EVENTS_KEY = "sourcecheck:events:{}"
 CANCEL_KEY = "sourcecheck:cancel:{}"
 JOINED_KEY = "sourcecheck:joined:{}"
 CANCEL_CHANNEL = "sourcecheck:cancel"
+WATCH_KEY = "sourcecheck:watch:{}"
+WATCH_CHANNEL = "sourcecheck:watch"
 RATE_WINDOW_SECONDS = 60
 EVENTS_MAXLEN = 256
 """About how many entries a job's stream keeps (a check reports at most a few dozen)."""
@@ -44,6 +48,7 @@ def finish_keys(job_id: str, organization_id: str, fingerprint: str | None, *, r
         COALESCE_KEY.format(fingerprint) if fingerprint else "",
         RECENT_KEY.format(fingerprint) if fingerprint and remember else "",
         EVENTS_KEY.format(job_id),
+        WATCH_KEY.format(job_id),
     ]
 
 

@@ -14,9 +14,11 @@ watches:
 - a probe can be cancelled (:meth:`ProbeRunner.cancel`): its task in the child is
   cancelled (it ends ``cancelled`` within a moment, the other probes there untouched); one
   that ignores it has its child killed ``grace`` s later, like a probe past its deadline;
-- a probe run with ``on_events`` has what its check reports as it goes (the plan, each
-  step's start and end, warnings: :data:`connectors.base.ProbeEvent`) sent back over the
-  same pipe, a batch per turn of the child's loop, ahead of its result;
+- a probe that is watched (``watched`` when it is run, or :meth:`ProbeRunner.watch` while
+  it runs) has what its check reports (the plan, each step's start and end, warnings:
+  :data:`connectors.base.ProbeEvent`; first what happened so far) sent back over the same
+  pipe, a batch per turn of the child's loop, ahead of its result; one nobody watches
+  builds no event;
 - a child may use ``memory_mb`` of memory (``RLIMIT_DATA``: its heap, anonymous mappings
   and thread stacks). The probe whose check meets the bound (a MemoryError) ends
   ``worker_lost`` saying so and is not sent again; the child then exits at once (a
@@ -57,6 +59,7 @@ from connectors.base import (
     Failure,
     Probe,
     ProbeEvent,
+    Watch,
     cancel_check,
     event_json,
     run_check,
@@ -76,6 +79,7 @@ log = logging.getLogger(__name__)
 READY = 0  # the id of the message a child sends once it has started (probe ids start at 1)
 EVENTS = -1  # child → parent: a batch of (probe id, event name, data JSON)
 CANCEL = -1  # parent → child: (CANCEL, probe id)
+WATCH = -2  # parent → child: (WATCH, probe id)
 MAX_EVENTS = 200  # events one probe may send: a check that reports more is cut short (a plugin's loop)
 EXIT_OUT_OF_MEMORY = 12  # ENOMEM: a child's exit code when it stops on a MemoryError
 RESERVE_BYTES = 4 << 20  # held by a child, freed to report that it ran out of memory
@@ -158,6 +162,7 @@ def _child_main(conn: Connection, keys: list[str], memory_mb: int = 0) -> None:
     conn.send((READY, None))  # started: the parent may send probes without charging them our start-up
     loop = asyncio.new_event_loop()
     tasks: dict[int, asyncio.Task[None]] = {}
+    watches: dict[int, Watch] = {}
     pending_events: list[tuple[int, str, str]] = []
     event_counts: dict[int, int] = {}
 
@@ -205,13 +210,13 @@ def _child_main(conn: Connection, keys: list[str], memory_mb: int = 0) -> None:
         watched: bool = False,
     ) -> None:
         logs.replace(context)  # this task's own copy of the context
-        listener = listener_for(probe_id) if watched else None
+        watch = watches[probe_id] = Watch(listener_for(probe_id) if watched else None)
         try:
             connector = get_connector(definition)
             config = connector.parse_config(cipher.decrypt_json(token))
             guard = _MemoryGuard(connector)
             result = await run_check(
-                cast(Connector, guard), config, timeout=timeout, egress=egress, profile=profile, listener=listener
+                cast(Connector, guard), config, timeout=timeout, egress=egress, profile=profile, watch=watch
             )
             if guard.ran_out:
                 exit_out_of_memory(probe_id)
@@ -232,6 +237,7 @@ def _child_main(conn: Connection, keys: list[str], memory_mb: int = 0) -> None:
             )
         log.debug("probe %s of %s ended %s", probe_id, definition, result.status)
         event_counts.pop(probe_id, None)
+        watches.pop(probe_id, None)
         flush_events()  # its events go before its result
         try:  # JSON through the pipe: cheaper than pickling the dataclasses and their enums
             conn.send((probe_id, CHECK_RESULT.dump_json(result)))
@@ -254,6 +260,11 @@ def _child_main(conn: Connection, keys: list[str], memory_mb: int = 0) -> None:
             running = tasks.get(message[1])
             if running is not None:
                 cancel_check(running)
+            return
+        if message[0] == WATCH:
+            watch = watches.get(message[1])
+            if watch is not None:
+                watch.attach(listener_for(message[1]))
             return
         task = loop.create_task(probe(*message))
         tasks[message[0]] = task
@@ -283,6 +294,7 @@ class _Probe:
     context: dict[str, str] = field(default_factory=dict)  # the job's log fields (worker.logs)
     job_id: str | None = None
     on_events: EventSink | None = None
+    watched: bool = False
     cancelled: bool = False
 
 
@@ -313,6 +325,7 @@ class ProbeRunner:
         self._closed = False
         self._jobs: dict[str, _Probe] = {}  # the probes run for a job id, to cancel them
         self._cancelled_early: dict[str, float] = {}  # job ids cancelled before their probe was run here
+        self._watched_early: dict[str, float] = {}  # job ids watched before their probe was run here
         for _ in range(processes):
             self._start_child()
         self._watchdog = threading.Thread(target=self._watch, name="probe-watchdog", daemon=True)
@@ -328,12 +341,13 @@ class ProbeRunner:
         *,
         job_id: str | None = None,
         on_events: EventSink | None = None,
+        watched: bool = False,
     ) -> CheckResult:
         """Run one probe and return its result. Never raises for the probe's faults.
 
-        ``job_id``: what :meth:`cancel` knows it by. ``on_events``: called (from a reader
-        thread: keep it quick) with the probe's events as they come, all of them before the
-        result is returned."""
+        ``job_id``: what :meth:`cancel` and :meth:`watch` know it by. ``on_events``: called
+        (from a reader thread: keep it quick) with the probe's events as they come, all of
+        them before the result is returned, once it is ``watched`` (now or later)."""
         now = time.monotonic()
         probe = _Probe(
             id=next(self._ids),
@@ -345,11 +359,14 @@ class ProbeRunner:
             context=logs.current(),
             job_id=job_id,
             on_events=on_events,
+            watched=watched and on_events is not None,
         )
         if job_id is not None:
             with self._lock:
                 self._jobs[job_id] = probe
                 probe.cancelled = self._cancelled_early.pop(job_id, None) is not None
+                if self._watched_early.pop(job_id, None) is not None and on_events is not None:
+                    probe.watched = True
         try:
             self._dispatch(probe)
             try:  # the watchdog ends every probe by its hard deadline; this is a last guard
@@ -381,6 +398,28 @@ class ProbeRunner:
             try:
                 with child.send_lock:
                     child.conn.send((CANCEL, probe.id))
+            except (OSError, ValueError):
+                self._lose(child, "its pipe broke")
+        return True
+
+    def watch(self, job_id: str) -> bool:
+        """Have the probe of ``job_id`` send its events (what happened so far first); a job
+        not running here yet is remembered for a minute. True when it was running here."""
+        now = time.monotonic()
+        with self._lock:
+            probe = self._jobs.get(job_id)
+            if probe is None:
+                self._watched_early = {j: t for j, t in self._watched_early.items() if now - t < 60}
+                self._watched_early[job_id] = now
+                return False
+            if probe.watched or probe.on_events is None:
+                return True
+            probe.watched = True
+            child = next((c for c in self._children if probe.id in c.inflight), None)
+        if child is not None:
+            try:
+                with child.send_lock:
+                    child.conn.send((WATCH, probe.id))
             except (OSError, ValueError):
                 self._lose(child, "its pipe broke")
         return True
@@ -466,9 +505,7 @@ class ProbeRunner:
             child.inflight[probe.id] = probe
         try:
             with child.send_lock:
-                child.conn.send(
-                    (probe.id, probe.definition, probe.token, remaining, probe.context, probe.on_events is not None)
-                )
+                child.conn.send((probe.id, probe.definition, probe.token, remaining, probe.context, probe.watched))
         except (OSError, ValueError):
             self._lose(child, "its pipe broke")
 

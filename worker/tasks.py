@@ -17,10 +17,10 @@ from connectors.base import CheckResult
 from connectors.errors import FailureType
 from worker import logs, metrics
 from worker.app import TASK_NAME, app
-from worker.cancels import CancelWatcher
+from worker.control import ControlWatcher
 from worker.events import EventWriter
 from worker.records import failed_check, final_record
-from worker.reporting import reporter
+from worker.reporting import Begun, reporter
 from worker.runner import ProbeRunner
 from worker.settings import get_settings
 
@@ -47,7 +47,7 @@ def event_writer() -> EventWriter:
 
 
 _heartbeat: metrics.Heartbeat | None = None
-_cancels: CancelWatcher | None = None
+_control: ControlWatcher | None = None
 _stopping = threading.Event()  # set when the worker begins to shut down
 
 
@@ -74,12 +74,12 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
 
 
 @worker_ready.connect
-def _watch_cancels(**_: Any) -> None:
-    """Hear the cancels of the tests this worker runs (worker.cancels)."""
-    global _cancels
+def _hear_callers(**_: Any) -> None:
+    """Hear the cancels and watchers of the tests this worker runs (worker.control)."""
+    global _control
     probes = runner()
-    _cancels = CancelWatcher(reporter().client, probes.cancel, probes.running_jobs)
-    _cancels.start()
+    _control = ControlWatcher(reporter().client, probes)
+    _control.start()
 
 
 @worker_ready.connect
@@ -130,8 +130,8 @@ def _start_runner(**_: Any) -> None:
 def _stop_runner(**_: Any) -> None:
     if _heartbeat is not None:
         _heartbeat.stop()
-    if _cancels is not None:
-        _cancels.stop()
+    if _control is not None:
+        _control.stop()
     if _runner is not None:
         _runner.close()
 
@@ -162,7 +162,8 @@ def run_probe(self: Task, job: dict[str, Any]) -> str:
     started = datetime.now(UTC)
     worker = self.request.hostname
     report = reporter()
-    if not report.begin(job["job_id"], started_at=started, worker=worker, ttl=ttl):
+    begun = report.begin(job["job_id"], started_at=started, worker=worker, ttl=ttl)
+    if not begun:
         log.info("job %s already has its final result; not run again", job.get("job_id"))
         return "not run: the job already had its final result"  # a redelivered message: the stored result stands
 
@@ -178,6 +179,7 @@ def run_probe(self: Task, job: dict[str, Any]) -> str:
             float(job["timeout"]),
             job_id=job_id,
             on_events=functools.partial(events.put, job_id),
+            watched=begun == Begun.WATCHED,
         )
     except Exception:  # a bug of ours: the job still ends now, not at its deadline
         end(failed_check(FailureType.INTERNAL_ERROR, "The test could not be run"))

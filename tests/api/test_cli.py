@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
 import re
 import signal
 import subprocess
@@ -245,3 +247,31 @@ def test_ctrl_c_while_following_cancels_the_test_and_prints_its_result(
     assert "cancelling the test" in errors
     assert "(cancelled, retryable)" in rest
     assert re.search(r"\brequest\b.*cancelled", rest), rest
+
+
+def test_follow_in_a_terminal_spins_on_the_running_step(stack: Stack, http_server: HttpServer, tmp_path: Path) -> None:
+    config = _config_file(tmp_path, {"url": http_server.url(f"/ok?delay=1.5&tag={uuid.uuid4().hex}")})
+    api = ("--api-url", stack.base_url, "--org", stack.org_id, "--token", stack.token)
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [str(BIN / "sourcecheck"), "test", "--definition", "http", "--config", config, "--follow", *api],
+        env={**stack.env, "TERM": "xterm", "COLUMNS": "100"},
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=subprocess.PIPE,
+    )
+    os.close(follower)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the command ended: the terminal's other end is closed
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(leader)
+    assert process.wait(timeout=30) == 0, output
+    text = output.decode(errors="replace")
+    assert "request..." in text  # the spinner's line while the request step runs
+    assert re.search(r"request\s+\d+\.\d ms", re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text))

@@ -33,6 +33,7 @@ from sourcecheck_client import (
 
 from api.settings import ApiSettings
 from cli.processes import LOOPBACK, api_argv
+from tests.e2e.test_secrets import flower, flower_task
 from tests.helpers import faulty
 from tests.servers import free_port
 from tests.servers.http import HttpServer
@@ -40,10 +41,16 @@ from tests.servers.stack import Stack, _healthy, _wait_for, own_stack
 from tests.servers.tcp import HostPort
 
 pytestmark = pytest.mark.e2e
+__all__ = ["flower"]  # a fixture (tests/e2e/test_secrets.py), used here on this module's stack
 
 HEARTBEAT = 0.4
 QUEUE_TIMEOUT = 2.0
-SETTINGS = {"events_heartbeat_seconds": str(HEARTBEAT), "queue_timeout_seconds": str(QUEUE_TIMEOUT)}
+STREAMS = 2  # event streams one API process reads at once
+SETTINGS = {
+    "events_heartbeat_seconds": str(HEARTBEAT),
+    "queue_timeout_seconds": str(QUEUE_TIMEOUT),
+    "events_streams": str(STREAMS),
+}
 WORKER = "s1"
 
 
@@ -213,6 +220,32 @@ def test_a_reconnect_with_last_event_id_gets_only_what_it_missed_from_another_ap
     assert [(e.event, e.data) for e in again] == [("result", whole[-1].data)]
 
 
+def test_a_test_nobody_watched_writes_no_event_and_its_history_is_told_from_its_result(
+    streams: Stack, http_server: HttpServer
+) -> None:
+    job_id = send(streams, http_test(http_server.url("/ok")), wait=10)["job_info"]["job_id"]
+    answer = poll(streams, job_id).json()
+    assert answer["status"] == "succeeded"
+    redis = streams.redis.client()
+    assert not redis.exists(f"sourcecheck:events:{job_id}")  # a test nobody watches costs Redis no event
+    found = events(streams, job_id)
+    assert found[0].event == "plan" and found[0].data == {"steps": ["resolve", "tcp", "tls", "request"]}
+    assert steps_of(found) == [
+        ("resolve", "running"),
+        ("resolve", "succeeded"),
+        ("tcp", "running"),
+        ("tcp", "succeeded"),
+        ("tls", "skipped"),
+        ("request", "running"),
+        ("request", "succeeded"),
+    ]
+    assert [e.id for e in found] == [f"0-{i}" for i in range(1, len(found) + 1)]
+    assert found[-1].event == "result" and found[-1].data == answer
+    tail = events(streams, job_id, headers={"Last-Event-ID": str(found[3].id)})
+    assert [(e.id, e.data) for e in tail] == [(e.id, e.data) for e in found[4:]]
+    assert not redis.exists(f"sourcecheck:events:{job_id}")
+
+
 def test_an_idle_stream_sends_heartbeats(streams: Stack, http_server: HttpServer) -> None:
     job_id = send(streams, http_test(http_server.url("/ok?delay=2")))["job_info"]["job_id"]
     lines: list[str] = []
@@ -222,6 +255,26 @@ def test_an_idle_stream_sends_heartbeats(streams: Stack, http_server: HttpServer
     beats = [line for line in lines[running:ended] if line == ": keepalive"]
     assert len(beats) >= 2, lines  # 2 s of an idle step at a heartbeat of 0.4 s
     assert found[-1].event == "result"
+
+
+def test_more_watchers_than_the_api_reads_at_once_take_turns_and_all_get_every_event(
+    streams: Stack, http_server: HttpServer
+) -> None:
+    job_id = send(streams, http_test(http_server.url("/ok?delay=2")))["job_info"]["job_id"]
+    redis = streams.redis.client()
+    most = 0
+    with ThreadPoolExecutor(4) as pool:
+        watchers = [pool.submit(events, streams, job_id) for _ in range(4)]
+        while not all(w.done() for w in watchers):
+            # Blocked in XREAD now (flag b): an idle connection shows its last command too.
+            blocked = [c for c in redis.client_list() if c.get("cmd") == "xread" and "b" in c.get("flags", "")]
+            reading = len(blocked)
+            most = max(most, reading)
+            time.sleep(0.02)
+        seen = [w.result() for w in watchers]
+    assert 1 <= most <= STREAMS  # the bound holds with four watchers
+    assert all([(e.event, e.data) for e in found] == [(e.event, e.data) for e in seen[0]] for found in seen)
+    assert steps_of(seen[0])[-1] == ("request", "succeeded")
 
 
 def test_another_organizations_or_an_unknown_job_is_404_and_a_bad_last_event_id_422(
@@ -382,3 +435,24 @@ def test_the_async_client_replays_an_ended_tests_events(streams: Stack, http_ser
     found, result = asyncio.run(watch())
     assert [type(e) for e in found[:2]] == [PlanEvent, StepEvent]
     assert isinstance(found[-1], ResultEvent) and found[-1].result == result
+
+
+# --- Flower ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stack(streams: Stack) -> Stack:
+    """This module's stack, for the fixtures written for the session's (Flower's)."""
+    return streams
+
+
+def test_flower_shows_a_cancelled_test_as_ended(streams: Stack, flower: str) -> None:
+    job_id = send(streams, faulty("sleep", 30), timeout=20)["job_info"]["job_id"]
+    deadline = time.monotonic() + 10
+    while poll(streams, job_id).json()["status"] != "running" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with streams.client() as client:
+        assert client.delete(streams.url(f"/sources/test/{job_id}")).json()["job_info"]["type"] == "cancelled"
+    task = json.loads(flower_task(flower, job_id, timeout=30))[job_id]
+    assert task["state"] == "SUCCESS"  # the task ended normally, with the cancelled result
+    assert "failed (cancelled)" in task["result"]

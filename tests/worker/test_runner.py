@@ -218,7 +218,11 @@ def test_a_cancelled_probe_that_ignores_it_has_its_child_replaced_and_ends_cance
 def test_a_watched_probe_sends_its_events_in_order_before_its_result(runner: ProbeRunner) -> None:
     events: list[tuple[str, str]] = []
     result = runner.run(
-        "faulty", Cipher([KEY]).encrypt_json({"mode": "sleep", "seconds": 0.2}), 5, on_events=events.extend
+        "faulty",
+        Cipher([KEY]).encrypt_json({"mode": "sleep", "seconds": 0.2}),
+        5,
+        on_events=events.extend,
+        watched=True,
     )
     assert result.status == "succeeded"
     assert events[0] == ("plan", '{"steps":["misbehave"]}')
@@ -233,8 +237,28 @@ def test_the_events_of_a_probe_carry_no_secret(runner: ProbeRunner) -> None:
     secret = "Event-Secret-Never-Streamed-42"
     events: list[tuple[str, str]] = []
     config = {"mode": "echo_secret", "password": secret}
-    result = runner.run("faulty", Cipher([KEY]).encrypt_json(config), 5, on_events=events.extend)
+    result = runner.run("faulty", Cipher([KEY]).encrypt_json(config), 5, on_events=events.extend, watched=True)
     assert result.failure.type == "authentication_failed"
     ended = events[-1][1]
     assert '"status":"failed"' in ended and "rejected" in ended
     assert secret not in "".join(data for _, data in events)
+
+
+def test_a_probe_nobody_watches_sends_no_event_until_it_is_watched_then_what_it_missed_first(
+    runner: ProbeRunner,
+) -> None:
+    token = Cipher([KEY]).encrypt_json({"mode": "sleep", "seconds": 0.2})
+    unwatched: list[tuple[str, str]] = []
+    assert runner.run("faulty", token, 5, job_id="job_nobody", on_events=unwatched.extend).status == "succeeded"
+    assert unwatched == []
+    late: list[tuple[str, str]] = []
+    with ThreadPoolExecutor(1) as pool:
+        token = Cipher([KEY]).encrypt_json({"mode": "sleep", "seconds": 1.0})
+        running = pool.submit(runner.run, "faulty", token, 5, job_id="job_late", on_events=late.extend)
+        time.sleep(0.5)  # in its only step
+        assert late == []
+        assert runner.watch("job_late")
+        assert running.result().status == "succeeded"
+    assert [name for name, _ in late] == ["plan", "step", "step"]
+    assert json.loads(late[1][1]) == {"name": "misbehave", "status": "running"}
+    assert json.loads(late[2][1])["status"] == "succeeded"
