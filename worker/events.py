@@ -1,12 +1,12 @@
 """A job's live events: a Redis Stream per job (``sourcecheck:events:<id>``, worker.keys).
 
-The worker writes them: a probe's events come over its child's pipe (worker.runner) and
-the :class:`EventWriter`'s thread appends them, batched, capped (``MAXLEN ~``) and expiring
-with the result, so a test that nobody watches pays a queue append per batch and no Redis
-round trip of its own. The task flushes its job's events before it stores the result, and
-storing the result appends the stream's last entry, ``end`` (worker/lua/finish.lua): a
-reader that meets ``end`` has seen every event. The API reads them with :class:`EventReader`
-(XREAD BLOCK on connections of its own), so any API process serves any job's stream.
+Only a watched job has one (worker.control): its probe's events come over its child's pipe
+(worker.runner) and the :class:`EventWriter`'s thread appends them, batched, capped
+(``MAXLEN ~``) and expiring with the result; a job nobody watches writes nothing. The task
+flushes its job's events before it stores the result, and storing the result appends the
+stream's last entry, ``end`` (worker/lua/finish.lua): a reader that meets ``end`` has seen
+every event. The API reads them with :class:`EventReader` (XREAD BLOCK on connections of
+its own), so any API process serves any job's stream.
 
 An entry's fields: ``e``, the event's name (``plan``, ``step``, ``warning``, ``end``) and
 ``d``, its data as one line of JSON (:func:`connectors.base.event_json`; none for ``end``).

@@ -14,7 +14,7 @@ from fastapi.responses import StreamingResponse
 
 from api.admission import AdmissionSlot
 from api.deps import CurrentOrg, JobId, get_cipher, job_store
-from api.models import ORGANIZATION_ERRORS, TestResult, TestSourceRequest, error_responses
+from api.models import ERROR_RESPONSES, ORGANIZATION_ERRORS, TestResult, TestSourceRequest, error_responses
 from api.services import test_events, tests
 from api.settings import ApiSettings
 from worker.jobs import JobView
@@ -24,6 +24,13 @@ EVENT_ID_PATTERN = r"^\d{1,20}-\d{1,20}$"
 
 class EventStreamResponse(StreamingResponse):
     media_type = "text/event-stream"
+
+
+def _json_errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """``error_responses`` for a route whose success is not JSON: FastAPI would document a
+    model's errors in the route's media type, so the errors' JSON content is given as such."""
+    content = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+    return {code: {**ERROR_RESPONSES[code], "content": content} for code in codes}
 
 
 ERRORS: dict[int | str, dict[str, Any]] = error_responses(*ORGANIZATION_ERRORS)
@@ -165,7 +172,7 @@ def create_router(settings: ApiSettings) -> APIRouter:
                 "description": "The test's events (`text/event-stream`).",
                 "content": {"text/event-stream": {"schema": {"type": "string"}}},
             },
-            **ERRORS,
+            **_json_errors(*ORGANIZATION_ERRORS),
         },
     )
     async def get_test_events(

@@ -295,15 +295,22 @@ def test_another_organizations_or_an_unknown_job_is_404_and_a_bad_last_event_id_
         assert client.get(streams.url(f"/sources/test/{job_id}/events")).status_code == 401
 
 
-def test_a_stream_carries_no_secret(streams: Stack) -> None:
+def test_a_stream_carries_no_secret(streams: Stack, no_worker: None) -> None:
     secret = "Stream-Secret-Never-Sent-77"
     body = {"source_definition_id": "faulty", "configuration": {"mode": "echo_secret", "password": secret}}
     job_id = send(streams, body)["job_info"]["job_id"]
     lines: list[str] = []
-    found = events(streams, job_id, lines=lines)
+    with ThreadPoolExecutor(1) as pool:
+        watching = pool.submit(events, streams, job_id, lines=lines)
+        time.sleep(0.5)  # the stream is open: the job is watched before a worker starts it
+        streams.start_worker(WORKER)
+        found = watching.result(timeout=60)
     assert found[-1].data["job_info"]["type"] == "authentication_failed"
     assert any("rejected" in line for line in lines)
     assert secret not in "\n".join(lines)
+    stored = streams.redis.client().xrange(f"sourcecheck:events:{job_id}")
+    assert len(stored) >= 4  # plan, the step's start and end, end: written by the worker as it ran
+    assert secret.encode() not in b"".join(k + v for _, fields in stored for k, v in fields.items())
 
 
 # --- cancel --------------------------------------------------------------------------------------
