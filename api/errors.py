@@ -9,6 +9,9 @@ ApiLayerError                      every error this package raises on purpose
 │   ├── InvalidRequest       422   the request is malformed
 │   │   ├── InvalidConfigurationError  422   the configuration fails its connector's schema (fields named)
 │   │   └── SecretsRequired  422   a change of destination without the stored secrets sent again
+│   ├── Conflict             409   the request conflicts with the state of what it names
+│   │   ├── TestEnded        409   cancel of a test that has ended (it is unchanged)
+│   │   └── TestShared       409   cancel of a test identical requests joined (coalesced)
 │   ├── PayloadTooLarge      413
 │   ├── TooManyRequests      429   the organization is at its limit of tests; retry after Retry-After
 │   └── ServiceUnavailable   503   Redis or the database cannot be reached; retry later
@@ -60,6 +63,21 @@ class Unauthorized(ApiError):
 class NotFound(ApiError):
     status_code = 404
     code = "not_found"
+
+
+class Conflict(ApiError):
+    status_code = 409
+    code = "conflict"
+
+
+class TestEnded(Conflict):
+    __test__ = False  # not a pytest class
+    code = "test_ended"
+
+
+class TestShared(Conflict):
+    __test__ = False
+    code = "test_shared"
 
 
 class InvalidRequest(ApiError):

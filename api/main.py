@@ -44,7 +44,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_api_settings()
     all_connectors()  # import every connector now, not in the first requests (imports serialize threads)
     init_db()
-    store = JobStore(celery_app, settings.redis_url, settings.result_ttl_seconds)
+    store = JobStore(
+        celery_app,
+        settings.redis_url,
+        settings.result_ttl_seconds,
+        stream_connections=settings.events_streams,
+        stream_block_max=settings.events_heartbeat_seconds,
+    )
     await store.start()
     app.state.job_store = store
     recorder = Recorder(settings.redis_url, get_engine(), settings)  # the sources' test history (api/recorder.py)

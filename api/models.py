@@ -338,6 +338,7 @@ ERROR_RESPONSES: dict[int, dict[str, Any]] = {
         "description": "Unknown organization (or the key's organization is another one), source, workspace, "
         "definition or job: never told apart from one that exists elsewhere."
     },
+    409: {"description": "The request conflicts with the state of what it names (`code` and `message` say which)."},
     413: {"description": "The request body is larger than the limit (64 KiB by default)."},
     422: {
         "description": "Malformed request: a path, query or body field (named in `errors`, values never echoed), "

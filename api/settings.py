@@ -52,6 +52,20 @@ class ApiSettings(Settings):
         description="Largest head (request line and headers) of a connection's first request; larger: 431 and the "
         "connection is closed (api.server.HeadBoundProtocol).",
     )
+    events_heartbeat_seconds: float = Field(
+        15.0,
+        gt=0,
+        le=300,
+        description="How often an idle test event stream (GET .../sources/test/{job_id}/events) sends a comment "
+        "line, so that proxies do not close it.",
+    )
+    events_streams: int = Field(
+        256,
+        ge=1,
+        le=100_000,
+        description="Event streams one API process reads from Redis at once (a Redis connection each); more wait "
+        "their turn, sent only heartbeats meanwhile.",
+    )
     metrics_port: int = Field(
         9100,
         ge=1,

@@ -33,18 +33,29 @@ def _marks() -> dict[str, str]:
     return {"succeeded": "✓", "failed": "✗", "skipped": "·"}
 
 
-def _print_verdict(result: CheckResult) -> None:
-    """The steps, one a line with their timing, then the verdict (and the hint on failure)."""
-    marks = _marks()
+STEP_WIDTH = 12
+"""The width of a step's name when the steps are printed as they come (their longest is not known yet)."""
+
+
+def _print_step(step: Step, width: int) -> None:
+    """One step, its timing and its message on a line."""
     colors = {"succeeded": "green", "failed": "red"}
-    width = max((len(s.name) for s in result.steps), default=0)
+    mark = typer.style(_marks().get(step.status, "?"), fg=colors.get(step.status))
+    timing = "" if step.status == "skipped" else f"{step.duration_ms:.1f} ms"
+    message = step.message or step.status
+    if step.status == "skipped":
+        message = typer.style(message, dim=True)
+    typer.echo(f"  {mark} {step.name:<{width}}  {timing:>10}  {message}")
+
+
+def _print_verdict(result: CheckResult, printed: frozenset[str] = frozenset()) -> None:
+    """The steps (but those ``printed`` already), one a line with their timing, then the
+    verdict (and the hint on failure)."""
+    marks = _marks()
+    width = STEP_WIDTH if printed else max((len(s.name) for s in result.steps), default=0)
     for step in result.steps:
-        mark = typer.style(marks.get(step.status, "?"), fg=colors.get(step.status))
-        timing = "" if step.status == "skipped" else f"{step.duration_ms:.1f} ms"
-        message = step.message or step.status
-        if step.status == "skipped":
-            message = typer.style(message, dim=True)
-        typer.echo(f"  {mark} {step.name:<{width}}  {timing:>10}  {message}")
+        if step.name not in printed:
+            _print_step(step, width)
     took = f" in {result.duration_ms:.1f} ms" if result.duration_ms else ""
     failure = result.failure
     if failure is None:
@@ -212,11 +223,18 @@ def test_through_api(
             min=1.0, help="How long to wait for the result in all, polling when the API answers 'still running'."
         ),
     ] = 120.0,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow", "-f", help="Print each step as it happens (the test's event stream); Ctrl-C cancels the test."
+        ),
+    ] = False,
 ) -> None:
     """Test a source through the API (queued, run by a worker), stored or inline.
 
     Prints the same step view as `check`; follows the API's "still running" answers (202)
-    until the result is final.
+    until the result is final. With --follow, each step is printed as it happens (a spinner
+    on the running one in a terminal), and Ctrl-C cancels the test and prints its result.
 
     Exit code: 0 the source works, 1 the check failed, 2 bad input (a refused token, an
     unknown source, an invalid configuration: each bad field is named), 3 no result (the API
@@ -234,6 +252,7 @@ def test_through_api(
             APIError,
             AuthenticationError,
             Client,
+            ConflictError,
             NotFoundError,
             PollTimeoutError,
             ValidationError,
@@ -253,9 +272,10 @@ def test_through_api(
         fail("give the organization: --org org_... or SOURCECHECK_ORG")
 
     what = source or definition
+    printed: frozenset[str] = frozenset()
     try:
         with Client(api_key=token, base_url=api_url, organization_id=organization) as client:
-            with _while_waiting(f"Testing {what} through {api_url}..."):
+            with _while_waiting(f"Testing {what} through {api_url}..." if not follow else f"Sending {what}..."):
                 result = client.knowledge_connectors.test_source(
                     source_id=source,
                     source_definition_id=definition,
@@ -264,7 +284,12 @@ def test_through_api(
                     name=name,
                     timeout=timeout,
                     poll_timeout=poll_timeout,
+                    wait=0 if follow else None,  # following: the job's id at once, then its events
+                    poll=not follow,
                 )
+            if follow and not result.final and result.job_id:
+                typer.echo(f"{what}  job {result.job_id}: following its steps (Ctrl-C cancels it)")
+                result, printed = follow_test(client, result.job_id, ConflictError)
     except ValueError as exc:  # a malformed --api-url
         fail(str(exc))
     except ValidationError as exc:
@@ -298,6 +323,48 @@ def test_through_api(
             steps=steps,
             failure=failure,
             duration_ms=(info.duration_ms if info else None) or 0.0,
-        )
+        ),
+        printed,
     )
     raise typer.Exit(0 if result.succeeded else EXIT_FAILED)
+
+
+def follow_test(client: Any, job_id: str, conflict: type[Exception]) -> tuple[Any, frozenset[str]]:
+    """Print the test's steps as its event stream brings them; Ctrl-C cancels the test.
+    Returns its final result and the names of the steps printed. (``client``: a
+    sourcecheck_client.Client, imported lazily by the caller; ``conflict`` its ConflictError.)"""
+    from sourcecheck_client import ResultEvent, StepEvent
+
+    printed: set[str] = set()
+    console = Console()
+    spinner = console.status("") if console.is_terminal else None
+    connectors = client.knowledge_connectors
+    try:
+        for event in connectors.stream_test(job_id):
+            if isinstance(event, StepEvent) and event.running:
+                if spinner is not None:
+                    spinner.update(f"{event.name}...")
+                    spinner.start()
+            elif isinstance(event, StepEvent):
+                if spinner is not None:
+                    spinner.stop()
+                step = Step(event.name, cast(StepStatus, event.status), float(event.duration_ms or 0), event.message)
+                _print_step(step, STEP_WIDTH)
+                printed.add(event.name)
+            elif isinstance(event, ResultEvent):
+                return event.result, frozenset(printed)
+    except KeyboardInterrupt:
+        if spinner is not None:
+            spinner.stop()
+        typer.echo("cancelling the test...", err=True)
+        try:
+            result = connectors.cancel_test(job_id)
+        except conflict:  # it ended meanwhile: its result stands
+            result = connectors.get_test_result(job_id)
+        if not result.final:
+            result = connectors.wait_for_result(job_id, poll_timeout=10)
+        return result, frozenset(printed)
+    finally:
+        if spinner is not None:
+            spinner.stop()
+    return connectors.wait_for_result(job_id), frozenset(printed)

@@ -11,10 +11,11 @@ and scrubs every secret value from every message.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -261,6 +262,100 @@ CHECK_RESULT: TypeAdapter[CheckResult] = TypeAdapter(CheckResult)
 """A CheckResult's JSON form, both ways: what the worker stores in Redis and the API reads."""
 
 
+RUNNING = "running"
+"""The status a :class:`StepEvent` has when its step starts (a Step itself is never running)."""
+
+
+@dataclass(frozen=True)
+class PlanEvent:
+    """A check starts: the steps it plans, in order."""
+
+    steps: tuple[str, ...]
+    event: ClassVar[str] = "plan"
+
+    def data(self) -> dict[str, Any]:
+        return {"steps": list(self.steps)}
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    """A step starts (``status`` running, nothing else) or ends (its status, duration in whole
+    milliseconds and message)."""
+
+    name: str
+    status: str
+    duration_ms: int | None = None
+    message: str | None = None
+    event: ClassVar[str] = "step"
+
+    @classmethod
+    def ended(cls, step: Step) -> StepEvent:
+        return cls(step.name, step.status, round(step.duration_ms), step.message)
+
+    def data(self) -> dict[str, Any]:
+        if self.status == RUNNING:
+            return {"name": self.name, "status": RUNNING}
+        return {"name": self.name, "status": self.status, "duration_ms": self.duration_ms, "message": self.message}
+
+
+@dataclass(frozen=True)
+class WarningEvent:
+    """A warning, as it is found."""
+
+    code: str
+    message: str
+    hint: str
+    event: ClassVar[str] = "warning"
+
+    def data(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "hint": self.hint}
+
+
+ProbeEvent = PlanEvent | StepEvent | WarningEvent
+"""What a check reports as it goes (the live stream of a test: docs/execution-model.md)."""
+Listener = Callable[[ProbeEvent], None]
+
+
+def event_json(event: ProbeEvent) -> str:
+    """An event's data as one line of JSON (what the stream's ``data:`` carries)."""
+    return json.dumps(event.data(), separators=(",", ":"), ensure_ascii=False)
+
+
+CANCEL_REASON = "sourcecheck: the test was cancelled"
+"""The message of the cancellation :func:`cancel_check` sends; run_check tells it from any other."""
+
+
+class Watch:
+    """Watches a check that :func:`run_check` runs, from any moment: :meth:`attach` a
+    listener (before or during the check) and it is told what happened so far, then each
+    event as it comes, secrets masked as in the result. A check nobody watches builds no event."""
+
+    def __init__(self, listener: Listener | None = None) -> None:
+        self._listener = listener
+        self._probe: Probe | None = None
+        self._config: ConnectorConfig | None = None
+
+    def attach(self, listener: Listener) -> None:
+        """Tell ``listener`` this check's events (one listener; a second is ignored)."""
+        if self._listener is not None:
+            return
+        self._listener = listener
+        if self._probe is not None and self._config is not None:
+            self._probe.attach(_scrubbing(listener, self._config))
+
+    def started(self, probe: Probe, config: ConnectorConfig) -> None:
+        """run_check's: the check's probe is made."""
+        self._probe, self._config = probe, config
+        if self._listener is not None:
+            probe.attach(_scrubbing(self._listener, config))
+
+
+def cancel_check(task: asyncio.Task[Any]) -> None:
+    """Stop the check that ``task`` runs through :func:`run_check`: it ends failed, type
+    ``cancelled`` (the step that ran failed, the rest skipped), as a result, not an exception."""
+    task.cancel(CANCEL_REASON)
+
+
 class Probe:
     """Runs and records the steps of one check. Connectors use :meth:`step`."""
 
@@ -272,6 +367,32 @@ class Probe:
         self.warnings: list[CheckWarning] = []
         self.about: dict[str, list[str]] = {}
         """The configuration fields each step is about (see :meth:`step`), by step name."""
+        self.listener: Listener | None = None  # told each step's start and end and each warning (see attach)
+        self._open: set[int] = set()  # the ids of the steps that started and have not ended
+        self._told_steps: set[int] = set()  # the ids of the steps whose end was told
+
+    def attach(self, listener: Listener) -> None:
+        """Start telling ``listener``: what happened so far (the plan, the steps begun or
+        ended, the warnings), then each event as it comes."""
+        self.listener = listener
+        self.emit(PlanEvent(self.step_names))
+        for step in self.steps:
+            if step.status != StepStatus.SKIPPED:
+                self.emit(StepEvent(step.name, RUNNING))
+            if id(step) not in self._open:
+                self._tell_end(step)
+        for warning in self.warnings:
+            self.emit(WarningEvent(warning.code, warning.message, warning.hint))
+
+    def emit(self, event: ProbeEvent) -> None:
+        """Tell the listener, if any; a listener's fault never disturbs the check."""
+        if self.listener is None:
+            return
+        try:
+            self.listener(event)
+        except Exception:
+            log.exception("a probe listener failed; its events are dropped")
+            self.listener = None
 
     def remaining(self) -> float:
         """Seconds left before the check's deadline (never negative)."""
@@ -282,6 +403,7 @@ class Probe:
         too: what was found before the failure stays true). run_check masks secrets in it."""
         if len(self.warnings) < MAX_WARNINGS:
             self.warnings.append(CheckWarning(code=code, message=message, hint=hint))
+            self.emit(WarningEvent(code, message, hint))
 
     @asynccontextmanager
     async def step(
@@ -294,20 +416,48 @@ class Probe:
         the check during it (a ProbeFailure names its own)."""
         if fields:
             self.about[name] = list(fields)
+        self._tell_recorded()
         step = Step(name=name, status=StepStatus.SUCCEEDED, message=success_message)
         self.steps.append(step)
         self.current = step
+        self._open.add(id(step))
+        self.emit(StepEvent(name, RUNNING))
         started = time.perf_counter()
+        ended = False  # by the step itself; any other exception is reported by run_check
         try:
             yield step
         except ProbeFailure as failure:
             step.status = StepStatus.FAILED
             step.message = failure.message
+            ended = True
             raise
         else:
             self.current = None  # left set on any exception: run_check blames this step
+            ended = True
         finally:
             step.duration_ms = round((time.perf_counter() - started) * 1000, 2)
+            if ended:
+                self._open.discard(id(step))
+                self._tell_end(step)
+
+    def report_unended(self) -> None:
+        """Tell the end of every step not told yet: the ones a timeout, a bug or a cancel
+        stopped (run_check calls it once it has marked them)."""
+        self._open.clear()
+        self._tell_recorded()
+
+    def _tell_recorded(self) -> None:
+        """Tell the steps a connector recorded itself (a ``tls`` skipped for a plain URL)
+        before the next step starts, so that they come in their order."""
+        if self.listener is None:
+            return
+        for step in self.steps:
+            if id(step) not in self._told_steps and id(step) not in self._open:
+                self._tell_end(step)
+
+    def _tell_end(self, step: Step) -> None:
+        self._told_steps.add(id(step))
+        self.emit(StepEvent.ended(step))
 
 
 class Connector(ABC):
@@ -408,9 +558,15 @@ async def run_check(
     timeout: float = DEFAULT_TIMEOUT,
     egress: EgressPolicy | None = None,
     profile: Profile | None = None,
+    watch: Watch | None = None,
 ) -> CheckResult:
     """Run ``connector``'s check on ``config`` and return its result; never raises for
-    the source's faults. The check ends by ``timeout`` seconds (asyncio-cancellable code).
+    the source's faults. The check ends by ``timeout`` seconds (asyncio-cancellable code),
+    or when :func:`cancel_check` cancels it (failed, type ``cancelled``).
+
+    ``watch`` lets a listener be told, as they happen, the plan, each step's start and end
+    (the skipped ones last) and each warning, with secrets masked as in the result (see
+    :class:`Watch`).
 
     ``egress`` is the policy of the addresses the check may connect to (see
     :mod:`connectors.egress`); None keeps the current one, by default
@@ -419,6 +575,8 @@ async def run_check(
     started = time.perf_counter()
     planned = _plan(connector, config)
     probe = Probe(planned, deadline=time.monotonic() + timeout)
+    if watch is not None:
+        watch.started(probe, config)
     failure: Failure | None = None
     deadline = asyncio.timeout(timeout)
     try:
@@ -446,6 +604,18 @@ async def run_check(
             step.status = StepStatus.FAILED
             step.message = message
         failure = Failure.of(kind, message, fields=probe.about.get(step.name, []) if step else [])
+    except asyncio.CancelledError as exc:
+        if CANCEL_REASON not in exc.args:
+            raise  # not ours to turn into a result (the loop or a caller's cancellation)
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        step = probe.current
+        name = step.name if step else "check"
+        if step is not None:
+            step.status = StepStatus.FAILED
+            step.message = "cancelled"
+        failure = Failure.of(FailureType.CANCELLED, f"The test was cancelled during step '{name}'")
     except Exception as exc:  # a bug in the connector: its text may hold a secret
         step = probe.current
         if step is not None:
@@ -456,8 +626,12 @@ async def run_check(
         failure = Failure.of(FailureType.INTERNAL_ERROR, f"The check stopped on an unexpected {type(exc).__name__}")
     if failure is not None and not failure.fields and failure.type in _ABOUT_THE_DESTINATION:
         failure.fields = _destination_fields(connector, config)
+    probe.report_unended()
     reached = {s.name for s in probe.steps}
-    steps = probe.steps + [Step(name=n, status=StepStatus.SKIPPED) for n in planned if n not in reached and failure]
+    skipped = [Step(name=n, status=StepStatus.SKIPPED) for n in planned if n not in reached and failure]
+    for step in skipped:
+        probe.emit(StepEvent.ended(step))  # not recorded in the probe: told once, here
+    steps = probe.steps + skipped
     order = {name: i for i, name in enumerate(planned)}
     steps.sort(key=lambda s: order.get(s.name, len(order)))  # stable: undeclared steps keep their place at the end
     result = CheckResult(
@@ -503,6 +677,23 @@ def _log_bug(connector: Connector, step: Step | None, exc: Exception, config: Co
         step.name if step else "(none)",
         redacted_traceback(exc, config.secret_values()),
     )
+
+
+def _scrubbing(listener: Listener, config: ConnectorConfig) -> Listener:
+    """``listener``, given every event with the secrets of ``config`` masked as :func:`scrub` masks them."""
+    secrets = config.secret_values()
+
+    def clean(text: str | None) -> str | None:
+        return mask_secrets(text, secrets) if text and secrets else text
+
+    def told(event: ProbeEvent) -> None:
+        if isinstance(event, StepEvent) and event.message:
+            event = StepEvent(event.name, event.status, event.duration_ms, clean(event.message))
+        elif isinstance(event, WarningEvent):
+            event = WarningEvent(event.code, clean(event.message) or "", clean(event.hint) or "")
+        listener(event)
+
+    return told
 
 
 def scrub(result: CheckResult, secrets: list[str]) -> CheckResult:

@@ -41,6 +41,7 @@ class FailureType(StrEnum):
     EGRESS_BLOCKED = "egress_blocked"
     RATE_LIMITED = "rate_limited"
     PROVIDER_UNAVAILABLE = "provider_unavailable"
+    CANCELLED = "cancelled"
 
 
 # Whether running the same test again, unchanged, may give another answer.
@@ -60,6 +61,7 @@ RETRYABLE: dict[FailureType, bool] = {
     FailureType.EGRESS_BLOCKED: False,
     FailureType.RATE_LIMITED: True,
     FailureType.PROVIDER_UNAVAILABLE: True,
+    FailureType.CANCELLED: True,
 }
 
 DEFAULT_HINTS: dict[FailureType, str] = {
@@ -91,6 +93,8 @@ DEFAULT_HINTS: dict[FailureType, str] = {
     "time it asked for; if it persists, other clients may be using up the same quota.",
     FailureType.PROVIDER_UNAVAILABLE: "The provider could not handle the request now (an outage or maintenance), "
     "which is not a fault of this configuration: check its status page, then try again.",
+    FailureType.CANCELLED: "The test was cancelled before it finished (DELETE of the test, or Ctrl-C): run it "
+    "again to get an answer.",
 }
 
 

@@ -20,6 +20,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -29,21 +30,28 @@ from redis.exceptions import RedisError
 from worker.app import API_TIMEOUTS, TASK_NAME
 from worker.crypto import Cipher
 from worker.errors import OrganizationBusy, OrganizationRateLimited
+from worker.events import EventReader
 from worker.keys import (
+    CANCEL_CHANNEL,
+    CANCEL_KEY,
     COALESCE_KEY,
     INFLIGHT_KEY,
     JOB_KEY,
+    JOINED_KEY,
     RATE_KEY,
     RATE_WINDOW_SECONDS,
     RECENT_KEY,
     RESULT_KEY,
     STARTED_KEY,
     UPDATES_CHANNEL,
+    WATCH_CHANNEL,
+    WATCH_KEY,
+    finish_args,
     finish_keys,
 )
-from worker.lua import FINISH, SUBMIT
+from worker.lua import CANCEL, FINISH, SUBMIT
 from worker.model import FINISH_GRACE_SECONDS, Job, JobStatus, JobView, fingerprint, new_job
-from worker.records import view_from_record, written_off
+from worker.records import cancelled_before_start, view_from_record, written_off
 from worker.seams.kombu import queue_key, task_message
 
 __all__ = [  # what the API and the tests import from here
@@ -55,6 +63,7 @@ __all__ = [  # what the API and the tests import from here
     "JobStatus",
     "JobStore",
     "JobView",
+    "CancelOutcome",
     "OrganizationBusy",
     "OrganizationRateLimited",
     "fingerprint",
@@ -66,6 +75,15 @@ log = logging.getLogger(__name__)
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+class CancelOutcome(StrEnum):
+    """What asking a job to stop did (worker/lua/cancel.lua)."""
+
+    FINAL = "final"  # it had ended: nothing changed
+    SHARED = "shared"  # identical requests joined it: refused, nothing changed
+    RUNNING = "running"  # its worker was told; it ends cancelled within a moment
+    PENDING = "pending"  # not started: it ended cancelled now, and will never run
 
 
 class JobStore:
@@ -82,7 +100,15 @@ class JobStore:
     POLL_SECONDS = 2.0
     POOL_SIZE = 64
 
-    def __init__(self, app: Celery, redis_url: str, result_ttl: int) -> None:
+    def __init__(
+        self,
+        app: Celery,
+        redis_url: str,
+        result_ttl: int,
+        *,
+        stream_connections: int = 256,
+        stream_block_max: float = 15.0,
+    ) -> None:
         self._app = app
         self._ttl = result_ttl
         self._queue = str(app.conf.task_default_queue)
@@ -106,6 +132,8 @@ class JobStore:
         self._listener: asyncio.Task[None] | None = None
         self._submit = self._redis.register_script(SUBMIT)
         self._finish = self._redis.register_script(FINISH)
+        self._cancel = self._redis.register_script(CANCEL)
+        self.events = EventReader(redis_url, stream_connections, stream_block_max)
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -135,6 +163,7 @@ class JobStore:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
+        await self.events.close()
         await self._redis.aclose()
 
     async def _listen(self) -> None:
@@ -224,6 +253,7 @@ class JobStore:
             max(1, to_deadline),
             message,
             JOB_KEY.format(""),
+            JOINED_KEY.format(""),
         ]
         answer = await self._submit(keys=keys, args=args)
         outcome = _text(answer[0])
@@ -252,9 +282,44 @@ class JobStore:
             # A job written off is not the latest result of its test.
             keys = finish_keys(job.id, job.organization_id, job.fingerprint, remember=False)
             record = written_off(view, now)
-            await self._finish(keys=keys, args=[record, self._ttl, job.id, UPDATES_CHANNEL.format(job.id)])
+            await self._finish(keys=keys, args=finish_args(job.id, record, self._ttl))
             view = view_from_record(job, await self._redis.get(result_key))  # whichever final result won
         return view
+
+    async def watch(self, job_id: str) -> None:
+        """Have the worker of ``job_id`` write its events (worker.control): mark it watched,
+        so that a worker that starts it later does, and tell the workers, for the one running it."""
+        key = WATCH_KEY.format(job_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(key, 1, ex=self._ttl)
+            pipe.publish(WATCH_CHANNEL, job_id)
+            await pipe.execute()
+
+    async def joined(self, job_id: str) -> None:
+        """Count one more request that joined ``job_id`` in this process (see :meth:`cancel`)."""
+        key = JOINED_KEY.format(job_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, self._ttl)
+            await pipe.execute()
+
+    async def cancel(self, view: JobView) -> CancelOutcome:
+        """Ask ``view``'s job to stop (see :class:`CancelOutcome`). A job that identical
+        requests joined is not cancelled: one caller must not end the others' test."""
+        job = view.job
+        keys = [
+            RESULT_KEY.format(job.id),
+            STARTED_KEY.format(job.id),
+            CANCEL_KEY.format(job.id),
+            JOINED_KEY.format(job.id),
+        ]
+        outcome = CancelOutcome(_text(await self._cancel(keys=keys, args=[self._ttl, job.id, CANCEL_CHANNEL])))
+        if outcome == CancelOutcome.PENDING:
+            # Ended here, now: the worker that takes its message finds the result and does not run it.
+            keys = finish_keys(job.id, job.organization_id, job.fingerprint, remember=False)
+            record = cancelled_before_start(datetime.now(UTC))
+            await self._finish(keys=keys, args=finish_args(job.id, record, self._ttl))
+        return outcome
 
     async def recent(self, fingerprint: str, max_age: float) -> JobView | None:
         """The last finished job of an identical test, if it ended within ``max_age`` s."""

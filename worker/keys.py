@@ -14,6 +14,13 @@
   record says ``recorded``), appended by ``finish.lua`` and consumed by the API's recorder
   (``api/history.py``, consumer group ``recorders``) into the metadata database; capped at
   about 100,000 entries not yet recorded
+- ``sourcecheck:events:<id>``: the job's live events (a Redis Stream, capped; its last entry
+  ``end`` is added with the final result: worker.events)
+- ``sourcecheck:cancel:<id>``: the job was asked to stop (DELETE of the test)
+- ``sourcecheck:watch:<id>``: somebody watches the job's events (its worker writes them)
+- ``sourcecheck:joined:<id>``: how many identical requests joined the job (coalesced)
+- channel ``sourcecheck:cancel``: the id of each job asked to stop, for the workers
+- channel ``sourcecheck:watch``: the id of each job somebody began to watch, for the workers
 """
 
 from __future__ import annotations
@@ -26,9 +33,17 @@ INFLIGHT_KEY = "sourcecheck:inflight:{}"
 COALESCE_KEY = "sourcecheck:coalesce:{}"
 RECENT_KEY = "sourcecheck:recent:{}"
 RATE_KEY = "sourcecheck:rate:{}"
+EVENTS_KEY = "sourcecheck:events:{}"
+CANCEL_KEY = "sourcecheck:cancel:{}"
+JOINED_KEY = "sourcecheck:joined:{}"
+CANCEL_CHANNEL = "sourcecheck:cancel"
+WATCH_KEY = "sourcecheck:watch:{}"
+WATCH_CHANNEL = "sourcecheck:watch"
 RATE_WINDOW_SECONDS = 60
 HISTORY_STREAM = "sourcecheck:history"
 HISTORY_GROUP = "recorders"
+EVENTS_MAXLEN = 256
+"""About how many entries a job's stream keeps (a check reports at most a few dozen)."""
 
 
 def finish_keys(job_id: str, organization_id: str, fingerprint: str | None, *, remember: bool) -> list[str]:
@@ -40,4 +55,11 @@ def finish_keys(job_id: str, organization_id: str, fingerprint: str | None, *, r
         RECENT_KEY.format(fingerprint) if fingerprint and remember else "",
         JOB_KEY.format(job_id),  # says whether the result goes into the source's history
         HISTORY_STREAM,
+        EVENTS_KEY.format(job_id),
+        WATCH_KEY.format(job_id),
     ]
+
+
+def finish_args(job_id: str, record: str, ttl: int) -> list[str | int]:
+    """The ARGV of ``worker/lua/finish.lua``."""
+    return [record, ttl, job_id, UPDATES_CHANNEL.format(job_id), EVENTS_MAXLEN]

@@ -67,6 +67,12 @@ def written_off(view: JobView, now: datetime) -> str:
     return final_record(check, started_at=view.started_at, ended_at=now, worker=view.worker)
 
 
+def cancelled_before_start(now: datetime) -> str:
+    """The final record of a job cancelled before a worker started it."""
+    check = failed_check(FailureType.CANCELLED, "The test was cancelled before it started")
+    return final_record(check, started_at=None, ended_at=now, worker=None)
+
+
 def view_from_record(job: Job, raw: str | bytes | None) -> JobView:
     """Turn a started or final record (or None: not started) into a JobView."""
     if not raw:

@@ -11,6 +11,14 @@ watches:
   the same child are sent again to another child with the time they have left;
 - a child that dies (segfault, ``os._exit``) is replaced; its probes are sent again
   once, and a probe that was on two children that died ends ``worker_lost``;
+- a probe can be cancelled (:meth:`ProbeRunner.cancel`): its task in the child is
+  cancelled (it ends ``cancelled`` within a moment, the other probes there untouched); one
+  that ignores it has its child killed ``grace`` s later, like a probe past its deadline;
+- a probe that is watched (``watched`` when it is run, or :meth:`ProbeRunner.watch` while
+  it runs) has what its check reports (the plan, each step's start and end, warnings:
+  :data:`connectors.base.ProbeEvent`; first what happened so far) sent back over the same
+  pipe, a batch per turn of the child's loop, ahead of its result; one nobody watches
+  builds no event;
 - a child may use ``memory_mb`` of memory (``RLIMIT_DATA``: its heap, anonymous mappings
   and thread stacks). The probe whose check meets the bound (a MemoryError) ends
   ``worker_lost`` saying so and is not sent again; the child then exits at once (a
@@ -26,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import itertools
 import logging
@@ -35,6 +44,7 @@ import resource
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -48,6 +58,10 @@ from connectors.base import (
     ConnectorConfig,
     Failure,
     Probe,
+    ProbeEvent,
+    Watch,
+    cancel_check,
+    event_json,
     run_check,
 )
 from connectors.errors import ConnectorError, FailureType
@@ -63,6 +77,10 @@ log = logging.getLogger(__name__)
 # --- the child: one asyncio loop running many probes ----------------------------------
 
 READY = 0  # the id of the message a child sends once it has started (probe ids start at 1)
+EVENTS = -1  # child → parent: a batch of (probe id, event name, data JSON)
+CANCEL = -1  # parent → child: (CANCEL, probe id)
+WATCH = -2  # parent → child: (WATCH, probe id)
+MAX_EVENTS = 200  # events one probe may send: a check that reports more is cut short (a plugin's loop)
 EXIT_OUT_OF_MEMORY = 12  # ENOMEM: a child's exit code when it stops on a MemoryError
 RESERVE_BYTES = 4 << 20  # held by a child, freed to report that it ran out of memory
 
@@ -113,6 +131,11 @@ class _MemoryGuard:
             raise
 
 
+def cancelled_check(message: str = "The test was cancelled before it started") -> CheckResult:
+    """The result of a probe cancelled outside its check (before it ran, or by killing its process)."""
+    return failed_check(FailureType.CANCELLED, message)
+
+
 def _child_main(conn: Connection, keys: list[str], memory_mb: int = 0) -> None:
     # The parent decides when children stop: a Ctrl-C or a SIGTERM sent to the whole
     # process group (systemd, a terminal) lets the worker finish its probes first; the
@@ -138,7 +161,32 @@ def _child_main(conn: Connection, keys: list[str], memory_mb: int = 0) -> None:
     gc.freeze()  # start-up's objects stay: the collector need not scan them again
     conn.send((READY, None))  # started: the parent may send probes without charging them our start-up
     loop = asyncio.new_event_loop()
-    tasks: set[asyncio.Task[None]] = set()
+    tasks: dict[int, asyncio.Task[None]] = {}
+    watches: dict[int, Watch] = {}
+    pending_events: list[tuple[int, str, str]] = []
+    event_counts: dict[int, int] = {}
+
+    def flush_events() -> None:
+        if not pending_events:
+            return
+        batch = pending_events.copy()
+        pending_events.clear()
+        try:
+            conn.send((EVENTS, batch))
+        except MemoryError:
+            exit_out_of_memory(None)
+
+    def listener_for(probe_id: int) -> Callable[[ProbeEvent], None]:
+        def told(event: ProbeEvent) -> None:
+            count = event_counts.get(probe_id, 0)
+            if count >= MAX_EVENTS:
+                return
+            event_counts[probe_id] = count + 1
+            if not pending_events:
+                loop.call_soon(flush_events)  # one pipe message per turn of the loop, not per event
+            pending_events.append((probe_id, event.event, event_json(event)))
+
+        return told
 
     def on_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         if isinstance(context.get("exception"), MemoryError):  # in a callback or another task: no probe to blame
@@ -154,18 +202,28 @@ def _child_main(conn: Connection, keys: list[str], memory_mb: int = 0) -> None:
     threading.excepthook = on_thread_error
 
     async def probe(
-        probe_id: int, definition: str, token: str, timeout: float, context: dict[str, str] | None = None
+        probe_id: int,
+        definition: str,
+        token: str,
+        timeout: float,
+        context: dict[str, str] | None = None,
+        watched: bool = False,
     ) -> None:
         logs.replace(context)  # this task's own copy of the context
+        watch = watches[probe_id] = Watch(listener_for(probe_id) if watched else None)
         try:
             connector = get_connector(definition)
             config = connector.parse_config(cipher.decrypt_json(token))
             guard = _MemoryGuard(connector)
-            result = await run_check(cast(Connector, guard), config, timeout=timeout, egress=egress, profile=profile)
+            result = await run_check(
+                cast(Connector, guard), config, timeout=timeout, egress=egress, profile=profile, watch=watch
+            )
             if guard.ran_out:
                 exit_out_of_memory(probe_id)
         except MemoryError:
             exit_out_of_memory(probe_id)
+        except asyncio.CancelledError:  # cancelled outside run_check's reach (only the parent cancels here)
+            result = cancelled_check("The test was cancelled")
         except InvalidToken:
             result = failed_check(
                 FailureType.INTERNAL_ERROR, "The worker could not decrypt this test's configuration (key mismatch)"
@@ -178,10 +236,19 @@ def _child_main(conn: Connection, keys: list[str], memory_mb: int = 0) -> None:
                 FailureType.INTERNAL_ERROR, f"The check stopped on an unexpected {type(exc).__name__}"
             )
         log.debug("probe %s of %s ended %s", probe_id, definition, result.status)
+        event_counts.pop(probe_id, None)
+        watches.pop(probe_id, None)
+        flush_events()  # its events go before its result
         try:  # JSON through the pipe: cheaper than pickling the dataclasses and their enums
             conn.send((probe_id, CHECK_RESULT.dump_json(result)))
         except MemoryError:
             exit_out_of_memory(None)
+
+    def ended(probe_id: int, task: asyncio.Task[None]) -> None:
+        tasks.pop(probe_id, None)
+        if task.cancelled():  # cancelled before its coroutine began: it has reported nothing
+            with contextlib.suppress(OSError):
+                conn.send((probe_id, CHECK_RESULT.dump_json(cancelled_check())))
 
     def readable() -> None:
         try:
@@ -189,9 +256,19 @@ def _child_main(conn: Connection, keys: list[str], memory_mb: int = 0) -> None:
         except (EOFError, OSError):
             loop.stop()  # the parent is gone
             return
+        if message[0] == CANCEL:
+            running = tasks.get(message[1])
+            if running is not None:
+                cancel_check(running)
+            return
+        if message[0] == WATCH:
+            watch = watches.get(message[1])
+            if watch is not None:
+                watch.attach(listener_for(message[1]))
+            return
         task = loop.create_task(probe(*message))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        tasks[message[0]] = task
+        task.add_done_callback(functools.partial(ended, message[0]))
 
     loop.add_reader(conn.fileno(), readable)
     loop.run_forever()
@@ -199,6 +276,10 @@ def _child_main(conn: Connection, keys: list[str], memory_mb: int = 0) -> None:
 
 
 # --- the parent: children, deadlines, restarts -----------------------------------------
+
+
+EventSink = Callable[[list[tuple[str, str]]], None]
+"""Takes a probe's events as they come: ``(event name, data JSON)`` pairs, in order."""
 
 
 @dataclass
@@ -211,6 +292,10 @@ class _Probe:
     future: Future[CheckResult]
     crashes: int = 0
     context: dict[str, str] = field(default_factory=dict)  # the job's log fields (worker.logs)
+    job_id: str | None = None
+    on_events: EventSink | None = None
+    watched: bool = False
+    cancelled: bool = False
 
 
 @dataclass
@@ -238,6 +323,9 @@ class ProbeRunner:
         self._children: list[_Child] = []
         self._ids = itertools.count(1)
         self._closed = False
+        self._jobs: dict[str, _Probe] = {}  # the probes run for a job id, to cancel them
+        self._cancelled_early: dict[str, float] = {}  # job ids cancelled before their probe was run here
+        self._watched_early: dict[str, float] = {}  # job ids watched before their probe was run here
         for _ in range(processes):
             self._start_child()
         self._watchdog = threading.Thread(target=self._watch, name="probe-watchdog", daemon=True)
@@ -245,8 +333,21 @@ class ProbeRunner:
 
     # public
 
-    def run(self, definition: str, token: str, timeout: float) -> CheckResult:
-        """Run one probe and return its result. Never raises for the probe's faults."""
+    def run(
+        self,
+        definition: str,
+        token: str,
+        timeout: float,
+        *,
+        job_id: str | None = None,
+        on_events: EventSink | None = None,
+        watched: bool = False,
+    ) -> CheckResult:
+        """Run one probe and return its result. Never raises for the probe's faults.
+
+        ``job_id``: what :meth:`cancel` and :meth:`watch` know it by. ``on_events``: called
+        (from a reader thread: keep it quick) with the probe's events as they come, all of
+        them before the result is returned, once it is ``watched`` (now or later)."""
         now = time.monotonic()
         probe = _Probe(
             id=next(self._ids),
@@ -256,13 +357,77 @@ class ProbeRunner:
             hard_deadline=now + timeout + self._grace,
             future=Future(),
             context=logs.current(),
+            job_id=job_id,
+            on_events=on_events,
+            watched=watched and on_events is not None,
         )
-        self._dispatch(probe)
-        try:  # the watchdog ends every probe by its hard deadline; this is a last guard
-            return probe.future.result(timeout=timeout + self._grace + 30)
-        except TimeoutError:
-            log.error("probe %s got no result from the watchdog", probe.id)
-            return failed_check(FailureType.TIMEOUT, "The probe did not end by its deadline and was stopped")
+        if job_id is not None:
+            with self._lock:
+                self._jobs[job_id] = probe
+                probe.cancelled = self._cancelled_early.pop(job_id, None) is not None
+                if self._watched_early.pop(job_id, None) is not None and on_events is not None:
+                    probe.watched = True
+        try:
+            self._dispatch(probe)
+            try:  # the watchdog ends every probe by its hard deadline; this is a last guard
+                return probe.future.result(timeout=timeout + self._grace + 30)
+            except TimeoutError:
+                log.error("probe %s got no result from the watchdog", probe.id)
+                return failed_check(FailureType.TIMEOUT, "The probe did not end by its deadline and was stopped")
+        finally:
+            if job_id is not None:
+                with self._lock:
+                    if self._jobs.get(job_id) is probe:
+                        del self._jobs[job_id]
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel the probe of ``job_id``: it ends ``cancelled`` (its child is killed ``grace`` s
+        later if it does not stop). A job not running here yet is remembered for a minute, so
+        its probe ends at once if it comes. True when a probe of it was running here."""
+        now = time.monotonic()
+        with self._lock:
+            probe = self._jobs.get(job_id)
+            if probe is None:
+                self._cancelled_early = {j: t for j, t in self._cancelled_early.items() if now - t < 60}
+                self._cancelled_early[job_id] = now
+                return False
+            probe.cancelled = True
+            probe.hard_deadline = min(probe.hard_deadline, now + self._grace)
+            child = next((c for c in self._children if probe.id in c.inflight), None)
+        if child is not None:
+            try:
+                with child.send_lock:
+                    child.conn.send((CANCEL, probe.id))
+            except (OSError, ValueError):
+                self._lose(child, "its pipe broke")
+        return True
+
+    def watch(self, job_id: str) -> bool:
+        """Have the probe of ``job_id`` send its events (what happened so far first); a job
+        not running here yet is remembered for a minute. True when it was running here."""
+        now = time.monotonic()
+        with self._lock:
+            probe = self._jobs.get(job_id)
+            if probe is None:
+                self._watched_early = {j: t for j, t in self._watched_early.items() if now - t < 60}
+                self._watched_early[job_id] = now
+                return False
+            if probe.watched or probe.on_events is None:
+                return True
+            probe.watched = True
+            child = next((c for c in self._children if probe.id in c.inflight), None)
+        if child is not None:
+            try:
+                with child.send_lock:
+                    child.conn.send((WATCH, probe.id))
+            except (OSError, ValueError):
+                self._lose(child, "its pipe broke")
+        return True
+
+    def running_jobs(self) -> list[str]:
+        """The job ids of the probes running here (for a watcher that missed a cancel)."""
+        with self._lock:
+            return list(self._jobs)
 
     def wait_ready(self, timeout: float) -> bool:
         """Block until every child has started (a spawned child imports every connector
@@ -316,6 +481,9 @@ class ProbeRunner:
         threading.Thread(target=self._read, args=(child,), name=f"probe-reader-{process.pid}", daemon=True).start()
 
     def _dispatch(self, probe: _Probe) -> None:
+        if probe.cancelled:
+            probe.future.set_result(cancelled_check())
+            return
         remaining = probe.deadline - time.monotonic()
         if remaining <= 0.05:
             probe.future.set_result(
@@ -337,7 +505,7 @@ class ProbeRunner:
             child.inflight[probe.id] = probe
         try:
             with child.send_lock:
-                child.conn.send((probe.id, probe.definition, probe.token, remaining, probe.context))
+                child.conn.send((probe.id, probe.definition, probe.token, remaining, probe.context, probe.watched))
         except (OSError, ValueError):
             self._lose(child, "its pipe broke")
 
@@ -352,11 +520,27 @@ class ProbeRunner:
                     child.ready = True
                     self._lock.notify_all()
                 continue
+            if probe_id == EVENTS:
+                self._pass_events(child, result)
+                continue
             with self._lock:
                 probe = child.inflight.pop(probe_id, None)
             if probe is not None and not probe.future.done():
                 probe.future.set_result(CHECK_RESULT.validate_json(result))
         self._lose(child, "it exited")
+
+    def _pass_events(self, child: _Child, batch: list[tuple[int, str, str]]) -> None:
+        by_probe: dict[int, list[tuple[str, str]]] = {}
+        for probe_id, name, data in batch:
+            by_probe.setdefault(probe_id, []).append((name, data))
+        for probe_id, events in by_probe.items():
+            probe = child.inflight.get(probe_id)  # read without the lock: a dict lookup, and a stale miss is harmless
+            if probe is None or probe.on_events is None:
+                continue
+            try:
+                probe.on_events(events)
+            except Exception:
+                log.exception("the events of probe %s could not be passed on", probe_id)
 
     def _watch(self) -> None:
         while not self._closed:
@@ -401,7 +585,11 @@ class ProbeRunner:
         for probe in orphans:
             if probe.future.done():
                 continue
-            if probe.hard_deadline <= now + 0.01:
+            if probe.cancelled:
+                probe.future.set_result(
+                    cancelled_check("The test was cancelled (its probe did not stop, so its process was replaced)")
+                )
+            elif probe.hard_deadline <= now + 0.01:
                 probe.future.set_result(
                     failed_check(FailureType.TIMEOUT, "The probe did not end by its deadline and was stopped")
                 )

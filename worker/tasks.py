@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import threading
@@ -16,8 +17,10 @@ from connectors.base import CheckResult
 from connectors.errors import FailureType
 from worker import logs, metrics
 from worker.app import TASK_NAME, app
+from worker.control import ControlWatcher
+from worker.events import EventWriter
 from worker.records import failed_check, final_record
-from worker.reporting import reporter
+from worker.reporting import Begun, reporter
 from worker.runner import ProbeRunner
 from worker.settings import get_settings
 
@@ -37,7 +40,14 @@ def runner() -> ProbeRunner:
         return _runner
 
 
+@functools.cache
+def event_writer() -> EventWriter:
+    """This worker process's writer of its jobs' live events (worker.events)."""
+    return EventWriter(reporter().client, get_settings().result_ttl_seconds)
+
+
 _heartbeat: metrics.Heartbeat | None = None
+_control: ControlWatcher | None = None
 _stopping = threading.Event()  # set when the worker begins to shut down
 
 
@@ -61,6 +71,15 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
     hostname = str(getattr(sender, "hostname", None) or app.conf.get("worker_name") or "worker")
     _heartbeat = metrics.Heartbeat(reporter().client, hostname, _in_flight)
     _heartbeat.start()
+
+
+@worker_ready.connect
+def _hear_callers(**_: Any) -> None:
+    """Hear the cancels and watchers of the tests this worker runs (worker.control)."""
+    global _control
+    probes = runner()
+    _control = ControlWatcher(reporter().client, probes)
+    _control.start()
 
 
 @worker_ready.connect
@@ -111,6 +130,8 @@ def _start_runner(**_: Any) -> None:
 def _stop_runner(**_: Any) -> None:
     if _heartbeat is not None:
         _heartbeat.stop()
+    if _control is not None:
+        _control.stop()
     if _runner is not None:
         _runner.close()
 
@@ -141,18 +162,29 @@ def run_probe(self: Task, job: dict[str, Any]) -> str:
     started = datetime.now(UTC)
     worker = self.request.hostname
     report = reporter()
-    if not report.begin(job["job_id"], started_at=started, worker=worker, ttl=ttl):
+    begun = report.begin(job["job_id"], started_at=started, worker=worker, ttl=ttl)
+    if not begun:
         log.info("job %s already has its final result; not run again", job.get("job_id"))
         return "not run: the job already had its final result"  # a redelivered message: the stored result stands
 
     def end(check: CheckResult) -> None:
         report.finish(job, final_record(check, started_at=started, ended_at=datetime.now(UTC), worker=worker), ttl)
 
+    job_id = job["job_id"]
+    events = event_writer()
     try:
-        check = runner().run(job["definition"], job["config"], float(job["timeout"]))
+        check = runner().run(
+            job["definition"],
+            job["config"],
+            float(job["timeout"]),
+            job_id=job_id,
+            on_events=functools.partial(events.put, job_id),
+            watched=begun == Begun.WATCHED,
+        )
     except Exception:  # a bug of ours: the job still ends now, not at its deadline
         end(failed_check(FailureType.INTERNAL_ERROR, "The test could not be run"))
         raise
+    events.flush(job_id)  # its events go before the result, which ends its stream
     try:
         end(check)
     finally:  # after the result is out: the caller need not wait for our bookkeeping

@@ -1,5 +1,6 @@
-"""Testing a source over HTTP: ``POST .../sources/test`` and polling ``GET .../sources/test/{job_id}``
-(what a test is: api.services.tests).
+"""Testing a source over HTTP: ``POST .../sources/test``, polling ``GET .../sources/test/{job_id}``,
+its live events ``GET .../sources/test/{job_id}/events`` and ``DELETE .../sources/test/{job_id}``
+to cancel it (what a test is: api.services.tests; its events: api.services.test_events).
 
 The router is made at startup (:func:`create_router`): the bounds of ``wait``, ``timeout`` and
 ``max_age`` in its OpenAPI document are settings. Its annotations are evaluated where the
@@ -8,14 +9,29 @@ routes are defined, so that FastAPI sees those bounds (hence no ``from __future_
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
 
 from api.admission import AdmissionSlot
 from api.deps import CurrentOrg, JobId, get_cipher, job_store
-from api.models import ORGANIZATION_ERRORS, TestResult, TestSourceRequest, error_responses
-from api.services import tests
+from api.models import ERROR_RESPONSES, ORGANIZATION_ERRORS, TestResult, TestSourceRequest, error_responses
+from api.services import test_events, tests
 from api.settings import ApiSettings
 from worker.jobs import JobView
+
+EVENT_ID_PATTERN = r"^\d{1,20}-\d{1,20}$"
+
+
+class EventStreamResponse(StreamingResponse):
+    media_type = "text/event-stream"
+
+
+def _json_errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """``error_responses`` for a route whose success is not JSON: FastAPI would document a
+    model's errors in the route's media type, so the errors' JSON content is given as such."""
+    content = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+    return {code: {**ERROR_RESPONSES[code], "content": content} for code in codes}
+
 
 ERRORS: dict[int | str, dict[str, Any]] = error_responses(*ORGANIZATION_ERRORS)
 
@@ -122,5 +138,64 @@ def create_router(settings: ApiSettings) -> APIRouter:
     ) -> TestResult:
         view = await tests.find_test(organization_id=org.id, job_id=job_id, store=job_store(request), wait=wait)
         return _answer(view, request, response)
+
+    @router.delete(
+        "/sources/test/{job_id}",
+        response_model=TestResult,
+        summary="Cancel a test",
+        description="Stop a test: one still queued never starts, a running one is stopped in its probe process. "
+        "Answers 200 with the test once it has ended (`failed`, type `cancelled`), or 202 with it as it stands "
+        "when it has not ended within 2 s. 409 when it had already ended (`code` `test_ended`) or identical "
+        "requests joined it (`test_shared`, see the README); either way the test is unchanged.",
+        responses={
+            202: {"model": TestResult, "description": "Asked to stop, not ended yet; poll the `Location` header."},
+            **ERRORS,
+            **error_responses(409),
+        },
+    )
+    async def cancel_test(org: CurrentOrg, job_id: JobId, request: Request, response: Response) -> TestResult:
+        view = await tests.cancel_test(organization_id=org.id, job_id=job_id, store=job_store(request))
+        return _answer(view, request, response)
+
+    @router.get(
+        "/sources/test/{job_id}/events",
+        response_class=EventStreamResponse,
+        summary="Watch a test's steps as they happen",
+        description="Server-Sent Events: `plan` (`{steps}`), `step` when each step starts (`{name, status: "
+        "running}`) and ends (`{name, status, duration_ms, message}`), `warning` (`{code, message, hint}`) as "
+        "found, then `result`, the poll endpoint's answer, and the stream closes. Each event's `id` is its place "
+        "in the stream: reconnect with `Last-Event-ID` (or `last_event_id`) to get only what came after. A test "
+        "that has ended replays its events, then its result, while the result lives. An idle stream sends a "
+        "`: keepalive` comment regularly; it ends by the test's final deadline.",
+        responses={
+            200: {
+                "description": "The test's events (`text/event-stream`).",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            },
+            **_json_errors(*ORGANIZATION_ERRORS),
+        },
+    )
+    async def get_test_events(
+        org: CurrentOrg,
+        job_id: JobId,
+        request: Request,
+        last_event_id: Annotated[
+            str | None,
+            Query(pattern=EVENT_ID_PATTERN, description="The id of the last event received (as `Last-Event-ID`)."),
+        ] = None,
+        last_event_id_header: Annotated[
+            str | None,
+            Header(alias="Last-Event-ID", pattern=EVENT_ID_PATTERN, description="The id of the last event received."),
+        ] = None,
+    ) -> EventStreamResponse:
+        events = await test_events.open_stream(
+            organization_id=org.id,
+            job_id=job_id,
+            store=job_store(request),
+            last_event_id=last_event_id_header or last_event_id,
+            heartbeat=settings.events_heartbeat_seconds,
+        )
+        # No caching or buffering on the way (nginx reads X-Accel-Buffering): each event as it comes.
+        return EventStreamResponse(events, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     return router

@@ -23,13 +23,22 @@ from api import metrics
 from api.accounts import find_workspace
 from api.admission import Admission, AdmissionSlot
 from api.db import get_engine, run_db
-from api.errors import ApiError, InvalidRequest, NotFound, ServiceUnavailable, TooManyRequests
+from api.errors import (
+    ApiError,
+    InvalidRequest,
+    NotFound,
+    ServiceUnavailable,
+    TestEnded,
+    TestShared,
+    TooManyRequests,
+)
 from api.models import JobInfo, StepInfo, TestResult, TestSourceRequest, WarningInfo
 from api.settings import get_api_settings
 from api.sources import find_source, merged_configuration, stored_configuration, validate_configuration
 from worker import logs
 from worker.crypto import Cipher
 from worker.jobs import (
+    CancelOutcome,
     Job,
     JobStore,
     JobView,
@@ -74,6 +83,9 @@ async def test_source(
                 raise
             job, configuration = await _prepare(cipher, organization_id, body, deadline)  # its caller went away
             started = await _start(job, configuration, cipher, store, max_age)
+        else:
+            if isinstance(started, Job):  # shared with its leader: neither may cancel it for the other
+                await _joined(store, started.id)
         return await _when_done(started, store, seconds)
     leader = _leaders[key] = asyncio.get_running_loop().create_future()
     try:
@@ -114,6 +126,33 @@ async def find_test(*, organization_id: str, job_id: str, store: JobStore, wait:
     if wait and not view.status.final:
         view = await _wait(store, job_id, wait) or view
     return _observed(view)
+
+
+CANCEL_WAIT_SECONDS = 2.0
+"""How long a cancel waits for the test to end before it answers 202 with the test as it stands."""
+
+
+async def cancel_test(*, organization_id: str, job_id: str, store: JobStore) -> JobView:
+    """Stop the organization's test ``job_id``: one not started never will, a running one is
+    stopped in its probe process. Returns the test once it has ended (``failed``, type
+    ``cancelled``), or as it stands after CANCEL_WAIT_SECONDS. NotFound as for a poll;
+    TestEnded when it had ended, TestShared when identical requests joined it: both change nothing."""
+    view = await find_test(organization_id=organization_id, job_id=job_id, store=store)
+    try:
+        outcome = CancelOutcome.FINAL if view.status.final else await store.cancel(view)
+    except (RedisError, OSError) as exc:
+        log.warning("result store unavailable: %r", exc)
+        raise ServiceUnavailable("The result store (Redis) is unavailable; retry shortly") from None
+    if outcome == CancelOutcome.FINAL:
+        ended = await _wait(store, job_id, 0) or view
+        raise TestEnded(f"Test job {job_id} has already ended ({ended.status.value}): nothing to cancel")
+    if outcome == CancelOutcome.SHARED:
+        raise TestShared(
+            f"Test job {job_id} is shared by identical test requests that joined it (coalesced): one caller "
+            "cannot cancel it for the others; it ends by its deadline"
+        )
+    log.info("job %s cancelled (%s)", job_id, outcome.value)
+    return await find_test(organization_id=organization_id, job_id=job_id, store=store, wait=CANCEL_WAIT_SECONDS)
 
 
 def to_result(view: JobView) -> TestResult:
@@ -170,6 +209,14 @@ async def _when_done(started: Job | JobView, store: JobStore, seconds: float, se
     if view is None:  # the record vanished: Redis lost its data between send and read
         raise ApiError("The job was lost by the result store")
     return _observed(view)
+
+
+async def _joined(store: JobStore, job_id: str) -> None:
+    try:
+        await store.joined(job_id)
+    except (RedisError, OSError) as exc:
+        log.warning("result store unavailable: %r", exc)
+        raise ServiceUnavailable("The result store (Redis) is unavailable; retry shortly") from None
 
 
 async def _wait(store: JobStore, job_id: str, seconds: float, sent: Job | None = None) -> JobView | None:

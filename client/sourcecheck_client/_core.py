@@ -33,6 +33,8 @@ SERVER_MAX_WAIT = 60.0
 """The longest the API holds a request (its ``MAX_WAIT_SECONDS``): the read timeout when ``wait`` is not given."""
 POLL_WAIT = 10.0
 """``wait`` asked for on each poll: the API holds the poll until the result or this many seconds."""
+CANCEL_WAIT = 2.0
+"""How long the API holds a cancel for the test to end (then 202)."""
 HTTP_TIMEOUT = 30.0
 """Seconds to connect, or to get an answer beyond the ``wait`` the API was asked to hold it."""
 
@@ -241,6 +243,15 @@ class Core:
             raise APIError(f"The API answered a {result.status} test without job_info: cannot poll it")
         return result.job_id
 
+    def cancel_test(self, *, organization_id: str | None, job_id: str) -> Flow[TestResult]:
+        path = self.connectors(organization_id, f"/sources/test/{segment(job_id, 'job_id')}")
+        response = yield Call("DELETE", path, holds=CANCEL_WAIT)
+        assert response is not None
+        return parse(TestResult, response)
+
+    def events_path(self, organization_id: str | None, job_id: str) -> str:
+        return self.connectors(organization_id, f"/sources/test/{segment(job_id, 'job_id')}/events")
+
     # --- sources and definitions ---------------------------------------------------
 
     def create_source(
@@ -305,6 +316,9 @@ class Core:
         response = yield Call("GET", path)
         assert response is not None
         return parse(SourceDefinition, response)
+
+
+STREAM_CLOSED = "The event stream closed before the test's result"
 
 
 def transport_error(base_url: httpx.URL, exc: httpx.HTTPError) -> APIError:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import httpx
@@ -17,6 +18,7 @@ import httpx
 from sourcecheck_client._core import (
     DEFAULT_POLL_TIMEOUT,
     HTTP_TIMEOUT,
+    STREAM_CLOSED,
     Call,
     Core,
     Flow,
@@ -24,8 +26,9 @@ from sourcecheck_client._core import (
     resolve_settings,
     transport_error,
 )
+from sourcecheck_client._sse import STREAM_READ_TIMEOUT, EventParser, Reconnects
 from sourcecheck_client.errors import APIError, error_from_response
-from sourcecheck_client.models import Source, SourceDefinition, TestRecordPage, TestResult
+from sourcecheck_client.models import ResultEvent, Source, SourceDefinition, TestEvent, TestRecordPage, TestResult
 
 T = TypeVar("T")
 
@@ -187,6 +190,43 @@ class AsyncKnowledgeConnectors:
                 organization_id=organization_id, job_id=job_id, poll_timeout=poll_timeout
             )
         )
+
+    async def stream_test(
+        self,
+        job_id: str,
+        *,
+        organization_id: str | None = None,
+        last_event_id: str | None = None,
+        reconnects: int = 3,
+    ) -> AsyncIterator[TestEvent]:
+        """The test's events as they happen (``async for``); see ``Client``'s ``stream_test``."""
+        path = self._client._core.events_path(organization_id, job_id)
+        parser = EventParser()
+        parser.last_id = last_event_id
+        attempts = Reconnects(parser, reconnects)
+        http = self._client._http
+        timeout = httpx.Timeout(self._client._http_timeout, read=STREAM_READ_TIMEOUT)
+        while True:
+            try:
+                async with http.stream("GET", path, headers=attempts.headers(), timeout=timeout) as response:
+                    if not response.is_success:
+                        await response.aread()
+                        raise error_from_response(response)
+                    async for line in response.aiter_lines():
+                        event = parser.feed(line)
+                        if event is not None:
+                            attempts.progressed()
+                            yield event
+                            if isinstance(event, ResultEvent):
+                                return
+                why = APIError(STREAM_CLOSED)
+            except httpx.HTTPError as exc:
+                why = transport_error(self._client._core.base_url, exc)
+            await asyncio.sleep(attempts.pause(why))
+
+    async def cancel_test(self, job_id: str, *, organization_id: str | None = None) -> TestResult:
+        """Cancel a test (see ``Client``'s ``cancel_test``)."""
+        return await self._client._run(self._client._core.cancel_test(organization_id=organization_id, job_id=job_id))
 
 
 class AsyncSources:

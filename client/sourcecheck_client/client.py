@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import time
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
 import httpx
@@ -18,6 +19,7 @@ import httpx
 from sourcecheck_client._core import (
     DEFAULT_POLL_TIMEOUT,
     HTTP_TIMEOUT,
+    STREAM_CLOSED,
     Call,
     Core,
     Flow,
@@ -25,8 +27,9 @@ from sourcecheck_client._core import (
     resolve_settings,
     transport_error,
 )
+from sourcecheck_client._sse import STREAM_READ_TIMEOUT, EventParser, Reconnects
 from sourcecheck_client.errors import APIError, error_from_response
-from sourcecheck_client.models import Source, SourceDefinition, TestRecordPage, TestResult
+from sourcecheck_client.models import ResultEvent, Source, SourceDefinition, TestEvent, TestRecordPage, TestResult
 
 T = TypeVar("T")
 
@@ -187,6 +190,48 @@ class KnowledgeConnectors:
                 organization_id=organization_id, job_id=job_id, poll_timeout=poll_timeout
             )
         )
+
+    def stream_test(
+        self,
+        job_id: str,
+        *,
+        organization_id: str | None = None,
+        last_event_id: str | None = None,
+        reconnects: int = 3,
+    ) -> Iterator[TestEvent]:
+        """The test's events as they happen: a PlanEvent, StepEvents as each step starts and
+        ends, WarningEvents, and last a ResultEvent (then the iterator ends). A test that has
+        ended replays its events. A broken stream is resumed from the last event received
+        (``last_event_id`` to start after one), up to ``reconnects`` times in a row."""
+        path = self._client._core.events_path(organization_id, job_id)
+        parser = EventParser()
+        parser.last_id = last_event_id
+        attempts = Reconnects(parser, reconnects)
+        http = self._client._http
+        timeout = httpx.Timeout(self._client._http_timeout, read=STREAM_READ_TIMEOUT)
+        while True:
+            try:
+                with http.stream("GET", path, headers=attempts.headers(), timeout=timeout) as response:
+                    if not response.is_success:
+                        response.read()
+                        raise error_from_response(response)
+                    for line in response.iter_lines():
+                        event = parser.feed(line)
+                        if event is not None:
+                            attempts.progressed()
+                            yield event
+                            if isinstance(event, ResultEvent):
+                                return
+                why = APIError(STREAM_CLOSED)
+            except httpx.HTTPError as exc:
+                why = transport_error(self._client._core.base_url, exc)
+            time.sleep(attempts.pause(why))
+
+    def cancel_test(self, job_id: str, *, organization_id: str | None = None) -> TestResult:
+        """Cancel a test: its result once it has ended (``failed``, type ``cancelled``), or as it
+        stands when it has not within 2 s. ConflictError when it had ended (``code``
+        test_ended) or identical requests share it (test_shared): it is unchanged."""
+        return self._client._run(self._client._core.cancel_test(organization_id=organization_id, job_id=job_id))
 
 
 class Sources:

@@ -4,6 +4,7 @@
     APIError                       base: anything that kept the call from giving an answer
     ├── AuthenticationError   401  no, malformed, unknown or revoked API key
     ├── NotFoundError         404  unknown source/workspace/job, expired job, or another organization
+    ├── ConflictError         409  cancel of a test that had ended (``code`` test_ended) or is shared (test_shared)
     ├── ValidationError       422  bad request or configuration; ``errors`` names each bad field
     ├── RateLimitError        429  the organization has too many tests in flight; see ``retry_after``
     ├── ServiceUnavailableError 503  Redis or the database is down; see ``retry_after``
@@ -61,6 +62,10 @@ class NotFoundError(APIError):
     status_code = 404
 
 
+class ConflictError(APIError):
+    status_code = 409
+
+
 class ValidationError(APIError):
     """422: ``errors`` lists each bad field (``configuration.port``...), never its value."""
 
@@ -102,6 +107,7 @@ class PollTimeoutError(APIError):
 _BY_STATUS: dict[int, type[APIError]] = {
     401: AuthenticationError,
     404: NotFoundError,
+    409: ConflictError,
     422: ValidationError,
     429: RateLimitError,
     503: ServiceUnavailableError,

@@ -11,7 +11,7 @@ and lists in step with the service's OpenAPI document.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,6 +24,8 @@ STATUSES = frozenset({SUCCEEDED, FAILED, PENDING, RUNNING})
 """A test's status."""
 STEP_STATUSES = frozenset({SUCCEEDED, FAILED, "skipped"})
 """A step's status."""
+STEP_EVENT_STATUSES = STEP_STATUSES | {RUNNING}
+"""A step event's status: running when the step starts, one of STEP_STATUSES when it ends."""
 FAILURE_TYPES = frozenset(
     {
         "dns_resolution_failed",
@@ -41,6 +43,7 @@ FAILURE_TYPES = frozenset(
         "egress_blocked",
         "rate_limited",
         "provider_unavailable",
+        "cancelled",
     }
 )
 """The failure types this client knows (a newer server may send others)."""
@@ -208,3 +211,51 @@ class FieldError(_Model):
 
     field: str
     message: str
+
+
+# --- a test's live events (stream_test) -----------------------------------------------------
+
+
+class PlanEvent(_Model):
+    """The check starts: the steps it plans, in order."""
+
+    event: Literal["plan"] = "plan"
+    id: str | None = None
+    steps: list[str]
+
+
+class StepEvent(_Model):
+    """A step starts (``status`` running) or ends (its status, whole milliseconds, message)."""
+
+    event: Literal["step"] = "step"
+    id: str | None = None
+    name: str
+    status: str = Field(description="One of STEP_EVENT_STATUSES.")
+    duration_ms: int | None = None
+    message: str | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.status == RUNNING
+
+
+class WarningEvent(_Model):
+    """A warning, as the check finds it."""
+
+    event: Literal["warning"] = "warning"
+    id: str | None = None
+    code: str
+    message: str
+    hint: str
+
+
+class ResultEvent(_Model):
+    """The last event: the test's result, as ``get_test_result`` answers it."""
+
+    event: Literal["result"] = "result"
+    id: str | None = None
+    result: TestResult
+
+
+TestEvent = PlanEvent | StepEvent | WarningEvent | ResultEvent
+"""What ``stream_test`` yields, in order; it ends after the ResultEvent."""

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
 import re
+import signal
 import subprocess
+import time
+import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.servers.http import HttpServer
 from tests.servers.postgres import PostgresServer
 from tests.servers.stack import BIN, Stack
+from tests.servers.tcp import HostPort
 
 pytestmark = pytest.mark.e2e
 
@@ -186,3 +193,85 @@ def test_every_command_has_help_with_an_example(stack: Stack) -> None:
         done = stack.cli(*command, "--help")
         assert done.returncode == 0, command
         assert "Example" in done.stdout, command
+
+
+# --- test --follow: each step as it happens, Ctrl-C cancels -----------------------------------
+
+
+def _follow(stack: Stack, tmp_path: Path, url: str) -> subprocess.Popen[str]:
+    """``sourcecheck test --follow`` of an inline http test of ``url``, its output piped (not a terminal)."""
+    config = _config_file(tmp_path, {"url": url})
+    api = ("--api-url", stack.base_url, "--org", stack.org_id, "--token", stack.token, "--timeout", "20")
+    return subprocess.Popen(
+        [str(BIN / "sourcecheck"), "test", "--definition", "http", "--config", config, "--follow", *api],
+        env=stack.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_follow_prints_each_step_as_it_happens(stack: Stack, http_server: HttpServer, tmp_path: Path) -> None:
+    process = _follow(stack, tmp_path, http_server.url(f"/ok?delay=1&tag={uuid.uuid4().hex}"))
+    assert process.stdout is not None
+    arrived: list[tuple[float, str]] = []
+    for line in process.stdout:
+        arrived.append((time.monotonic(), line.rstrip("\n")))
+    assert process.wait(timeout=30) == 0, arrived
+    lines = [line for _, line in arrived]
+    order = [next(i for i, line in enumerate(lines) if re.search(rf"\b{step}\b", line)) for step in ("tcp", "request")]
+    assert order == sorted(order)
+    tcp_at = next(t for t, line in arrived if re.search(r"\btcp\b\s+\d+\.\d ms", line))
+    request_at = next(t for t, line in arrived if re.search(r"\brequest\b\s+\d+\.\d ms", line))
+    assert request_at - tcp_at > 0.7  # tcp was printed when it ended, not with the result
+    assert sum(1 for line in lines if re.search(r"\brequest\b", line)) == 1  # not printed again at the end
+    assert "succeeded" in lines[-1]
+
+
+def test_ctrl_c_while_following_cancels_the_test_and_prints_its_result(
+    stack: Stack, hung_server: HostPort, tmp_path: Path
+) -> None:
+    process = _follow(stack, tmp_path, f"http://{hung_server.host}:{hung_server.port}/?tag={uuid.uuid4().hex}")
+    assert process.stdout is not None and process.stderr is not None
+    lines: list[str] = []
+    for line in process.stdout:
+        lines.append(line)
+        if re.search(r"\btls\b", line):  # skipped for http://: the request step, which hangs, runs next
+            break
+    time.sleep(0.5)
+    sent = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    rest, errors = process.communicate(timeout=15)
+    assert time.monotonic() - sent < 5
+    assert process.returncode == 1, (lines, rest, errors)
+    assert "cancelling the test" in errors
+    assert "(cancelled, retryable)" in rest
+    assert re.search(r"\brequest\b.*cancelled", rest), rest
+
+
+def test_follow_in_a_terminal_spins_on_the_running_step(stack: Stack, http_server: HttpServer, tmp_path: Path) -> None:
+    config = _config_file(tmp_path, {"url": http_server.url(f"/ok?delay=1.5&tag={uuid.uuid4().hex}")})
+    api = ("--api-url", stack.base_url, "--org", stack.org_id, "--token", stack.token)
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [str(BIN / "sourcecheck"), "test", "--definition", "http", "--config", config, "--follow", *api],
+        env={**stack.env, "TERM": "xterm", "COLUMNS": "100"},
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=subprocess.PIPE,
+    )
+    os.close(follower)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the command ended: the terminal's other end is closed
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(leader)
+    assert process.wait(timeout=30) == 0, output
+    text = output.decode(errors="replace")
+    assert "request..." in text  # the spinner's line while the request step runs
+    assert re.search(r"request\s+\d+\.\d ms", re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text))

@@ -10,6 +10,8 @@ from pydantic import BaseModel
 from sourcecheck_client import models
 
 from api.main import app
+from connectors import base as events
+from connectors.base import StepStatus
 
 # client model -> the schema it mirrors in the document
 MIRRORS: dict[type[BaseModel], str] = {
@@ -77,3 +79,27 @@ def test_client_accepts_a_failure_type_it_does_not_know() -> None:
         }
     )
     assert info.type == "a_type_from_the_future"
+
+
+def test_client_event_models_have_the_fields_the_service_sends() -> None:
+    # The events are not JSON bodies of the OpenAPI document: they mirror connectors.base's events.
+    sent = [
+        events.PlanEvent(("resolve", "tcp")),
+        events.StepEvent("tcp", events.RUNNING),
+        events.StepEvent("tcp", "failed", 3, "Connection refused"),
+        events.WarningEvent("token_expiring", "expires in 2 days", "renew it"),
+    ]
+    mirrors: dict[str, type[BaseModel]] = {
+        "plan": models.PlanEvent,
+        "step": models.StepEvent,
+        "warning": models.WarningEvent,
+    }
+    for event in sent:
+        model = mirrors[event.event]
+        parsed = model.model_validate(event.data())
+        assert parsed.model_dump(exclude={"id", "event"}, exclude_unset=True) == event.data()
+    ended = sent[2].data()
+    assert set(models.StepEvent.model_fields) - {"id", "event"} == set(ended)
+    assert set(models.PlanEvent.model_fields) - {"id", "event"} == set(sent[0].data())
+    assert set(models.WarningEvent.model_fields) - {"id", "event"} == set(sent[3].data())
+    assert models.STEP_EVENT_STATUSES == {s.value for s in StepStatus} | {events.RUNNING}

@@ -5,6 +5,7 @@ Real child processes run real (misbehaving) connectors from tests/plugins/faulty
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -164,3 +165,100 @@ def test_a_probe_within_the_bound_is_not_disturbed(bounded: ProbeRunner) -> None
     result = run(bounded, 30, mode="memory_hog", megabytes=LIMIT_MB // 2, seconds=0.5)
     assert result.status == "succeeded", result
     assert bounded.pids() == [pid]
+
+
+# --- cancelling a probe, and its events -------------------------------------------------------
+
+
+def run_job(runner: ProbeRunner, job_id: str, timeout: float, **config: object) -> CheckResult:
+    return runner.run("faulty", Cipher([KEY]).encrypt_json(config), timeout, job_id=job_id)
+
+
+def test_a_cancelled_probe_ends_cancelled_at_once_and_its_neighbour_in_the_child_succeeds(
+    runner: ProbeRunner,
+) -> None:
+    assert runner.wait_ready(timeout=60)
+    pid = runner.pids()[0]
+    with ThreadPoolExecutor(2) as pool:
+        hung = pool.submit(run_job, runner, "job_hung", 20, mode="sleep", seconds=30)
+        healthy = pool.submit(run, runner, 20, mode="sleep", seconds=1.5, tag="neighbour")
+        time.sleep(0.5)  # both run on the only child
+        sent = time.monotonic()
+        assert runner.cancel("job_hung")
+        result = hung.result(timeout=5)
+        assert time.monotonic() - sent < 1.0
+        assert result.status == "failed" and result.failure.type == "cancelled", result
+        assert [s.status for s in result.steps] == ["failed"]  # the step that ran: failed, "cancelled"
+        assert healthy.result().status == "succeeded"
+    assert runner.pids() == [pid]  # cancelled in its child, which lives on
+
+
+def test_a_job_cancelled_before_its_probe_comes_ends_cancelled_without_running(runner: ProbeRunner) -> None:
+    assert not runner.cancel("job_early")
+    started = time.monotonic()
+    result = run_job(runner, "job_early", 20, mode="sleep", seconds=10)
+    assert result.failure.type == "cancelled"
+    assert time.monotonic() - started < 1.0
+
+
+def test_a_cancelled_probe_that_ignores_it_has_its_child_replaced_and_ends_cancelled(runner: ProbeRunner) -> None:
+    assert runner.wait_ready(timeout=60)
+    pid = runner.pids()[0]
+    with ThreadPoolExecutor(1) as pool:
+        blocked = pool.submit(run_job, runner, "job_blocked", 20, mode="block_in_c", seconds=30)
+        time.sleep(0.5)
+        sent = time.monotonic()
+        assert runner.cancel("job_blocked")
+        result = blocked.result(timeout=10)
+    assert result.failure.type == "cancelled"
+    assert time.monotonic() - sent < 0.5 + 1.0  # grace + the watchdog's reaction
+    assert pid not in runner.pids()
+
+
+def test_a_watched_probe_sends_its_events_in_order_before_its_result(runner: ProbeRunner) -> None:
+    events: list[tuple[str, str]] = []
+    result = runner.run(
+        "faulty",
+        Cipher([KEY]).encrypt_json({"mode": "sleep", "seconds": 0.2}),
+        5,
+        on_events=events.extend,
+        watched=True,
+    )
+    assert result.status == "succeeded"
+    assert events[0] == ("plan", '{"steps":["misbehave"]}')
+    assert events[1] == ("step", '{"name":"misbehave","status":"running"}')
+    assert events[2][0] == "step", events
+    ended = json.loads(events[2][1])
+    assert ended["name"] == "misbehave" and ended["status"] == "succeeded" and ended["duration_ms"] >= 200
+    assert len(events) == 3
+
+
+def test_the_events_of_a_probe_carry_no_secret(runner: ProbeRunner) -> None:
+    secret = "Event-Secret-Never-Streamed-42"
+    events: list[tuple[str, str]] = []
+    config = {"mode": "echo_secret", "password": secret}
+    result = runner.run("faulty", Cipher([KEY]).encrypt_json(config), 5, on_events=events.extend, watched=True)
+    assert result.failure.type == "authentication_failed"
+    ended = events[-1][1]
+    assert '"status":"failed"' in ended and "rejected" in ended
+    assert secret not in "".join(data for _, data in events)
+
+
+def test_a_probe_nobody_watches_sends_no_event_until_it_is_watched_then_what_it_missed_first(
+    runner: ProbeRunner,
+) -> None:
+    token = Cipher([KEY]).encrypt_json({"mode": "sleep", "seconds": 0.2})
+    unwatched: list[tuple[str, str]] = []
+    assert runner.run("faulty", token, 5, job_id="job_nobody", on_events=unwatched.extend).status == "succeeded"
+    assert unwatched == []
+    late: list[tuple[str, str]] = []
+    with ThreadPoolExecutor(1) as pool:
+        token = Cipher([KEY]).encrypt_json({"mode": "sleep", "seconds": 1.0})
+        running = pool.submit(runner.run, "faulty", token, 5, job_id="job_late", on_events=late.extend)
+        time.sleep(0.5)  # in its only step
+        assert late == []
+        assert runner.watch("job_late")
+        assert running.result().status == "succeeded"
+    assert [name for name, _ in late] == ["plan", "step", "step"]
+    assert json.loads(late[1][1]) == {"name": "misbehave", "status": "running"}
+    assert json.loads(late[2][1])["status"] == "succeeded"

@@ -16,3 +16,4 @@ def _read(name: str) -> str:
 SUBMIT = _read("submit")
 BEGIN = _read("begin")
 FINISH = _read("finish")
+CANCEL = _read("cancel")

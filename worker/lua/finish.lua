@@ -1,12 +1,14 @@
 -- A job ends, once: by its worker, or written off by whoever reads it past its deadline.
 -- KEYS: the job's result key, the organization's in-flight set, the coalescing key
 -- ('' without a fingerprint), the recent-result key ('': not remembered), the job's
--- record, the history stream.
--- ARGV: the final record, seconds to live, job id, the job's channel.
+-- record, the history stream, the job's event stream, its watch mark.
+-- ARGV: the final record, seconds to live, job id, the job's channel, the event stream's cap.
 -- Unless the job already has its final result: stores and publishes this one, forgets
 -- the job as in flight and remembers it as the latest result of its test (max_age); a
 -- job whose record says `recorded` (a stored source tested as stored) is also appended
--- to the history stream, in the same step, for the API's recorder (api/recorder.py).
+-- to the history stream, in the same step, for the API's recorder (api/recorder.py); and,
+-- if it has an event stream or is watched, ends that stream (an 'end' entry after every
+-- event: a reader closes on it; a job nobody watched has no stream).
 -- Returns 1 when this record is the one stored.
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 0 end
 redis.call('PUBLISH', ARGV[4], ARGV[1])
@@ -22,5 +24,9 @@ if raw then
     redis.call('XADD', KEYS[6], 'MAXLEN', '~', 100000, '*', 'job_id', ARGV[3],
       'organization_id', job.organization_id, 'source_id', job.source_id, 'job', raw, 'record', ARGV[1])
   end
+end
+if redis.call('EXISTS', KEYS[7]) == 1 or redis.call('EXISTS', KEYS[8]) == 1 then
+  redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[5], '*', 'e', 'end')
+  redis.call('EXPIRE', KEYS[7], ARGV[2])
 end
 return 1

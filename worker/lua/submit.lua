@@ -2,7 +2,8 @@
 -- KEYS: the job's record, the organization's in-flight set, its rate window, the queue,
 -- the coalescing key ('' without a fingerprint).
 -- ARGV: job id, record, record ttl, now, cap, deadline score, tests per minute (0: no
--- limit), window, coalescing ttl, message, the job record key prefix.
+-- limit), window, coalescing ttl, message, the job record key prefix, the joined count's
+-- key prefix (a job joined cannot be cancelled by one of its callers).
 -- Returns {'sent'}, {'joined', <record of the job in flight>},
 -- {'rate', <start time of the oldest job in the window>} or {'busy'}.
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'sent'} end
@@ -11,7 +12,11 @@ if fp ~= '' then
   local other = redis.call('GET', fp)
   if other then
     local record = redis.call('GET', ARGV[11] .. other)
-    if record then return {'joined', record} end
+    if record then
+      redis.call('INCR', ARGV[12] .. other)
+      redis.call('EXPIRE', ARGV[12] .. other, ARGV[3])
+      return {'joined', record}
+    end
   end
 end
 local now = tonumber(ARGV[4])
