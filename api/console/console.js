@@ -182,11 +182,21 @@
     }
   }
 
+  // Only the fields that differ from the stored source are sent as overrides: a test of the
+  // source as stored is the one its history records (and a changed destination must retype secrets).
+  function overrides(stored, configuration) {
+    const changed = {};
+    for (const [key, value] of Object.entries(configuration)) {
+      if (JSON.stringify(value) !== JSON.stringify(stored ? stored[key] : undefined)) changed[key] = value;
+    }
+    return Object.keys(changed).length ? { configuration: changed } : {};
+  }
+
   async function runTest() {
     const configuration = readForm();
     if (configuration === null) return;
     const body = state.source
-      ? { source_id: state.source.id, configuration }
+      ? { source_id: state.source.id, ...overrides(state.source.configuration, configuration) }
       : { source_definition_id: $("definition").value, configuration };
     const controller = new AbortController();
     state.abort = controller;
@@ -264,7 +274,8 @@
     const list = $("source-list");
     list.replaceChildren();
     for (const source of state.sources || []) {
-      const last = state.lastResults[source.id];
+      // This tab's own result is the freshest; else the source's history (last_test).
+      const last = state.lastResults[source.id] || source.last_test;
       const button = document.createElement("button");
       button.type = "button";
       button.className = "source" + (state.source && state.source.id === source.id ? " current" : "");
@@ -277,7 +288,7 @@
       kind.textContent = source.source_definition_id;
       const result = document.createElement("span");
       result.className = "source-result " + (last ? last.status : "untested");
-      result.textContent = last ? (last.type ? `${last.status}: ${last.type}` : last.status) : "not tested here";
+      result.textContent = last ? (last.type ? `${last.status}: ${last.type}` : last.status) : "not tested yet";
       button.append(name, kind, result);
       button.addEventListener("click", () => openSource(source).catch(showError));
       const item = document.createElement("li");

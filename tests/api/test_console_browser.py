@@ -7,6 +7,7 @@ Screenshots go to .pytest-output/console/ (git-ignored); docs/console.png is one
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -200,6 +201,17 @@ def test_a_stored_source_is_saved_listed_opened_and_tested_with_its_password_unc
     assert saved["configuration"]["schema_name"] == "locked" and saved["configuration"]["password"] == "**********"
     assert _test_and_wait(browser).startswith("failed")  # reader has no USAGE on "locked"
     assert _field(browser, "schema_name").get_attribute("aria-invalid") == "true"
+
+    # A new session (this tab's results forgotten) lists the source with its last result, from its history.
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        with stack.client() as client:
+            last = client.get(stack.url(f"/sources/{source_id}")).json()["last_test"]
+        if last and last["status"] == "failed":
+            break
+        time.sleep(0.2)
+    _signed_in(browser, stack)
+    assert _source_button(browser, source_id).text.endswith(f"failed: {last['type']}")
 
 
 def test_the_event_parser_reads_events_however_the_stream_is_cut(browser: WebDriver, stack: Stack) -> None:
