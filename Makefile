@@ -18,11 +18,13 @@ install: $(BIN)/sourcecheck
 run: install
 	$(BIN)/sourcecheck run
 
-# Test servers from registries that are not Python packages (npm): installed once, never at test time.
-AZURITE_VERSION = 3.35.0
+# Test servers from registries that are not Python packages (npm): installed once, never at test time,
+# exactly as .ci/azurite/package-lock.json pins them (a fresh resolution may pick a release the registry
+# does not serve yet).
 AZURITE = .ci/node/node_modules/azurite/package.json
-$(AZURITE):
-	mkdir -p .ci/node && npm install --prefix .ci/node --no-audit --no-fund --loglevel=error azurite@$(AZURITE_VERSION)
+$(AZURITE): .ci/azurite/package.json .ci/azurite/package-lock.json
+	rm -rf .ci/node && mkdir -p .ci/node && cp .ci/azurite/package.json .ci/azurite/package-lock.json .ci/node/
+	npm ci --prefix .ci/node --no-audit --no-fund --loglevel=error
 
 test: install $(AZURITE)
 	$(BIN)/pytest

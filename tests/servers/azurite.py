@@ -1,6 +1,7 @@
 """Fixture ``azurite``: a real Azure Blob Storage emulator (Azurite, from npm) that checks signatures.
 
-Azurite (``npm install azurite``, pinned in ``.ci/run``, installed under ``.ci/node``) verifies
+Azurite (3.35.0 and its dependencies pinned by ``.ci/azurite/package-lock.json``, installed
+under ``.ci/node`` by ``make test``) verifies
 Shared Key signatures and SAS signatures, expiries and permissions the way Azure does, and
 answers Azure's error codes (``AuthenticationFailed``, ``ContainerNotFound``,
 ``AuthorizationPermissionMismatch``...). Strict mode (no ``--loose``): it refuses headers and
@@ -111,7 +112,7 @@ def _die_with_parent() -> None:
 @pytest.fixture(scope="session")
 def azurite() -> Iterator[AzuriteServer]:
     if not AZURITE.exists():
-        pytest.fail(f"Azurite is missing ({AZURITE}): run the npm install line of .ci/run", pytrace=False)
+        pytest.fail(f"Azurite is missing ({AZURITE}): run `make test` (it installs .ci/azurite's lock)", pytrace=False)
     key = base64.b64encode(secrets.token_bytes(64)).decode()
     workdir = Path(tempfile.mkdtemp(prefix="sourcecheck-azurite-"))
     port = _free_port()
