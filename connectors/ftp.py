@@ -547,7 +547,7 @@ async def _transfer(
             if retr:
                 raise _Refused(code, text)
             raise _unexpected(config.host, f"the end of {verb}", code, text)
-    elif retr:  # the check's last command: the session ends, nothing to wait for
+    elif retr:  # no command follows, so the abort's answers need not be read
         await control.send("ABOR")
     else:
         await _abort(probe, control)

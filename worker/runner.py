@@ -395,11 +395,7 @@ class ProbeRunner:
             probe.hard_deadline = min(probe.hard_deadline, now + self._grace)
             child = next((c for c in self._children if probe.id in c.inflight), None)
         if child is not None:
-            try:
-                with child.send_lock:
-                    child.conn.send((CANCEL, probe.id))
-            except (OSError, ValueError):
-                self._lose(child, "its pipe broke")
+            self._send(child, (CANCEL, probe.id))
         return True
 
     def watch(self, job_id: str) -> bool:
@@ -417,11 +413,7 @@ class ProbeRunner:
             probe.watched = True
             child = next((c for c in self._children if probe.id in c.inflight), None)
         if child is not None:
-            try:
-                with child.send_lock:
-                    child.conn.send((WATCH, probe.id))
-            except (OSError, ValueError):
-                self._lose(child, "its pipe broke")
+            self._send(child, (WATCH, probe.id))
         return True
 
     def running_jobs(self) -> list[str]:
@@ -503,9 +495,13 @@ class ProbeRunner:
             # A child still starting (a replacement) gets probes only when no started one is left.
             child = min([c for c in live if c.ready] or live, key=lambda c: len(c.inflight))
             child.inflight[probe.id] = probe
+        self._send(child, (probe.id, probe.definition, probe.token, remaining, probe.context, probe.watched))
+
+    def _send(self, child: _Child, message: tuple[Any, ...]) -> None:
+        """One message down ``child``'s pipe; a broken pipe loses the child (its probes go elsewhere)."""
         try:
             with child.send_lock:
-                child.conn.send((probe.id, probe.definition, probe.token, remaining, probe.context, probe.watched))
+                child.conn.send(message)
         except (OSError, ValueError):
             self._lose(child, "its pipe broke")
 

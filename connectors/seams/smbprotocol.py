@@ -126,8 +126,7 @@ class PinnedConnection(Connection):  # type: ignore[misc]  # smbprotocol has no 
 
     def __init__(self, transport: BoundedTransport, ip: str, port: int) -> None:
         self.bounded = transport
-        # Signing always: an unsigned session is open to tampering and relaying (and Samba refuses
-        # its tree connects over SMB 3.1.1), and a guest session, which cannot sign, then fails.
+        # Signing always: an unsigned session can be tampered with or relayed.
         super().__init__(uuid.uuid4(), ip, port, require_signing=True)
 
     @property
