@@ -468,8 +468,17 @@ class ProbeRunner:
         child_end.close()
         child = _Child(process=process, conn=parent_end)
         with self._lock:
-            self._children.append(child)
-            self._lock.notify_all()
+            closed = self._closed
+            if not closed:
+                self._children.append(child)
+                self._lock.notify_all()
+        if closed:  # a replacement that finished starting after close(): nobody else would ever stop it
+            parent_end.close()
+            process.join(timeout=2)
+            if process.is_alive():
+                process.kill()
+            process.join(timeout=5)
+            return
         threading.Thread(target=self._read, args=(child,), name=f"probe-reader-{process.pid}", daemon=True).start()
 
     def _dispatch(self, probe: _Probe) -> None:

@@ -6,6 +6,7 @@ Real child processes run real (misbehaving) connectors from tests/plugins/faulty
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
 import sys
@@ -213,6 +214,21 @@ def test_a_cancelled_probe_that_ignores_it_has_its_child_replaced_and_ends_cance
     assert result.failure.type == "cancelled"
     assert time.monotonic() - sent < 0.5 + 1.0  # grace + the watchdog's reaction
     assert pid not in runner.pids()
+
+
+def test_closing_while_a_lost_child_is_being_replaced_leaves_no_probe_process_behind() -> None:
+    # A replacement that finished starting after close() used to stay, its pipe open and SIGTERM
+    # ignored: the interpreter's exit then waited for it for ever.
+    closing = ProbeRunner([KEY], processes=1, grace=0.5)
+    assert closing.wait_ready(timeout=60)
+    (pid,) = closing.pids()
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while pid in closing.pids() and time.monotonic() < deadline:
+        pass  # close as soon as the loss is seen: the replacement is then being started
+    closing.close()
+    time.sleep(3)  # long enough for the replacement to finish starting
+    assert [p.name for p in multiprocessing.active_children() if p.name == "sourcecheck-probes"] == []
 
 
 def test_a_watched_probe_sends_its_events_in_order_before_its_result(runner: ProbeRunner) -> None:
